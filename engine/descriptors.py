@@ -1,0 +1,110 @@
+"""Block descriptors for K-Means: colour and texture of each r x r block, computed exactly.
+
+Per block (and its ``context`` ring of neighbouring blocks) we take integer sums of values, squared values
+and valid-pixel counts. Integer sums are exact, so a block's descriptor does not depend on how the raster
+was cut into windows. From them: the mean colour, converted to CIELAB for 3-band input, and the standard
+deviation of each band as texture (measured on the Dubai tiles: see bench/README.md).
+"""
+
+import numpy as np
+
+TEXTURE_WEIGHT = 0.5
+# Inputs are integers in units of 1/QUANT of the 0..255 range (8-bit data: QUANT = 1).
+_SRGB_TO_XYZ = np.array(
+    [[0.4124564, 0.3575761, 0.1804375], [0.2126729, 0.7151522, 0.0721750], [0.0193339, 0.1191920, 0.9503041]]
+)
+_WHITE_D65 = np.array([0.95047, 1.0, 1.08883])
+
+
+def feature_names(band_count):
+    if band_count == 3:
+        return ["L", "a", "b", "std_r", "std_g", "std_b"]
+    return [f"mean_{i + 1}" for i in range(band_count)] + [f"std_{i + 1}" for i in range(band_count)]
+
+
+def _block_total(plane, block, rows, cols):
+    """Sum of each block of a (rows*block, cols*block) plane: rows first (contiguous adds), then columns."""
+    total = plane[0::block].astype(np.int64 if plane.dtype.itemsize >= 4 else np.uint32)
+    for offset in range(1, block):
+        total += plane[offset::block]
+    return total.reshape(rows, cols, block).sum(axis=-1, dtype=np.int64)
+
+
+def block_sums(values, valid, block):
+    """Integer sums over r x r blocks: (sum, sum of squares) per band and valid count.
+
+    ``values``: integer array (bands, h, w) with values <= 4080; ``valid``: bool (h, w) or None. Partial
+    blocks at the right and bottom edges are summed over the pixels they have.
+    """
+    bands, height, width = values.shape
+    rows, cols = -(-height // block), -(-width // block)
+    pad_h, pad_w = rows * block - height, cols * block - width
+    if valid is None and (pad_h or pad_w):
+        valid = np.ones((height, width), bool)
+    if pad_h or pad_w:
+        values = np.pad(values, ((0, 0), (0, pad_h), (0, pad_w)))
+        valid = np.pad(valid, ((0, pad_h), (0, pad_w)))
+    small = values.dtype == np.uint8
+    sums = np.empty((bands, rows, cols), np.int64)
+    squares = np.empty((bands, rows, cols), np.int64)
+    for index in range(bands):
+        band = values[index]
+        if valid is not None:
+            band = band * valid
+        sums[index] = _block_total(band, block, rows, cols)
+        # 8-bit squares fit uint16; squares of values <= 4080 fit int32.
+        band = band.astype(np.uint16 if small else np.int32)
+        band *= band
+        squares[index] = _block_total(band, block, rows, cols)
+    if valid is None:
+        counts = np.full((rows, cols), block * block, np.int64)
+    else:
+        counts = _block_total(valid.view(np.uint8), block, rows, cols)
+    return sums, squares, counts
+
+
+def ring_sum(grid, context):
+    """Sum of each cell and its ``context`` ring of neighbours (missing neighbours count as zero)."""
+    if context == 0:
+        return grid
+    *lead, rows, cols = grid.shape
+    padded = np.zeros((*lead, rows + 2 * context, cols + 2 * context), grid.dtype)
+    padded[..., context : context + rows, context : context + cols] = grid
+    total = np.zeros_like(grid)
+    for dy in range(2 * context + 1):
+        for dx in range(2 * context + 1):
+            total += padded[..., dy : dy + rows, dx : dx + cols]
+    return total
+
+
+def srgb_to_lab(rgb):
+    """CIELAB (D65) of sRGB values in 0..1, channels first."""
+    linear = np.where(rgb > 0.04045, ((rgb + 0.055) / 1.055) ** 2.4, rgb / 12.92)
+    # Written out per element rather than as a matrix product: BLAS may round a pixel differently
+    # depending on where it sits in the array, and tiled runs must equal untiled runs bit for bit.
+    m = _SRGB_TO_XYZ
+    xyz = np.stack([(m[i, 0] * linear[0] + m[i, 1] * linear[1] + m[i, 2] * linear[2]) / _WHITE_D65[i] for i in range(3)])
+    f = np.where(xyz > 216 / 24389, np.cbrt(xyz), (24389 / 27 * xyz + 16) / 116)
+    return np.stack([116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2])])
+
+
+def block_descriptors(values, valid, block, context=1, quant=1, texture_weight=TEXTURE_WEIGHT):
+    """Descriptors (rows, cols, C) float32 and block validity (rows, cols) for one window.
+
+    ``values`` holds the window grown by ``context`` blocks where the raster has them; the caller crops
+    the halo blocks away. A block is valid when it has at least one valid pixel of its own.
+    """
+    sums, squares, counts = block_sums(values, valid, block)
+    block_valid = counts > 0
+    sums, squares, counts = ring_sum(sums, context), ring_sum(squares, context), ring_sum(counts, context)
+    safe = np.maximum(counts, 1).astype(np.float64)
+    mean = sums / safe / quant
+    variance = np.maximum(squares / safe / (quant * quant) - mean * mean, 0.0)
+    std = np.sqrt(variance) * (100.0 / 255.0) * texture_weight
+    if values.shape[0] == 3:
+        colour = srgb_to_lab(mean / 255.0)
+    else:
+        colour = mean * (100.0 / 255.0)
+    features = np.concatenate([colour, std]).astype(np.float32)
+    features[:, ~block_valid] = np.nan
+    return np.moveaxis(features, 0, -1), block_valid

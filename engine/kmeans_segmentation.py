@@ -1,0 +1,219 @@
+"""Streaming K-Means segmentation of a raster of any size with bounded memory and exact results.
+
+Pass 1 reads the input once, window by window, and writes the block descriptors (a Float32 raster on the
+block grid) while keeping a seeded sample spread over the whole raster. The centres are fitted on that
+sample (or taken from a reference label raster). Pass 2 reads the descriptors back, assigns every block
+to its nearest centre and writes the labels on the input's pixel grid.
+"""
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+
+import numpy as np
+from osgeo import gdal
+
+from . import kmeans
+from .descriptors import block_descriptors, feature_names
+from .errors import InputError
+from .labels import MAX_SEGMENTS, NODATA, finish_label_raster, label_type, read_reference, write_metadata
+from .progress import Progress
+from .raster_io import AtomicRaster, check_destination, open_input, robust_range, scaled_geotransform
+from .sampling import BlockSample
+from .windows import plan_windows
+
+QUANT = 16  # non-8-bit input is scaled to 0..255 in steps of 1/QUANT, kept as integers
+BYTES_PER_PIXEL = 24  # working memory per window pixel in pass 1 (input, int32 copies, padding, masks)
+FEATURE_OPTIONS = ["TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256", "BIGTIFF=IF_SAFER"]
+DESCRIPTOR = "lab_mean_std"
+
+
+@dataclass
+class KMeansResult:
+    output: str
+    features: str | None
+    centres: np.ndarray
+    valid_blocks: int
+    windows: int
+
+
+def _validate(raster, segments, block):
+    if not 2 <= segments <= MAX_SEGMENTS:
+        raise InputError(f"SEGMENTS must be between 2 and {MAX_SEGMENTS}; got {segments}.")
+    if block < 1:
+        raise InputError(f"BLOCK_SIZE must be at least 1 pixel; got {block}.")
+    if block > min(raster.width, raster.height):
+        raise InputError(
+            f"BLOCK_SIZE {block} px is larger than the raster ({raster.width} x {raster.height} px). "
+            f"Choose a BLOCK_SIZE of at most {min(raster.width, raster.height)}."
+        )
+
+
+def _quantiser(raster):
+    """Function turning raw pixels into integers on the 0..255 scale (times QUANT unless 8-bit)."""
+    if raster.data_type == gdal.GDT_Byte:
+        return (lambda pixels: pixels), 1, None
+    ranges = robust_range(raster)
+    lo = np.array([r[0] for r in ranges])[:, None, None]
+    scale = np.array([255.0 * QUANT / (r[1] - r[0]) for r in ranges])[:, None, None]
+
+    def quantise(pixels):
+        scaled = np.nan_to_num((pixels.astype(np.float64) - lo) * scale, nan=0.0)
+        return np.clip(np.rint(scaled), 0, 255 * QUANT).astype(np.int32)
+
+    return quantise, QUANT, ranges
+
+
+def segment_kmeans(
+    input_path,
+    output_path,
+    segments=8,
+    block=4,
+    seed=0,
+    bands=None,
+    features_path=None,
+    memory_mb=256,
+    reference_path=None,
+    context=1,
+    sample_size=50_000,
+    progress=None,
+):
+    """Segment ``input_path`` into ``segments`` kinds of region; write labels (and optionally features)."""
+    progress = progress or Progress()
+    raster = open_input(input_path, bands)
+    _validate(raster, segments, block)
+    check_destination(output_path, input_path)
+    if features_path:
+        check_destination(features_path, input_path, output_path)
+    reference = read_reference(reference_path) if reference_path else None
+    channels = len(feature_names(len(raster.bands)))
+    if reference is not None:
+        _check_reference(reference, reference_path, channels, block)
+        segments = int(reference["k"])
+
+    progress.plan([("Measuring the raster", 1), ("Describing blocks", 55), ("Fitting centres", 5),
+                   ("Assigning segments", 39)])
+    progress.start("Measuring the raster")
+    quantise, quant, ranges = _quantiser(raster)
+    max_pixels = memory_mb * 2**20 // BYTES_PER_PIXEL
+    windows = plan_windows(raster.width, raster.height, max_pixels, step=block, row_step=raster.block_height)
+    grid_w, grid_h = -(-raster.width // block), -(-raster.height // block)
+    progress.log(f"{raster.width} x {raster.height} px, {len(windows)} windows, block grid {grid_w} x {grid_h}")
+
+    scratch = None
+    if not features_path:
+        scratch = tempfile.mkdtemp(prefix="segmenter-")
+    feature_target = features_path or os.path.join(scratch, "features.tif")
+    try:
+        with AtomicRaster(
+            feature_target, grid_w, grid_h, channels, gdal.GDT_Float32,
+            scaled_geotransform(raster.geotransform, block), raster.projection, FEATURE_OPTIONS,
+        ) as features:
+            progress.start("Describing blocks")
+            sample, valid_blocks = _describe(raster, windows, block, context, quantise, quant, features,
+                                             sample_size, seed, progress)
+            if valid_blocks == 0:
+                raise InputError(
+                    f"The raster '{input_path}' has no valid pixels in BANDS {raster.bands} (all nodata or "
+                    f"transparent). Choose another raster or other bands."
+                )
+            if valid_blocks < segments:
+                raise InputError(
+                    f"Only {valid_blocks} valid blocks for {segments} segments. Choose fewer SEGMENTS or a "
+                    f"smaller BLOCK_SIZE."
+                )
+            progress.start("Fitting centres")
+            if reference is not None:
+                centres = reference["centres"]
+            else:
+                centres = kmeans.order_by_brightness(kmeans.fit(sample, segments, seed=seed))
+            progress.update(1.0)
+            feature_meta = dict(kind=DESCRIPTOR, names=feature_names(len(raster.bands)), stride=block,
+                                context=context, bands=raster.bands, input_ranges=ranges)
+            for index, name in enumerate(feature_meta["names"], start=1):
+                features.band(index).SetDescription(name)
+                features.band(index).SetNoDataValue(float("nan"))
+            write_metadata(features.dataset, **feature_meta)
+            features.release_cache()
+
+            with AtomicRaster(
+                output_path, raster.width, raster.height, 1, label_type(segments),
+                raster.geotransform, raster.projection,
+            ) as labels:
+                progress.start("Assigning segments")
+                _assign(raster, windows, block, features.dataset, centres, labels, progress)
+                finish_label_raster(labels, segments, dict(
+                    method="kmeans", seed=seed, centres=centres.tolist(), features=feature_meta,
+                    reference=os.path.basename(reference_path) if reference_path else None,
+                ))
+            if features_path:
+                features.commit()
+            else:
+                features.abort()
+    finally:
+        raster.dataset = None
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return KMeansResult(output_path, features_path, centres, valid_blocks, len(windows))
+
+
+def _check_reference(reference, path, channels, block):
+    centres = reference["centres"]
+    features = reference.get("features") or {}
+    if centres.ndim != 2 or centres.shape[1] != channels or features.get("kind") != DESCRIPTOR:
+        raise InputError(
+            f"The reference '{path}' was made with other features ({features.get('kind')}, "
+            f"{centres.shape[-1]} channels); this run has {channels} {DESCRIPTOR} channels. Use the same BANDS "
+            f"count and method as the reference."
+        )
+    if features.get("stride") != block:
+        raise InputError(
+            f"The reference '{path}' used BLOCK_SIZE {features.get('stride')}; this run uses {block}. "
+            f"Use the same BLOCK_SIZE."
+        )
+
+
+def _describe(raster, windows, block, context, quantise, quant, features, sample_size, seed, progress):
+    sample = BlockSample(sample_size, seed)
+    grid_w = -(-raster.width // block)
+    valid_blocks = 0
+    for number, window in enumerate(windows):
+        grown = window.grown(context * block, raster.width, raster.height)
+        pixels = raster.read(grown.xoff, grown.yoff, grown.width, grown.height)
+        valid = raster.read_valid(grown.xoff, grown.yoff, grown.width, grown.height, pixels)
+        descriptors, block_valid = block_descriptors(quantise(pixels), valid, block, context, quant)
+        top, left = (window.yoff - grown.yoff) // block, (window.xoff - grown.xoff) // block
+        rows, cols = -(-window.height // block), -(-window.width // block)
+        descriptors = descriptors[top : top + rows, left : left + cols]
+        block_valid = block_valid[top : top + rows, left : left + cols]
+        for channel in range(descriptors.shape[-1]):
+            features.write(descriptors[..., channel], window.xoff // block, window.yoff // block, channel + 1)
+        row_index, col_index = np.nonzero(block_valid)
+        linear = (row_index + window.yoff // block).astype(np.int64) * grid_w + col_index + window.xoff // block
+        sample.offer(linear, descriptors[row_index, col_index])
+        valid_blocks += len(linear)
+        raster.release_cache()
+        features.release_cache()
+        progress.update((number + 1) / len(windows), f"Describing blocks ({number + 1}/{len(windows)} windows)")
+    return sample.vectors, valid_blocks
+
+
+def _assign(raster, windows, block, features, centres, labels, progress):
+    for number, window in enumerate(windows):
+        rows, cols = -(-window.height // block), -(-window.width // block)
+        descriptors = features.ReadAsArray(window.xoff // block, window.yoff // block, cols, rows)
+        descriptors = descriptors.reshape(-1, rows * cols).T
+        valid = ~np.isnan(descriptors[:, 0])
+        grid = np.zeros(rows * cols, np.uint8 if len(centres) <= 255 else np.uint16)
+        grid[valid] = kmeans.assign(descriptors[valid], centres) + 1
+        grid = grid.reshape(rows, cols)
+        pixels = np.repeat(np.repeat(grid, block, axis=0), block, axis=1)[: window.height, : window.width]
+        if raster.has_mask:
+            pixel_valid = raster.read_valid(window.xoff, window.yoff, window.width, window.height)
+            if pixel_valid is not None:
+                pixels = np.where(pixel_valid, pixels, NODATA).astype(pixels.dtype)
+        labels.write(pixels, window.xoff, window.yoff)
+        raster.release_cache()
+        labels.release_cache()
+        progress.update((number + 1) / len(windows), f"Assigning segments ({number + 1}/{len(windows)} windows)")

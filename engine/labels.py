@@ -1,0 +1,118 @@
+"""The label-raster contract: ids 1..K, 0 = nodata, metadata, colour table and a QGIS ``.qml`` sidecar."""
+
+import json
+import os
+from xml.sax.saxutils import quoteattr
+
+import numpy as np
+from osgeo import gdal
+
+from . import VERSION
+from .errors import InputError
+from .palette import qualitative
+from .raster_io import open_raster
+
+NODATA = 0
+MAX_SEGMENTS = 254
+PREFIX = "SEGMENTER_"
+
+
+def label_type(segments):
+    return gdal.GDT_Byte if segments <= MAX_SEGMENTS else gdal.GDT_UInt16
+
+
+def segment_names(segments):
+    return [f"Segment {index}" for index in range(1, segments + 1)]
+
+
+def style_label_band(band, segments, colours=None, names=None):
+    """Nodata 0, a colour table and category names on a label band."""
+    colours = colours or qualitative(segments)
+    names = names or segment_names(segments)
+    band.SetNoDataValue(NODATA)
+    table = gdal.ColorTable()
+    table.SetColorEntry(0, (0, 0, 0, 0))
+    for index, colour in enumerate(colours, start=1):
+        table.SetColorEntry(index, (*colour, 255))
+    band.SetRasterColorTable(table)
+    band.SetRasterColorInterpretation(gdal.GCI_PaletteIndex)
+    band.SetCategoryNames(["nodata", *names])
+
+
+def write_metadata(dataset, **values):
+    """Store values (JSON-encoded) as SEGMENTER_* metadata items of the dataset."""
+    dataset.SetMetadata(
+        {**dataset.GetMetadata(), **{PREFIX + key.upper(): json.dumps(value) for key, value in values.items()}}
+    )
+
+
+def read_metadata(dataset):
+    """The SEGMENTER_* metadata of a dataset as a dict with lower-case keys."""
+    result = {}
+    for key, value in (dataset.GetMetadata() or {}).items():
+        if key.startswith(PREFIX):
+            try:
+                result[key[len(PREFIX) :].lower()] = json.loads(value)
+            except ValueError:
+                result[key[len(PREFIX) :].lower()] = value
+    return result
+
+
+def read_reference(path):
+    """Centres and descriptor settings from a label raster written earlier, for consistent ids across rasters."""
+    dataset = open_raster(path, purpose="reference label raster")
+    meta = read_metadata(dataset)
+    if "centres" not in meta:
+        raise InputError(
+            f"The reference '{path}' has no segment centres in its metadata. Choose a label raster written by "
+            f"Map Segmenter."
+        )
+    meta["centres"] = np.asarray(meta["centres"], np.float64)
+    return meta
+
+
+def write_qml(raster_path, segments, colours=None, names=None):
+    """A ``.qml`` sidecar (paletted renderer, one entry per segment) that QGIS loads with the raster."""
+    colours = colours or qualitative(segments)
+    names = names or segment_names(segments)
+    entries = "\n".join(
+        f'        <paletteEntry value="{index}" color="#{r:02x}{g:02x}{b:02x}" alpha="255" label={quoteattr(name)}/>'
+        for index, ((r, g, b), name) in enumerate(zip(colours, names), start=1)
+    )
+    qml = f"""<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>
+<qgis version="3.22.0" styleCategories="AllStyleCategories">
+  <pipe>
+    <rasterrenderer type="paletted" band="1" opacity="1" alphaBand="-1" nodataColor="">
+      <rasterTransparency/>
+      <minMaxOrigin>
+        <limits>None</limits>
+        <extent>WholeRaster</extent>
+        <statAccuracy>Estimated</statAccuracy>
+        <cumulativeCutLower>0.02</cumulativeCutLower>
+        <cumulativeCutUpper>0.98</cumulativeCutUpper>
+        <stdDevFactor>2</stdDevFactor>
+      </minMaxOrigin>
+      <colorPalette>
+{entries}
+      </colorPalette>
+    </rasterrenderer>
+    <brightnesscontrast brightness="0" contrast="0" gamma="1"/>
+    <huesaturation saturation="0" colorizeOn="0" grayscaleMode="0"/>
+    <rasterresampler maxOversampling="2"/>
+  </pipe>
+  <blendMode>0</blendMode>
+</qgis>
+"""
+    path = os.path.splitext(raster_path)[0] + ".qml"
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(qml)
+    return path
+
+
+def finish_label_raster(output, segments, metadata, colours=None, names=None):
+    """Style, tag and commit an ``AtomicRaster`` of labels, then write its ``.qml``."""
+    style_label_band(output.band(1), segments, colours, names)
+    write_metadata(output.dataset, k=segments, version=VERSION, **metadata)
+    path = output.commit()
+    write_qml(path, segments, colours, names)
+    return path

@@ -1,0 +1,27 @@
+"""Colours for segment ids: a qualitative palette with many distinct colours, extended by hue rotation."""
+
+import colorsys
+
+# Kelly's colours of maximum contrast (minus white and black), then a few more distinct ones.
+QUALITATIVE = [
+    "#f3c300", "#875692", "#f38400", "#a1caf1", "#be0032", "#c2b280", "#848482", "#008856",
+    "#e68fac", "#0067a5", "#f99379", "#604e97", "#f6a600", "#b3446c", "#dcd300", "#882d17",
+    "#8db600", "#654522", "#e25822", "#2b3d26", "#1f77b4", "#17becf", "#bcbd22", "#9467bd",
+]
+
+
+def _hex_to_rgb(colour):
+    return tuple(int(colour[i : i + 2], 16) for i in (1, 3, 5))
+
+
+def qualitative(count):
+    """``count`` RGB tuples; the first 24 from the fixed palette, then golden-angle hues."""
+    colours = [_hex_to_rgb(colour) for colour in QUALITATIVE[:count]]
+    index = 0
+    while len(colours) < count:
+        hue = (index * 0.618033988749895) % 1.0
+        value = 0.95 if index % 2 == 0 else 0.7
+        r, g, b = colorsys.hsv_to_rgb(hue, 0.75, value)
+        colours.append((round(r * 255), round(g * 255), round(b * 255)))
+        index += 1
+    return colours

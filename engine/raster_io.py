@@ -1,0 +1,234 @@
+"""Windowed GDAL reading and writing: input validation, band choice, validity masks, atomic outputs."""
+
+import os
+import uuid
+from dataclasses import dataclass, field
+
+import numpy as np
+from osgeo import gdal
+
+from .errors import InputError, OutputError
+
+gdal.UseExceptions()
+
+GTIFF_OPTIONS = ["TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256", "COMPRESS=DEFLATE", "ZLEVEL=1", "BIGTIFF=IF_SAFER"]
+FLOAT_TYPES = (gdal.GDT_Float32, gdal.GDT_Float64)
+
+
+def open_raster(path, purpose="input raster"):
+    """Open a raster read-only, turning GDAL's failure into a message the user can act on."""
+    if not path or not os.path.exists(path):
+        raise InputError(f"The {purpose} '{path}' does not exist. Choose an existing raster file.")
+    try:
+        dataset = gdal.Open(path, gdal.GA_ReadOnly)
+    except RuntimeError as error:
+        raise InputError(
+            f"GDAL cannot read the {purpose} '{path}' ({error}). Check that it is a complete, uncorrupted raster."
+        ) from None
+    if dataset is None or dataset.RasterCount == 0:
+        raise InputError(f"The {purpose} '{path}' has no raster bands. Choose a raster file.")
+    return dataset
+
+
+@dataclass
+class InputRaster:
+    """An opened input raster with the bands to segment and how to tell valid pixels."""
+
+    path: str
+    dataset: gdal.Dataset
+    bands: list
+    width: int
+    height: int
+    data_type: int
+    block_height: int
+    _mask_bands: list = field(default_factory=list)
+
+    @property
+    def geotransform(self):
+        return self.dataset.GetGeoTransform(can_return_null=True)
+
+    @property
+    def projection(self):
+        return self.dataset.GetProjection()
+
+    @property
+    def has_mask(self):
+        return bool(self._mask_bands) or self.data_type in FLOAT_TYPES
+
+    def read(self, xoff, yoff, width, height):
+        """Pixels of the chosen bands as (bands, height, width)."""
+        data = self.dataset.ReadAsArray(xoff, yoff, width, height, band_list=self.bands)
+        return data.reshape(len(self.bands), height, width)
+
+    def read_valid(self, xoff, yoff, width, height, pixels=None):
+        """Boolean validity (nodata, alpha = 0 and NaN are invalid); None when every pixel is valid."""
+        valid = None
+        for mask_band in self._mask_bands:
+            band_valid = mask_band.ReadAsArray(xoff, yoff, width, height) > 0
+            valid = band_valid if valid is None else valid & band_valid
+        if self.data_type in FLOAT_TYPES:
+            if pixels is None:
+                pixels = self.read(xoff, yoff, width, height)
+            finite = np.isfinite(pixels).all(axis=0)
+            valid = finite if valid is None else valid & finite
+        return valid
+
+    def release_cache(self):
+        """Drop GDAL's cached blocks so memory follows the window, not the raster size."""
+        self.dataset.FlushCache()
+
+
+def open_input(path, bands=None):
+    """Open the raster to segment and choose its bands.
+
+    Default bands: the first three bands that are not alpha. An alpha band is a validity mask, never a colour.
+    """
+    dataset = open_raster(path)
+    count = dataset.RasterCount
+    alpha = [
+        index
+        for index in range(1, count + 1)
+        if dataset.GetRasterBand(index).GetColorInterpretation() == gdal.GCI_AlphaBand
+    ]
+    colour = [index for index in range(1, count + 1) if index not in alpha]
+    if bands:
+        bands = [int(band) for band in bands]
+        bad = [band for band in bands if band < 1 or band > count]
+        if bad:
+            raise InputError(
+                f"BANDS {bad} out of range: the raster has {count} band{'s' if count != 1 else ''} (1..{count})."
+            )
+    else:
+        if len(colour) < 3:
+            noun = "band" if len(colour) == 1 else "bands"
+            raise InputError(
+                f"The raster has {len(colour)} colour {noun}; the default needs 3. Choose the bands to segment "
+                f"with BANDS (for example BANDS=1 for a grey-scale raster)."
+            )
+        bands = colour[:3]
+    first = dataset.GetRasterBand(bands[0])
+    data_type = first.DataType
+    if any(dataset.GetRasterBand(band).DataType != data_type for band in bands):
+        data_type = gdal.GDT_Float32 if any(
+            dataset.GetRasterBand(band).DataType in FLOAT_TYPES for band in bands
+        ) else gdal.GDT_UInt16
+    masks = []
+    per_dataset_seen = False
+    for band in bands:
+        raster_band = dataset.GetRasterBand(band)
+        flags = raster_band.GetMaskFlags()
+        if flags & gdal.GMF_ALL_VALID:
+            continue
+        if flags & gdal.GMF_PER_DATASET:
+            if per_dataset_seen:
+                continue
+            per_dataset_seen = True
+        masks.append(raster_band.GetMaskBand())
+    _, block_height = first.GetBlockSize()
+    return InputRaster(
+        path=path,
+        dataset=dataset,
+        bands=bands,
+        width=dataset.RasterXSize,
+        height=dataset.RasterYSize,
+        data_type=data_type,
+        block_height=block_height,
+        _mask_bands=masks,
+    )
+
+
+def robust_range(raster, low=1.0, high=99.0, max_side=1024):
+    """Per-band (lo, hi) percentiles of valid pixels from a decimated read; bounded memory for any size."""
+    scale = min(1.0, max_side / max(raster.width, raster.height))
+    buf_w, buf_h = max(1, round(raster.width * scale)), max(1, round(raster.height * scale))
+    data = raster.dataset.ReadAsArray(
+        0, 0, raster.width, raster.height, buf_xsize=buf_w, buf_ysize=buf_h, band_list=raster.bands
+    ).reshape(len(raster.bands), buf_h, buf_w).astype(np.float64)
+    valid = np.isfinite(data).all(axis=0)
+    for mask_band in raster._mask_bands:
+        valid &= mask_band.ReadAsArray(0, 0, raster.width, raster.height, buf_xsize=buf_w, buf_ysize=buf_h) > 0
+    if not valid.any():
+        raise InputError(f"The raster '{raster.path}' has no valid pixels (everything is nodata or transparent).")
+    ranges = []
+    for band in data:
+        lo, hi = np.percentile(band[valid], [low, high])
+        if hi <= lo:
+            hi = lo + 1.0
+        ranges.append((float(lo), float(hi)))
+    return ranges
+
+
+def check_destination(path, *inputs):
+    """Refuse a destination we cannot or must not write, before any work is done."""
+    if not path:
+        raise OutputError("No output file was given. Choose where to save the result.")
+    directory = os.path.dirname(os.path.abspath(path)) or "."
+    if not os.path.isdir(directory):
+        raise OutputError(f"The output folder '{directory}' does not exist. Choose an existing folder.")
+    if not os.access(directory, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        raise OutputError(f"Cannot write '{path}': permission denied. Choose a folder you can write to.")
+    target = os.path.realpath(path)
+    for source in inputs:
+        if source and os.path.realpath(source) == target:
+            raise OutputError(f"The output '{path}' is also an input. Choose a different output file.")
+
+
+class AtomicRaster:
+    """A GeoTIFF written under a temporary name beside the destination and renamed on success.
+
+    A failed or cancelled run leaves the destination untouched: no half-written file, and an existing file
+    is only replaced once the new one is complete.
+    """
+
+    def __init__(self, path, width, height, bands, data_type, geotransform=None, projection=None, options=None):
+        self.path = path
+        directory = os.path.dirname(os.path.abspath(path))
+        self.temp_path = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex[:8]}.partial.tif")
+        driver = gdal.GetDriverByName("GTiff")
+        try:
+            self.dataset = driver.Create(
+                self.temp_path, width, height, bands, data_type, options or GTIFF_OPTIONS
+            )
+        except RuntimeError as error:
+            raise OutputError(f"Cannot create '{path}' ({error}). Choose a folder you can write to.") from None
+        if geotransform is not None:
+            self.dataset.SetGeoTransform(geotransform)
+        if projection:
+            self.dataset.SetProjection(projection)
+
+    def band(self, index=1):
+        return self.dataset.GetRasterBand(index)
+
+    def write(self, array, xoff, yoff, band=1):
+        self.dataset.GetRasterBand(band).WriteArray(array, xoff, yoff)
+
+    def release_cache(self):
+        self.dataset.FlushCache()
+
+    def commit(self):
+        self.dataset.FlushCache()
+        self.dataset = None
+        os.replace(self.temp_path, self.path)
+        return self.path
+
+    def abort(self):
+        self.dataset = None
+        for leftover in (self.temp_path, self.temp_path + ".aux.xml"):
+            if os.path.exists(leftover):
+                os.remove(leftover)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, value, traceback):
+        if kind is not None:
+            self.abort()
+        return False
+
+
+def scaled_geotransform(geotransform, factor):
+    """Geotransform of a grid whose cells are ``factor`` input pixels wide."""
+    if geotransform is None:
+        return None
+    x0, dx, rx, y0, ry, dy = geotransform
+    return (x0, dx * factor, rx * factor, y0, ry * factor, dy * factor)
