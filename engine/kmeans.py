@@ -29,16 +29,9 @@ def kmeans_plus_plus(points, k, rng):
     return centres
 
 
-def fit(points, k, seed=0, iterations=50, tolerance=1e-6):
-    """Fit ``k`` centres to ``points`` (n, C). Deterministic for a given seed and point order."""
-    points = np.asarray(points, np.float64)
-    if points.shape[0] < k:
-        raise InputError(
-            f"Only {points.shape[0]} valid blocks for {k} segments. Choose fewer SEGMENTS or a smaller BLOCK_SIZE."
-        )
-    rng = np.random.default_rng(seed)
-    centres = kmeans_plus_plus(points, k, rng)
-    labels = None
+def lloyd(points, centres, iterations=50, tolerance=1e-6):
+    """Lloyd iterations from ``centres``; returns (centres, inertia)."""
+    k = len(centres)
     for _ in range(iterations):
         labels = _squared_distances(points, centres).argmin(axis=1)
         counts = np.bincount(labels, minlength=k)
@@ -50,7 +43,28 @@ def fit(points, k, seed=0, iterations=50, tolerance=1e-6):
         centres = updated
         if shift <= tolerance:
             break
-    return centres
+    inertia = _squared_distances(points, centres).min(axis=1).sum()
+    return centres, inertia
+
+
+def fit(points, k, seed=0, restarts=4, iterations=50, tolerance=1e-6):
+    """Fit ``k`` centres to ``points`` (n, C): the best of ``restarts`` k-means++ starts (lowest inertia).
+
+    Deterministic for a given seed and point order. Several starts guard against the poor local optima a
+    single start falls into (e.g. one cluster taking a colour's blocks and their mixed neighbours).
+    """
+    points = np.asarray(points, np.float64)
+    if points.shape[0] < k:
+        raise InputError(
+            f"Only {points.shape[0]} valid blocks for {k} segments. Choose fewer SEGMENTS or a smaller BLOCK_SIZE."
+        )
+    rng = np.random.default_rng(seed)
+    best, best_inertia = None, np.inf
+    for _ in range(restarts):
+        centres, inertia = lloyd(points, kmeans_plus_plus(points, k, rng), iterations, tolerance)
+        if inertia < best_inertia:
+            best, best_inertia = centres, inertia
+    return best
 
 
 def order_by_brightness(centres):

@@ -9,13 +9,14 @@ to its nearest centre and writes the labels on the input's pixel grid.
 import os
 import shutil
 import tempfile
+from functools import partial
 from dataclasses import dataclass
 
 import numpy as np
 from osgeo import gdal
 
 from . import kmeans
-from .descriptors import block_descriptors, feature_names
+from .descriptors import TEXTURE_WEIGHT, block_descriptors, feature_names
 from .errors import InputError
 from .labels import MAX_SEGMENTS, NODATA, finish_label_raster, label_type, read_reference, write_metadata
 from .progress import Progress
@@ -76,6 +77,7 @@ def segment_kmeans(
     memory_mb=256,
     reference_path=None,
     context=1,
+    texture_weight=TEXTURE_WEIGHT,
     sample_size=50_000,
     progress=None,
 ):
@@ -111,7 +113,9 @@ def segment_kmeans(
             scaled_geotransform(raster.geotransform, block), raster.projection, FEATURE_OPTIONS,
         ) as features:
             progress.start("Describing blocks")
-            sample, valid_blocks = _describe(raster, windows, block, context, quantise, quant, features,
+            describe = partial(block_descriptors, block=block, context=context, quant=quant,
+                               texture_weight=texture_weight)
+            sample, valid_blocks = _describe(raster, windows, block, context, quantise, describe, features,
                                              sample_size, seed, progress)
             if valid_blocks == 0:
                 raise InputError(
@@ -130,7 +134,7 @@ def segment_kmeans(
                 centres = kmeans.order_by_brightness(kmeans.fit(sample, segments, seed=seed))
             progress.update(1.0)
             feature_meta = dict(kind=DESCRIPTOR, names=feature_names(len(raster.bands)), stride=block,
-                                context=context, bands=raster.bands, input_ranges=ranges)
+                                context=context, texture_weight=texture_weight, bands=raster.bands, input_ranges=ranges)
             for index, name in enumerate(feature_meta["names"], start=1):
                 features.band(index).SetDescription(name)
                 features.band(index).SetNoDataValue(float("nan"))
@@ -174,7 +178,7 @@ def _check_reference(reference, path, channels, block):
         )
 
 
-def _describe(raster, windows, block, context, quantise, quant, features, sample_size, seed, progress):
+def _describe(raster, windows, block, context, quantise, describe, features, sample_size, seed, progress):
     sample = BlockSample(sample_size, seed)
     grid_w = -(-raster.width // block)
     valid_blocks = 0
@@ -182,7 +186,7 @@ def _describe(raster, windows, block, context, quantise, quant, features, sample
         grown = window.grown(context * block, raster.width, raster.height)
         pixels = raster.read(grown.xoff, grown.yoff, grown.width, grown.height)
         valid = raster.read_valid(grown.xoff, grown.yoff, grown.width, grown.height, pixels)
-        descriptors, block_valid = block_descriptors(quantise(pixels), valid, block, context, quant)
+        descriptors, block_valid = describe(quantise(pixels), valid)
         top, left = (window.yoff - grown.yoff) // block, (window.xoff - grown.xoff) // block
         rows, cols = -(-window.height // block), -(-window.width // block)
         descriptors = descriptors[top : top + rows, left : left + cols]

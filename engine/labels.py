@@ -25,10 +25,10 @@ def segment_names(segments):
     return [f"Segment {index}" for index in range(1, segments + 1)]
 
 
-def style_label_band(band, segments, colours=None, names=None):
-    """Nodata 0, a colour table and category names on a label band."""
+def style_label_band(band, segments, colours=None):
+    """Nodata 0 and a colour table on a label band (names go to metadata and the .qml: GeoTIFF cannot hold
+    category names without an .aux.xml sidecar)."""
     colours = colours or qualitative(segments)
-    names = names or segment_names(segments)
     band.SetNoDataValue(NODATA)
     table = gdal.ColorTable()
     table.SetColorEntry(0, (0, 0, 0, 0))
@@ -36,7 +36,6 @@ def style_label_band(band, segments, colours=None, names=None):
         table.SetColorEntry(index, (*colour, 255))
     band.SetRasterColorTable(table)
     band.SetRasterColorInterpretation(gdal.GCI_PaletteIndex)
-    band.SetCategoryNames(["nodata", *names])
 
 
 def write_metadata(dataset, **values):
@@ -111,8 +110,9 @@ def write_qml(raster_path, segments, colours=None, names=None):
 
 def finish_label_raster(output, segments, metadata, colours=None, names=None):
     """Style, tag and commit an ``AtomicRaster`` of labels, then write its ``.qml``."""
-    style_label_band(output.band(1), segments, colours, names)
-    write_metadata(output.dataset, k=segments, version=VERSION, **metadata)
+    names = names or segment_names(segments)
+    style_label_band(output.band(1), segments, colours)
+    write_metadata(output.dataset, k=segments, names=names, version=VERSION, **metadata)
     path = output.commit()
     write_qml(path, segments, colours, names)
     return path

@@ -1,0 +1,56 @@
+"""What every Map Segmenter algorithm shares: engine calls with progress, cancel and readable errors."""
+
+from qgis.core import QgsProcessingAlgorithm, QgsProcessingException, QgsProcessingParameterDefinition
+
+from ..engine.errors import SegmenterError
+from ..engine.progress import Progress
+
+
+class SegmenterAlgorithm(QgsProcessingAlgorithm):
+    """Thin base: subclasses declare parameters and pass them to one engine function."""
+
+    GROUP = ("segmentation", "Segmentation")
+
+    def createInstance(self):  # noqa: N802 - QGIS API
+        return type(self)()
+
+    def group(self):
+        return self.GROUP[1]
+
+    def groupId(self):  # noqa: N802 - QGIS API
+        return self.GROUP[0]
+
+    def helpUrl(self):  # noqa: N802 - QGIS API
+        return "https://github.com/map-segmenter/map-segmenter#readme"
+
+    @staticmethod
+    def advanced(parameter):
+        parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        return parameter
+
+    def raster_path(self, parameters, name, context, required=True):
+        """File path of a raster parameter; GDAL (not QGIS) then says precisely what is wrong with it."""
+        layer = self.parameterAsRasterLayer(parameters, name, context)
+        if layer is not None:
+            if layer.providerType() != "gdal":
+                raise QgsProcessingException(
+                    f"{name}: layer '{layer.name()}' is not a file GDAL can read ({layer.providerType()}). "
+                    f"Save it as a GeoTIFF first (Raster > Conversion > Translate)."
+                )
+            return layer.source().split("|")[0]
+        value = self.parameterAsString(parameters, name, context)
+        if not value and required:
+            raise QgsProcessingException(f"{name}: no raster given.")
+        return value or None
+
+    @staticmethod
+    def run_engine(function, feedback, **arguments):
+        progress = Progress(
+            report=lambda fraction, message: (feedback.setProgress(100.0 * fraction), feedback.setProgressText(message)),
+            is_cancelled=feedback.isCanceled,
+            log=feedback.pushInfo,
+        )
+        try:
+            return function(progress=progress, **arguments)
+        except SegmenterError as error:
+            raise QgsProcessingException(str(error)) from None

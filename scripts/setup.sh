@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Set up a fresh Debian machine for Map Segmenter: QGIS/GDAL from apt, a venv for Python packages,
+# and the plugin made visible to QGIS and qgis_process. Safe to run again; does only what is missing.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+need_apt=0
+for command in qgis_process.bin gdal_translate; do command -v "$command" >/dev/null || need_apt=1; done
+/usr/bin/python3 -c "import qgis.core, osgeo.gdal" 2>/dev/null || need_apt=1
+if [ "$need_apt" = 1 ]; then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  echo "Installing QGIS and GDAL from apt..."
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq qgis python3-qgis qgis-providers python3-gdal \
+    gdal-bin python3-venv >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  /usr/bin/python3 -m venv --system-site-packages .venv
+fi
+# numpy < 2: Debian's GDAL and QGIS are built against numpy 1.x.
+.venv/bin/python -m pip install -q --disable-pip-version-check "numpy>=1.24,<2" pytest pytest-qgis ruff \
+  "scipy>=1.10" "scikit-image>=0.22" onnxruntime onnx "ml_dtypes<0.6" ${EXTRA_PIP:-}
+
+# QGIS finds plugins by folder name: expose this checkout as .build/plugins/map_segmenter.
+mkdir -p .build/plugins
+ln -sfn "$ROOT" .build/plugins/map_segmenter
+export QGIS_PLUGINPATH="$ROOT/.build/plugins" QGIS_CUSTOM_CONFIG_PATH="$ROOT/.build/qgis-profile" QT_QPA_PLATFORM=offscreen
+qgis_process.bin plugins enable map_segmenter >/dev/null 2>&1 || true

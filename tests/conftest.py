@@ -1,0 +1,27 @@
+"""Shared test set-up: the plugin importable as ``map_segmenter``, headless QGIS, real sample rasters."""
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PLUGINS = ROOT / ".build" / "plugins"
+PLUGINS.mkdir(parents=True, exist_ok=True)
+if not (PLUGINS / "map_segmenter").exists():
+    (PLUGINS / "map_segmenter").symlink_to(ROOT, target_is_directory=True)
+sys.path.insert(0, str(PLUGINS))
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("QGIS_PLUGINPATH", str(PLUGINS))
+os.environ.setdefault("QGIS_CUSTOM_CONFIG_PATH", str(ROOT / ".build" / "qgis-profile"))
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from helpers import KAMPALA, crop_real  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def kampala_crop(tmp_path_factory):
+    """A real 517 x 389 px crop of the Kampala mosaic: sizes that are multiples of nothing useful."""
+    return crop_real(KAMPALA, tmp_path_factory.mktemp("real") / "kampala_crop.tif", 517, 389, 1201, 803)

@@ -1,0 +1,52 @@
+"""Helpers shared by the tests: real sample rasters and small GeoTIFF writers."""
+
+from pathlib import Path
+
+import numpy as np
+from osgeo import gdal, osr
+
+ROOT = Path(__file__).resolve().parents[1]
+
+DATA = ROOT / "data"
+KAMPALA = DATA / "kampala_oam" / "kampala_oam_z21_mosaic.tif"
+SWISS = DATA / "georef" / "swissimage_zurich_detectree_1091-322_00.tif"
+NAIP = DATA / "georef" / "naip_m_4709963_se_14_1_20190904_5m_RGBN.tif"
+DUBAI_IMAGES = DATA / "dubai_hitl" / "images"
+
+
+def write_raster(path, array, geotransform=(500000.0, 0.5, 0.0, 5200000.0, 0.0, -0.5), epsg=32633,
+                 nodata=None, alpha_band=None, options=("TILED=YES", "BLOCKXSIZE=64", "BLOCKYSIZE=64")):
+    """Write (bands, h, w) ``array`` as a GeoTIFF with a real CRS; returns the path as str."""
+    array = np.asarray(array)
+    if array.ndim == 2:
+        array = array[None]
+    types = {np.uint8: gdal.GDT_Byte, np.uint16: gdal.GDT_UInt16, np.int16: gdal.GDT_Int16,
+             np.float32: gdal.GDT_Float32, np.float64: gdal.GDT_Float64}
+    data_type = types[array.dtype.type]
+    dataset = gdal.GetDriverByName("GTiff").Create(str(path), array.shape[2], array.shape[1], array.shape[0],
+                                                   data_type, list(options))
+    if geotransform is not None:
+        dataset.SetGeoTransform(geotransform)
+        srs = osr.SpatialReference()
+        srs.ImportFromEPSG(epsg)
+        dataset.SetProjection(srs.ExportToWkt())
+    for index in range(array.shape[0]):
+        band = dataset.GetRasterBand(index + 1)
+        band.WriteArray(array[index])
+        if nodata is not None:
+            band.SetNoDataValue(nodata)
+        if alpha_band == index + 1:
+            band.SetColorInterpretation(gdal.GCI_AlphaBand)
+    dataset = None
+    return str(path)
+
+
+def read_array(path, band=None):
+    dataset = gdal.Open(str(path))
+    return dataset.ReadAsArray() if band is None else dataset.GetRasterBand(band).ReadAsArray()
+
+
+def crop_real(path, out_path, width, height, xoff=0, yoff=0):
+    """A crop of a real raster written as plain GeoTIFF (keeps georeferencing)."""
+    gdal.Translate(str(out_path), str(path), srcWin=[xoff, yoff, width, height], creationOptions=["TILED=NO"])
+    return str(out_path)
