@@ -83,7 +83,9 @@ def srgb_to_lab(rgb):
     # Written out per element rather than as a matrix product: BLAS may round a pixel differently
     # depending on where it sits in the array, and tiled runs must equal untiled runs bit for bit.
     m = _SRGB_TO_XYZ
-    xyz = np.stack([(m[i, 0] * linear[0] + m[i, 1] * linear[1] + m[i, 2] * linear[2]) / _WHITE_D65[i] for i in range(3)])
+    xyz = np.stack(
+        [(m[i, 0] * linear[0] + m[i, 1] * linear[1] + m[i, 2] * linear[2]) / _WHITE_D65[i] for i in range(3)]
+    )
     f = np.where(xyz > 216 / 24389, np.cbrt(xyz), (24389 / 27 * xyz + 16) / 116)
     return np.stack([116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2])])
 

@@ -9,8 +9,8 @@ to its nearest centre and writes the labels on the input's pixel grid.
 import os
 import shutil
 import tempfile
-from functools import partial
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 from osgeo import gdal
