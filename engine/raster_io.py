@@ -1,6 +1,7 @@
 """Windowed GDAL reading and writing: input validation, band choice, validity masks, atomic outputs."""
 
 import os
+import tempfile
 import uuid
 from dataclasses import dataclass, field
 
@@ -165,8 +166,15 @@ def check_destination(path, *inputs):
     directory = os.path.dirname(os.path.abspath(path)) or "."
     if not os.path.isdir(directory):
         raise OutputError(f"The output folder '{directory}' does not exist. Choose an existing folder.")
-    if not os.access(directory, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+    if os.path.exists(path) and not os.access(path, os.W_OK):
         raise OutputError(f"Cannot write '{path}': permission denied. Choose a folder you can write to.")
+    try:  # the only sure test (read-only file systems, ACLs, root on special folders) is to try
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as error:
+        raise OutputError(
+            f"Cannot write '{path}': {error.strerror.lower()}. Choose a folder you can write to."
+        ) from None
     target = os.path.realpath(path)
     for source in inputs:
         if source and os.path.realpath(source) == target:

@@ -5,8 +5,6 @@ import os
 from qgis.core import QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
-from ..algorithms.kmeans import KMeansAlgorithm
-
 ICON = os.path.join(os.path.dirname(os.path.dirname(__file__)), "icon.svg")
 
 
@@ -27,8 +25,17 @@ class SegmenterProvider(QgsProcessingProvider):
         return ICON
 
     def loadAlgorithms(self):  # noqa: N802 - QGIS API
-        for algorithm in (KMeansAlgorithm(),):
+        for algorithm in _algorithms():
             self.addAlgorithm(algorithm)
 
     def supportedOutputRasterLayerExtensions(self):  # noqa: N802 - QGIS API
         return ["tif"]
+
+
+def _algorithms():
+    # One import per line; imported here so plugin start-up stays cheap until Processing asks.
+    from ..algorithms.kmeans import KMeansAlgorithm
+
+    return [
+        KMeansAlgorithm(),
+    ]
