@@ -64,28 +64,32 @@ def block_sums(values, valid, block):
 
 
 def ring_sum(grid, context):
-    """Sum of each cell and its ``context`` ring of neighbours (missing neighbours count as zero)."""
+    """Sum of each cell and its ``context`` ring of neighbours (missing neighbours count as zero).
+
+    Separable (rows, then columns) on integers, so exact."""
     if context == 0:
         return grid
     *lead, rows, cols = grid.shape
     padded = np.zeros((*lead, rows + 2 * context, cols + 2 * context), grid.dtype)
     padded[..., context : context + rows, context : context + cols] = grid
-    total = np.zeros_like(grid)
-    for dy in range(2 * context + 1):
-        for dx in range(2 * context + 1):
-            total += padded[..., dy : dy + rows, dx : dx + cols]
+    across = padded[..., :, 0:cols].copy()
+    for dx in range(1, 2 * context + 1):
+        across += padded[..., :, dx : dx + cols]
+    total = across[..., 0:rows, :].copy()
+    for dy in range(1, 2 * context + 1):
+        total += across[..., dy : dy + rows, :]
     return total
 
 
 def srgb_to_lab(rgb):
     """CIELAB (D65) of sRGB values in 0..1, channels first."""
-    linear = np.where(rgb > 0.04045, ((rgb + 0.055) / 1.055) ** 2.4, rgb / 12.92)
+    linear = np.where(rgb > 0.04045, ((rgb + np.float32(0.055)) / np.float32(1.055)) ** np.float32(2.4), rgb / 12.92)
+    linear = linear.astype(rgb.dtype)
     # Written out per element rather than as a matrix product: BLAS may round a pixel differently
     # depending on where it sits in the array, and tiled runs must equal untiled runs bit for bit.
     m = _SRGB_TO_XYZ
-    xyz = np.stack(
-        [(m[i, 0] * linear[0] + m[i, 1] * linear[1] + m[i, 2] * linear[2]) / _WHITE_D65[i] for i in range(3)]
-    )
+    m = (m / _WHITE_D65[:, None]).astype(rgb.dtype)
+    xyz = np.stack([m[i, 0] * linear[0] + m[i, 1] * linear[1] + m[i, 2] * linear[2] for i in range(3)])
     f = np.where(xyz > 216 / 24389, np.cbrt(xyz), (24389 / 27 * xyz + 16) / 116)
     return np.stack([116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2])])
 
@@ -104,7 +108,7 @@ def block_descriptors(values, valid, block, context=1, quant=1, texture_weight=T
     variance = np.maximum(squares / safe / (quant * quant) - mean * mean, 0.0)
     std = np.sqrt(variance) * (100.0 / 255.0) * texture_weight
     if values.shape[0] == 3:
-        colour = srgb_to_lab(mean / 255.0)
+        colour = srgb_to_lab((mean / 255.0).astype(np.float32))
     else:
         colour = mean * (100.0 / 255.0)
     features = np.concatenate([colour, std]).astype(np.float32)

@@ -5,11 +5,14 @@ import numpy as np
 from .errors import InputError
 
 
-def _squared_distances(points, centres):
+def _squared_distances(points, centres, point_norms=None):
     """(n, k) squared distances for the fit (one fixed sample, so a matrix product is reproducible)."""
-    distances = (points * points).sum(axis=1)[:, None] - 2.0 * points @ centres.T
+    if point_norms is None:
+        point_norms = (points * points).sum(axis=1)
+    distances = points @ (-2.0 * centres.T)
+    distances += point_norms[:, None]
     distances += (centres * centres).sum(axis=1)[None, :]
-    return np.maximum(distances, 0.0)
+    return np.maximum(distances, 0.0, out=distances)
 
 
 def kmeans_plus_plus(points, k, rng):
@@ -29,29 +32,32 @@ def kmeans_plus_plus(points, k, rng):
     return centres
 
 
-def lloyd(points, centres, iterations=50, tolerance=1e-6):
-    """Lloyd iterations from ``centres``; returns (centres, inertia)."""
+def lloyd(points, centres, iterations=100):
+    """Lloyd iterations from ``centres`` until no point changes cluster; returns (centres, inertia)."""
     k = len(centres)
+    norms = (points * points).sum(axis=1)
+    labels = None
     for _ in range(iterations):
-        labels = _squared_distances(points, centres).argmin(axis=1)
-        counts = np.bincount(labels, minlength=k)
-        sums = np.stack([np.bincount(labels, points[:, c], minlength=k) for c in range(points.shape[1])], axis=1)
-        updated = centres.copy()
-        filled = counts > 0
-        updated[filled] = sums[filled] / counts[filled, None]
-        shift = np.abs(updated - centres).max()
-        centres = updated
-        if shift <= tolerance:
+        updated_labels = _squared_distances(points, centres, norms).argmin(axis=1)
+        if labels is not None and np.array_equal(updated_labels, labels):
             break
-    inertia = _squared_distances(points, centres).min(axis=1).sum()
+        labels = updated_labels
+        counts = np.bincount(labels, minlength=k)
+        filled = counts > 0
+        sums = np.stack([np.bincount(labels, points[:, c], minlength=k) for c in range(points.shape[1])], axis=1)
+        centres = centres.copy()
+        centres[filled] = sums[filled] / counts[filled, None]
+    inertia = _squared_distances(points, centres, norms).min(axis=1).sum()
     return centres, inertia
 
 
-def fit(points, k, seed=0, restarts=4, iterations=50, tolerance=1e-6):
-    """Fit ``k`` centres to ``points`` (n, C): the best of ``restarts`` k-means++ starts (lowest inertia).
+def fit(points, k, seed=0, restarts=4, iterations=100, trial_size=10_000):
+    """Fit ``k`` centres to ``points`` (n, C), deterministic for a given seed and point order.
 
-    Deterministic for a given seed and point order. Several starts guard against the poor local optima a
-    single start falls into (e.g. one cluster taking a colour's blocks and their mixed neighbours).
+    Several k-means++ starts guard against the poor local optima one start falls into (e.g. a cluster
+    taking one colour's blocks and their mixed neighbours). The starts compete on the first
+    ``trial_size`` points (a random subset when the points come in random order, as samples do); the
+    winner is then refined on all points.
     """
     points = np.asarray(points, np.float64)
     if points.shape[0] < k:
@@ -59,11 +65,14 @@ def fit(points, k, seed=0, restarts=4, iterations=50, tolerance=1e-6):
             f"Only {points.shape[0]} valid blocks for {k} segments. Choose fewer SEGMENTS or a smaller BLOCK_SIZE."
         )
     rng = np.random.default_rng(seed)
+    trial = points[:trial_size]
     best, best_inertia = None, np.inf
     for _ in range(restarts):
-        centres, inertia = lloyd(points, kmeans_plus_plus(points, k, rng), iterations, tolerance)
+        centres, inertia = lloyd(trial, kmeans_plus_plus(trial, k, rng), iterations)
         if inertia < best_inertia:
             best, best_inertia = centres, inertia
+    if len(points) > len(trial):
+        best, _ = lloyd(points, best, iterations)
     return best
 
 
@@ -78,13 +87,14 @@ def assign(features, centres):
 
     Element-wise in a fixed order, so a block gets the same id whatever window it is assigned in.
     """
-    columns = [np.ascontiguousarray(features[:, channel], np.float64) for channel in range(features.shape[1])]
-    best = np.full(features.shape[0], np.inf)
-    nearest = np.zeros(features.shape[0], np.intp)
-    for index, centre in enumerate(centres):
-        distance = np.zeros(features.shape[0])
+    columns = [np.ascontiguousarray(features[:, channel], np.float32) for channel in range(features.shape[1])]
+    best = np.full(features.shape[0], np.inf, np.float32)
+    nearest = np.zeros(features.shape[0], np.uint8 if len(centres) <= 256 else np.uint16)
+    difference = np.empty(features.shape[0], np.float32)
+    for index, centre in enumerate(centres.astype(np.float32)):
+        distance = np.zeros(features.shape[0], np.float32)
         for column, value in zip(columns, centre):
-            difference = column - value
+            np.subtract(column, value, out=difference)
             difference *= difference
             distance += difference
         closer = distance < best

@@ -6,6 +6,7 @@ import numpy as np
 from osgeo import gdal, osr
 
 ROOT = Path(__file__).resolve().parents[1]
+PLUGINS = ROOT / ".build" / "plugins"
 
 DATA = ROOT / "data"
 KAMPALA = DATA / "kampala_oam" / "kampala_oam_z21_mosaic.tif"

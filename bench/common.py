@@ -1,0 +1,82 @@
+"""Benchmark plumbing: real-content test rasters of a given size, and subprocess timing with peak RSS."""
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from osgeo import gdal
+
+gdal.UseExceptions()
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "bench" / "out"
+PLUGINS = ROOT / ".build" / "plugins"
+KAMPALA = ROOT / "data" / "kampala_oam" / "kampala_oam_z21_mosaic.tif"
+
+
+def mosaic(megapixels, source=KAMPALA, name="kampala"):
+    """An uncompressed, tiled RGB GeoTIFF of about ``megapixels`` MPix made of copies of a real image.
+
+    Copies alternate in orientation so neighbouring tiles do not repeat edge to edge. Cached in bench/out.
+    """
+    OUT.mkdir(parents=True, exist_ok=True)
+    side = int(round((megapixels * 1e6) ** 0.5))
+    path = OUT / f"{name}_{megapixels:g}mp.tif"
+    if path.exists():
+        return path
+    src = gdal.Open(str(source))
+    width, height = src.RasterXSize, src.RasterYSize
+    flipped = OUT / f"{name}_flipped.tif"
+    if not flipped.exists():
+        data = src.ReadAsArray()[:, ::-1, ::-1].copy()
+        out = gdal.GetDriverByName("GTiff").CreateCopy(str(flipped), src, options=["TILED=YES"])
+        for band in range(3):
+            out.GetRasterBand(band + 1).WriteArray(data[band])
+        out = None
+    sources = []
+    for row in range(-(-side // height)):
+        for col in range(-(-side // width)):
+            tile = str(source if (row + col) % 2 == 0 else flipped)
+            sources.append((tile, col * width, row * height))
+    vrt_path = OUT / f"{name}_{megapixels:g}mp.vrt"
+    gt = src.GetGeoTransform()
+    parts = [f'<VRTDataset rasterXSize="{side}" rasterYSize="{side}">',
+             f"<SRS>{src.GetProjection()}</SRS>", f"<GeoTransform>{', '.join(map(str, gt))}</GeoTransform>"]
+    for band in range(1, 4):
+        parts.append(f'<VRTRasterBand dataType="Byte" band="{band}">')
+        for tile, x, y in sources:
+            w, h = min(width, side - x), min(height, side - y)
+            parts.append(
+                f"<SimpleSource><SourceFilename>{tile}</SourceFilename><SourceBand>{band}</SourceBand>"
+                f'<SrcRect xOff="0" yOff="0" xSize="{w}" ySize="{h}"/><DstRect xOff="{x}" yOff="{y}" '
+                f'xSize="{w}" ySize="{h}"/></SimpleSource>'
+            )
+        parts.append("</VRTRasterBand>")
+    parts.append("</VRTDataset>")
+    vrt_path.write_text("\n".join(parts))
+    gdal.Translate(str(path), str(vrt_path), creationOptions=["TILED=YES", "BIGTIFF=IF_SAFER"])
+    return path
+
+
+def measure(command, env=None):
+    """(wall seconds, peak RSS in MB) of one run of ``command`` in a child process."""
+    start = time.perf_counter()
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - start
+    if status != 0:
+        raise RuntimeError(f"{command} failed: {process.stderr.read().decode()[-2000:]}")
+    return wall, usage.ru_maxrss / 1024
+
+
+def median_of(command, repeats, env=None):
+    runs = [measure(command, env) for _ in range(repeats)]
+    return statistics.median(w for w, _ in runs), max(r for _, r in runs)
+
+
+def engine_command(code):
+    """A command running ``code`` in this Python with the plugin importable as map_segmenter."""
+    return [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(PLUGINS)!r}); {code}"]

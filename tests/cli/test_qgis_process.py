@@ -1,0 +1,61 @@
+"""The plugin as users reach it from the shell: ``qgis_process`` in a subprocess (QGIS loads the plugin itself)."""
+
+import json
+import os
+import subprocess
+
+import numpy as np
+import pytest
+from helpers import PLUGINS, ROOT, read_array
+
+from map_segmenter.engine.kmeans_segmentation import segment_kmeans
+
+QGIS_PROCESS = "qgis_process.bin"
+
+
+def qgis_process(*arguments, check=True):
+    env = dict(os.environ, QGIS_PLUGINPATH=str(PLUGINS), QT_QPA_PLATFORM="offscreen",
+               QGIS_CUSTOM_CONFIG_PATH=str(ROOT / ".build" / "qgis-profile"))
+    completed = subprocess.run([QGIS_PROCESS, *arguments], capture_output=True, text=True, env=env, timeout=600)
+    if check and completed.returncode != 0:
+        raise AssertionError(f"qgis_process {arguments} failed:\n{completed.stdout}\n{completed.stderr}")
+    return completed
+
+
+@pytest.fixture(scope="module", autouse=True)
+def plugin_enabled():
+    qgis_process("plugins", "enable", "map_segmenter")
+
+
+def test_list_shows_the_provider_and_kmeans():
+    listing = qgis_process("list").stdout
+    assert "Map Segmenter" in listing
+    assert "segmenter:kmeans\tK-Means segmentation" in listing
+
+
+def test_help_documents_every_parameter():
+    text = qgis_process("help", "segmenter:kmeans").stdout
+    for name in ("INPUT", "BANDS", "SEGMENTS", "BLOCK_SIZE", "SEED", "REFERENCE", "MEMORY_MB", "OUTPUT", "FEATURES"):
+        assert f"{name}:" in text
+    assert "ids 1..K ordered from dark to light" in text
+    assert "<b>" not in text
+
+
+def test_run_writes_the_same_labels_as_the_engine(tmp_path, kampala_crop):
+    out = tmp_path / "cli.tif"
+    completed = qgis_process("run", "segmenter:kmeans", "--json", "--", f"INPUT={kampala_crop}", "SEGMENTS=5",
+                             "BLOCK_SIZE=8", "SEED=1", f"OUTPUT={out}")
+    results = json.loads(completed.stdout)["results"]
+    assert results["OUTPUT"] == str(out) and results["SEGMENTS"] == 5
+    segment_kmeans(kampala_crop, str(tmp_path / "engine.tif"), segments=5, block=8, seed=1)
+    assert np.array_equal(read_array(out), read_array(tmp_path / "engine.tif"))
+    assert (tmp_path / "cli.qml").exists()
+
+
+def test_run_reports_bad_input_and_fails(tmp_path, kampala_crop):
+    out = tmp_path / "bad.tif"
+    completed = qgis_process("run", "segmenter:kmeans", "--", f"INPUT={kampala_crop}", "BLOCK_SIZE=1000",
+                             f"OUTPUT={out}", check=False)
+    assert completed.returncode != 0
+    assert "BLOCK_SIZE 1000 px is larger than the raster" in completed.stdout + completed.stderr
+    assert not out.exists()
