@@ -16,10 +16,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from xml.sax.saxutils import escape
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-OUT = HERE / "out"
+OUT = HERE / "out" / "knn"
 MOSAIC = ROOT / "data" / "kampala_oam" / "kampala_oam_z21_mosaic.tif"
 sys.path.insert(0, str(ROOT / ".build" / "plugins"))
 
@@ -34,9 +35,7 @@ def tiled_vrt(path, side):
     width, height, bands = source.RasterXSize, source.RasterYSize, source.RasterCount
     x0, dx, _, y0, _, dy = source.GetGeoTransform()
     lines = [f'<VRTDataset rasterXSize="{side}" rasterYSize="{side}">',
-             f"  <SRS>{gdal.escape_string(source.GetProjection(), gdal.CPLES_XML).decode()}</SRS>"
-             if isinstance(gdal.escape_string(source.GetProjection(), gdal.CPLES_XML), bytes)
-             else f"  <SRS>{gdal.escape_string(source.GetProjection(), gdal.CPLES_XML)}</SRS>",
+             f"  <SRS>{escape(source.GetProjection())}</SRS>",
              f"  <GeoTransform>{x0}, {dx}, 0, {y0}, 0, {dy}</GeoTransform>"]
     for band in range(1, bands + 1):
         lines.append(f'  <VRTRasterBand dataType="Byte" band="{band}">')
@@ -63,7 +62,7 @@ def prepare(mpix):
     from map_segmenter.engine.kmeans_segmentation import segment_kmeans
 
     side = int(round(math.sqrt(mpix * 1e6)))
-    OUT.mkdir(exist_ok=True)
+    OUT.mkdir(parents=True, exist_ok=True)
     image = OUT / f"kampala_{side}.tif"
     labels = OUT / f"kampala_{side}_labels.tif"
     features = OUT / f"kampala_{side}_features.tif"

@@ -9,7 +9,8 @@ deviation of each band as texture (measured on the Dubai tiles: see bench/README
 import numpy as np
 
 TEXTURE_WEIGHT = 0.5
-# Inputs are integers in units of 1/QUANT of the 0..255 range (8-bit data: QUANT = 1).
+# Inputs are integers in units of 1/QUANT of the 0..255 range (8-bit data are used as they are).
+QUANT = 16
 _SRGB_TO_XYZ = np.array(
     [[0.4124564, 0.3575761, 0.1804375], [0.2126729, 0.7151522, 0.0721750], [0.0193339, 0.1191920, 0.9503041]]
 )
@@ -22,18 +23,23 @@ def feature_names(band_count):
     return [f"mean_{i + 1}" for i in range(band_count)] + [f"std_{i + 1}" for i in range(band_count)]
 
 
-def _block_total(plane, block, rows, cols):
-    """Sum of each block of a (rows*block, cols*block) plane: rows first (contiguous adds), then columns."""
-    total = plane[0::block].astype(np.int64 if plane.dtype.itemsize >= 4 else np.uint32)
+def _block_total(plane, block, rows, cols, maximum):
+    """Sum of each block of a (rows*block, cols*block) plane of values <= ``maximum``: strided adds of rows,
+    then of columns (several times faster than a reshape-sum over small axes)."""
+    wide = np.uint32 if block * block * maximum < 2**32 else np.int64
+    total = plane[0::block].astype(wide)
     for offset in range(1, block):
-        total += plane[offset::block]
-    return total.reshape(rows, cols, block).sum(axis=-1, dtype=np.int64)
+        np.add(total, plane[offset::block], out=total, casting="unsafe")  # values are non-negative
+    out = total[:, 0::block].copy()
+    for offset in range(1, block):
+        out += total[:, offset::block]
+    return out.astype(np.int64)
 
 
 def block_sums(values, valid, block):
     """Integer sums over r x r blocks: (sum, sum of squares) per band and valid count.
 
-    ``values``: integer array (bands, h, w) with values <= 4080; ``valid``: bool (h, w) or None. Partial
+    ``values``: integer array (bands, h, w) with values <= 255 * QUANT; ``valid``: bool (h, w) or None. Partial
     blocks at the right and bottom edges are summed over the pixels they have.
     """
     bands, height, width = values.shape
@@ -45,21 +51,22 @@ def block_sums(values, valid, block):
         values = np.pad(values, ((0, 0), (0, pad_h), (0, pad_w)))
         valid = np.pad(valid, ((0, pad_h), (0, pad_w)))
     small = values.dtype == np.uint8
+    top = 255 if small else 255 * QUANT
     sums = np.empty((bands, rows, cols), np.int64)
     squares = np.empty((bands, rows, cols), np.int64)
     for index in range(bands):
         band = values[index]
         if valid is not None:
             band = band * valid
-        sums[index] = _block_total(band, block, rows, cols)
-        # 8-bit squares fit uint16; squares of values <= 4080 fit int32.
+        sums[index] = _block_total(band, block, rows, cols, top)
+        # 8-bit squares fit uint16; squares of values <= 255 * QUANT fit int32.
         band = band.astype(np.uint16 if small else np.int32)
         band *= band
-        squares[index] = _block_total(band, block, rows, cols)
+        squares[index] = _block_total(band, block, rows, cols, top * top)
     if valid is None:
         counts = np.full((rows, cols), block * block, np.int64)
     else:
-        counts = _block_total(valid.view(np.uint8), block, rows, cols)
+        counts = _block_total(valid.view(np.uint8), block, rows, cols, 1)
     return sums, squares, counts
 
 

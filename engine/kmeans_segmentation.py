@@ -16,7 +16,7 @@ import numpy as np
 from osgeo import gdal
 
 from . import kmeans
-from .descriptors import TEXTURE_WEIGHT, block_descriptors, feature_names
+from .descriptors import QUANT, TEXTURE_WEIGHT, block_descriptors, feature_names
 from .errors import InputError
 from .labels import MAX_SEGMENTS, NODATA, finish_label_raster, label_type, read_reference, write_metadata
 from .progress import Progress
@@ -24,7 +24,6 @@ from .raster_io import AtomicRaster, check_destination, open_input, robust_range
 from .sampling import BlockSample
 from .windows import plan_windows
 
-QUANT = 16  # non-8-bit input is scaled to 0..255 in steps of 1/QUANT, kept as integers
 BYTES_PER_PIXEL = 24  # working memory per window pixel in pass 1 (input, int32 copies, padding, masks)
 FEATURE_OPTIONS = ["TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256", "BIGTIFF=IF_SAFER"]
 DESCRIPTOR = "lab_mean_std"

@@ -1,0 +1,1 @@
+"""Offline PyTorch code (training, export to ONNX). Never imported by the plugin."""

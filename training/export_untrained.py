@@ -1,0 +1,269 @@
+"""Export the UNTRAINED stride-4 student embedding network to ONNX (plumbing only: random weights).
+
+    python -m training.export_untrained [--out onnx_models] [--width 64] [--embed-dim 32] [--blocks 3]
+
+Writes ``onnx_models/<name>.onnx`` conforming to engine/model_contract.py and its model card ``<name>.md``.
+The convolution weights are random (seeded); only the BatchNorm running statistics are calibrated, without
+gradients, on patches of the bundled sample imagery so that activations are well scaled. The result lets the
+whole CNN path (tiling, batching, execution providers, clustering) run end to end; its segments are those of
+random texture filters, not of a trained model. The training issue replaces it with a trained network that
+keeps the same architecture and contract.
+
+Architecture (``Student``): two stride-2 3x3 conv stems (3 -> stem -> width channels), ``blocks`` residual
+blocks of two 3x3 convs at stride 4, and a 1x1 head to ``embed_dim``. No normalisation that pools over space
+(GroupNorm, InstanceNorm): an embedding must depend only on the pixels in its receptive field, or tiled
+inference could not equal untiled inference. BatchNorm is folded into the convolutions at export.
+"""
+
+import argparse
+import datetime
+import hashlib
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from osgeo import gdal
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from engine import model_contract  # noqa: E402
+
+INPUT_MEAN = [0.485, 0.456, 0.406]
+INPUT_STD = [0.229, 0.224, 0.225]
+OPSET = 17
+CALIBRATION_IMAGES = [
+    ROOT / "data" / "kampala_oam" / "kampala_oam_z21_mosaic.tif",
+    ROOT / "data" / "georef" / "swissimage_zurich_detectree_1091-322_00.tif",
+    *sorted((ROOT / "data" / "dubai_hitl" / "images").glob("*.jpg"))[::6],
+]
+
+
+def conv_bn(cin, cout, stride=1):
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout))
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, width):
+        super().__init__()
+        self.first = conv_bn(width, width)
+        self.second = conv_bn(width, width)
+
+    def forward(self, x):
+        return torch.relu(x + self.second(torch.relu(self.first(x))))
+
+
+class Student(nn.Module):
+    """Stride-4 embedding network: input [N, 3, H, W] (H, W multiples of 4) -> [N, embed_dim, H/4, W/4]."""
+
+    def __init__(self, stem=32, width=64, embed_dim=32, blocks=3):
+        super().__init__()
+        self.stem = nn.Sequential(conv_bn(3, stem, 2), nn.ReLU(), conv_bn(stem, width, 2), nn.ReLU())
+        self.blocks = nn.Sequential(*[ResidualBlock(width) for _ in range(blocks)])
+        self.head = nn.Conv2d(width, embed_dim, 1)
+
+    def forward(self, rgb):
+        return self.head(self.blocks(self.stem(rgb)))
+
+
+def conv_layers(model):
+    """(kernel, stride, padding) of every convolution on the path from input to output, in order."""
+    return [(m.kernel_size[0], m.stride[0], m.padding[0]) for m in model.modules() if isinstance(m, nn.Conv2d)]
+
+
+def receptive_reach(layers, stride):
+    """How far (px) beyond an output cell's own ``stride`` x ``stride`` pixels an input pixel can change it.
+
+    Output cell o depends on input pixels [stride*o + lo, stride*o + hi]; the reach is max(-lo, hi - stride + 1).
+    The residual skips add no reach beyond their convolutions' (they bypass, never extend, a path).
+    """
+    lo, hi = 0, 0
+    for kernel, step, padding in reversed(layers):
+        lo, hi = step * lo - padding, step * hi - padding + kernel - 1
+    return max(-lo, hi - (stride - 1)), hi - lo + 1
+
+
+def measured_reach(model, stride, size=192):
+    """The reach measured by back-propagating from one output cell: the extent of non-zero input gradient."""
+    model = model.double().eval()
+    rgb = torch.randn(1, 3, size, size, dtype=torch.float64, requires_grad=True)
+    out = model(rgb)
+    cell = out.shape[-1] // 2
+    out[0, :, cell, cell].sum().backward()
+    touched = rgb.grad.abs().sum(dim=(0, 1)) > 0
+    rows = torch.nonzero(touched.any(dim=1)).flatten()
+    model.float()
+    first, last = stride * cell, stride * cell + stride - 1
+    return max(first - int(rows.min()), int(rows.max()) - last)
+
+
+def calibration_patches(count=96, size=256, seed=0):
+    """Random patches (float32, normalised as the runtime does) from the bundled sample imagery."""
+    rng = np.random.default_rng(seed)
+    patches = []
+    for index in range(count):
+        dataset = gdal.Open(str(CALIBRATION_IMAGES[index % len(CALIBRATION_IMAGES)]))
+        x = int(rng.integers(0, dataset.RasterXSize - size + 1))
+        y = int(rng.integers(0, dataset.RasterYSize - size + 1))
+        pixels = dataset.ReadAsArray(x, y, size, size, band_list=[1, 2, 3]).astype(np.float32) / 255.0
+        patches.append((pixels - np.array(INPUT_MEAN, np.float32)[:, None, None])
+                       / np.array(INPUT_STD, np.float32)[:, None, None])
+    return torch.from_numpy(np.stack(patches))
+
+
+@torch.no_grad()
+def calibrate_batchnorm(model, patches, batch=8):
+    """Set BatchNorm running statistics to the exact averages over ``patches`` (no gradient, no training)."""
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.reset_running_stats()
+            module.momentum = None  # cumulative average
+    model.train()
+    for start in range(0, len(patches), batch):
+        model(patches[start : start + batch])
+    model.eval()
+
+
+def flops_per_pixel(model, stride):
+    """Multiply-adds x 2 of every convolution per input pixel (exact for H, W multiples of ``stride``)."""
+    total = 0.0
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            cells = 1.0
+            # every conv before the blocks halves the grid; find this conv's output stride from the model walk
+            cells = 1.0 / module._output_stride**2
+            k = module.kernel_size[0] * module.kernel_size[1]
+            total += 2.0 * module.in_channels // module.groups * k * module.out_channels * cells
+    return total
+
+
+def annotate_output_strides(model):
+    stride = 1
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            stride *= module.stride[0]
+            module._output_stride = stride
+
+
+def export(out_dir, name, stem, width, embed_dim, blocks, tile_size, seed):
+    torch.manual_seed(seed)
+    model = Student(stem, width, embed_dim, blocks)
+    stride = 4
+    calibrate_batchnorm(model, calibration_patches())
+    reach, rf_width = receptive_reach(conv_layers(model), stride)
+    measured = measured_reach(model, stride)
+    if measured != reach:
+        raise SystemExit(f"receptive field: computed reach {reach} px but measured {measured} px")
+    annotate_output_strides(model)
+    flops = flops_per_pixel(model, stride)
+    parameters = sum(p.numel() for p in model.parameters())
+    date = datetime.date.today().isoformat()
+    metadata = {
+        "model_type": model_contract.MODEL_TYPE,
+        "stride": stride,
+        "embed_dim": embed_dim,
+        "receptive_field": reach,
+        "input_scale": 1.0 / 255.0,
+        "input_mean": INPUT_MEAN,
+        "input_std": INPUT_STD,
+        "tile_size": tile_size,
+        "version": "0.1.0-untrained",
+        "training": {"status": "untrained", "data": "none: random weights (seed "
+                     f"{seed}); BatchNorm statistics calibrated on 96 patches of data/ imagery",
+                     "steps": 0, "date": date, "notes": "plumbing only; replace with a trained model"},
+        "name": name,
+        "description": f"UNTRAINED stride-4 student ({stem}/{width} channels, {blocks} residual blocks, "
+                       f"{embed_dim}-d embedding); random texture filters, not a segmentation model",
+        "licence": "BSD-3-Clause",
+        "flops_per_pixel": flops,
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{name}.onnx"
+    example = torch.zeros(1, 3, tile_size, tile_size)
+    torch.onnx.export(
+        model, (example,), str(path), dynamo=False, opset_version=OPSET,
+        input_names=[model_contract.INPUT_NAME], output_names=[model_contract.OUTPUT_NAME],
+        dynamic_axes={model_contract.INPUT_NAME: {0: "N", 2: "H", 3: "W"},
+                      model_contract.OUTPUT_NAME: {0: "N", 2: "H_out", 3: "W_out"}},
+        do_constant_folding=True,
+    )
+    import onnx
+
+    proto = onnx.load(str(path))
+    proto.ir_version = min(proto.ir_version, 8)  # readable by onnxruntime >= 1.14
+    del proto.metadata_props[:]
+    for key, value in model_contract.encode_metadata(metadata).items():
+        proto.metadata_props.add(key=key, value=value)
+    proto.producer_name = "map_segmenter.training.export_untrained"
+    onnx.checker.check_model(proto)
+    onnx.save(proto, str(path))
+    verify(model, path)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    write_card(out_dir / f"{name}.md", name, metadata, parameters, rf_width, path.stat().st_size, digest)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB, {parameters} parameters, receptive field "
+          f"{rf_width} px wide = reach {reach} px, {flops:.0f} FLOP/px, sha256 {digest[:12]})")
+    return path
+
+
+def verify(model, path):
+    """ONNX Runtime output equals torch output within 1e-4 on an odd-sized, multiple-of-4 input."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    rgb = torch.randn(2, 3, 100, 148)
+    with torch.no_grad():
+        expected = model(rgb).numpy()
+    got = session.run([model_contract.OUTPUT_NAME], {model_contract.INPUT_NAME: rgb.numpy()})[0]
+    error = float(np.abs(got - expected).max())
+    if got.shape != expected.shape or error > 1e-4:
+        raise SystemExit(f"export check failed: shapes {got.shape} / {expected.shape}, max error {error}")
+
+
+def write_card(path, name, metadata, parameters, rf_width, size, digest):
+    training = metadata["training"]
+    path.write_text(f"""# {name} — UNTRAINED (plumbing only)
+
+**This model is not trained.** Its convolution weights are random (seeded). It exists so that
+`segmenter:cnn` can be installed, tested and benchmarked end to end before the trained student exists.
+Its segments follow random texture filters; do not use them for analysis. The training issue replaces
+this file with a trained network of the same architecture and contract.
+
+| | |
+|---|---|
+| file | `{name}.onnx` ({size / 1e6:.2f} MB, sha256 `{digest}`) |
+| made by | `python -m training.export_untrained` (torch {torch.__version__}, ONNX opset {OPSET}) |
+| architecture | {metadata["description"]} |
+| parameters | {parameters:,} |
+| input `{model_contract.INPUT_NAME}` | float32 [N, 3, H, W], H and W dynamic multiples of {metadata["stride"]} |
+| output `{model_contract.OUTPUT_NAME}` | float32 [N, {metadata["embed_dim"]}, H/{metadata["stride"]}, W/{metadata["stride"]}] |
+| input normalisation | pixels (0..255) x {metadata["input_scale"]:.6g}, minus mean {metadata["input_mean"]}, divided by std {metadata["input_std"]} (done by the runtime) |
+| receptive field | {rf_width} px wide; `receptive_field` = {metadata["receptive_field"]} px = how far beyond a cell's own 4 x 4 pixels an input pixel can change its embedding (the halo tiled inference needs) |
+| cost | {metadata["flops_per_pixel"]:.0f} FLOP per input pixel |
+| recommended tile | {metadata["tile_size"]} px |
+| training | {training["status"]}: {training["data"]}; {training["steps"]} steps; {training["date"]} |
+| licence | {metadata["licence"]} |
+
+Verified at export: ONNX Runtime output equals the torch output within 1e-4.
+BatchNorm running statistics were set (no gradients, no labels) to their averages over 96 patches of
+the project's sample imagery so that activations are well scaled; nothing else was fitted.
+""")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=ROOT / "onnx_models")
+    parser.add_argument("--name", default="student_s4_untrained")
+    parser.add_argument("--stem", type=int, default=32)
+    parser.add_argument("--width", type=int, default=64)
+    parser.add_argument("--embed-dim", type=int, default=32)
+    parser.add_argument("--blocks", type=int, default=3)
+    parser.add_argument("--tile-size", type=int, default=512)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    export(args.out, args.name, args.stem, args.width, args.embed_dim, args.blocks, args.tile_size, args.seed)
+
+
+if __name__ == "__main__":
+    main()
