@@ -24,7 +24,8 @@ def qgis_process(*arguments, check=True):
 
 @pytest.fixture(scope="module", autouse=True)
 def plugin_enabled():
-    qgis_process("plugins", "enable", "map_segmenter")
+    completed = qgis_process("plugins", "enable", "map_segmenter", check=False)
+    assert completed.returncode == 0 or "already enabled" in completed.stdout + completed.stderr
 
 
 def test_list_shows_the_provider_and_kmeans():
@@ -59,3 +60,22 @@ def test_run_reports_bad_input_and_fails(tmp_path, kampala_crop):
     assert completed.returncode != 0
     assert "BLOCK_SIZE 1000 px is larger than the raster" in completed.stdout + completed.stderr
     assert not out.exists()
+
+
+def test_built_zip_installs_into_a_fresh_qgis_profile(tmp_path):
+    import zipfile
+
+    build = subprocess.run(["python", str(ROOT / "scripts" / "build_zip.py")], capture_output=True, text=True,
+                           check=True)
+    archive = build.stdout.strip()
+    plugins = tmp_path / "plugins"
+    with zipfile.ZipFile(archive) as handle:
+        names = handle.namelist()
+        handle.extractall(plugins)
+    assert "map_segmenter/metadata.txt" in names
+    assert not [name for name in names if name.startswith(("map_segmenter/tests/", "map_segmenter/bench/"))]
+    env = dict(os.environ, QGIS_PLUGINPATH=str(plugins), QT_QPA_PLATFORM="offscreen",
+               QGIS_CUSTOM_CONFIG_PATH=str(tmp_path / "profile"))
+    subprocess.run([QGIS_PROCESS, "plugins", "enable", "map_segmenter"], env=env, capture_output=True, check=True)
+    listing = subprocess.run([QGIS_PROCESS, "list"], env=env, capture_output=True, text=True, check=True).stdout
+    assert "segmenter:kmeans" in listing
