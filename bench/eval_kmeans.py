@@ -15,10 +15,11 @@ from osgeo import gdal
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / ".build" / "plugins"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from dubai import load_classes, pairs  # noqa: E402
 from map_segmenter.engine import descriptors  # noqa: E402
 from map_segmenter.engine.kmeans_segmentation import segment_kmeans  # noqa: E402
 from map_segmenter.engine.metrics import confusion, hungarian_scores  # noqa: E402
+
+from dubai import load_classes, pairs  # noqa: E402
 
 
 def score_labels(labels, mask_path, k):

@@ -4,11 +4,12 @@ import os
 
 import numpy as np
 import pytest
-from helpers import DUBAI_IMAGES, SWISS, read_array, write_raster
 from osgeo import gdal
 from qgis.core import QgsProcessingException, QgsRasterLayer
 
 from map_segmenter.engine.kmeans_segmentation import segment_kmeans
+
+from helpers import DUBAI_IMAGES, SWISS, read_array, write_raster
 
 
 def test_processing_run_matches_the_engine_and_loads_styled(processing_run, tmp_path, kampala_crop):

@@ -6,9 +6,10 @@ import subprocess
 
 import numpy as np
 import pytest
-from helpers import PLUGINS, ROOT, read_array
 
 from map_segmenter.engine.kmeans_segmentation import segment_kmeans
+
+from helpers import PLUGINS, ROOT, read_array
 
 QGIS_PROCESS = "qgis_process.bin"
 

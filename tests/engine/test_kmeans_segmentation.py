@@ -4,12 +4,14 @@ import os
 
 import numpy as np
 import pytest
-from helpers import DUBAI_IMAGES, KAMPALA, NAIP, SWISS, crop_real, read_array, write_raster
+from osgeo import gdal
+
 from map_segmenter.engine.errors import Cancelled
 from map_segmenter.engine.kmeans_segmentation import segment_kmeans
 from map_segmenter.engine.labels import read_metadata
 from map_segmenter.engine.progress import Progress
-from osgeo import gdal
+
+from helpers import DUBAI_IMAGES, KAMPALA, NAIP, SWISS, crop_real, read_array, write_raster
 
 
 def stripes(width, height, period, vertical=True):
