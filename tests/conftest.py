@@ -25,3 +25,13 @@ from helpers import KAMPALA, crop_real  # noqa: E402
 def kampala_crop(tmp_path_factory):
     """A real 517 x 389 px crop of the Kampala mosaic: sizes that are multiples of nothing useful."""
     return crop_real(KAMPALA, tmp_path_factory.mktemp("real") / "kampala_crop.tif", 517, 389, 1201, 803)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def collect_qgis_garbage_before_exit(qgis_app):
+    """Free cyclic garbage that holds QGIS objects (layers, exceptions in tracebacks) while QGIS still runs:
+    collected after pytest-qgis's exitQgis(), they crash the interpreter on its way out."""
+    yield
+    import gc
+
+    gc.collect()

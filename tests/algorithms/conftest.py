@@ -2,6 +2,8 @@
 
 import pytest
 
+_PROVIDERS = []
+
 
 @pytest.fixture(scope="session")
 def processing_run(qgis_app):
@@ -14,7 +16,6 @@ def processing_run(qgis_app):
 
     Processing.initialize()
     registry = QgsApplication.processingRegistry()
-    provider = SegmenterProvider()
-    assert registry.addProvider(provider)
-    yield processing.run
-    registry.removeProvider(provider)
+    _PROVIDERS.append(SegmenterProvider())  # Python keeps the provider alive; QGIS only borrows it
+    assert registry.addProvider(_PROVIDERS[-1])
+    return processing.run
