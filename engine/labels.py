@@ -2,6 +2,7 @@
 
 import json
 import os
+from dataclasses import dataclass
 from xml.sax.saxutils import quoteattr
 
 import numpy as np
@@ -55,6 +56,46 @@ def read_metadata(dataset):
             except ValueError:
                 result[key[len(PREFIX) :].lower()] = value
     return result
+
+
+LABEL_TYPES = {gdal.GDT_Byte: np.uint8, gdal.GDT_UInt16: np.uint16}
+
+
+@dataclass
+class LabelRaster:
+    """An opened label raster (one integer band of ids, 0 = nodata) and what its metadata says."""
+
+    path: str
+    dataset: gdal.Dataset
+    band: gdal.Band
+    segments: int
+    metadata: dict
+
+    @property
+    def width(self):
+        return self.dataset.RasterXSize
+
+    @property
+    def height(self):
+        return self.dataset.RasterYSize
+
+    def read(self, window):
+        return self.band.ReadAsArray(window.xoff, window.yoff, window.width, window.height)
+
+
+def open_label_raster(path, purpose="label raster"):
+    """Open a label raster written by a segmentation step: one Byte/UInt16 band; K from metadata or the maximum."""
+    dataset = open_raster(path, purpose=purpose)
+    band = dataset.GetRasterBand(1)
+    if dataset.RasterCount != 1 or band.DataType not in LABEL_TYPES:
+        raise InputError(
+            f"The {purpose} '{path}' is not a label raster ({dataset.RasterCount} band(s) of "
+            f"{gdal.GetDataTypeName(band.DataType)}); a label raster has one Byte or UInt16 band of segment ids, "
+            f"0 = nodata. Choose the OUTPUT of a Map Segmenter segmentation."
+        )
+    metadata = read_metadata(dataset)
+    segments = int(metadata.get("k") or band.ComputeRasterMinMax(False)[1])
+    return LabelRaster(path, dataset, band, segments, metadata)
 
 
 def read_reference(path):

@@ -25,3 +25,19 @@ def qualitative(count):
         colours.append((round(r * 255), round(g * 255), round(b * 255)))
         index += 1
     return colours
+
+
+# Anchors of viridis (perceptually uniform, colour-blind safe), interpolated linearly.
+_VIRIDIS = [(68, 1, 84), (59, 82, 139), (33, 145, 140), (94, 201, 98), (253, 231, 37)]
+
+
+def ramp(count):
+    """``count`` RGB tuples along a continuous ramp (viridis), dark to light like the segment ids."""
+    anchors = len(_VIRIDIS) - 1
+    colours = []
+    for index in range(count):
+        position = index / max(count - 1, 1) * anchors
+        low = min(int(position), anchors - 1)
+        t = position - low
+        colours.append(tuple(round(a + (b - a) * t) for a, b in zip(_VIRIDIS[low], _VIRIDIS[low + 1])))
+    return colours

@@ -1,0 +1,188 @@
+"""Rendering a label raster: palettes, segment names, colour table + ``.qml``, RGBA composite, PNG quicklook.
+
+The styled output is the label raster itself (same ids, same grid) with a new colour table; the composite
+blends segment colours over the imagery at a given opacity (alpha 0 where the labels are nodata).
+"""
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+from osgeo import gdal
+
+from .errors import InputError
+from .labels import NODATA, finish_label_raster, label_type, open_label_raster, segment_names
+from .palette import qualitative, ramp
+from .progress import Progress
+from .raster_io import AtomicRaster, check_destination, open_input, open_raster
+from .windows import plan_windows
+
+PALETTES = ("qualitative", "mean_colour", "ramp")
+BYTES_PER_PIXEL = 24
+QUICKLOOK_SIDE = 1024
+
+
+@dataclass
+class RenderResult:
+    output: str
+    segments: int
+    colours: list
+    composite: str | None
+    quicklook: str | None
+
+
+def _same_grid(labels, image, labels_path, image_path):
+    if (labels.RasterXSize, labels.RasterYSize) != (image.RasterXSize, image.RasterYSize) or (
+        labels.GetGeoTransform(can_return_null=True) != image.GetGeoTransform(can_return_null=True)
+    ):
+        raise InputError(
+            f"IMAGE '{image_path}' ({image.RasterXSize} x {image.RasterYSize} px) is not on the grid of the labels "
+            f"'{labels_path}' ({labels.RasterXSize} x {labels.RasterYSize} px). Choose the raster the labels were "
+            f"made from."
+        )
+
+
+def _open_image(path):
+    """The imagery under the labels: its first three colour bands, or its first band repeated as grey."""
+    count = open_raster(path, purpose="IMAGE raster").RasterCount
+    return open_input(path, None if count >= 3 else [1])
+
+
+def _windows(labels, memory_mb):
+    return plan_windows(labels.width, labels.height, memory_mb * 2**20 // BYTES_PER_PIXEL, step=1,
+                        row_step=256)
+
+
+def mean_colours(labels, image, windows, progress):
+    """Mean image colour (first three bands, 0..255) of every segment, in one streaming pass."""
+    k = labels.segments
+    sums = np.zeros((3, k + 1))
+    counts = np.zeros(k + 1)
+    for number, window in enumerate(windows):
+        ids = labels.read(window).ravel()
+        pixels = image.read(window.xoff, window.yoff, window.width, window.height)[:3]
+        valid = image.read_valid(window.xoff, window.yoff, window.width, window.height, pixels)
+        weights = None if valid is None else valid.ravel().astype(np.float64)
+        counts += np.bincount(ids, weights, minlength=k + 1)[: k + 1]
+        for band in range(min(3, pixels.shape[0])):
+            values = pixels[band].ravel().astype(np.float64)
+            sums[band] += np.bincount(ids, values if weights is None else values * weights, minlength=k + 1)[: k + 1]
+        progress.update((number + 1) / len(windows), f"Measuring segment colours ({number + 1}/{len(windows)})")
+    if pixels.shape[0] < 3:
+        sums[pixels.shape[0] :] = sums[0]
+    means = sums[:, 1:] / np.maximum(counts[1:], 1)
+    if image.data_type != gdal.GDT_Byte:
+        low, high = means.min(), means.max()
+        means = (means - low) * (255.0 / max(high - low, 1e-9))
+    return [tuple(int(round(v)) for v in np.clip(means[:, i], 0, 255)) for i in range(k)]
+
+
+def render_labels(
+    input_path,
+    output_path,
+    palette="qualitative",
+    image_path=None,
+    opacity=0.5,
+    composite_path=None,
+    quicklook_path=None,
+    names=None,
+    memory_mb=256,
+    progress=None,
+):
+    """Style ``input_path`` (a label raster) and optionally write an RGBA composite and a PNG quicklook."""
+    progress = progress or Progress()
+    if palette not in PALETTES:
+        raise InputError(f"PALETTE must be one of {', '.join(PALETTES)}; got '{palette}'.")
+    if not 0.0 <= opacity <= 1.0:
+        raise InputError(f"OPACITY must be between 0 and 1; got {opacity}.")
+    labels = open_label_raster(input_path)
+    needs_image = palette == "mean_colour" or composite_path
+    if needs_image and not image_path:
+        raise InputError("The mean-colour palette and the composite need IMAGE: choose the raster the labels were "
+                         "made from.")
+    image = _open_image(image_path) if needs_image else None
+    if image is not None:
+        _same_grid(labels.dataset, image.dataset, input_path, image_path)
+    for path in (output_path, composite_path, quicklook_path):
+        if path:
+            check_destination(path, input_path, image_path)
+    segments = labels.segments
+    names = names or labels.metadata.get("names") or segment_names(segments)
+    if len(names) != segments:
+        raise InputError(f"{len(names)} segment names given for {segments} segments.")
+    windows = _windows(labels, memory_mb)
+    progress.plan([("Measuring segment colours", 1 if palette == "mean_colour" else 0),
+                   ("Writing styled labels", 1), ("Writing composite", 2 if composite_path else 0),
+                   ("Writing quicklook", 0.2 if quicklook_path else 0)])
+    if palette == "mean_colour":
+        progress.start("Measuring segment colours")
+        colours = mean_colours(labels, image, windows, progress)
+    else:
+        colours = qualitative(segments) if palette == "qualitative" else ramp(segments)
+
+    progress.start("Writing styled labels")
+    with AtomicRaster(output_path, labels.width, labels.height, 1, label_type(segments),
+                      labels.dataset.GetGeoTransform(can_return_null=True), labels.dataset.GetProjection()) as out:
+        for number, window in enumerate(windows):
+            out.write(labels.read(window), window.xoff, window.yoff)
+            out.release_cache()
+            progress.update((number + 1) / len(windows))
+        meta = {key: value for key, value in labels.metadata.items() if key not in ("k", "names", "version")}
+        finish_label_raster(out, segments, {**meta, "palette": palette}, colours, names)
+
+    if composite_path:
+        progress.start("Writing composite")
+        _write_composite(labels, image, windows, colours, opacity, composite_path, progress)
+    if quicklook_path:
+        progress.start("Writing quicklook")
+        _write_quicklook(labels, colours, quicklook_path)
+        progress.update(1.0)
+    return RenderResult(output_path, segments, colours, composite_path, quicklook_path)
+
+
+def _lookup(colours):
+    table = np.zeros((max(len(colours) + 1, 256), 3), np.float32)
+    table[1 : len(colours) + 1] = colours
+    return table
+
+
+def _write_composite(labels, image, windows, colours, opacity, path, progress):
+    table = _lookup(colours)
+    with AtomicRaster(path, labels.width, labels.height, 4, gdal.GDT_Byte,
+                      labels.dataset.GetGeoTransform(can_return_null=True), labels.dataset.GetProjection()) as out:
+        for band, interpretation in enumerate((gdal.GCI_RedBand, gdal.GCI_GreenBand, gdal.GCI_BlueBand,
+                                               gdal.GCI_AlphaBand), start=1):
+            out.band(band).SetColorInterpretation(interpretation)
+        for number, window in enumerate(windows):
+            ids = labels.read(window)
+            pixels = image.read(window.xoff, window.yoff, window.width, window.height).astype(np.float32)
+            if pixels.shape[0] < 3:
+                pixels = np.repeat(pixels[:1], 3, axis=0)
+            if image.data_type != gdal.GDT_Byte:
+                pixels = np.clip(pixels, 0, 255)
+            overlay = np.moveaxis(table[ids], -1, 0)
+            blended = np.rint(pixels[:3] * (1.0 - opacity) + overlay * opacity).astype(np.uint8)
+            for band in range(3):
+                out.write(blended[band], window.xoff, window.yoff, band + 1)
+            out.write(np.where(ids == NODATA, 0, 255).astype(np.uint8), window.xoff, window.yoff, 4)
+            out.release_cache()
+            progress.update((number + 1) / len(windows), f"Writing composite ({number + 1}/{len(windows)})")
+        out.commit()
+
+
+def _write_quicklook(labels, colours, path):
+    """A PNG of the segment colours, at most QUICKLOOK_SIDE px on its longer side (nearest sampling)."""
+    scale = min(1.0, QUICKLOOK_SIDE / max(labels.width, labels.height))
+    width, height = max(1, round(labels.width * scale)), max(1, round(labels.height * scale))
+    ids = labels.band.ReadAsArray(0, 0, labels.width, labels.height, buf_xsize=width, buf_ysize=height)
+    table = _lookup(colours).astype(np.uint8)
+    memory = gdal.GetDriverByName("MEM").Create("", width, height, 4, gdal.GDT_Byte)
+    rgb = table[ids]
+    for band in range(3):
+        memory.GetRasterBand(band + 1).WriteArray(rgb[..., band])
+    memory.GetRasterBand(4).WriteArray(np.where(ids == NODATA, 0, 255).astype(np.uint8))
+    temp = f"{path}.partial.png"
+    gdal.GetDriverByName("PNG").CreateCopy(temp, memory)
+    os.replace(temp, path)
+    if os.path.exists(temp + ".aux.xml"):
+        os.remove(temp + ".aux.xml")

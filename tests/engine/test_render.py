@@ -1,0 +1,87 @@
+"""render_labels on real label rasters: palettes, colour table, .qml, composite, quicklook, errors."""
+
+import numpy as np
+import pytest
+from helpers import read_array, write_raster
+from osgeo import gdal
+
+from map_segmenter.engine.errors import InputError
+from map_segmenter.engine.kmeans_segmentation import segment_kmeans
+from map_segmenter.engine.labels import read_metadata
+from map_segmenter.engine.palette import qualitative, ramp
+from map_segmenter.engine.render import render_labels
+
+
+@pytest.fixture(scope="module")
+def labels(tmp_path_factory, kampala_crop):
+    path = tmp_path_factory.mktemp("render") / "labels.tif"
+    segment_kmeans(kampala_crop, str(path), segments=5)
+    return str(path)
+
+
+def colour_table(path):
+    dataset = gdal.Open(str(path))  # keep the dataset alive while its band is used (GDAL would crash)
+    table = dataset.GetRasterBand(1).GetRasterColorTable()
+    return [table.GetColorEntry(i) for i in range(table.GetCount())]
+
+
+def test_palettes_have_many_distinct_colours():
+    assert len(set(qualitative(30))) == 30
+    assert len(set(qualitative(254))) > 200
+    assert ramp(5)[0] == (68, 1, 84) and ramp(5)[-1] == (253, 231, 37)
+
+
+def test_qualitative_styling_keeps_ids_and_grid(tmp_path, labels):
+    out = tmp_path / "styled.tif"
+    render_labels(labels, str(out), names=["roof", "road", "soil", "grass", "trees"])
+    assert np.array_equal(read_array(out), read_array(labels))
+    assert gdal.Open(str(out)).GetGeoTransform() == gdal.Open(labels).GetGeoTransform()
+    assert colour_table(out)[1:6] == [(*c, 255) for c in qualitative(5)]
+    assert colour_table(out)[0] == (0, 0, 0, 0)
+    meta = read_metadata(gdal.Open(str(out)))
+    assert meta["names"] == ["roof", "road", "soil", "grass", "trees"] and meta["palette"] == "qualitative"
+    assert meta["centres"] == read_metadata(gdal.Open(labels))["centres"]  # downstream steps still find them
+    qml = (tmp_path / "styled.qml").read_text()
+    assert 'label="grass"' in qml and qml.count("<paletteEntry") == 5
+
+
+def test_mean_colour_palette_is_the_mean_of_each_segment(tmp_path, labels, kampala_crop):
+    out = tmp_path / "mean.tif"
+    result = render_labels(labels, str(out), palette="mean_colour", image_path=kampala_crop, memory_mb=0.05)
+    ids, rgb = read_array(labels), read_array(kampala_crop)
+    for segment in range(1, 6):
+        expected = tuple(int(round(v)) for v in rgb[:, ids == segment].mean(axis=1))
+        assert result.colours[segment - 1] == expected
+    assert colour_table(out)[3] == (*result.colours[2], 255)
+
+
+def test_composite_blends_colours_over_the_image(tmp_path, labels, kampala_crop):
+    pixels = read_array(kampala_crop)
+    ids = read_array(labels)
+    ids_with_hole = ids.copy()
+    ids_with_hole[:10] = 0
+    holed = write_raster(tmp_path / "holed.tif", ids_with_hole, geotransform=gdal.Open(labels).GetGeoTransform())
+    composite = tmp_path / "composite.tif"
+    quicklook = tmp_path / "quick.png"
+    result = render_labels(holed, str(tmp_path / "s.tif"), image_path=kampala_crop, opacity=0.25,
+                           composite_path=str(composite), quicklook_path=str(quicklook), memory_mb=0.05)
+    blended = read_array(composite)
+    colours = np.array([(0, 0, 0), *result.colours], np.float32)
+    expected = np.rint(pixels * 0.75 + np.moveaxis(colours[ids_with_hole], -1, 0) * 0.25).astype(np.uint8)
+    assert np.array_equal(blended[:3, 10:], expected[:, 10:])
+    assert (blended[3, :10] == 0).all() and (blended[3, 10:] == 255).all()
+    png = gdal.Open(str(quicklook))
+    assert png.RasterCount == 4 and max(png.RasterXSize, png.RasterYSize) <= 1024
+
+
+def test_errors(tmp_path, labels, kampala_crop):
+    with pytest.raises(InputError, match="not a label raster"):
+        render_labels(kampala_crop, str(tmp_path / "x.tif"))
+    with pytest.raises(InputError, match="need IMAGE"):
+        render_labels(labels, str(tmp_path / "x.tif"), palette="mean_colour")
+    other = write_raster(tmp_path / "other.tif", np.zeros((3, 20, 20), np.uint8))
+    with pytest.raises(InputError, match="not on the grid"):
+        render_labels(labels, str(tmp_path / "x.tif"), image_path=other, composite_path=str(tmp_path / "c.tif"))
+    with pytest.raises(InputError, match="3 segment names given for 5"):
+        render_labels(labels, str(tmp_path / "x.tif"), names=["a", "b", "c"])
+    assert not (tmp_path / "x.tif").exists()
