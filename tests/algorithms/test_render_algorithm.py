@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-from helpers import read_array
 from qgis.core import (
     QgsProcessingContext,
     QgsProcessingException,
@@ -12,6 +11,8 @@ from qgis.core import (
 )
 
 from map_segmenter.engine.kmeans_segmentation import segment_kmeans
+
+from helpers import read_array
 
 
 def test_render_runs_and_the_loaded_layer_is_styled(processing_run, tmp_path, kampala_crop):

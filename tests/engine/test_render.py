@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-from helpers import read_array, write_raster
 from osgeo import gdal
 
 from map_segmenter.engine.errors import InputError
@@ -10,6 +9,8 @@ from map_segmenter.engine.kmeans_segmentation import segment_kmeans
 from map_segmenter.engine.labels import read_metadata
 from map_segmenter.engine.palette import qualitative, ramp
 from map_segmenter.engine.render import render_labels
+
+from helpers import read_array, write_raster
 
 
 @pytest.fixture(scope="module")
