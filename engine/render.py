@@ -103,9 +103,10 @@ def render_labels(
     image = _open_image(image_path) if needs_image else None
     if image is not None:
         _same_grid(labels.dataset, image.dataset, input_path, image_path)
-    for path in (output_path, composite_path, quicklook_path):
+    check_destination(output_path, input_path, image_path)
+    for path in (composite_path, quicklook_path):
         if path:
-            check_destination(path, input_path, image_path)
+            check_destination(path, input_path, image_path, output_path)
     segments = labels.segments
     names = names or labels.metadata.get("names") or segment_names(segments)
     if len(names) != segments:

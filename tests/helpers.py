@@ -1,5 +1,7 @@
 """Helpers shared by the tests: real sample rasters and small GeoTIFF writers."""
 
+import os
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -51,3 +53,24 @@ def crop_real(path, out_path, width, height, xoff=0, yoff=0):
     """A crop of a real raster written as plain GeoTIFF (keeps georeferencing)."""
     gdal.Translate(str(out_path), str(path), srcWin=[xoff, yoff, width, height], creationOptions=["TILED=NO"])
     return str(out_path)
+
+
+QGIS_PROCESS = "qgis_process.bin"
+
+
+_ENABLED = []
+
+
+def qgis_process(*arguments, check=True):
+    """Run ``qgis_process.bin`` headless on the test profile, with the plugin enabled there."""
+    env = dict(os.environ, QGIS_PLUGINPATH=str(PLUGINS), QT_QPA_PLATFORM="offscreen",
+               QGIS_CUSTOM_CONFIG_PATH=str(ROOT / ".build" / "qgis-profile"))
+    if not _ENABLED:
+        enabled = subprocess.run([QGIS_PROCESS, "plugins", "enable", "map_segmenter"], capture_output=True,
+                                 text=True, env=env, timeout=600)
+        assert enabled.returncode == 0 or "already enabled" in enabled.stdout + enabled.stderr, enabled.stdout
+        _ENABLED.append(True)
+    completed = subprocess.run([QGIS_PROCESS, *arguments], capture_output=True, text=True, env=env, timeout=600)
+    if check and completed.returncode != 0:
+        raise AssertionError(f"qgis_process {arguments} failed:\n{completed.stdout}\n{completed.stderr}")
+    return completed

@@ -5,28 +5,10 @@ import os
 import subprocess
 
 import numpy as np
-import pytest
 
 from map_segmenter.engine.kmeans_segmentation import segment_kmeans
 
-from helpers import PLUGINS, ROOT, read_array
-
-QGIS_PROCESS = "qgis_process.bin"
-
-
-def qgis_process(*arguments, check=True):
-    env = dict(os.environ, QGIS_PLUGINPATH=str(PLUGINS), QT_QPA_PLATFORM="offscreen",
-               QGIS_CUSTOM_CONFIG_PATH=str(ROOT / ".build" / "qgis-profile"))
-    completed = subprocess.run([QGIS_PROCESS, *arguments], capture_output=True, text=True, env=env, timeout=600)
-    if check and completed.returncode != 0:
-        raise AssertionError(f"qgis_process {arguments} failed:\n{completed.stdout}\n{completed.stderr}")
-    return completed
-
-
-@pytest.fixture(scope="module", autouse=True)
-def plugin_enabled():
-    completed = qgis_process("plugins", "enable", "map_segmenter", check=False)
-    assert completed.returncode == 0 or "already enabled" in completed.stdout + completed.stderr
+from helpers import QGIS_PROCESS, ROOT, qgis_process, read_array
 
 
 def test_list_shows_the_provider_and_kmeans():

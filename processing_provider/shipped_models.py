@@ -1,0 +1,37 @@
+"""Graphical Modeler models that ship with the provider (``processing_provider/models/*.model3``)."""
+
+from pathlib import Path
+
+from qgis.core import QgsProcessingModelAlgorithm
+
+MODELS = Path(__file__).resolve().parent / "models"
+
+
+class ShippedModel(QgsProcessingModelAlgorithm):
+    """A saved model under a stable id: ``segmenter:<file stem>``, whatever its display name."""
+
+    def __init__(self, path):
+        super().__init__()
+        self._path = Path(path)
+        if not self.fromFile(str(self._path)):
+            raise ValueError(f"cannot read model {self._path}")
+
+    def name(self):
+        return self._path.stem
+
+    def createInstance(self):  # noqa: N802 - QGIS API
+        return ShippedModel(self._path)
+
+    def attach_children(self):
+        """Resolve the child algorithms and derive the model's outputs from them.
+
+        A model read while its provider loads cannot see that provider's algorithms yet (QGIS registers a
+        provider only after loading it), so this runs again once the provider is registered.
+        """
+        for child_id in self.childAlgorithms():
+            self.childAlgorithm(child_id).reattach()
+        self.updateDestinationParameters()
+
+
+def shipped_models():
+    return [ShippedModel(path) for path in sorted(MODELS.glob("*.model3"))]

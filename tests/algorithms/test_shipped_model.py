@@ -1,0 +1,46 @@
+"""The shipped model "Segment, smooth, refine and render": in the Toolbox, through processing.run and qgis_process."""
+
+import numpy as np
+import pytest
+from qgis.core import QgsApplication
+
+from map_segmenter.engine.blur import blur_labels
+from map_segmenter.engine.kmeans_segmentation import segment_kmeans
+from map_segmenter.engine.knn_refine import refine_knn
+from map_segmenter.engine.render import render_labels
+
+from helpers import qgis_process, read_array
+
+MODEL = "segmenter:segment_smooth_refine_render"
+
+
+@pytest.fixture(scope="module")
+def chain_by_hand(tmp_path_factory, kampala_crop):
+    """The same chain, step by step through the engine: what the model must reproduce exactly."""
+    folder = tmp_path_factory.mktemp("by_hand")
+    segment_kmeans(kampala_crop, str(folder / "k.tif"), segments=5, block=4, features_path=str(folder / "f.tif"))
+    blur_labels(str(folder / "k.tif"), str(folder / "b.tif"), strength="high")
+    refine_knn(str(folder / "b.tif"), str(folder / "f.tif"), str(folder / "r.tif"))
+    render_labels(str(folder / "r.tif"), str(folder / "final.tif"))
+    return read_array(folder / "final.tif")
+
+
+def test_model_is_registered_with_typed_output(processing_run):
+    model = QgsApplication.processingRegistry().algorithmById(MODEL)
+    assert model is not None and model.displayName() == "Segment, smooth, refine and render"
+    assert [d.name() for d in model.destinationParameterDefinitions()] == ["render:Segments"]
+
+
+def test_model_through_processing_run_equals_the_chain(processing_run, tmp_path, kampala_crop, chain_by_hand):
+    out = str(tmp_path / "model.tif")
+    result = processing_run(MODEL, {"INPUT": kampala_crop, "SEGMENTS": 5, "BLOCK_SIZE": 4, "STRENGTH": 2,
+                                    "render:Segments": out})
+    assert result["render:Segments"] == out
+    assert np.array_equal(read_array(out), chain_by_hand)
+    assert (tmp_path / "model.qml").exists()
+
+
+def test_model_through_qgis_process_equals_the_chain(tmp_path, kampala_crop, chain_by_hand):
+    out = tmp_path / "cli_model.tif"
+    qgis_process("run", MODEL, "--", f"INPUT={kampala_crop}", "SEGMENTS=5", "STRENGTH=2", f"render:Segments={out}")
+    assert np.array_equal(read_array(out), chain_by_hand)
