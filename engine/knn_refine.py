@@ -1,0 +1,608 @@
+"""Latent KNN soft refinement: re-label each block by the labels of its nearest neighbours in feature space.
+
+The predecessor's method, made exact, streaming and independent of feature units:
+
+1. Points. Every cell of the FEATURES grid (stride r) is one point: its features f (C values), its position
+   x, y in [-1, 1] over the raster (cell centres), and its seed label: the first non-zero pixel of its r x r
+   block of LABELS in row-major order. For segmenter:kmeans labels every valid pixel of a block carries the
+   block's id, so this is exactly the block's id; a block whose pixels are all 0 has no seed and stays 0.
+2. Centres c_1..c_K: the label raster's SEGMENTER_CENTRES (row i is the centre of id i + 1), or, when they are
+   absent or were fitted in another feature space, the mean features of each id, from one streaming pass with
+   exact sums (so they do not depend on the windows).
+3. Index: up to INDEX_SIZE points drawn once over the whole raster, a quota per segment proportional to its
+   number of blocks (at least one each); within a segment, the blocks with the smallest seeded hash keys
+   (``sampling.BlockSample``), hence the same index whatever the windows.
+4. Units. s^2 = mean over the index points of ||f - c_seed||^2. Points are embedded as [f / s, w x, w y]
+   (w = SPATIAL_WEIGHT) and start with p = 0.5 softmax(-||f - c||^2 / (T s^2)) + 0.5 onehot(seed). TEMPERATURE
+   and SPATIAL_WEIGHT are thus relative to the spread of the features: scaling the features changes nothing.
+5. Index iterations: P_0 = p of the index points; P_t = (1 - mix) P_(t-1) + mix mean(P_(t-1) over the k nearest
+   index points), each index point being its own nearest neighbour.
+6. Query, window by window: every block's p_t = (1 - mix) p_(t-1) + mix mean(P_(t-1) over its k nearest index
+   points) for t = 1..ITERATIONS; its new label is argmax + 1 (ids 1..K). An index block ends exactly where its
+   index posterior does. Every per-point operation is element-wise in a fixed order (no matrix products), so
+   a block's label does not depend on the window or batch it is computed in.
+7. Output on the LABELS grid: each non-zero pixel of a refined block takes the block's new label; pixels that
+   are 0 stay 0; pixels of blocks without valid features keep their label.
+"""
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+from osgeo import gdal, osr
+
+from .errors import InputError
+from .labels import finish_label_raster, label_type, read_metadata
+from .neighbours import NeighbourIndex, require_ckdtree
+from .progress import Progress
+from .raster_io import AtomicRaster, check_destination, open_raster, scaled_geotransform
+from .sampling import BlockSample
+from .windows import plan_windows
+
+MAX_IDS = 65535  # UInt16 label rasters
+CHUNK = 32768  # query points per batch (for K <= 8; fewer for more segments): bounds the temporaries, keeps
+# cancel responsive (a batch takes about 0.25 s) and gives each thread of the pool its share of work
+INTEGER_TYPES = (gdal.GDT_Byte, gdal.GDT_UInt16, gdal.GDT_Int16, gdal.GDT_UInt32, gdal.GDT_Int32)
+_EXACT_SHIFT = 148  # float32 v = M * 2**(e - 24), |M| < 2**24, e >= -148: v * 2**172 = M << (e + 148)
+
+
+@dataclass
+class KnnResult:
+    output: str
+    segments: int
+    centres: np.ndarray
+    centres_source: str
+    index_points: int
+    scale: float
+    windows: int
+
+
+@dataclass
+class _Grid:
+    """The label raster's pixel grid and the feature grid (stride r) laid on it."""
+
+    width: int
+    height: int
+    stride: int
+    grid_w: int
+    grid_h: int
+
+
+@dataclass
+class _Model:
+    centres: np.ndarray  # (K, C) float64, NaN rows for ids without a centre
+    scale2: float
+    temperature: float
+    spatial_weight: float
+    mix: float
+    neighbours: int
+    grid: _Grid
+    index: NeighbourIndex = None
+    posteriors: list = None  # P_0 .. P_(iterations - 1), each (n, K) float32
+
+
+def refine_knn(
+    labels_path,
+    features_path,
+    output_path,
+    neighbors=12,
+    temperature=2.0,
+    mix=0.65,
+    iterations=2,
+    spatial_weight=0.08,
+    seed=0,
+    index_size=120_000,
+    memory_mb=256,
+    workers=-1,
+    progress=None,
+):
+    """Refine ``labels_path`` by latent KNN in the space of ``features_path``; write ``output_path``.
+
+    ``workers``: threads for the neighbour queries and posteriors (-1 = one per CPU); results do not depend on it.
+    """
+    progress = progress or Progress()
+    threads = max(1, os.cpu_count() or 1) if workers == -1 else max(1, int(workers))
+    _check_parameters(neighbors, temperature, mix, iterations, spatial_weight, index_size, memory_mb)
+    labels = open_raster(labels_path, purpose="label raster (LABELS)")
+    features = open_raster(features_path, purpose="feature raster (FEATURES)")
+    reader = None
+    try:
+        label_band, label_nodata = _check_labels(labels, labels_path)
+        feature_meta = read_metadata(features)
+        grid = _check_grids(labels, features, labels_path, features_path, feature_meta)
+        check_destination(output_path, labels_path, features_path)
+        require_ckdtree()
+        label_meta = read_metadata(labels)
+        centres, segments, reason = _metadata_centres(label_meta, feature_meta, features.RasterCount)
+        made_with = label_meta.get("features") if isinstance(label_meta.get("features"), dict) else {}
+        if made_with.get("stride") not in (None, grid.stride):
+            progress.log(f"LABELS were made on a grid of {made_with['stride']} px and FEATURES has {grid.stride} "
+                         f"px cells: the output follows the {grid.stride} px cells.")
+
+        progress.plan([("Counting segments", 2), ("Sampling the index", 3), ("Iterating the index", 2),
+                       ("Refining blocks", 93)])
+        progress.start("Counting segments")
+        label_bytes = gdal.GetDataTypeSize(label_band.DataType) // 8
+        max_pixels = _window_pixels(memory_mb, grid.stride, features.RasterCount, label_bytes)
+        windows = plan_windows(grid.width, grid.height, max_pixels, step=grid.stride,
+                               row_step=label_band.GetBlockSize()[1])
+        reader = _Reader(labels, label_band, label_nodata, features, grid)
+        progress.log(f"{grid.width} x {grid.height} px, feature grid {grid.grid_w} x {grid.grid_h} (stride "
+                     f"{grid.stride}), {features.RasterCount} feature channels, {len(windows)} windows")
+        counts, sums = _count(reader, windows, centres is None, segments, labels_path, progress)
+        if not counts.sum():
+            detail = " so the segment centres cannot be recomputed either" if centres is None else ""
+            raise InputError(
+                f"No block has both a segment id in LABELS '{labels_path}' and valid values in FEATURES "
+                f"'{features_path}'{detail}. Choose the FEATURES written by the same run as LABELS."
+            )
+        if centres is None:
+            segments = max(segments or 0, len(counts) - 1)
+            centres = sums.means(counts, segments, features.RasterCount)
+            progress.log(f"Segment centres recomputed as mean features per segment ({reason}).")
+        else:
+            progress.log("Segment centres read from the LABELS metadata.")
+        counts = np.pad(counts, (0, segments + 1 - len(counts)))[1:]
+
+        progress.start("Sampling the index")
+        index_features, index_seeds, index_rows, index_cols = _sample(
+            reader, windows, _quotas(counts, index_size), seed, progress)
+        model = _Model(centres=centres, scale2=_scale2(index_features, index_seeds, centres),
+                       temperature=temperature, spatial_weight=spatial_weight, mix=mix,
+                       neighbours=min(neighbors, len(index_seeds)), grid=grid)
+        progress.log(f"Index: {len(index_seeds)} points; feature scale s^2 = {model.scale2:.6g}")
+
+        with ThreadPoolExecutor(threads) as pool:
+            progress.start("Iterating the index")
+            _fit_index(model, index_features, index_seeds, index_rows, index_cols, iterations, pool, progress)
+            output = AtomicRaster(output_path, grid.width, grid.height, 1, label_type(segments),
+                                  labels.GetGeoTransform(can_return_null=True), labels.GetProjection())
+            with output:
+                progress.start("Refining blocks")
+                _refine(reader, windows, model, iterations, output, pool, progress)
+                colours, names = _style(label_band, label_meta, segments)
+                finish_label_raster(output, segments, dict(
+                    method="knn_refine", seed=seed,
+                    centres=[[None if not np.isfinite(v) else float(v) for v in row] for row in centres],
+                    features=label_meta.get("features") or feature_meta or None,
+                    knn=dict(neighbors=neighbors, temperature=temperature, mix=mix, iterations=iterations,
+                             spatial_weight=spatial_weight, index_size=index_size, index_points=len(index_seeds),
+                             scale2=model.scale2, centres="metadata" if reason is None else "recomputed"),
+                    refined_from=dict(method=label_meta.get("method"), labels=os.path.basename(labels_path),
+                                      features=os.path.basename(features_path)),
+                ), colours=colours, names=names)
+    finally:
+        reader = labels = features = label_band = None  # close the inputs even when a traceback keeps this frame
+    return KnnResult(output_path, segments, centres, "metadata" if reason is None else "recomputed",
+                     len(index_seeds), model.scale2, len(windows))
+
+
+# ---------------------------------------------------------------- checks
+
+
+def _check_parameters(neighbors, temperature, mix, iterations, spatial_weight, index_size, memory_mb):
+    if not 1 <= neighbors <= 1000:
+        raise InputError(f"NEIGHBORS must be between 1 and 1000; got {neighbors}.")
+    if not temperature > 0 or not np.isfinite(temperature):
+        raise InputError(f"TEMPERATURE must be greater than 0; got {temperature}.")
+    if not 0 <= mix <= 1:
+        raise InputError(f"MIX must be between 0 and 1; got {mix}.")
+    if not 0 <= iterations <= 100:
+        raise InputError(f"ITERATIONS must be between 0 and 100; got {iterations}.")
+    if not spatial_weight >= 0 or not np.isfinite(spatial_weight):
+        raise InputError(f"SPATIAL_WEIGHT must be 0 or more; got {spatial_weight}.")
+    if index_size < 1:
+        raise InputError(f"INDEX_SIZE must be at least 1; got {index_size}.")
+    if not memory_mb > 0:
+        raise InputError(f"MEMORY_MB must be greater than 0; got {memory_mb}.")
+
+
+def _check_labels(dataset, path):
+    band = dataset.GetRasterBand(1)
+    if band.DataType not in INTEGER_TYPES:
+        raise InputError(
+            f"LABELS '{path}' holds {gdal.GetDataTypeName(band.DataType)} values, not integer segment ids. "
+            f"Choose a label raster (ids 1..K, 0 = nodata) such as the OUTPUT of segmenter:kmeans; "
+            f"its Float32 descriptors go to FEATURES."
+        )
+    if dataset.RasterCount != 1:
+        raise InputError(
+            f"LABELS '{path}' has {dataset.RasterCount} bands; a label raster has one band of segment ids. "
+            f"Choose the OUTPUT of a segmentation step (for example segmenter:kmeans)."
+        )
+    nodata = band.GetNoDataValue()
+    return band, (None if nodata is None or nodata == 0 or not np.isfinite(nodata) else nodata)
+
+
+def _same_crs(first, second):
+    if not first or not second:
+        return not first and not second
+    a, b = osr.SpatialReference(), osr.SpatialReference()
+    a.ImportFromWkt(first)
+    b.ImportFromWkt(second)
+    return bool(a.IsSame(b))
+
+
+def _check_grids(labels, features, labels_path, features_path, feature_meta):
+    """The feature grid must be the label grid scaled by the stride: same origin and CRS, sizes rounded up."""
+    band_types = {features.GetRasterBand(i).DataType for i in range(1, features.RasterCount + 1)}
+    if band_types - {gdal.GDT_Float32, gdal.GDT_Float64}:
+        names = ", ".join(sorted(gdal.GetDataTypeName(t) for t in band_types))
+        raise InputError(
+            f"FEATURES '{features_path}' holds {names} values; it should be the Float32 FEATURES raster written "
+            f"by segmenter:kmeans (or segmenter:cnn) with LABELS."
+        )
+    width, height = labels.RasterXSize, labels.RasterYSize
+    label_gt = labels.GetGeoTransform(can_return_null=True)
+    feature_gt = features.GetGeoTransform(can_return_null=True)
+    stride = feature_meta.get("stride")
+    if not isinstance(stride, int) or stride < 1:
+        if label_gt is None or feature_gt is None or not label_gt[1]:
+            raise InputError(
+                f"FEATURES '{features_path}' does not say its stride (SEGMENTER_STRIDE metadata) and is not "
+                f"georeferenced, so its grid cannot be laid on LABELS. Choose the FEATURES written by "
+                f"segmenter:kmeans."
+            )
+        stride = max(1, int(round(feature_gt[1] / label_gt[1])))
+    grid = _Grid(width, height, stride, -(-width // stride), -(-height // stride))
+    problems = []
+    if (features.RasterXSize, features.RasterYSize) != (grid.grid_w, grid.grid_h):
+        problems.append(f"with stride {stride} it should be {grid.grid_w} x {grid.grid_h} cells, it is "
+                        f"{features.RasterXSize} x {features.RasterYSize}")
+    if (label_gt is None) != (feature_gt is None):
+        problems.append("one of them is georeferenced and the other is not")
+    elif label_gt is not None:
+        expected = scaled_geotransform(label_gt, stride)
+        tolerance = 1e-3 * max(abs(label_gt[1]), abs(label_gt[5]), 1e-12)
+        if any(abs(a - b) > tolerance for a, b in zip(feature_gt, expected)):
+            problems.append(f"its geotransform is {tuple(feature_gt)}, LABELS' scaled by {stride} is {expected} "
+                            f"(different extent or resolution)")
+    if not _same_crs(labels.GetProjection(), features.GetProjection()):
+        problems.append("their CRS differ")
+    if problems:
+        raise InputError(
+            f"LABELS '{labels_path}' and FEATURES '{features_path}' are not on matching grids: "
+            f"{'; '.join(problems)}. Choose the LABELS and FEATURES written by the same segmentation run."
+        )
+    return grid
+
+
+def _metadata_centres(label_meta, feature_meta, channels):
+    """(centres, K, None) from the LABELS metadata when they fit FEATURES, else (None, K or None, reason)."""
+    segments = label_meta.get("k")
+    segments = segments if isinstance(segments, int) and 1 <= segments <= MAX_IDS else None
+    raw = label_meta.get("centres")
+    if raw is None:
+        return None, segments, "LABELS has no centres in its metadata"
+    try:
+        centres = np.asarray(raw, np.float64)
+    except (TypeError, ValueError):
+        return None, segments, "the centres in the LABELS metadata are unreadable"
+    if centres.ndim != 2 or not np.isfinite(centres).all() or len(centres) < 1:
+        return None, segments, "the centres in the LABELS metadata are unreadable"
+    if centres.shape[1] != channels:
+        return None, segments, f"its centres have {centres.shape[1]} channels, FEATURES has {channels}"
+    made_with = label_meta.get("features") if isinstance(label_meta.get("features"), dict) else {}
+    for key in ("kind", "stride", "names"):
+        if made_with.get(key) is not None and feature_meta.get(key) is not None and made_with[key] != feature_meta[key]:
+            return None, segments, f"its centres were fitted on other features ({key} {made_with[key]!r})"
+    if segments is not None and segments != len(centres):
+        return None, segments, f"it has {len(centres)} centres for K = {segments}"
+    return centres, len(centres), None
+
+
+def _window_pixels(memory_mb, stride, channels, label_bytes):
+    """Label pixels per window: label copies per pixel plus feature values per block."""
+    per_pixel = 6 * label_bytes + 3 + (channels * 12 + 48) / (stride * stride)
+    return max(stride * stride, int(memory_mb * 2**20 / per_pixel))
+
+
+# ---------------------------------------------------------------- reading
+
+
+def block_seeds(pixels, stride):
+    """Seed label of each ``stride`` x ``stride`` block: its first non-zero pixel in row-major order, else 0.
+
+    ``pixels`` (h, w) starts at a block corner; partial blocks at the right and bottom use the pixels they have.
+    """
+    height, width = pixels.shape
+    seeds = pixels[::stride, ::stride].copy()
+    rows, cols = np.nonzero(seeds == 0)
+    if len(rows) and stride > 1:
+        found = np.zeros(len(rows), seeds.dtype)
+        for dy in range(stride):
+            for dx in range(stride):
+                if not (dy or dx):
+                    continue
+                y, x = rows * stride + dy, cols * stride + dx
+                look = (found == 0) & (y < height) & (x < width)
+                found[look] = pixels[y[look], x[look]]
+        seeds[rows, cols] = found
+    return seeds
+
+
+class _Reader:
+    """Windows of LABELS (pixels, block seeds) and of FEATURES (the matching cells), nodata made explicit."""
+
+    def __init__(self, labels, band, nodata, features, grid):
+        self.labels, self.band, self.nodata, self.features, self.grid = labels, band, nodata, features, grid
+        self.feature_nodata = []
+        for index in range(1, features.RasterCount + 1):
+            value = features.GetRasterBand(index).GetNoDataValue()
+            self.feature_nodata.append(value if value is not None and np.isfinite(value) else None)
+
+    def pixels(self, window):
+        pixels = self.band.ReadAsArray(window.xoff, window.yoff, window.width, window.height)
+        if self.nodata is not None:
+            pixels[pixels == self.nodata] = 0
+        return pixels
+
+    def cells(self, window, pixels=None):
+        """The window's usable cells (a seed label and valid features): linear index, seed, row, col (m,),
+        features (C, m) float32; and the seeds of all its cells (rows, cols)."""
+        stride = self.grid.stride
+        seeds = block_seeds(self.pixels(window) if pixels is None else pixels, stride)
+        rows, cols = seeds.shape
+        values = self.features.ReadAsArray(window.xoff // stride, window.yoff // stride, cols, rows,
+                                           buf_type=gdal.GDT_Float32).reshape(-1, rows * cols)
+        usable = seeds.reshape(-1) > 0
+        for channel, nodata in enumerate(self.feature_nodata):
+            usable &= np.isfinite(values[channel])
+            if nodata is not None:
+                usable &= values[channel] != nodata
+        position = np.flatnonzero(usable)
+        row = position // cols + window.yoff // stride
+        col = position % cols + window.xoff // stride
+        return (row * self.grid.grid_w + col, seeds.reshape(-1)[position].astype(np.int64), row, col,
+                values[:, position], seeds)
+
+    def release_cache(self):
+        self.labels.FlushCache()
+        self.features.FlushCache()
+
+
+class _ExactSums:
+    """Per (segment, channel) sums of float32 values as Python integers: exact, so independent of the order."""
+
+    BUCKETS = 128 + _EXACT_SHIFT + 1
+
+    def __init__(self):
+        self.totals = {}
+
+    def add(self, seeds, values):
+        mantissa, exponent = np.frexp(values.astype(np.float64))
+        integer = mantissa * float(2**24)  # exact: float32 values have 24-bit significands
+        bucket = exponent + _EXACT_SHIFT
+        for channel in range(values.shape[0]):
+            keys = seeds * self.BUCKETS + bucket[channel]
+            sums = np.bincount(keys, weights=integer[channel])  # exact: integers < 2**53 per window
+            for key in np.flatnonzero(sums):
+                segment, shift = divmod(int(key), self.BUCKETS)
+                index = (segment, channel)
+                self.totals[index] = self.totals.get(index, 0) + (int(sums[key]) << shift)
+
+    def means(self, counts, segments, channels):
+        centres = np.full((segments, channels), np.nan)
+        for segment in range(1, min(segments, len(counts) - 1) + 1):
+            if counts[segment]:
+                for channel in range(channels):
+                    centres[segment - 1, channel] = self.totals.get((segment, channel), 0) / (
+                        int(counts[segment]) << (_EXACT_SHIFT + 24))
+        return centres
+
+
+def _count(reader, windows, recompute, segments, labels_path, progress):
+    """Usable blocks per id (index = id) and, when recomputing centres, exact feature sums per id."""
+    counts = np.zeros(1, np.int64)
+    sums = _ExactSums() if recompute else None
+    for number, window in enumerate(windows):
+        pixels = reader.pixels(window)
+        _, seeds, _, _, values, _ = reader.cells(window, pixels)
+        low, high = int(pixels.min()), int(pixels.max())
+        if low < 0:
+            raise InputError(f"LABELS '{labels_path}' has a negative segment id ({low}); ids are 1..K, 0 = nodata.")
+        limit = segments or MAX_IDS
+        if high > limit:
+            what = f"its metadata says K = {segments}" if segments else f"ids must be at most {MAX_IDS}"
+            raise InputError(
+                f"LABELS '{labels_path}' has segment id {high}, but {what}. Choose a label raster with ids 1..K."
+            )
+        window_counts = np.bincount(seeds, minlength=len(counts))
+        counts = np.pad(counts, (0, len(window_counts) - len(counts))) + window_counts
+        if sums is not None and len(seeds):
+            sums.add(seeds, values)
+        reader.release_cache()
+        progress.update((number + 1) / len(windows), f"Counting segments ({number + 1}/{len(windows)} windows)")
+    return counts, sums
+
+
+def _quotas(counts, size):
+    """Index points per segment: proportional to ``counts`` (largest remainders), at least one per segment."""
+    total = int(counts.sum())
+    if total <= size:
+        return counts.copy()
+    quotas = counts * size // total
+    remainders = counts * size - quotas * total
+    order = np.lexsort((np.arange(len(counts)), -remainders))
+    quotas[order[: size - int(quotas.sum())]] += 1
+    for segment in np.flatnonzero((counts > 0) & (quotas == 0)):
+        quotas[int(np.argmax(quotas))] -= 1
+        quotas[segment] = 1
+    return np.minimum(quotas, counts)
+
+
+def _sample(reader, windows, quotas, seed, progress):
+    """The index: per segment, the ``quota`` usable blocks with the smallest hash keys; sorted by cell."""
+    samplers = {segment: BlockSample(quota, seed) for segment, quota in enumerate(quotas, start=1) if quota > 0}
+    for number, window in enumerate(windows):
+        linear, seeds, _, _, values, _ = reader.cells(window)
+        order = np.argsort(seeds, kind="stable")
+        bounds = np.searchsorted(seeds[order], np.arange(len(quotas) + 2))
+        for segment, sampler in samplers.items():
+            chosen = order[bounds[segment] : bounds[segment + 1]]
+            if len(chosen):
+                vectors = np.concatenate([linear[chosen, None].astype(np.float64), values[:, chosen].T], axis=1)
+                sampler.offer(linear[chosen], vectors)
+        reader.release_cache()
+        progress.update((number + 1) / len(windows), f"Sampling the index ({number + 1}/{len(windows)} windows)")
+    parts = [(np.full(len(s), segment, np.int64), s.vectors) for segment, s in samplers.items() if len(s)]
+    seeds = np.concatenate([p[0] for p in parts])
+    vectors = np.concatenate([p[1] for p in parts])
+    order = np.argsort(vectors[:, 0], kind="stable")
+    linear = vectors[order, 0].astype(np.int64)
+    rows, cols = np.divmod(linear, reader.grid.grid_w)
+    return np.ascontiguousarray(vectors[order, 1:].T, np.float32), seeds[order], rows, cols
+
+
+# ---------------------------------------------------------------- per-point numerics
+
+
+def _scale2(features, seeds, centres):
+    """Mean squared distance of the index points to their own segment's centre (1 if degenerate)."""
+    distance = np.zeros(features.shape[1])
+    own = centres[seeds - 1]
+    for channel in range(features.shape[0]):
+        difference = features[channel].astype(np.float64) - own[:, channel]
+        distance += difference * difference
+    scale2 = float(np.mean(distance))
+    return scale2 if np.isfinite(scale2) and scale2 > 0 else 1.0
+
+
+def embed(features, rows, cols, model):
+    """Points (m, C + 2) for the neighbour search: features / s, then w x and w y (x, y in [-1, 1])."""
+    grid = model.grid
+    channels = features.shape[0]
+    points = np.empty((features.shape[1], channels + 2))
+    scale = np.sqrt(model.scale2)
+    for channel in range(channels):
+        points[:, channel] = features[channel].astype(np.float64) / scale
+    points[:, channels] = ((2 * cols + 1) / grid.grid_w - 1.0) * model.spatial_weight
+    points[:, channels + 1] = ((2 * rows + 1) / grid.grid_h - 1.0) * model.spatial_weight
+    return points
+
+
+def initial_posteriors(features, seeds, centres, scale2, temperature):
+    """p (m, K) float32 = 0.5 softmax(-||f - c||^2 / (T s^2)) + 0.5 onehot(seed); centres with NaN get 0."""
+    count = features.shape[1]
+    columns = [features[channel].astype(np.float64) for channel in range(features.shape[0])]
+    logits = np.full((len(centres), count), -np.inf)
+    divisor = temperature * scale2
+    for segment, centre in enumerate(centres):
+        if not np.isfinite(centre).all():
+            continue
+        distance = np.zeros(count)
+        for column, value in zip(columns, centre):
+            difference = column - value
+            difference *= difference
+            distance += difference
+        logits[segment] = -(distance / divisor)
+    best = logits[0].copy()
+    for row in logits[1:]:
+        np.maximum(best, row, out=best)
+    total = np.zeros(count)
+    for row in logits:
+        row -= best
+        np.exp(row, out=row)
+        total += row
+    posteriors = np.empty((count, len(centres)), np.float32)
+    for segment, row in enumerate(logits):
+        posteriors[:, segment] = 0.5 * (row / total) + 0.5 * (seeds == segment + 1)
+    return posteriors
+
+
+def smooth(posteriors, neighbours, index_posteriors, mix):
+    """(1 - mix) p + mix * mean of the index posteriors over each point's neighbours (fixed order, float32)."""
+    total = np.take(index_posteriors, neighbours[:, 0], axis=0)
+    gathered = np.empty_like(total)
+    for column in range(1, neighbours.shape[1]):
+        np.take(index_posteriors, neighbours[:, column], axis=0, out=gathered)
+        total += gathered
+    total *= np.float32(mix / neighbours.shape[1])
+    result = posteriors * np.float32(1.0 - mix)
+    result += total
+    return result
+
+
+def _in_order(pool, function, chunks, progress, fraction, message):
+    """``function`` over ``chunks`` on the thread pool; results in order, progress and cancel between them."""
+    jobs = [pool.submit(function, *chunk) for chunk in chunks]
+    try:
+        for number, job in enumerate(jobs):
+            yield job.result()
+            progress.update(fraction(number + 1, len(jobs)), message)
+    finally:
+        for job in jobs:
+            job.cancel()
+
+
+def _fit_index(model, features, seeds, rows, cols, iterations, pool, progress):
+    """Build the neighbour index and the index posteriors P_0 .. P_(iterations - 1)."""
+    points = embed(features, rows, cols, model)
+    model.index = NeighbourIndex(points, workers=1)  # one thread per query batch: the pool runs batches in parallel
+    posteriors = initial_posteriors(features, seeds, model.centres, model.scale2, model.temperature)
+    model.posteriors = [posteriors]
+    if iterations <= 1:
+        progress.update(1.0)
+        return
+    neighbours = np.empty((len(points), model.neighbours), np.intp)
+    starts = range(0, len(points), CHUNK)
+    found = _in_order(pool, model.index.query, [(points[start : start + CHUNK], model.neighbours) for start in starts],
+                      progress, lambda done, total: 0.9 * done / total, "Iterating the index (neighbours)")
+    for start, part in zip(starts, found):
+        neighbours[start : start + CHUNK] = part
+    for _ in range(1, iterations):
+        posteriors = smooth(posteriors, neighbours, posteriors, model.mix)
+        model.posteriors.append(posteriors)
+    progress.update(1.0)
+
+
+def refine_points(features, seeds, rows, cols, model, iterations):
+    """New labels (1..K) of the points: features (C, m) float32, seeds/rows/cols (m,)."""
+    posteriors = initial_posteriors(features, seeds, model.centres, model.scale2, model.temperature)
+    if iterations:
+        neighbours = model.index.query(embed(features, rows, cols, model), model.neighbours)
+        for step in range(iterations):
+            posteriors = smooth(posteriors, neighbours, model.posteriors[step], model.mix)
+    return np.argmax(posteriors, axis=1) + 1
+
+
+# ---------------------------------------------------------------- writing
+
+
+def _refine(reader, windows, model, iterations, output, pool, progress):
+    stride = model.grid.stride
+    dtype = np.uint8 if output.band(1).DataType == gdal.GDT_Byte else np.uint16
+    for number, window in enumerate(windows):
+        pixels = reader.pixels(window)
+        linear, seeds, rows, cols, values, grid_seeds = reader.cells(window, pixels)
+        refined = np.zeros(grid_seeds.size, dtype)
+        local = (rows - window.yoff // stride) * grid_seeds.shape[1] + (cols - window.xoff // stride)
+        chunk = max(min(CHUNK, 1024), CHUNK * 8 // max(len(model.centres), 8))  # about 1 MB per K x chunk array
+        parts = [slice(start, start + chunk) for start in range(0, len(seeds), chunk)]
+        found = _in_order(pool, refine_points,
+                          [(values[:, part], seeds[part], rows[part], cols[part], model, iterations) for part in parts],
+                          progress, lambda done, total, n=number: (n + done / total) / len(windows),
+                          f"Refining blocks ({number + 1}/{len(windows)} windows)")
+        for part, labels in zip(parts, found):
+            refined[local[part]] = labels
+        expanded = np.repeat(np.repeat(refined.reshape(grid_seeds.shape), stride, axis=0), stride, axis=1)
+        expanded = expanded[: window.height, : window.width]
+        result = np.where(expanded > 0, expanded, pixels).astype(dtype)
+        result[pixels == 0] = 0
+        output.write(result, window.xoff, window.yoff)
+        reader.release_cache()
+        output.release_cache()
+        progress.update((number + 1) / len(windows), f"Refining blocks ({number + 1}/{len(windows)} windows)")
+
+
+def _style(band, label_meta, segments):
+    """Keep the input's colours and segment names when it has them for every id."""
+    colours = None
+    table = band.GetRasterColorTable()
+    if table is not None and table.GetCount() > segments:
+        colours = [tuple(table.GetColorEntry(index)[:3]) for index in range(1, segments + 1)]
+    names = label_meta.get("names")
+    if not (isinstance(names, list) and len(names) == segments and all(isinstance(n, str) for n in names)):
+        names = None
+    return colours, names
