@@ -18,7 +18,8 @@ from osgeo import gdal
 from . import kmeans
 from .descriptors import QUANT, TEXTURE_WEIGHT, block_descriptors, feature_names
 from .errors import InputError
-from .labels import MAX_SEGMENTS, NODATA, finish_label_raster, label_type, read_reference, write_metadata
+from .label_pass import tag_features, write_labels
+from .labels import MAX_SEGMENTS, finish_label_raster, label_type, read_reference
 from .progress import Progress
 from .raster_io import AtomicRaster, check_destination, open_input, robust_range, scaled_geotransform
 from .sampling import BlockSample
@@ -134,18 +135,14 @@ def segment_kmeans(
             progress.update(1.0)
             feature_meta = dict(kind=DESCRIPTOR, names=feature_names(len(raster.bands)), stride=block,
                                 context=context, texture_weight=texture_weight, bands=raster.bands, input_ranges=ranges)
-            for index, name in enumerate(feature_meta["names"], start=1):
-                features.band(index).SetDescription(name)
-                features.band(index).SetNoDataValue(float("nan"))
-            write_metadata(features.dataset, **feature_meta)
-            features.release_cache()
+            tag_features(features, feature_meta)
 
             with AtomicRaster(
                 output_path, raster.width, raster.height, 1, label_type(segments),
                 raster.geotransform, raster.projection,
             ) as labels:
                 progress.start("Assigning segments")
-                _assign(raster, windows, block, features.dataset, centres, labels, progress)
+                write_labels(raster, windows, block, features.dataset, centres, labels, progress)
                 finish_label_raster(labels, segments, dict(
                     method="kmeans", seed=seed, centres=centres.tolist(), features=feature_meta,
                     reference=os.path.basename(reference_path) if reference_path else None,
@@ -200,23 +197,3 @@ def _describe(raster, windows, block, context, quantise, describe, features, sam
         features.release_cache()
         progress.update((number + 1) / len(windows), f"Describing blocks ({number + 1}/{len(windows)} windows)")
     return sample.vectors, valid_blocks
-
-
-def _assign(raster, windows, block, features, centres, labels, progress):
-    for number, window in enumerate(windows):
-        rows, cols = -(-window.height // block), -(-window.width // block)
-        descriptors = features.ReadAsArray(window.xoff // block, window.yoff // block, cols, rows)
-        descriptors = descriptors.reshape(-1, rows * cols).T
-        valid = ~np.isnan(descriptors[:, 0])
-        grid = np.zeros(rows * cols, np.uint8 if len(centres) <= 255 else np.uint16)
-        grid[valid] = kmeans.assign(descriptors[valid], centres) + 1
-        grid = grid.reshape(rows, cols)
-        pixels = np.repeat(np.repeat(grid, block, axis=0), block, axis=1)[: window.height, : window.width]
-        if raster.has_mask:
-            pixel_valid = raster.read_valid(window.xoff, window.yoff, window.width, window.height)
-            if pixel_valid is not None:
-                pixels = np.where(pixel_valid, pixels, NODATA).astype(pixels.dtype)
-        labels.write(pixels, window.xoff, window.yoff)
-        raster.release_cache()
-        labels.release_cache()
-        progress.update((number + 1) / len(windows), f"Assigning segments ({number + 1}/{len(windows)} windows)")

@@ -3,6 +3,11 @@
 Input ``rgb``: float32 [N, 3, H, W], H and W dynamic (multiples of the stride). Output ``embeddings``:
 float32 [N, C, H/stride, W/stride]. ``metadata_props`` hold JSON-encoded values under the keys below;
 ``model_type``, ``tile_size`` and ``resolution`` follow the Deepness/GeoDeep convention.
+
+Embeddings are compared with the Euclidean distance (K-Means); a model that wants cosine similarity
+normalises its output inside the graph. An embedding may depend only on the pixels within
+``receptive_field`` px of its own stride x stride cell: no layer may pool over the whole input
+(GroupNorm, InstanceNorm, global pooling), or tiled inference could not equal untiled inference.
 """
 
 import json
@@ -23,7 +28,13 @@ REQUIRED_KEYS = (
     "version",  # str
     "training",  # dict: data, steps, date, notes (or "untrained")
 )
-OPTIONAL_KEYS = ("resolution", "name", "description", "licence")
+OPTIONAL_KEYS = (
+    "resolution",  # cm/px the model was trained at (Deepness/GeoDeep key)
+    "name",
+    "description",
+    "licence",
+    "flops_per_pixel",  # float: multiply-adds x 2 per input pixel (for benchmarks)
+)
 
 
 def encode_metadata(values):
@@ -40,3 +51,33 @@ def decode_metadata(props):
         except (TypeError, ValueError):
             decoded[key] = value
     return decoded
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_metadata(values):
+    """Problems (plain sentences) with decoded metadata ``values``; an empty list when they conform."""
+    missing = [key for key in REQUIRED_KEYS if key not in values]
+    if missing:
+        return [f"metadata_props lacks {', '.join(missing)}"]
+    problems = []
+    if values["model_type"] != MODEL_TYPE:
+        problems.append(f"model_type is {values['model_type']!r}, not {MODEL_TYPE!r}")
+    for key, low in (("stride", 1), ("embed_dim", 1), ("receptive_field", 0), ("tile_size", 1)):
+        if not _is_int(values[key]) or values[key] < low:
+            problems.append(f"{key} must be an integer >= {low}, not {values[key]!r}")
+    if not _is_number(values["input_scale"]) or values["input_scale"] <= 0:
+        problems.append(f"input_scale must be a positive number, not {values['input_scale']!r}")
+    for key in ("input_mean", "input_std"):
+        value = values[key]
+        if not (isinstance(value, list) and len(value) == 3 and all(_is_number(v) for v in value)):
+            problems.append(f"{key} must be a list of 3 numbers, not {value!r}")
+        elif key == "input_std" and min(value) <= 0:
+            problems.append(f"input_std must be positive, not {value!r}")
+    return problems

@@ -2,13 +2,24 @@
 
 import os
 
-from qgis.core import QgsProcessingProvider
+from qgis.core import QgsApplication, QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
+
+from .shipped_models import shipped_models
 
 ICON = os.path.join(os.path.dirname(os.path.dirname(__file__)), "icon.svg")
 
 
 class SegmenterProvider(QgsProcessingProvider):
+    def __init__(self):
+        super().__init__()
+        self._models = []
+        QgsApplication.processingRegistry().providerAdded.connect(self._attach_models)
+
+    def _attach_models(self, provider_id):
+        if provider_id == self.id():
+            for model in self._models:
+                model.attach_children()
     def id(self):
         return "segmenter"
 
@@ -27,6 +38,9 @@ class SegmenterProvider(QgsProcessingProvider):
     def loadAlgorithms(self):  # noqa: N802 - QGIS API
         for algorithm in _algorithms():
             self.addAlgorithm(algorithm)
+        self._models = shipped_models()
+        for model in self._models:
+            self.addAlgorithm(model)
 
     def supportedOutputRasterLayerExtensions(self):  # noqa: N802 - QGIS API
         return ["tif"]
@@ -34,8 +48,16 @@ class SegmenterProvider(QgsProcessingProvider):
 
 def _algorithms():
     # One import per line; imported here so plugin start-up stays cheap until Processing asks.
+    from ..algorithms.blur import BlurAlgorithm
+    from ..algorithms.cnn import CnnAlgorithm
     from ..algorithms.kmeans import KMeansAlgorithm
+    from ..algorithms.knn_refine import KnnRefineAlgorithm
+    from ..algorithms.render import RenderAlgorithm
 
     return [
         KMeansAlgorithm(),
+        CnnAlgorithm(),
+        BlurAlgorithm(),
+        KnnRefineAlgorithm(),
+        RenderAlgorithm(),
     ]

@@ -126,25 +126,15 @@ def calibrate_batchnorm(model, patches, batch=8):
     model.eval()
 
 
-def flops_per_pixel(model, stride):
-    """Multiply-adds x 2 of every convolution per input pixel (exact for H, W multiples of ``stride``)."""
-    total = 0.0
+def flops_per_pixel(model):
+    """Multiply-adds x 2 of every convolution per input pixel (exact for H, W multiples of the stride)."""
+    total, stride = 0.0, 1
     for module in model.modules():
         if isinstance(module, nn.Conv2d):
-            cells = 1.0
-            # every conv before the blocks halves the grid; find this conv's output stride from the model walk
-            cells = 1.0 / module._output_stride**2
-            k = module.kernel_size[0] * module.kernel_size[1]
-            total += 2.0 * module.in_channels // module.groups * k * module.out_channels * cells
+            stride *= module.stride[0]  # convolutions run in sequence: this one's output cell is stride^2 px
+            taps = module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
+            total += 2.0 * taps * module.out_channels / stride**2
     return total
-
-
-def annotate_output_strides(model):
-    stride = 1
-    for module in model.modules():
-        if isinstance(module, nn.Conv2d):
-            stride *= module.stride[0]
-            module._output_stride = stride
 
 
 def export(out_dir, name, stem, width, embed_dim, blocks, tile_size, seed):
@@ -156,8 +146,7 @@ def export(out_dir, name, stem, width, embed_dim, blocks, tile_size, seed):
     measured = measured_reach(model, stride)
     if measured != reach:
         raise SystemExit(f"receptive field: computed reach {reach} px but measured {measured} px")
-    annotate_output_strides(model)
-    flops = flops_per_pixel(model, stride)
+    flops = flops_per_pixel(model)
     parameters = sum(p.numel() for p in model.parameters())
     date = datetime.date.today().isoformat()
     metadata = {
@@ -222,7 +211,25 @@ def verify(model, path):
 
 
 def write_card(path, name, metadata, parameters, rf_width, size, digest):
-    training = metadata["training"]
+    training, stride, dim = metadata["training"], metadata["stride"], metadata["embed_dim"]
+    rows = [
+        ("file", f"`{name}.onnx` ({size / 1e6:.2f} MB, sha256 `{digest}`)"),
+        ("made by", f"`python -m training.export_untrained` (torch {torch.__version__}, ONNX opset {OPSET})"),
+        ("architecture", metadata["description"]),
+        ("parameters", f"{parameters:,}"),
+        (f"input `{model_contract.INPUT_NAME}`", f"float32 [N, 3, H, W], H and W dynamic multiples of {stride}"),
+        (f"output `{model_contract.OUTPUT_NAME}`", f"float32 [N, {dim}, H/{stride}, W/{stride}]"),
+        ("input normalisation", f"pixels (0..255) x {metadata['input_scale']:.6g}, minus mean "
+                                f"{metadata['input_mean']}, divided by std {metadata['input_std']} (by the runtime)"),
+        ("receptive field", f"{rf_width} px wide; `receptive_field` = {metadata['receptive_field']} px = how far "
+                            f"beyond a cell's own {stride} x {stride} pixels an input pixel can change its "
+                            f"embedding (the halo tiled inference needs)"),
+        ("cost", f"{metadata['flops_per_pixel']:.0f} FLOP per input pixel"),
+        ("recommended tile", f"{metadata['tile_size']} px"),
+        ("training", f"{training['status']}: {training['data']}; {training['steps']} steps; {training['date']}"),
+        ("licence", metadata["licence"]),
+    ]
+    table = "\n".join(f"| {key} | {value} |" for key, value in rows)
     path.write_text(f"""# {name} — UNTRAINED (plumbing only)
 
 **This model is not trained.** Its convolution weights are random (seeded). It exists so that
@@ -232,20 +239,13 @@ this file with a trained network of the same architecture and contract.
 
 | | |
 |---|---|
-| file | `{name}.onnx` ({size / 1e6:.2f} MB, sha256 `{digest}`) |
-| made by | `python -m training.export_untrained` (torch {torch.__version__}, ONNX opset {OPSET}) |
-| architecture | {metadata["description"]} |
-| parameters | {parameters:,} |
-| input `{model_contract.INPUT_NAME}` | float32 [N, 3, H, W], H and W dynamic multiples of {metadata["stride"]} |
-| output `{model_contract.OUTPUT_NAME}` | float32 [N, {metadata["embed_dim"]}, H/{metadata["stride"]}, W/{metadata["stride"]}] |
-| input normalisation | pixels (0..255) x {metadata["input_scale"]:.6g}, minus mean {metadata["input_mean"]}, divided by std {metadata["input_std"]} (done by the runtime) |
-| receptive field | {rf_width} px wide; `receptive_field` = {metadata["receptive_field"]} px = how far beyond a cell's own 4 x 4 pixels an input pixel can change its embedding (the halo tiled inference needs) |
-| cost | {metadata["flops_per_pixel"]:.0f} FLOP per input pixel |
-| recommended tile | {metadata["tile_size"]} px |
-| training | {training["status"]}: {training["data"]}; {training["steps"]} steps; {training["date"]} |
-| licence | {metadata["licence"]} |
+{table}
 
-Verified at export: ONNX Runtime output equals the torch output within 1e-4.
+Verified at export: ONNX Runtime output equals the torch output within 1e-4, and the receptive field
+computed from the layers equals the one measured by back-propagation from an output cell.
+The architecture has no normalisation that pools over space (GroupNorm, InstanceNorm) and BatchNorm is
+folded into the convolutions: an embedding depends only on pixels within its receptive field, which is what
+lets `segmenter:cnn` tile a raster without seams. A trained replacement must keep that property.
 BatchNorm running statistics were set (no gradients, no labels) to their averages over 96 patches of
 the project's sample imagery so that activations are well scaled; nothing else was fitted.
 """)

@@ -1,0 +1,393 @@
+"""CNN segmentation: embeddings from an ONNX model, tiled and seam-free, then K-Means on the embeddings.
+
+One inference pass: the raster is cut into tiles whose cores tile the stride grid exactly; each tile is read
+with a halo of at least the model's receptive field (rounded up to the stride), tiles of equal shape are
+batched, and only the cores' embeddings are kept. They go to a feature raster (C Float32 bands on the stride
+grid, NaN = nodata) while a seeded sample spread over the whole raster is kept for the fit. Centres are
+fitted on that sample (or taken from a reference label raster); then the feature raster is read back and every
+pixel of the input's grid takes the nearest centre, with the distances interpolated bilinearly between cell
+centres (or, with upsample="nearest", its cell's nearest centre). The network never runs twice over a cell.
+
+Pixels outside the raster are a reflection of the raster (the same for every tile layout, so tile and batch
+sizes do not change the result beyond float rounding); invalid pixels (nodata, alpha = 0, NaN) enter the
+network as the model's mean colour and stay nodata in every output.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+from osgeo import gdal
+
+from . import kmeans
+from .errors import InputError
+from .label_pass import tag_features, write_labels, write_labels_bilinear
+from .labels import MAX_SEGMENTS, finish_label_raster, label_type, read_reference
+from .onnx_runtime import DEVICES, import_onnxruntime, load_model, normaliser
+from .progress import Progress
+from .raster_io import AtomicRaster, check_destination, open_input, robust_range, scaled_geotransform
+from .sampling import BlockSample
+from .windows import plan_windows
+
+KIND = "cnn"
+FEATURE_OPTIONS = ["TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256", "INTERLEAVE=BAND", "BIGTIFF=IF_SAFER"]
+TILE_BYTES_PER_PIXEL = 160  # input copies + network activations per tile pixel (measured peak ~ 130 B/px)
+UPSAMPLING = ("bilinear", "nearest")
+
+
+@dataclass
+class CnnResult:
+    output: str
+    features: str | None
+    centres: np.ndarray
+    valid_cells: int
+    tiles: int
+    batches: int
+    tile_shape: tuple  # (height, width) px of the tiles given to the network, halo included
+    provider: str
+    model: dict
+
+
+@dataclass(frozen=True)
+class TileLayout:
+    """Tiles of ``height`` x ``width`` px whose ``core`` parts (multiples of the stride) tile the raster."""
+
+    halo: int
+    core_width: int
+    core_height: int
+    origins: tuple  # (x, y) of each core, row by row
+
+    @property
+    def width(self):
+        return self.core_width + 2 * self.halo
+
+    @property
+    def height(self):
+        return self.core_height + 2 * self.halo
+
+
+def plan_tiles(width, height, stride, halo, tile_size):
+    """Cores of ``tile_size - 2 * halo`` px (rounded down to the stride; shrunk to the raster if it is smaller)."""
+    core = (tile_size - 2 * halo) // stride * stride
+    if core < stride:
+        raise InputError(
+            f"TILE_SIZE {tile_size} px leaves no room for the model's halo of {halo} px on each side. Choose a "
+            f"TILE_SIZE of at least {2 * halo + stride} px (0 = the model's recommended size)."
+        )
+    padded_w, padded_h = -(-width // stride) * stride, -(-height // stride) * stride
+    core_w, core_h = min(core, padded_w), min(core, padded_h)
+    origins = tuple((x, y) for y in range(0, padded_h, core_h) for x in range(0, padded_w, core_w))
+    return TileLayout(halo, core_w, core_h, origins)
+
+
+def reflect_index(coordinates, size):
+    """Raster index of virtual coordinates: the raster mirrored about its edge pixels, repeated as needed."""
+    if size == 1:
+        return np.zeros_like(coordinates)
+    period = 2 * (size - 1)
+    folded = np.mod(coordinates, period)
+    return np.where(folded < size, folded, period - folded)
+
+
+class TileReader:
+    """Normalised network input, validity and brightness of tiles of the virtual (mirrored) raster."""
+
+    def __init__(self, raster, info, layout):
+        self.raster = raster
+        self.layout = layout
+        self.stride = info.stride
+        self.scale, self.offset = normaliser(info)
+        self.ranges = None
+        if raster.data_type != gdal.GDT_Byte:
+            self.ranges = robust_range(raster)
+            lo = np.array([r[0] for r in self.ranges], np.float32)[:, None, None]
+            span = np.array([255.0 / (r[1] - r[0]) for r in self.ranges], np.float32)[:, None, None]
+            self._lo, self._span = lo, span
+
+    def _read(self, x0, y0, width, height):
+        """Pixels (bands, h, w), validity (h, w) or None of a virtual window, reflected where outside."""
+        raster = self.raster
+        if x0 >= 0 and y0 >= 0 and x0 + width <= raster.width and y0 + height <= raster.height:
+            pixels = raster.read(x0, y0, width, height)
+            return pixels, raster.read_valid(x0, y0, width, height, pixels)
+        xs = reflect_index(np.arange(x0, x0 + width), raster.width)
+        ys = reflect_index(np.arange(y0, y0 + height), raster.height)
+        rx, ry = int(xs.min()), int(ys.min())
+        rw, rh = int(xs.max()) - rx + 1, int(ys.max()) - ry + 1
+        pixels = raster.read(rx, ry, rw, rh)
+        valid = raster.read_valid(rx, ry, rw, rh, pixels)
+        rows, cols = (ys - ry)[:, None], (xs - rx)[None, :]
+        pixels = pixels[:, rows, cols]
+        return pixels, (None if valid is None else valid[rows, cols])
+
+    def tile(self, x, y):
+        """(input (3, H, W) float32, core cell validity (rows, cols), core cell brightness (rows, cols))."""
+        layout, stride, raster = self.layout, self.stride, self.raster
+        halo = layout.halo
+        pixels, valid = self._read(x - halo, y - halo, layout.width, layout.height)
+        network = pixels.astype(np.float32)
+        if self.ranges is not None:
+            network -= self._lo
+            network *= self._span
+            np.clip(network, 0.0, 255.0, out=network)
+            np.nan_to_num(network, copy=False, nan=0.0)
+        core = (slice(halo, halo + layout.core_height), slice(halo, halo + layout.core_width))
+        grey = network[0][core] + network[1][core]
+        grey += network[2][core]
+        network *= self.scale
+        network += self.offset
+        if valid is not None:
+            network[:, ~valid] = 0.0  # the model's mean colour
+        # Core cells: valid when at least one of their own pixels inside the raster is valid.
+        rows, cols = layout.core_height // stride, layout.core_width // stride
+        inside_h, inside_w = raster.height - y, raster.width - x
+        if valid is None and inside_h >= layout.core_height and inside_w >= layout.core_width:
+            counts = np.full((rows, cols), stride * stride, np.float32)
+        else:
+            inside = np.zeros((layout.core_height, layout.core_width), bool)
+            inside[:inside_h, :inside_w] = True
+            if valid is not None:
+                inside &= valid[core]
+            grey *= inside
+            counts = _cell_sums(inside.astype(np.float32), stride)
+        brightness = _cell_sums(grey, stride) / (3.0 * np.maximum(counts, 1.0))
+        return network, counts > 0, brightness
+
+
+def _cell_sums(plane, stride):
+    """Sums over stride x stride cells of a (rows * stride, cols * stride) float32 plane."""
+    height, width = plane.shape
+    return plane.reshape(height // stride, stride, width).sum(axis=1).reshape(
+        height // stride, width // stride, stride).sum(axis=2)
+
+
+def _validate(segments, batch_size, tile_size, device, sample_size, upsample):
+    if not 2 <= segments <= MAX_SEGMENTS:
+        raise InputError(f"SEGMENTS must be between 2 and {MAX_SEGMENTS}; got {segments}.")
+    if batch_size < 1:
+        raise InputError(f"BATCH_SIZE must be at least 1 tile; got {batch_size}.")
+    if tile_size < 0:
+        raise InputError(f"TILE_SIZE must be 0 (the model's recommended size) or a size in px; got {tile_size}.")
+    if device not in DEVICES:
+        raise InputError(f"DEVICE must be one of {', '.join(DEVICES)}; got {device!r}.")
+    if sample_size < segments:
+        raise InputError(f"The sample size ({sample_size}) must be at least SEGMENTS ({segments}).")
+    if upsample not in UPSAMPLING:
+        raise InputError(f"upsample must be one of {', '.join(UPSAMPLING)}; got {upsample!r}.")
+
+
+def segment_cnn(
+    input_path,
+    output_path,
+    model_path,
+    segments=8,
+    device="auto",
+    tile_size=0,
+    batch_size=4,
+    threads=0,
+    seed=0,
+    bands=None,
+    features_path=None,
+    memory_mb=256,
+    reference_path=None,
+    sample_size=50_000,
+    upsample="bilinear",
+    progress=None,
+):
+    """Segment ``input_path`` into ``segments`` kinds of region with the embeddings of an ONNX model.
+
+    ``upsample``: how cell labels become pixel labels: "bilinear" (distances to the centres interpolated
+    between cell centres; measured better on the Dubai tiles) or "nearest" (each cell's id on its pixels).
+    """
+    progress = progress or Progress()
+    _validate(segments, batch_size, tile_size, device, sample_size, upsample)
+    import_onnxruntime(device)  # first: without it nothing else matters, and the message says how to install it
+    raster = open_input(input_path, bands)
+    if len(raster.bands) != 3:
+        raise InputError(
+            f"The model takes 3 bands; BANDS gives {len(raster.bands)}. Choose 3 bands (for a grey-scale "
+            f"raster: BANDS=1,1,1)."
+        )
+    check_destination(output_path, input_path)
+    if features_path:
+        check_destination(features_path, input_path, output_path)
+    reference = read_reference(reference_path) if reference_path else None
+
+    progress.plan([("Loading the model", 1), ("Computing embeddings", 75), ("Fitting centres", 10),
+                   ("Assigning segments", 14)])  # shares of the time measured on 25 MPix (bench/bench_cnn.py)
+    progress.start("Loading the model")
+    model = load_model(model_path, device, threads, log=progress.log)
+    info = model.info
+    if reference is not None:
+        _check_reference(reference, reference_path, info)
+        segments = int(reference["k"])
+    stride, halo = info.stride, info.halo
+    tile_size = tile_size or info.tile_size
+    layout = plan_tiles(raster.width, raster.height, stride, halo, tile_size)
+    tile_pixels = layout.width * layout.height
+    fitting = max(1, int(memory_mb * 2**20 // (TILE_BYTES_PER_PIXEL * tile_pixels)))
+    if fitting < batch_size:
+        progress.log(f"BATCH_SIZE {batch_size} lowered to {fitting} to stay within MEMORY_MB {memory_mb}")
+        batch_size = fitting
+    grid_w, grid_h = -(-raster.width // stride), -(-raster.height // stride)
+    batches = -(-len(layout.origins) // batch_size)
+    progress.log(
+        f"{raster.width} x {raster.height} px; model {info.name}: stride {stride}, {info.embed_dim}-d embeddings, "
+        f"receptive field {info.receptive_field} px -> halo {halo} px; {len(layout.origins)} tiles of "
+        f"{layout.width} x {layout.height} px ({layout.core_width} x {layout.core_height} px cores) in {batches} "
+        f"batches of up to {batch_size}; feature grid {grid_w} x {grid_h}"
+    )
+    progress.update(1.0)
+    reader = TileReader(raster, info, layout)
+
+    scratch = None
+    if not features_path:
+        scratch = tempfile.mkdtemp(prefix="segmenter-")
+    feature_target = features_path or os.path.join(scratch, "features.tif")
+    try:
+        with AtomicRaster(
+            feature_target, grid_w, grid_h, info.embed_dim, gdal.GDT_Float32,
+            scaled_geotransform(raster.geotransform, stride), raster.projection, FEATURE_OPTIONS,
+        ) as features:
+            progress.start("Computing embeddings")
+            sample, valid_cells = _embed(model, reader, layout, batch_size, features, grid_w, sample_size, seed,
+                                         progress)
+            if valid_cells == 0:
+                raise InputError(
+                    f"The raster '{input_path}' has no valid pixels in BANDS {raster.bands} (all nodata or "
+                    f"transparent). Choose another raster or other bands."
+                )
+            if valid_cells < segments:
+                raise InputError(
+                    f"Only {valid_cells} valid cells ({stride} x {stride} px each) for {segments} segments. "
+                    f"Choose fewer SEGMENTS or a larger raster."
+                )
+            progress.start("Fitting centres")
+            if reference is not None:
+                centres = reference["centres"]
+            else:
+                centres = fit_centres(sample, segments, seed)
+            progress.update(1.0)
+            feature_meta = dict(
+                kind=KIND, names=[f"embedding_{i}" for i in range(1, info.embed_dim + 1)], stride=stride,
+                model=info.summary(), halo=halo, bands=raster.bands, input_ranges=reader.ranges,
+            )
+            tag_features(features, feature_meta)
+
+            # per pixel: features read, distances (cells, then two interpolation buffers), ids, masks
+            assign_bytes = 16 + (info.embed_dim + 3 * segments) * 4 / stride**2
+            windows = plan_windows(raster.width, raster.height, int(memory_mb * 2**20 / assign_bytes), step=stride,
+                                   row_step=raster.block_height)
+            with AtomicRaster(
+                output_path, raster.width, raster.height, 1, label_type(segments),
+                raster.geotransform, raster.projection,
+            ) as labels:
+                progress.start("Assigning segments")
+                assign = write_labels_bilinear if upsample == "bilinear" else write_labels
+                assign(raster, windows, stride, features.dataset, centres, labels, progress)
+                finish_label_raster(labels, segments, dict(
+                    method=KIND, seed=seed, centres=centres.tolist(), features=feature_meta,
+                    provider=model.provider, upsample=upsample,
+                    reference=os.path.basename(reference_path) if reference_path else None,
+                ))
+            if features_path:
+                features.commit()
+            else:
+                features.abort()
+    finally:
+        raster.dataset = None
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return CnnResult(output_path, features_path, centres, valid_cells, len(layout.origins), batches,
+                     (layout.height, layout.width), model.provider, info.summary())
+
+
+def fit_centres(sample, segments, seed):
+    """K-Means on the sampled embeddings; ids ordered by the mean brightness of their sampled cells (dark first).
+
+    ``sample`` rows are [embedding..., brightness]. Ties (and empty clusters) keep the fit's order.
+    """
+    embeddings, brightness = sample[:, :-1], sample[:, -1].astype(np.float64)
+    centres = kmeans.fit(embeddings, segments, seed=seed)
+    members = kmeans.assign(embeddings, centres)
+    counts = np.bincount(members, minlength=segments)
+    mean = np.bincount(members, brightness, minlength=segments) / np.maximum(counts, 1)
+    mean[counts == 0] = np.inf
+    return centres[np.lexsort((np.arange(segments), mean))]
+
+
+def _check_reference(reference, path, info):
+    centres = reference["centres"]
+    features = reference.get("features") or {}
+    used = features.get("model") or {}
+    if features.get("kind") != KIND or centres.ndim != 2:
+        raise InputError(
+            f"The reference '{path}' was made by {reference.get('method', 'another method')}, not segmenter:cnn. "
+            f"Choose a label raster made by segmenter:cnn with the same model."
+        )
+    if used.get("sha256") != info.sha256 or centres.shape[1] != info.embed_dim:
+        raise InputError(
+            f"The reference '{path}' was made with model {used.get('name')} (version {used.get('version')}, "
+            f"sha256 {str(used.get('sha256'))[:12]}); this run uses {info.name} (version "
+            f"{info.metadata.get('version')}, sha256 {info.sha256[:12]}). Use the same MODEL as the reference."
+        )
+
+
+def _embed(model, reader, layout, batch_size, features, grid_w, sample_size, seed, progress):
+    """The one inference pass: write every core's embeddings and keep a seeded sample of valid cells.
+
+    A reader thread prepares the next batch (GDAL reads, scaling, masks) while the network runs on this one;
+    only that thread touches the input dataset, only this one the feature dataset.
+    """
+    stride, halo = reader.stride, layout.halo
+    sample = BlockSample(sample_size, seed)
+    valid_cells = 0
+    origins = layout.origins
+    grid_h = features.dataset.RasterYSize
+    cells_h, cells_w, first = layout.core_height // stride, layout.core_width // stride, halo // stride
+    padded_width = grid_w * stride
+    chunks = [origins[start : start + batch_size] for start in range(0, len(origins), batch_size)]
+
+    def row_ends(chunk):
+        return any(x + layout.core_width >= padded_width for x, _ in chunk)
+
+    def prepare(chunk):
+        tiles = [reader.tile(x, y) for x, y in chunk]
+        if row_ends(chunk):
+            reader.raster.release_cache()  # a row of tiles is done: its input blocks are not needed again
+        return np.stack([tile[0] for tile in tiles]), [tile[1:] for tile in tiles]
+
+    done = 0
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="segmenter-read") as pool:
+        pending = pool.submit(prepare, chunks[0])
+        for number, chunk in enumerate(chunks):
+            batch, extras = pending.result()
+            if number + 1 < len(chunks):
+                pending = pool.submit(prepare, chunks[number + 1])
+            output = model.run(batch, cancel_check=progress.check)
+            del batch
+            indices, vectors = [], []
+            for (x, y), (cell_valid, brightness), embedding in zip(chunk, extras, output):
+                col, row = x // stride, y // stride
+                rows, cols = min(cells_h, grid_h - row), min(cells_w, grid_w - col)
+                core = embedding[:, first : first + rows, first : first + cols]
+                cell_valid, brightness = cell_valid[:rows, :cols], brightness[:rows, :cols]
+                core = np.where(cell_valid, core, np.float32(np.nan)).astype(np.float32)
+                features.dataset.WriteRaster(col, row, cols, rows, core.tobytes(), cols, rows, gdal.GDT_Float32,
+                                             list(range(1, core.shape[0] + 1)))
+                r, c = np.nonzero(cell_valid)
+                indices.append((r + row).astype(np.int64) * grid_w + c + col)
+                vectors.append(np.concatenate([core[:, r, c].T, brightness[r, c, None].astype(np.float32)], axis=1))
+            linear = np.concatenate(indices)
+            sample.offer(linear, np.concatenate(vectors))
+            valid_cells += len(linear)
+            if row_ends(chunk):
+                features.release_cache()
+            done += len(chunk)
+            progress.update(done / len(origins), f"Computing embeddings ({done}/{len(origins)} tiles)")
+    return sample.vectors, valid_cells

@@ -1,0 +1,317 @@
+"""ONNX Runtime for the CNN path: optional import, execution-provider choice, model-contract checks, cache.
+
+onnxruntime is optional: it is imported only when a model is loaded, and when it is missing the user is told
+the exact command that installs it for the Python QGIS runs. Nothing is installed automatically.
+
+DEVICE: ``auto`` takes CUDA, then CoreML, then CPU among ``onnxruntime.get_available_providers()``; an
+explicit ``cuda`` or ``coreml`` that is unavailable or fails to initialise falls back to CPU with a warning
+that gives the reason and the providers available. The provider actually used is always logged.
+"""
+
+import hashlib
+import os
+import sys
+import threading
+import warnings
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import model_contract
+from .errors import Cancelled, InputError
+
+DEVICES = ("auto", "cuda", "coreml", "cpu")
+PROVIDERS = {"cuda": "CUDAExecutionProvider", "coreml": "CoreMLExecutionProvider", "cpu": "CPUExecutionProvider"}
+AUTO_ORDER = ("cuda", "coreml")
+CACHE_SIZE = 4
+
+_cache = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def python_executable():
+    """The Python interpreter QGIS runs (inside QGIS ``sys.executable`` is often the QGIS binary itself)."""
+    name = os.path.basename(sys.executable or "").lower()
+    if name.startswith("python"):
+        return sys.executable
+    candidates = [os.path.join(sys.exec_prefix, "bin", f"python{sys.version_info[0]}.{sys.version_info[1]}"),
+                  os.path.join(sys.exec_prefix, "bin", "python3"),
+                  os.path.join(sys.exec_prefix, "python.exe"),
+                  os.path.join(sys.exec_prefix, "python3.exe")]
+    for candidate in candidates:
+        if os.path.isfile(candidate):
+            return candidate
+    return "python3"
+
+
+def install_command(device="auto"):
+    """The exact command that installs onnxruntime for this Python."""
+    package = "onnxruntime-gpu" if device == "cuda" else "onnxruntime"
+    python = python_executable()
+    quoted = f'"{python}"' if " " in python else python
+    return f"{quoted} -m pip install {package}"
+
+
+def install_message(device="auto"):
+    return (
+        "segmenter:cnn needs the Python package onnxruntime, which is not installed for the Python that QGIS runs "
+        f"({python_executable()}). Install it with:\n    {install_command(device)}\n"
+        "then restart QGIS. Use onnxruntime-gpu instead for NVIDIA GPUs (DEVICE=cuda); the standard macOS "
+        "wheel already includes CoreML. On Linux distributions that protect the system Python, add --user "
+        "(and, if pip refuses, --break-system-packages) or run QGIS from a virtual environment made with "
+        "--system-site-packages. Every other Map Segmenter algorithm works without it."
+    )
+
+
+def import_onnxruntime(device="auto"):
+    """The onnxruntime module, or an ``InputError`` saying how to install it."""
+    try:
+        import onnxruntime
+    except ImportError:
+        raise InputError(install_message(device)) from None
+    return onnxruntime
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the runtime needs from a contract-conforming model (see model_contract.py)."""
+
+    path: str
+    name: str
+    sha256: str
+    stride: int
+    embed_dim: int
+    receptive_field: int
+    tile_size: int
+    input_scale: float
+    input_mean: tuple
+    input_std: tuple
+    metadata: dict = field(compare=False, repr=False)
+
+    @property
+    def halo(self):
+        """Pixels of context on every side of a tile's core: the receptive field rounded up to the stride."""
+        return -(-self.receptive_field // self.stride) * self.stride
+
+    def summary(self):
+        """JSON-able description stored in output metadata (and compared by REFERENCE)."""
+        return dict(name=self.name, version=self.metadata.get("version"), sha256=self.sha256, stride=self.stride,
+                    embed_dim=self.embed_dim, receptive_field=self.receptive_field,
+                    training=self.metadata.get("training"))
+
+
+@dataclass
+class LoadedModel:
+    session: object
+    info: ModelInfo
+    provider: str
+    device: str
+    available: tuple
+    warnings: tuple
+    onnxruntime_version: str
+
+    def run(self, batch, cancel_check=None):
+        """Embeddings (N, C, H/stride, W/stride) float32 of a normalised batch (N, 3, H, W) float32.
+
+        ``cancel_check`` (raising ``Cancelled``) is polled from a watchdog thread while the network runs, so a
+        cancel stops a long batch within about 0.1 s instead of at its end.
+        """
+        if cancel_check is None:
+            return self.session.run([model_contract.OUTPUT_NAME], {model_contract.INPUT_NAME: batch})[0]
+        ort = import_onnxruntime()
+        options = ort.RunOptions()
+        stop, cancelled = threading.Event(), threading.Event()
+
+        def watch():
+            while not stop.wait(0.1):
+                try:
+                    cancel_check()
+                except Cancelled:
+                    cancelled.set()
+                    options.terminate = True
+                    return
+
+        watchdog = threading.Thread(target=watch, daemon=True)
+        watchdog.start()
+        try:
+            return self.session.run([model_contract.OUTPUT_NAME], {model_contract.INPUT_NAME: batch}, options)[0]
+        except Exception:
+            if cancelled.is_set():
+                raise Cancelled() from None
+            raise
+        finally:
+            stop.set()
+            watchdog.join()
+
+    def log(self, log):
+        for warning in self.warnings:
+            log(f"Warning: {warning}")
+        log(f"ONNX Runtime {self.onnxruntime_version}: running {self.info.name} on {self.provider} "
+            f"(DEVICE={self.device}; available: {', '.join(self.available)})")
+
+
+def load_model(path, device="auto", threads=0, log=None):
+    """Load and check an embedding model; sessions are cached per (file, mtime, size, device, threads).
+
+    ``log`` receives the provider actually used and any fallback warning, also when the session is cached.
+    """
+    if device not in DEVICES:
+        raise InputError(f"DEVICE must be one of {', '.join(DEVICES)}; got {device!r}.")
+    if threads < 0:
+        raise InputError(f"THREADS must be 0 (onnxruntime's default) or more; got {threads}.")
+    if not path:
+        raise InputError("No model was given. Choose a MODEL or a .onnx file with MODEL_PATH.")
+    if not os.path.isfile(path):
+        raise InputError(f"The model file '{path}' does not exist. Choose a .onnx model (MODEL or MODEL_PATH).")
+    ort = import_onnxruntime(device)
+    stat = os.stat(path)
+    key = (os.path.realpath(path), stat.st_mtime_ns, stat.st_size, device, int(threads))
+    with _cache_lock:
+        model = _cache.get(key)
+        if model is not None:
+            _cache.move_to_end(key)
+    if model is None:
+        model = _load(ort, path, device, threads)
+        with _cache_lock:
+            _cache[key] = model
+            while len(_cache) > CACHE_SIZE:
+                _cache.popitem(last=False)
+    if log is not None:
+        model.log(log)
+    return model
+
+
+def clear_cache():
+    with _cache_lock:
+        _cache.clear()
+
+
+def _session_options(ort, threads):
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = int(threads)
+    options.log_severity_level = 3  # errors only: fallbacks are reported by us, in plain words
+    return options
+
+
+def _choose(ort, device):
+    """(device to try first, warnings) from the request and the providers this onnxruntime offers."""
+    available = list(ort.get_available_providers())
+    if device == "auto":
+        return next((name for name in AUTO_ORDER if PROVIDERS[name] in available), "cpu"), []
+    if device == "cpu" or PROVIDERS[device] in available:
+        return device, []
+    hint = ("install onnxruntime-gpu (with CUDA and cuDNN) instead of onnxruntime" if device == "cuda"
+            else "CoreML exists only in onnxruntime for macOS")
+    return "cpu", [
+        f"DEVICE={device}: {PROVIDERS[device]} is not available in this onnxruntime (available: "
+        f"{', '.join(available)}); {hint}. Running on CPU instead."
+    ]
+
+
+def _load(ort, path, device, threads):
+    chosen, notes = _choose(ort, device)
+    options = _session_options(ort, threads)
+    session = None
+    if chosen != "cpu":
+        provider = PROVIDERS[chosen]
+        try:
+            with warnings.catch_warnings():  # onnxruntime's own fallback warning: we give a plainer one below
+                warnings.simplefilter("ignore")
+                session = ort.InferenceSession(path, options, providers=[provider, PROVIDERS["cpu"]])
+        except Exception as error:  # a provider that fails to start; a broken model fails again on CPU below
+            reason = _first_line(error)
+        else:
+            if session.get_providers()[0] != provider:
+                reason = "onnxruntime did not register it for this session (missing drivers or libraries?)"
+            else:
+                reason = None
+        if reason is not None:
+            session = None
+            notes.append(
+                f"DEVICE={device}: {provider} failed to initialise ({reason}); available providers: "
+                f"{', '.join(ort.get_available_providers())}. Running on CPU instead."
+            )
+            chosen = "cpu"
+    if session is None:
+        try:
+            session = ort.InferenceSession(path, options, providers=[PROVIDERS["cpu"]])
+        except Exception as error:
+            raise InputError(
+                f"The model '{path}' is not a readable ONNX model ({_first_line(error)}). Choose a .onnx file "
+                f"exported for Map Segmenter (see onnx_models/)."
+            ) from None
+    info = check_contract(session, path)
+    return LoadedModel(session, info, session.get_providers()[0], device, tuple(ort.get_available_providers()),
+                       tuple(notes), ort.__version__)
+
+
+def _first_line(error):
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0][:300]
+
+
+def check_contract(session, path):
+    """The model's ``ModelInfo`` if its inputs, outputs and metadata follow model_contract.py; else InputError."""
+    name = os.path.basename(path)
+    meta = model_contract.decode_metadata(session.get_modelmeta().custom_metadata_map)
+    model_type = meta.get("model_type")
+    if model_type is not None and model_type != model_contract.MODEL_TYPE:
+        raise InputError(
+            f"The model '{name}' is a {model_type!r} model, not an embedding model (model_type "
+            f"{model_contract.MODEL_TYPE!r}). segmenter:cnn needs a model that outputs per-pixel embeddings."
+        )
+    problems = []
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    if len(inputs) != 1 or inputs[0].name != model_contract.INPUT_NAME:
+        problems.append(f"its inputs are {[i.name for i in inputs]}; the contract needs one input named "
+                        f"{model_contract.INPUT_NAME!r}")
+    else:
+        shape = inputs[0].shape
+        if inputs[0].type != "tensor(float)":
+            problems.append(f"input {model_contract.INPUT_NAME!r} is {inputs[0].type}, not tensor(float)")
+        if len(shape) != 4:
+            problems.append(f"input {model_contract.INPUT_NAME!r} has rank {len(shape)} (shape {shape}); the "
+                            f"contract needs rank 4 [N, 3, H, W]")
+        else:
+            if shape[1] != 3:
+                problems.append(f"input {model_contract.INPUT_NAME!r} has {shape[1]} channels; the contract needs 3")
+            static = [axis for axis, size in zip("HW", shape[2:]) if isinstance(size, int)]
+            if static:
+                problems.append(f"input {model_contract.INPUT_NAME!r} has a static size {shape[2]} x {shape[3]}; "
+                                f"the contract needs dynamic H and W so tiles of any size can be run")
+    output = next((o for o in outputs if o.name == model_contract.OUTPUT_NAME), None)
+    if output is None:
+        problems.append(f"its outputs are {[o.name for o in outputs]}; the contract needs one named "
+                        f"{model_contract.OUTPUT_NAME!r}")
+    elif len(output.shape) != 4:
+        problems.append(f"output {model_contract.OUTPUT_NAME!r} has rank {len(output.shape)}; the contract needs "
+                        f"rank 4 [N, C, H/stride, W/stride]")
+    problems += model_contract.check_metadata(meta)
+    if not problems and output is not None and isinstance(output.shape[1], int) \
+            and output.shape[1] != meta["embed_dim"]:
+        problems.append(f"output {model_contract.OUTPUT_NAME!r} has {output.shape[1]} channels but embed_dim "
+                        f"is {meta['embed_dim']}")
+    if problems:
+        raise InputError(
+            f"The model '{name}' does not follow the Map Segmenter model contract: {'; '.join(problems)}. "
+            f"Export it with training/export_untrained.py or see engine/model_contract.py."
+        )
+    with open(path, "rb") as handle:
+        digest = hashlib.sha256(handle.read()).hexdigest()
+    return ModelInfo(
+        path=path, name=str(meta.get("name") or os.path.splitext(name)[0]), sha256=digest,
+        stride=meta["stride"], embed_dim=meta["embed_dim"], receptive_field=meta["receptive_field"],
+        tile_size=meta["tile_size"], input_scale=float(meta["input_scale"]),
+        input_mean=tuple(float(v) for v in meta["input_mean"]), input_std=tuple(float(v) for v in meta["input_std"]),
+        metadata=meta,
+    )
+
+
+def normaliser(info):
+    """(scale, offset) float32 arrays of shape (3, 1, 1): normalised = pixels * scale + offset."""
+    std = np.array(info.input_std, np.float64)
+    scale = (info.input_scale / std).astype(np.float32)[:, None, None]
+    offset = (-np.array(info.input_mean, np.float64) / std).astype(np.float32)[:, None, None]
+    return scale, offset
