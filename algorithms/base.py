@@ -49,6 +49,7 @@ class SegmenterAlgorithm(QgsProcessingAlgorithm):
             report=lambda fraction, message: (feedback.setProgress(100.0 * fraction), feedback.setProgressText(message)),
             is_cancelled=feedback.isCanceled,
             log=feedback.pushInfo,
+            warn=feedback.pushWarning,
         )
         try:
             return function(progress=progress, **arguments)

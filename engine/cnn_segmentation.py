@@ -221,7 +221,7 @@ def segment_cnn(
     progress.plan([("Loading the model", 1), ("Computing embeddings", 75), ("Fitting centres", 10),
                    ("Assigning segments", 14)])  # shares of the time measured on 25 MPix (bench/bench_cnn.py)
     progress.start("Loading the model")
-    model = load_model(model_path, device, threads, log=progress.log)
+    model = load_model(model_path, device, threads, log=progress.log, warn=progress.warn)
     info = model.info
     if reference is not None:
         _check_reference(reference, reference_path, info)
@@ -271,7 +271,7 @@ def segment_cnn(
             if reference is not None:
                 centres = reference["centres"]
             else:
-                centres = fit_centres(sample, segments, seed)
+                centres = fit_centres(sample, segments, seed, progress.check)
             progress.update(1.0)
             feature_meta = dict(
                 kind=KIND, names=[f"embedding_{i}" for i in range(1, info.embed_dim + 1)], stride=stride,
@@ -307,13 +307,13 @@ def segment_cnn(
                      (layout.height, layout.width), model.provider, info.summary())
 
 
-def fit_centres(sample, segments, seed):
+def fit_centres(sample, segments, seed, check=None):
     """K-Means on the sampled embeddings; ids ordered by the mean brightness of their sampled cells (dark first).
 
     ``sample`` rows are [embedding..., brightness]. Ties (and empty clusters) keep the fit's order.
     """
     embeddings, brightness = sample[:, :-1], sample[:, -1].astype(np.float64)
-    centres = kmeans.fit(embeddings, segments, seed=seed)
+    centres = kmeans.fit(embeddings, segments, seed=seed, check=check)
     members = kmeans.assign(embeddings, centres)
     counts = np.bincount(members, minlength=segments)
     mean = np.bincount(members, brightness, minlength=segments) / np.maximum(counts, 1)

@@ -6,6 +6,8 @@ sample (or taken from a reference label raster). Pass 2 reads the descriptors ba
 to its nearest centre and writes the labels on the input's pixel grid.
 """
 
+from __future__ import annotations
+
 import os
 import shutil
 import tempfile
@@ -131,7 +133,7 @@ def segment_kmeans(
             if reference is not None:
                 centres = reference["centres"]
             else:
-                centres = kmeans.order_by_brightness(kmeans.fit(sample, segments, seed=seed))
+                centres = kmeans.order_by_brightness(kmeans.fit(sample, segments, seed=seed, check=progress.check))
             progress.update(1.0)
             feature_meta = dict(kind=DESCRIPTOR, names=feature_names(len(raster.bands)), stride=block,
                                 context=context, texture_weight=texture_weight, bands=raster.bands, input_ranges=ranges)

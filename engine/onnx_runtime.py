@@ -144,14 +144,14 @@ class LoadedModel:
             stop.set()
             watchdog.join()
 
-    def log(self, log):
+    def log(self, log, warn=None):
         for warning in self.warnings:
-            log(f"Warning: {warning}")
+            (warn or (lambda message: log(f"Warning: {message}")))(warning)
         log(f"ONNX Runtime {self.onnxruntime_version}: running {self.info.name} on {self.provider} "
             f"(DEVICE={self.device}; available: {', '.join(self.available)})")
 
 
-def load_model(path, device="auto", threads=0, log=None):
+def load_model(path, device="auto", threads=0, log=None, warn=None):
     """Load and check an embedding model; sessions are cached per (file, mtime, size, device, threads).
 
     ``log`` receives the provider actually used and any fallback warning, also when the session is cached.
@@ -178,7 +178,7 @@ def load_model(path, device="auto", threads=0, log=None):
             while len(_cache) > CACHE_SIZE:
                 _cache.popitem(last=False)
     if log is not None:
-        model.log(log)
+        model.log(log, warn)
     return model
 
 

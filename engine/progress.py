@@ -8,10 +8,11 @@ from .errors import Cancelled
 
 
 class Progress:
-    def __init__(self, report=None, is_cancelled=None, log=None):
+    def __init__(self, report=None, is_cancelled=None, log=None, warn=None):
         self._report = report or (lambda fraction, message: None)
         self._is_cancelled = is_cancelled or (lambda: False)
         self._log = log or (lambda message: None)
+        self._warn = warn or (lambda message: self._log(f"Warning: {message}"))
         self._stages = [("", 1.0)]
         self._stage = 0
         self._done_weight = 0.0
@@ -46,3 +47,6 @@ class Progress:
     def log(self, message):
         self._log(message)
 
+
+    def warn(self, message):
+        self._warn(message)

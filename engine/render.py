@@ -4,6 +4,8 @@ The styled output is the label raster itself (same ids, same grid) with a new co
 blends segment colours over the imagery at a given opacity (alpha 0 where the labels are nodata).
 """
 
+from __future__ import annotations
+
 import os
 from dataclasses import dataclass
 

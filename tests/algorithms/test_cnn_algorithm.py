@@ -28,6 +28,10 @@ class Recorder(QgsProcessingFeedback):
         self.infos.append(info)
         super().pushInfo(info)
 
+    def pushWarning(self, warning):  # noqa: N802 - QGIS API
+        self.infos.append(f"Warning: {warning}")  # warnings reach QGIS as warnings, not as plain info
+        super().pushWarning(warning)
+
 
 @pytest.fixture(scope="module")
 def crop(tmp_path_factory):
