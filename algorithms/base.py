@@ -10,6 +10,19 @@ class SegmenterAlgorithm(QgsProcessingAlgorithm):
     """Thin base: subclasses declare parameters and pass them to one engine function."""
 
     GROUP = ("segmentation", "Segmentation")
+    ID = TITLE = SUMMARY = HELP = ""  # set by each algorithm
+
+    def name(self):
+        return self.ID
+
+    def displayName(self):  # noqa: N802 - QGIS API
+        return self.TITLE
+
+    def shortDescription(self):  # noqa: N802 - QGIS API
+        return self.SUMMARY
+
+    def shortHelpString(self):  # noqa: N802 - QGIS API
+        return self.HELP
 
     def createInstance(self):  # noqa: N802 - QGIS API
         return type(self)()

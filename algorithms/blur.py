@@ -29,18 +29,10 @@ Output: a label raster on the input's grid with the same data type, ids, colours
 
 class BlurAlgorithm(SegmenterAlgorithm):
     GROUP = ("postprocessing", "Post-processing")
-
-    def name(self):
-        return "blur"
-
-    def displayName(self):  # noqa: N802 - QGIS API
-        return "Smooth segments (blur)"
-
-    def shortHelpString(self):  # noqa: N802 - QGIS API
-        return HELP
-
-    def shortDescription(self):  # noqa: N802 - QGIS API
-        return "Smooths a label raster by a majority or Gaussian vote of each pixel's neighbourhood."
+    ID = "blur"
+    TITLE = "Smooth segments (blur)"
+    SUMMARY = "Smooths a label raster by a majority or Gaussian vote of each pixel's neighbourhood."
+    HELP = HELP
 
     def initAlgorithm(self, config=None):  # noqa: N802 - QGIS API
         self.addParameter(QgsProcessingParameterRasterLayer("INPUT", "Segments (label raster)"))

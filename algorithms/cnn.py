@@ -50,17 +50,10 @@ def shipped_models():
 
 
 class CnnAlgorithm(SegmenterAlgorithm):
-    def name(self):
-        return "cnn"
-
-    def displayName(self):  # noqa: N802 - QGIS API
-        return "CNN segmentation"
-
-    def shortHelpString(self):  # noqa: N802 - QGIS API
-        return HELP
-
-    def shortDescription(self):  # noqa: N802 - QGIS API
-        return "Unsupervised segmentation into K kinds of region from CNN embeddings (ONNX Runtime)."
+    ID = "cnn"
+    TITLE = "CNN segmentation"
+    SUMMARY = "Unsupervised segmentation into K kinds of region from CNN embeddings (ONNX Runtime)."
+    HELP = HELP
 
     def initAlgorithm(self, config=None):  # noqa: N802 - QGIS API
         models = shipped_models() or [NO_MODEL]

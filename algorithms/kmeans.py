@@ -27,17 +27,10 @@ Output: Byte label raster on the input's grid: ids 1..K ordered from dark to lig
 
 
 class KMeansAlgorithm(SegmenterAlgorithm):
-    def name(self):
-        return "kmeans"
-
-    def displayName(self):  # noqa: N802 - QGIS API
-        return "K-Means segmentation"
-
-    def shortHelpString(self):  # noqa: N802 - QGIS API
-        return HELP
-
-    def shortDescription(self):  # noqa: N802 - QGIS API
-        return "Unsupervised segmentation into K kinds of region by colour and texture."
+    ID = "kmeans"
+    TITLE = "K-Means segmentation"
+    SUMMARY = "Unsupervised segmentation into K kinds of region by colour and texture."
+    HELP = HELP
 
     def initAlgorithm(self, config=None):  # noqa: N802 - QGIS API
         self.addParameter(QgsProcessingParameterRasterLayer("INPUT", "Input raster"))

@@ -30,18 +30,10 @@ Output: a label raster on LABELS' grid with the same K, centres, colours and nam
 
 class KnnRefineAlgorithm(SegmenterAlgorithm):
     GROUP = ("postprocessing", "Post-processing")
-
-    def name(self):
-        return "knn_refine"
-
-    def displayName(self):  # noqa: N802 - QGIS API
-        return "Latent KNN refinement"
-
-    def shortHelpString(self):  # noqa: N802 - QGIS API
-        return HELP
-
-    def shortDescription(self):  # noqa: N802 - QGIS API
-        return "Refines segment labels by their nearest neighbours in feature space."
+    ID = "knn_refine"
+    TITLE = "Latent KNN refinement"
+    SUMMARY = "Refines segment labels by their nearest neighbours in feature space."
+    HELP = HELP
 
     def initAlgorithm(self, config=None):  # noqa: N802 - QGIS API
         number = QgsProcessingParameterNumber

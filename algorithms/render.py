@@ -42,19 +42,12 @@ class _LoadStyle(QgsProcessingLayerPostProcessorInterface):
 
 class RenderAlgorithm(SegmenterAlgorithm):
     GROUP = ("postprocessing", "Post-processing")
+    ID = "render"
+    TITLE = "Render segments"
+    SUMMARY = "Colour table, names, .qml, RGBA composite over the imagery and a PNG quicklook."
+    HELP = HELP
+
     _post_processors = []  # QGIS holds only a pointer: keep them alive
-
-    def name(self):
-        return "render"
-
-    def displayName(self):  # noqa: N802 - QGIS API
-        return "Render segments"
-
-    def shortHelpString(self):  # noqa: N802 - QGIS API
-        return HELP
-
-    def shortDescription(self):  # noqa: N802 - QGIS API
-        return "Colour table, names, .qml, RGBA composite over the imagery and a PNG quicklook."
 
     def initAlgorithm(self, config=None):  # noqa: N802 - QGIS API
         self.addParameter(QgsProcessingParameterRasterLayer("INPUT", "Label raster"))

@@ -26,8 +26,8 @@ from osgeo import gdal
 
 from . import kmeans
 from .errors import InputError
-from .label_pass import tag_features, write_labels, write_labels_bilinear
-from .labels import MAX_SEGMENTS, finish_label_raster, label_type, read_reference
+from .label_pass import tag_features, write_label_raster, write_labels, write_labels_bilinear
+from .labels import MAX_SEGMENTS, read_reference
 from .onnx_runtime import DEVICES, import_onnxruntime, load_model, normaliser
 from .progress import Progress
 from .raster_io import AtomicRaster, check_destination, open_input, robust_range, scaled_geotransform
@@ -283,18 +283,11 @@ def segment_cnn(
             assign_bytes = 16 + (info.embed_dim + 3 * segments) * 4 / stride**2
             windows = plan_windows(raster.width, raster.height, int(memory_mb * 2**20 / assign_bytes), step=stride,
                                    row_step=raster.block_height)
-            with AtomicRaster(
-                output_path, raster.width, raster.height, 1, label_type(segments),
-                raster.geotransform, raster.projection,
-            ) as labels:
-                progress.start("Assigning segments")
-                assign = write_labels_bilinear if upsample == "bilinear" else write_labels
-                assign(raster, windows, stride, features.dataset, centres, labels, progress)
-                finish_label_raster(labels, segments, dict(
-                    method=KIND, seed=seed, centres=centres.tolist(), features=feature_meta,
-                    provider=model.provider, upsample=upsample,
-                    reference=os.path.basename(reference_path) if reference_path else None,
-                ))
+            write_label_raster(raster, windows, stride, features.dataset, centres, output_path, dict(
+                method=KIND, seed=seed, centres=centres.tolist(), features=feature_meta,
+                provider=model.provider, upsample=upsample,
+                reference=os.path.basename(reference_path) if reference_path else None,
+            ), progress, assign=write_labels_bilinear if upsample == "bilinear" else write_labels)
             if features_path:
                 features.commit()
             else:

@@ -20,8 +20,8 @@ from osgeo import gdal
 from . import kmeans
 from .descriptors import QUANT, TEXTURE_WEIGHT, block_descriptors, feature_names
 from .errors import InputError
-from .label_pass import tag_features, write_labels
-from .labels import MAX_SEGMENTS, finish_label_raster, label_type, read_reference
+from .label_pass import tag_features, write_label_raster
+from .labels import MAX_SEGMENTS, read_reference
 from .progress import Progress
 from .raster_io import AtomicRaster, check_destination, open_input, robust_range, scaled_geotransform
 from .sampling import BlockSample
@@ -139,16 +139,10 @@ def segment_kmeans(
                                 context=context, texture_weight=texture_weight, bands=raster.bands, input_ranges=ranges)
             tag_features(features, feature_meta)
 
-            with AtomicRaster(
-                output_path, raster.width, raster.height, 1, label_type(segments),
-                raster.geotransform, raster.projection,
-            ) as labels:
-                progress.start("Assigning segments")
-                write_labels(raster, windows, block, features.dataset, centres, labels, progress)
-                finish_label_raster(labels, segments, dict(
-                    method="kmeans", seed=seed, centres=centres.tolist(), features=feature_meta,
-                    reference=os.path.basename(reference_path) if reference_path else None,
-                ))
+            write_label_raster(raster, windows, block, features.dataset, centres, output_path, dict(
+                method="kmeans", seed=seed, centres=centres.tolist(), features=feature_meta,
+                reference=os.path.basename(reference_path) if reference_path else None,
+            ), progress)
             if features_path:
                 features.commit()
             else:

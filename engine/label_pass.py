@@ -8,7 +8,8 @@ its nearest centre and write the labels on the input's pixel grid, window by win
 import numpy as np
 
 from . import kmeans
-from .labels import NODATA, write_metadata
+from .labels import NODATA, finish_label_raster, label_type, write_metadata
+from .raster_io import AtomicRaster
 
 
 def tag_features(features, meta):
@@ -125,3 +126,14 @@ def write_labels_bilinear(raster, windows, stride, features, centres, labels, pr
         raster.release_cache()
         labels.release_cache()
         progress.update((number + 1) / len(windows), f"Assigning segments ({number + 1}/{len(windows)} windows)")
+
+
+def write_label_raster(raster, windows, stride, features, centres, output_path, metadata, progress,
+                       assign=None):
+    """Assign and write the whole label raster at ``output_path`` (atomically), styled and tagged."""
+    segments = len(centres)
+    with AtomicRaster(output_path, raster.width, raster.height, 1, label_type(segments), raster.geotransform,
+                      raster.projection) as labels:
+        progress.start("Assigning segments")
+        (assign or write_labels)(raster, windows, stride, features, centres, labels, progress)
+        finish_label_raster(labels, segments, metadata)

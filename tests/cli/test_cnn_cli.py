@@ -10,25 +10,9 @@ import pytest
 
 from map_segmenter.engine.cnn_segmentation import segment_cnn
 
-from helpers import KAMPALA, PLUGINS, ROOT, crop_real, read_array
+from helpers import KAMPALA, PLUGINS, ROOT, crop_real, qgis_process, read_array
 
 MODEL = str(ROOT / "onnx_models" / "student_s4_untrained.onnx")
-
-
-def qgis_process(*arguments, check=True):
-    env = dict(os.environ, QGIS_PLUGINPATH=str(PLUGINS), QT_QPA_PLATFORM="offscreen",
-               QGIS_CUSTOM_CONFIG_PATH=str(ROOT / ".build" / "qgis-profile"))
-    completed = subprocess.run(["qgis_process.bin", *arguments], capture_output=True, text=True, env=env,
-                               timeout=600)
-    if check and completed.returncode != 0:
-        raise AssertionError(f"qgis_process {arguments} failed:\n{completed.stdout}\n{completed.stderr}")
-    return completed
-
-
-@pytest.fixture(scope="module", autouse=True)
-def plugin_enabled():
-    completed = qgis_process("plugins", "enable", "map_segmenter", check=False)
-    assert completed.returncode == 0 or "already enabled" in completed.stdout + completed.stderr
 
 
 @pytest.fixture(scope="module")
