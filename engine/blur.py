@@ -23,6 +23,7 @@ from osgeo import gdal
 
 from .errors import InputError
 from .labels import NODATA, finish_label_raster, label_type, read_metadata
+from .palette import qualitative
 from .progress import Progress
 from .raster_io import AtomicRaster, check_destination, open_raster
 from .windows import plan_windows
@@ -507,9 +508,11 @@ def blur_labels(input_path, output_path, method="majority", strength="medium", r
     # GDAL reads the next window and writes the last one in a second thread (it releases the GIL) while
     # numpy votes: the one thread touching the datasets until all is written, in window order.
     try:
+        # Smoothing never makes new ids: K is known now (a scan when the metadata does not say).
+        expected_k = labels.segments or int(labels.dataset.GetRasterBand(1).ComputeRasterMinMax(False)[1])
         with AtomicRaster(output_path, width, height, 1, labels.output_type,
-                          labels.dataset.GetGeoTransform(can_return_null=True),
-                          labels.dataset.GetProjection()) as output:
+                          labels.dataset.GetGeoTransform(can_return_null=True), labels.dataset.GetProjection(),
+                          palette=_colours(labels.dataset, expected_k) or qualitative(expected_k)) as output:
             io = ThreadPoolExecutor(1, thread_name_prefix="blur-io")
             try:  # the thread stops before a failed or cancelled output is removed
                 next_read, last_write = io.submit(read, windows[0]), None

@@ -22,6 +22,7 @@ from .descriptors import QUANT, TEXTURE_WEIGHT, block_descriptors, feature_names
 from .errors import InputError
 from .label_pass import tag_features, write_label_raster
 from .labels import MAX_SEGMENTS, read_reference
+from .pipeline import WORKERS, ordered_map
 from .progress import Progress
 from .raster_io import AtomicRaster, check_destination, open_input, robust_range, scaled_geotransform
 from .sampling import BlockSample
@@ -100,7 +101,7 @@ def segment_kmeans(
                    ("Assigning segments", 39)])
     progress.start("Measuring the raster")
     quantise, quant, ranges = _quantiser(raster)
-    max_pixels = memory_mb * 2**20 // BYTES_PER_PIXEL
+    max_pixels = memory_mb * 2**20 // (BYTES_PER_PIXEL * (WORKERS + 1))  # windows in flight
     windows = plan_windows(raster.width, raster.height, max_pixels, step=block, row_step=raster.block_height)
     grid_w, grid_h = -(-raster.width // block), -(-raster.height // block)
     progress.log(f"{raster.width} x {raster.height} px, {len(windows)} windows, block grid {grid_w} x {grid_h}")
@@ -174,22 +175,27 @@ def _describe(raster, windows, block, context, quantise, describe, features, sam
     sample = BlockSample(sample_size, seed)
     grid_w = -(-raster.width // block)
     valid_blocks = 0
-    for number, window in enumerate(windows):
+
+    def read(window):
         grown = window.grown(context * block, raster.width, raster.height)
         pixels = raster.read(grown.xoff, grown.yoff, grown.width, grown.height)
         valid = raster.read_valid(grown.xoff, grown.yoff, grown.width, grown.height, pixels)
+        raster.release_cache()
+        return window, grown, pixels, valid
+
+    def compute(window, grown, pixels, valid):
         descriptors, block_valid = describe(quantise(pixels), valid)
         top, left = (window.yoff - grown.yoff) // block, (window.xoff - grown.xoff) // block
         rows, cols = -(-window.height // block), -(-window.width // block)
-        descriptors = descriptors[top : top + rows, left : left + cols]
-        block_valid = block_valid[top : top + rows, left : left + cols]
+        return descriptors[top : top + rows, left : left + cols], block_valid[top : top + rows, left : left + cols]
+
+    for number, (window, (descriptors, block_valid)) in enumerate(ordered_map(read, compute, windows)):
         for channel in range(descriptors.shape[-1]):
             features.write(descriptors[..., channel], window.xoff // block, window.yoff // block, channel + 1)
         row_index, col_index = np.nonzero(block_valid)
         linear = (row_index + window.yoff // block).astype(np.int64) * grid_w + col_index + window.xoff // block
         sample.offer(linear, descriptors[row_index, col_index])
         valid_blocks += len(linear)
-        raster.release_cache()
         features.release_cache()
         progress.update((number + 1) / len(windows), f"Describing blocks ({number + 1}/{len(windows)} windows)")
     return sample.vectors, valid_blocks

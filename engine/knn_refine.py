@@ -35,6 +35,7 @@ from osgeo import gdal, osr
 from .errors import InputError
 from .labels import finish_label_raster, label_type, read_metadata
 from .neighbours import NeighbourIndex, require_ckdtree
+from .palette import qualitative
 from .progress import Progress
 from .raster_io import AtomicRaster, check_destination, open_raster, scaled_geotransform
 from .sampling import BlockSample
@@ -156,12 +157,13 @@ def refine_knn(
         with ThreadPoolExecutor(threads) as pool:
             progress.start("Iterating the index")
             _fit_index(model, index_features, index_seeds, index_rows, index_cols, iterations, pool, progress)
+            colours, names = _style(label_band, label_meta, segments)
             output = AtomicRaster(output_path, grid.width, grid.height, 1, label_type(segments),
-                                  labels.GetGeoTransform(can_return_null=True), labels.GetProjection())
+                                  labels.GetGeoTransform(can_return_null=True), labels.GetProjection(),
+                                  palette=colours or qualitative(segments))
             with output:
                 progress.start("Refining blocks")
                 _refine(reader, windows, model, iterations, output, pool, progress)
-                colours, names = _style(label_band, label_meta, segments)
                 finish_label_raster(output, segments, dict(
                     method="knn_refine", seed=seed,
                     centres=[[None if not np.isfinite(v) else float(v) for v in row] for row in centres],

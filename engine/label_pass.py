@@ -9,6 +9,8 @@ import numpy as np
 
 from . import kmeans
 from .labels import NODATA, finish_label_raster, label_type, write_metadata
+from .palette import qualitative
+from .pipeline import ordered_map
 from .raster_io import AtomicRaster
 
 
@@ -27,21 +29,29 @@ def write_labels(raster, windows, stride, features, centres, labels, progress):
     ``windows`` cover the input's pixel grid with offsets that are multiples of ``stride``; each cell's id is
     repeated over its pixels, and pixels the input marks invalid are written as nodata.
     """
-    for number, window in enumerate(windows):
+
+    def read(window):
         rows, cols = -(-window.height // stride), -(-window.width // stride)
         descriptors = features.ReadAsArray(window.xoff // stride, window.yoff // stride, cols, rows)
-        descriptors = descriptors.reshape(-1, rows * cols).T
+        pixel_valid = None
+        if raster.has_mask:
+            pixel_valid = raster.read_valid(window.xoff, window.yoff, window.width, window.height)
+            raster.release_cache()
+        return window, descriptors.reshape(-1, rows * cols).T, pixel_valid
+
+    def compute(window, descriptors, pixel_valid):
+        rows, cols = -(-window.height // stride), -(-window.width // stride)
         valid = ~np.isnan(descriptors[:, 0])
         grid = np.zeros(rows * cols, np.uint8 if len(centres) <= 255 else np.uint16)
         grid[valid] = kmeans.assign(descriptors[valid], centres) + 1
         grid = grid.reshape(rows, cols)
         pixels = np.repeat(np.repeat(grid, stride, axis=0), stride, axis=1)[: window.height, : window.width]
-        if raster.has_mask:
-            pixel_valid = raster.read_valid(window.xoff, window.yoff, window.width, window.height)
-            if pixel_valid is not None:
-                pixels = np.where(pixel_valid, pixels, NODATA).astype(pixels.dtype)
+        if pixel_valid is not None:
+            pixels = np.where(pixel_valid, pixels, NODATA).astype(pixels.dtype)
+        return pixels
+
+    for number, (window, pixels) in enumerate(ordered_map(read, compute, windows)):
         labels.write(pixels, window.xoff, window.yoff)
-        raster.release_cache()
         labels.release_cache()
         progress.update((number + 1) / len(windows), f"Assigning segments ({number + 1}/{len(windows)} windows)")
 
@@ -133,7 +143,7 @@ def write_label_raster(raster, windows, stride, features, centres, output_path, 
     """Assign and write the whole label raster at ``output_path`` (atomically), styled and tagged."""
     segments = len(centres)
     with AtomicRaster(output_path, raster.width, raster.height, 1, label_type(segments), raster.geotransform,
-                      raster.projection) as labels:
+                      raster.projection, palette=qualitative(segments)) as labels:
         progress.start("Assigning segments")
         (assign or write_labels)(raster, windows, stride, features, centres, labels, progress)
         finish_label_raster(labels, segments, metadata)

@@ -26,17 +26,26 @@ def segment_names(segments):
     return [f"Segment {index}" for index in range(1, segments + 1)]
 
 
-def style_label_band(band, segments, colours=None):
-    """Nodata 0 and a colour table on a label band (names go to metadata and the .qml: GeoTIFF cannot hold
-    category names without an .aux.xml sidecar)."""
-    colours = colours or qualitative(segments)
-    band.SetNoDataValue(NODATA)
+def colour_table(colours):
+    """A GDAL colour table: 0 transparent (nodata), then ``colours`` for ids 1..K."""
     table = gdal.ColorTable()
     table.SetColorEntry(0, (0, 0, 0, 0))
     for index, colour in enumerate(colours, start=1):
         table.SetColorEntry(index, (*colour, 255))
-    band.SetRasterColorTable(table)
-    band.SetRasterColorInterpretation(gdal.GCI_PaletteIndex)
+    return table
+
+
+def _entries(table):
+    return None if table is None else [table.GetColorEntry(i) for i in range(table.GetCount())]
+
+
+def style_label_band(band, segments, colours=None):
+    """Nodata 0 and a colour table on a label band (names go to metadata and the .qml: GeoTIFF cannot hold
+    category names without an .aux.xml sidecar). The table is left alone when it is already right."""
+    band.SetNoDataValue(NODATA)
+    table = colour_table(colours or qualitative(segments))
+    if _entries(band.GetRasterColorTable()) != _entries(table):
+        band.SetRasterColorTable(table)
 
 
 def write_metadata(dataset, **values):

@@ -188,7 +188,8 @@ class AtomicRaster:
     is only replaced once the new one is complete.
     """
 
-    def __init__(self, path, width, height, bands, data_type, geotransform=None, projection=None, options=None):
+    def __init__(self, path, width, height, bands, data_type, geotransform=None, projection=None, options=None,
+                 palette=False):
         self.path = path
         directory = os.path.dirname(os.path.abspath(path))
         self.temp_path = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex[:8]}.partial.tif")
@@ -203,6 +204,12 @@ class AtomicRaster:
             self.dataset.SetGeoTransform(geotransform)
         if projection:
             self.dataset.SetProjection(projection)
+        if palette:
+            # A GeoTIFF cannot always take a colour table once data is written: set it before writing
+            # (``palette``: RGB colours of ids 1..K).
+            from .labels import colour_table  # labels builds on this module
+
+            self.dataset.GetRasterBand(1).SetRasterColorTable(colour_table(palette))
 
     def band(self, index=1):
         return self.dataset.GetRasterBand(index)

@@ -125,7 +125,8 @@ def render_labels(
 
     progress.start("Writing styled labels")
     with AtomicRaster(output_path, labels.width, labels.height, 1, label_type(segments),
-                      labels.dataset.GetGeoTransform(can_return_null=True), labels.dataset.GetProjection()) as out:
+                      labels.dataset.GetGeoTransform(can_return_null=True), labels.dataset.GetProjection(),
+                      palette=colours) as out:
         for number, window in enumerate(windows):
             out.write(labels.read(window), window.xoff, window.yoff)
             out.release_cache()
