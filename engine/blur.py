@@ -386,7 +386,7 @@ def _open_labels(path):
     if data_type in LABEL_TYPES:
         dtype, output_type = np.dtype(LABEL_TYPES[data_type]), data_type
     else:
-        low, high = band.ComputeRasterMinMax(False)  # other integer types: ids must fit the label contract
+        low, high = _value_range(band, path)  # other integer types: ids must fit the label contract
         if low < 0 or high > MAX_LABEL:
             raise InputError(
                 f"The raster '{path}' holds values from {low:g} to {high:g}; segment ids must be 0..{MAX_LABEL} "
@@ -396,6 +396,17 @@ def _open_labels(path):
         dtype, output_type = _unsigned_type(int(high)), label_type(segments)
     return _LabelRaster(dataset, dtype, output_type, segments, metadata, other_nodata,
                         dataset.RasterXSize, dataset.RasterYSize)
+
+
+def _value_range(band, path):
+    """Smallest and largest id of a band (a full read), nodata left out."""
+    try:
+        return band.ComputeRasterMinMax(False)
+    except RuntimeError:  # GDAL's answer when no pixel is valid
+        raise InputError(
+            f"The label raster '{path}' has no segment ids: every pixel is nodata. Choose a label raster with "
+            f"segments."
+        ) from None
 
 
 def _stride(metadata):
@@ -509,7 +520,7 @@ def blur_labels(input_path, output_path, method="majority", strength="medium", r
     # numpy votes: the one thread touching the datasets until all is written, in window order.
     try:
         # Smoothing never makes new ids: K is known now (a scan when the metadata does not say).
-        expected_k = labels.segments or int(labels.dataset.GetRasterBand(1).ComputeRasterMinMax(False)[1])
+        expected_k = labels.segments or int(_value_range(labels.dataset.GetRasterBand(1), input_path)[1])
         with AtomicRaster(output_path, width, height, 1, labels.output_type,
                           labels.dataset.GetGeoTransform(can_return_null=True), labels.dataset.GetProjection(),
                           palette=_colours(labels.dataset, expected_k) or qualitative(expected_k)) as output:

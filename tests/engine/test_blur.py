@@ -267,11 +267,14 @@ def test_bad_inputs_raise_clear_errors_and_write_nothing(tmp_path, kmeans_labels
         blur_labels(kmeans_labels, str(out), iterations=0)
     with pytest.raises(InputError, match="does not exist"):
         blur_labels(str(tmp_path / "missing.tif"), str(out))
+    empty = write_raster(tmp_path / "empty.tif", np.zeros((20, 20), np.uint8), nodata=0)
+    with pytest.raises(InputError, match="has no segment ids: every pixel is nodata"):
+        blur_labels(empty, str(out))
     with pytest.raises(OutputError, match="is also an input"):
         blur_labels(kmeans_labels, kmeans_labels)
     with pytest.raises(OutputError, match="does not exist"):
         blur_labels(kmeans_labels, str(tmp_path / "no" / "x.tif"))
-    assert sorted(os.listdir(tmp_path)) == ["float.tif"]
+    assert sorted(os.listdir(tmp_path)) == ["empty.tif", "float.tif"]
 
 
 def test_progress_moves_to_one_and_cancel_leaves_nothing(tmp_path, kmeans_labels):
