@@ -42,11 +42,15 @@ MEMORY_MB (advanced): working-memory budget; the batch size is lowered and the l
 Output: Byte label raster on the input's grid: ids 1..K ordered from dark to light, 0 = nodata, with a colour table and a .qml style. FEATURES (optional): the embeddings, one Float32 band each, on the 4 x 4 px cell grid, for segmenter:knn_refine."""
 
 
+DEFAULT_MODEL = "student_s4_v1"  # the trained model (see its card in onnx_models/)
+
+
 def shipped_models():
-    """Names of the .onnx files in onnx_models/, sorted."""
+    """Names of the .onnx files in onnx_models/: the default first, then the others sorted."""
     if not os.path.isdir(MODELS_DIR):
         return []
-    return sorted(name[:-5] for name in os.listdir(MODELS_DIR) if name.endswith(".onnx"))
+    names = sorted(name[:-5] for name in os.listdir(MODELS_DIR) if name.endswith(".onnx"))
+    return sorted(names, key=lambda name: name != DEFAULT_MODEL)
 
 
 class CnnAlgorithm(SegmenterAlgorithm):

@@ -41,7 +41,8 @@ def crop(tmp_path_factory):
 def test_processing_run_matches_the_engine_loads_styled_and_logs_the_provider(processing_run, tmp_path, crop):
     out, features = str(tmp_path / "labels.tif"), str(tmp_path / "features.tif")
     feedback = Recorder()
-    result = processing_run("segmenter:cnn", {"INPUT": crop, "SEGMENTS": 5, "SEED": 2, "DEVICE": "coreml",
+    result = processing_run("segmenter:cnn", {"INPUT": crop, "MODEL": "student_s4_untrained", "SEGMENTS": 5,
+                                              "SEED": 2, "DEVICE": "coreml",
                                               "TILE_SIZE": 100, "BATCH_SIZE": 3, "THREADS": 1,
                                               "OUTPUT": out, "FEATURES": features}, feedback=feedback)
     assert result == {"OUTPUT": out, "FEATURES": features, "SEGMENTS": 5, "PROVIDER": "CPUExecutionProvider"}
@@ -62,8 +63,8 @@ def test_parameters(processing_run):
     algorithm = QgsApplication.processingRegistry().algorithmById("segmenter:cnn")
     assert algorithm.group() == "Segmentation" and algorithm.displayName() == "CNN segmentation"
     definitions = {p.name(): p for p in algorithm.parameterDefinitions()}
-    assert "student_s4_untrained" in definitions["MODEL"].options()
-    assert definitions["MODEL"].defaultValue() == "student_s4_untrained"
+    assert definitions["MODEL"].options() == ["student_s4_v1", "student_s4_untrained"]  # the trained one first
+    assert definitions["MODEL"].defaultValue() == "student_s4_v1"
     assert definitions["DEVICE"].options() == ["auto", "cuda", "coreml", "cpu"]
     assert definitions["DEVICE"].defaultValue() == "auto"
     assert definitions["SEGMENTS"].defaultValue() == 8 and definitions["TILE_SIZE"].defaultValue() == 0
@@ -103,5 +104,6 @@ def test_bad_inputs_give_actionable_errors(processing_run, tmp_path, crop):
     _bad(processing_run, {"INPUT": crop, "MODEL_PATH": static}, "has a static size 64 x 64", tmp_path)
     _bad(processing_run, {"INPUT": tiny, "SEGMENTS": 5}, "Only 4 valid cells (4 x 4 px each) for 5 segments",
          tmp_path)
-    _bad(processing_run, {"INPUT": crop, "TILE_SIZE": 50}, "TILE_SIZE 50 px leaves no room", tmp_path)
+    _bad(processing_run, {"INPUT": crop, "MODEL": "student_s4_untrained", "TILE_SIZE": 50},
+         "TILE_SIZE 50 px leaves no room", tmp_path)
     _bad(processing_run, {"INPUT": crop, "BANDS": [1, 2]}, "The model takes 3 bands; BANDS gives 2", tmp_path)

@@ -1,0 +1,1 @@
+"""Training data: random windows of real rasters, tile shards with precomputed SLIC, a synthetic test source."""
