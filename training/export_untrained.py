@@ -18,7 +18,6 @@ inference could not equal untiled inference. BatchNorm is folded into the convol
 import argparse
 import datetime
 import hashlib
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -26,14 +25,13 @@ import torch
 from osgeo import gdal
 from torch import nn
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from map_segmenter.engine import model_contract
 
-from engine import model_contract  # noqa: E402
+from . import ROOT
+from .export import OPSET, export_onnx
 
 INPUT_MEAN = [0.485, 0.456, 0.406]
 INPUT_STD = [0.229, 0.224, 0.225]
-OPSET = 17
 CALIBRATION_IMAGES = [
     ROOT / "data" / "kampala_oam" / "kampala_oam_z21_mosaic.tif",
     ROOT / "data" / "georef" / "swissimage_zurich_detectree_1091-322_00.tif",
@@ -170,24 +168,7 @@ def export(out_dir, name, stem, width, embed_dim, blocks, tile_size, seed):
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{name}.onnx"
-    example = torch.zeros(1, 3, tile_size, tile_size)
-    torch.onnx.export(
-        model, (example,), str(path), dynamo=False, opset_version=OPSET,
-        input_names=[model_contract.INPUT_NAME], output_names=[model_contract.OUTPUT_NAME],
-        dynamic_axes={model_contract.INPUT_NAME: {0: "N", 2: "H", 3: "W"},
-                      model_contract.OUTPUT_NAME: {0: "N", 2: "H_out", 3: "W_out"}},
-        do_constant_folding=True,
-    )
-    import onnx
-
-    proto = onnx.load(str(path))
-    proto.ir_version = min(proto.ir_version, 8)  # readable by onnxruntime >= 1.14
-    del proto.metadata_props[:]
-    for key, value in model_contract.encode_metadata(metadata).items():
-        proto.metadata_props.add(key=key, value=value)
-    proto.producer_name = "map_segmenter.training.export_untrained"
-    onnx.checker.check_model(proto)
-    onnx.save(proto, str(path))
+    export_onnx(model, path, metadata, tile_size)
     verify(model, path)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     write_card(out_dir / f"{name}.md", name, metadata, parameters, rf_width, path.stat().st_size, digest)
