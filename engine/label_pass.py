@@ -33,6 +33,7 @@ def write_labels(raster, windows, stride, features, centres, labels, progress):
     def read(window):
         rows, cols = -(-window.height // stride), -(-window.width // stride)
         descriptors = features.ReadAsArray(window.xoff // stride, window.yoff // stride, cols, rows)
+        features.FlushCache()  # drop the blocks just read: memory follows the window, not the raster
         pixel_valid = None
         if raster.has_mask:
             pixel_valid = raster.read_valid(window.xoff, window.yoff, window.width, window.height)
@@ -99,6 +100,7 @@ def write_labels_bilinear(raster, windows, stride, features, centres, labels, pr
         top, left = max(0, row0 - 1), max(0, col0 - 1)
         bottom, right = min(grid_h, row0 + rows + 1), min(grid_w, col0 + cols + 1)
         cells = features.ReadAsArray(left, top, right - left, bottom - top)
+        features.FlushCache()
         cells = cells.reshape(cells.shape[0], -1).T
         invalid = np.isnan(cells[:, 0])
         distances = np.zeros((len(centres), len(cells)), np.float32)
