@@ -77,6 +77,14 @@ def median_of(command, repeats, env=None):
     return statistics.median(w for w, _ in runs), max(r for _, r in runs)
 
 
+def output_options():
+    """The GeoTIFF creation options the engine writes with, as gdal_translate -co arguments."""
+    sys.path.insert(0, str(PLUGINS))
+    from map_segmenter.engine.raster_io import GTIFF_OPTIONS
+
+    return [argument for option in GTIFF_OPTIONS for argument in ("-co", option)]
+
+
 def engine_command(code):
     """A command running ``code`` in this Python with the plugin importable as map_segmenter."""
     return [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(PLUGINS)!r}); {code}"]
