@@ -29,6 +29,7 @@ from map_segmenter.engine import model_contract
 
 from . import ROOT
 from .export import OPSET, export_onnx
+from .models import measured_reach
 
 INPUT_MEAN = [0.485, 0.456, 0.406]
 INPUT_STD = [0.229, 0.224, 0.225]
@@ -81,20 +82,6 @@ def receptive_reach(layers, stride):
     for kernel, step, padding in reversed(layers):
         lo, hi = step * lo - padding, step * hi - padding + kernel - 1
     return max(-lo, hi - (stride - 1)), hi - lo + 1
-
-
-def measured_reach(model, stride, size=192):
-    """The reach measured by back-propagating from one output cell: the extent of non-zero input gradient."""
-    model = model.double().eval()
-    rgb = torch.randn(1, 3, size, size, dtype=torch.float64, requires_grad=True)
-    out = model(rgb)
-    cell = out.shape[-1] // 2
-    out[0, :, cell, cell].sum().backward()
-    touched = rgb.grad.abs().sum(dim=(0, 1)) > 0
-    rows = torch.nonzero(touched.any(dim=1)).flatten()
-    model.float()
-    first, last = stride * cell, stride * cell + stride - 1
-    return max(first - int(rows.min()), int(rows.max()) - last)
 
 
 def calibration_patches(count=96, size=256, seed=0):
