@@ -22,7 +22,7 @@ import numpy as np
 from osgeo import gdal
 
 from .errors import InputError
-from .labels import NODATA, finish_label_raster, label_type, read_metadata
+from .labels import LABEL_TYPES, NODATA, check_label_band, finish_label_raster, label_type, read_metadata
 from .palette import qualitative
 from .progress import Progress
 from .raster_io import AtomicRaster, check_destination, open_raster
@@ -43,11 +43,6 @@ MAX_WINDOW_PIXELS = 2**24  # larger strips only cost memory: the halo is already
 MAX_READ_AHEAD = 1024  # rows; inputs with taller blocks (one-strip files) are read row range by row range
 OUTPUT_BLOCK = 256  # block height of the written GeoTIFF (GTIFF_OPTIONS): strips are cut on block rows
 MANY_CANDIDATES = 64  # beyond this range of ids in a chunk, find the present ids by counting
-LABEL_TYPES = {gdal.GDT_Byte: np.uint8, gdal.GDT_UInt16: np.uint16}
-INTEGER_TYPES = {
-    gdal.GDT_Byte, gdal.GDT_UInt16, gdal.GDT_Int16, gdal.GDT_UInt32, gdal.GDT_Int32,
-    *(getattr(gdal, name) for name in ("GDT_Int8", "GDT_UInt64", "GDT_Int64") if hasattr(gdal, name)),
-}
 MAX_LABEL = 65535
 
 
@@ -367,21 +362,9 @@ class _LabelRaster:
 
 def _open_labels(path):
     dataset = open_raster(path, purpose="label raster")
-    if dataset.RasterCount != 1:
-        raise InputError(
-            f"The raster '{path}' has {dataset.RasterCount} bands; a label raster has one band of segment ids. "
-            f"Choose the OUTPUT of a Map Segmenter segmentation."
-        )
-    band = dataset.GetRasterBand(1)
+    band, other_nodata = check_label_band(dataset, path)
     data_type = band.DataType
-    if data_type not in INTEGER_TYPES:
-        raise InputError(
-            f"The raster '{path}' holds {gdal.GetDataTypeName(data_type)} values, not integer segment ids. "
-            f"Choose a label raster (Byte or UInt16 ids, 0 = nodata), such as the OUTPUT of segmenter:kmeans."
-        )
     metadata = read_metadata(dataset)
-    nodata = band.GetNoDataValue()
-    other_nodata = nodata if nodata is not None and nodata != NODATA else None
     segments = int(metadata.get("k") or 0)
     if data_type in LABEL_TYPES:
         dtype, output_type = np.dtype(LABEL_TYPES[data_type]), data_type

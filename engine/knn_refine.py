@@ -33,7 +33,7 @@ import numpy as np
 from osgeo import gdal, osr
 
 from .errors import InputError
-from .labels import finish_label_raster, label_type, read_metadata
+from .labels import check_label_band, finish_label_raster, label_type, read_metadata
 from .neighbours import NeighbourIndex, require_ckdtree
 from .palette import qualitative
 from .progress import Progress
@@ -44,7 +44,6 @@ from .windows import plan_windows
 MAX_IDS = 65535  # UInt16 label rasters
 CHUNK = 32768  # query points per batch (for K <= 8; fewer for more segments): bounds the temporaries, keeps
 # cancel responsive (a batch takes about 0.25 s) and gives each thread of the pool its share of work
-INTEGER_TYPES = (gdal.GDT_Byte, gdal.GDT_UInt16, gdal.GDT_Int16, gdal.GDT_UInt32, gdal.GDT_Int32)
 _EXACT_SHIFT = 148  # float32 v = M * 2**(e - 24), |M| < 2**24, e >= -148: v * 2**172 = M << (e + 148)
 
 
@@ -109,7 +108,8 @@ def refine_knn(
     features = open_raster(features_path, purpose="feature raster (FEATURES)")
     reader = None
     try:
-        label_band, label_nodata = _check_labels(labels, labels_path)
+        label_band, label_nodata = check_label_band(labels, labels_path, "label raster (LABELS)",
+                                                    " (A segmentation's Float32 FEATURES raster goes to FEATURES.)")
         feature_meta = read_metadata(features)
         grid = _check_grids(labels, features, labels_path, features_path, feature_meta)
         check_destination(output_path, labels_path, features_path)
@@ -198,23 +198,6 @@ def _check_parameters(neighbors, temperature, mix, iterations, spatial_weight, i
         raise InputError(f"INDEX_SIZE must be at least 1; got {index_size}.")
     if not memory_mb > 0:
         raise InputError(f"MEMORY_MB must be greater than 0; got {memory_mb}.")
-
-
-def _check_labels(dataset, path):
-    band = dataset.GetRasterBand(1)
-    if band.DataType not in INTEGER_TYPES:
-        raise InputError(
-            f"LABELS '{path}' holds {gdal.GetDataTypeName(band.DataType)} values, not integer segment ids. "
-            f"Choose a label raster (ids 1..K, 0 = nodata) such as the OUTPUT of segmenter:kmeans; "
-            f"its Float32 descriptors go to FEATURES."
-        )
-    if dataset.RasterCount != 1:
-        raise InputError(
-            f"LABELS '{path}' has {dataset.RasterCount} bands; a label raster has one band of segment ids. "
-            f"Choose the OUTPUT of a segmentation step (for example segmenter:kmeans)."
-        )
-    nodata = band.GetNoDataValue()
-    return band, (None if nodata is None or nodata == 0 or not np.isfinite(nodata) else nodata)
 
 
 def _same_crs(first, second):

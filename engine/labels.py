@@ -68,6 +68,29 @@ def read_metadata(dataset):
 
 
 LABEL_TYPES = {gdal.GDT_Byte: np.uint8, gdal.GDT_UInt16: np.uint16}
+INTEGER_TYPES = {
+    gdal.GDT_Byte, gdal.GDT_UInt16, gdal.GDT_Int16, gdal.GDT_UInt32, gdal.GDT_Int32,
+    *(getattr(gdal, name) for name in ("GDT_Int8", "GDT_UInt64", "GDT_Int64") if hasattr(gdal, name)),
+}
+
+
+def check_label_band(dataset, path, purpose="label raster", hint=""):
+    """The band of segment ids of an opened label raster, and its nodata value when that is not 0 (else None).
+
+    The checks every step that reads labels makes (one band, integer values), with the same messages."""
+    band = dataset.GetRasterBand(1)
+    if band.DataType not in INTEGER_TYPES:
+        raise InputError(
+            f"The {purpose} '{path}' holds {gdal.GetDataTypeName(band.DataType)} values, not integer segment ids. "
+            f"Choose a label raster (ids 1..K, 0 = nodata) such as the OUTPUT of segmenter:kmeans.{hint}"
+        )
+    if dataset.RasterCount != 1:
+        raise InputError(
+            f"The {purpose} '{path}' has {dataset.RasterCount} bands; a label raster has one band of segment ids. "
+            f"Choose the OUTPUT of a Map Segmenter segmentation (for example segmenter:kmeans).{hint}"
+        )
+    nodata = band.GetNoDataValue()
+    return band, (None if nodata is None or nodata == NODATA or not np.isfinite(nodata) else nodata)
 
 
 @dataclass
@@ -95,12 +118,12 @@ class LabelRaster:
 def open_label_raster(path, purpose="label raster"):
     """Open a label raster written by a segmentation step: one Byte/UInt16 band; K from metadata or the maximum."""
     dataset = open_raster(path, purpose=purpose)
-    band = dataset.GetRasterBand(1)
-    if dataset.RasterCount != 1 or band.DataType not in LABEL_TYPES:
+    band, _ = check_label_band(dataset, path, purpose)
+    if band.DataType not in LABEL_TYPES:
         raise InputError(
-            f"The {purpose} '{path}' is not a label raster ({dataset.RasterCount} band(s) of "
-            f"{gdal.GetDataTypeName(band.DataType)}); a label raster has one Byte or UInt16 band of segment ids, "
-            f"0 = nodata. Choose the OUTPUT of a Map Segmenter segmentation."
+            f"The {purpose} '{path}' holds {gdal.GetDataTypeName(band.DataType)} ids; this step reads the label "
+            f"rasters Map Segmenter writes (Byte or UInt16 ids, 0 = nodata). Convert it with gdal_translate -ot "
+            f"UInt16, or choose the OUTPUT of a Map Segmenter segmentation."
         )
     metadata = read_metadata(dataset)
     segments = int(metadata.get("k") or band.ComputeRasterMinMax(False)[1])

@@ -40,6 +40,6 @@ def test_render_runs_and_the_loaded_layer_is_styled(processing_run, tmp_path, ka
 
 
 def test_render_errors(processing_run, tmp_path, kampala_crop):
-    with pytest.raises(QgsProcessingException, match="not a label raster"):
+    with pytest.raises(QgsProcessingException, match="has 3 bands; a label raster has one band"):
         processing_run("segmenter:render", {"INPUT": kampala_crop, "OUTPUT": str(tmp_path / "x.tif")})
     assert not (tmp_path / "x.tif").exists()

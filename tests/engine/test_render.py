@@ -76,8 +76,15 @@ def test_composite_blends_colours_over_the_image(tmp_path, labels, kampala_crop)
 
 
 def test_errors(tmp_path, labels, kampala_crop):
-    with pytest.raises(InputError, match="not a label raster"):
+    with pytest.raises(InputError, match="has 3 bands; a label raster has one band"):
         render_labels(kampala_crop, str(tmp_path / "x.tif"))
+    floats = write_raster(tmp_path / "floats.tif", np.ones((4, 4), np.float32))
+    with pytest.raises(InputError, match="holds Float32 values, not integer segment ids"):
+        render_labels(floats, str(tmp_path / "x.tif"))
+    signed = write_raster(tmp_path / "signed.tif", np.ones((4, 4), np.int16))
+    with pytest.raises(InputError, match="holds Int16 ids; .* gdal_translate -ot UInt16"):
+        render_labels(signed, str(tmp_path / "x.tif"))
+    assert not (tmp_path / "x.tif").exists()
     with pytest.raises(InputError, match="need IMAGE"):
         render_labels(labels, str(tmp_path / "x.tif"), palette="mean_colour")
     other = write_raster(tmp_path / "other.tif", np.zeros((3, 20, 20), np.uint8))
