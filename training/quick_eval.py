@@ -37,6 +37,13 @@ def segment(embeddings, k=5, seed=0, sample=20000):
     return kmeans.assign(cells, centres).reshape(embeddings.shape[:2])
 
 
+def score_grid(grid, mask, k=5):
+    """(mIoU, accuracy) of stride-4 cluster ids ``grid`` (0..k-1) against a Dubai mask (5 classes)."""
+    classes, ignore = load_classes(mask)
+    labels = np.repeat(np.repeat(grid, 4, 0), 4, 1)[: classes.shape[0], : classes.shape[1]]
+    return hungarian_scores(confusion(labels.astype(np.int64), classes, k, 5, ignore))
+
+
 def score_pairs(model, pairs, k=5):
     """Mean (mIoU, accuracy) over (image, mask) pairs."""
     was_training = model.training
@@ -44,9 +51,6 @@ def score_pairs(model, pairs, k=5):
     scores = []
     for image, mask in pairs:
         pixels = np.asarray(Image.open(image).convert("RGB")).transpose(2, 0, 1)
-        grid = segment(embed_image(model, pixels), k)
-        classes, ignore = load_classes(mask)
-        labels = np.repeat(np.repeat(grid, 4, 0), 4, 1)[: classes.shape[0], : classes.shape[1]]
-        scores.append(hungarian_scores(confusion(labels.astype(np.int64), classes, k, 5, ignore)))
+        scores.append(score_grid(segment(embed_image(model, pixels), k), mask, k))
     model.train(was_training)
     return tuple(float(v) for v in np.mean(scores, axis=0))
