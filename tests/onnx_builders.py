@@ -8,6 +8,7 @@ from onnx import TensorProto, helper
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "onnx_models" / "student_s4_untrained.onnx"
+DEFAULT_MODEL = ROOT / "onnx_models" / "student_s4_v1.onnx"  # segmenter:cnn's default, trained
 
 VALID_METADATA = {
     "model_type": "embedding", "stride": 4, "embed_dim": 3, "receptive_field": 0, "input_scale": 1 / 255,

@@ -1,10 +1,11 @@
 """segmenter:cnn through processing.run in a real QGIS, with the shipped model in the real ONNX Runtime."""
 
+import hashlib
 import os
 
 import numpy as np
 import pytest
-from onnx_builders import SHIPPED, tiny_model
+from onnx_builders import DEFAULT_MODEL, SHIPPED, tiny_model
 from qgis.core import (
     QgsApplication,
     QgsProcessingException,
@@ -57,6 +58,19 @@ def test_processing_run_matches_the_engine_loads_styled_and_logs_the_provider(pr
     assert layer.isValid() and layer.renderer().type() == "paletted"
     assert [c.label for c in layer.renderer().classes()] == [f"Segment {i}" for i in range(1, 6)]
     assert QgsRasterLayer(features, "features").bandCount() == 32
+
+
+def test_defaults_run_the_trained_model_its_card_describes(processing_run, tmp_path, crop):
+    out, features = str(tmp_path / "labels.tif"), str(tmp_path / "features.tif")
+    processing_run("segmenter:cnn", {"INPUT": crop, "OUTPUT": out, "FEATURES": features})
+    segment_cnn(crop, str(tmp_path / "engine.tif"), str(DEFAULT_MODEL), segments=8, seed=0,
+                features_path=str(tmp_path / "engine_features.tif"))
+    assert np.array_equal(read_array(out), read_array(tmp_path / "engine.tif"))
+    assert set(np.unique(read_array(out))) == set(range(1, 9))
+    assert np.array_equal(read_array(features), read_array(tmp_path / "engine_features.tif"), equal_nan=True)
+    assert QgsRasterLayer(features, "features").bandCount() == 6
+    card = DEFAULT_MODEL.with_suffix(".md").read_text()
+    assert f"sha256 `{hashlib.sha256(DEFAULT_MODEL.read_bytes()).hexdigest()}`" in card
 
 
 def test_parameters(processing_run):

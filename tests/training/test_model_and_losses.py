@@ -8,6 +8,7 @@ torch = pytest.importorskip("torch", reason="torch is not installed: pip install
 
 from training import losses  # noqa: E402
 from training.augment import Geometry  # noqa: E402
+from training.config import ModelConfig  # noqa: E402
 from training.models import Heads, Student, measured_reach, parameter_count, receptive_reach  # noqa: E402
 
 
@@ -26,6 +27,10 @@ def test_output_is_stride_4_embeddings(size):
 def test_default_student_budget():
     model = Student()
     assert parameter_count(model) < 10_000_000
+    # the shipped recipe (training/config.py defaults): the 42,454 parameters its model card states
+    default = ModelConfig()
+    shipped = Student(default.stem, default.width, default.blocks, default.embed_dim, default.dilation)
+    assert parameter_count(shipped) == 42_454
     assert model(torch.zeros(1, 3, 64, 64)).shape[1] == model.config["embed_dim"]
 
 
