@@ -23,6 +23,7 @@ def _compression():
 
 GTIFF_OPTIONS = ["TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256", *_compression(), "BIGTIFF=IF_SAFER"]
 FLOAT_TYPES = (gdal.GDT_Float32, gdal.GDT_Float64)
+STALE_SIDECARS = (".ovr", ".aux.xml", ".msk")
 
 
 def open_raster(path, purpose="input raster"):
@@ -232,7 +233,14 @@ class AtomicRaster:
     def commit(self):
         self.dataset.FlushCache()
         self.dataset = None
+        # Sidecars of a file being replaced describe the old data: QGIS would draw its overviews when zoomed out
+        # and show its statistics.
+        for suffix in STALE_SIDECARS:
+            if os.path.exists(self.path + suffix):
+                os.remove(self.path + suffix)
         os.replace(self.temp_path, self.path)
+        if os.path.exists(self.temp_path + ".aux.xml"):
+            os.replace(self.temp_path + ".aux.xml", self.path + ".aux.xml")
         return self.path
 
     def abort(self):

@@ -227,3 +227,22 @@ def test_cancel_keeps_an_existing_destination_intact(tmp_path, kampala_crop):
         segment_kmeans(kampala_crop, str(out), memory_mb=0.05, progress=Progress(is_cancelled=lambda: True))
     assert out.read_bytes() == b"precious"
     assert sorted(os.listdir(tmp_path)) == ["existing.tif"]
+
+
+def test_overwriting_drops_the_old_files_overviews_and_statistics(tmp_path, kampala_crop):
+    out = str(tmp_path / "labels.tif")
+    segment_kmeans(kampala_crop, out, segments=8)
+    dataset = gdal.Open(out)
+    dataset.BuildOverviews("NEAREST", [2, 4])  # read-only open: GDAL writes labels.tif.ovr
+    dataset.GetRasterBand(1).ComputeStatistics(False)
+    dataset = None
+    reopened = gdal.Open(out)
+    reopened.GetRasterBand(1).ComputeStatistics(False)  # stats of a read-only file go to labels.tif.aux.xml
+    reopened = None
+    assert os.path.exists(out + ".ovr")
+    segment_kmeans(kampala_crop, out, segments=2)
+    assert not os.path.exists(out + ".ovr") and not os.path.exists(out + ".aux.xml")
+    dataset = gdal.Open(out)
+    band = dataset.GetRasterBand(1)
+    assert band.GetOverviewCount() == 0 and set(np.unique(band.ReadAsArray())) == {1, 2}
+    assert band.GetMetadataItem("STATISTICS_MAXIMUM") is None
