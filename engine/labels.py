@@ -102,6 +102,8 @@ class LabelRaster:
     band: gdal.Band
     segments: int
     metadata: dict
+    other_nodata: float = None  # a declared nodata value other than 0: read as 0
+
 
     @property
     def width(self):
@@ -112,13 +114,18 @@ class LabelRaster:
         return self.dataset.RasterYSize
 
     def read(self, window):
-        return self.band.ReadAsArray(window.xoff, window.yoff, window.width, window.height)
+        return self.as_ids(self.band.ReadAsArray(window.xoff, window.yoff, window.width, window.height))
+
+    def as_ids(self, values):
+        if self.other_nodata is None:
+            return values
+        return np.where(values == self.other_nodata, NODATA, values).astype(values.dtype, copy=False)
 
 
 def open_label_raster(path, purpose="label raster"):
     """Open a label raster written by a segmentation step: one Byte/UInt16 band; K from metadata or the maximum."""
     dataset = open_raster(path, purpose=purpose)
-    band, _ = check_label_band(dataset, path, purpose)
+    band, other_nodata = check_label_band(dataset, path, purpose)
     if band.DataType not in LABEL_TYPES:
         raise InputError(
             f"The {purpose} '{path}' holds {gdal.GetDataTypeName(band.DataType)} ids; this step reads the label "
@@ -126,8 +133,8 @@ def open_label_raster(path, purpose="label raster"):
             f"UInt16, or choose the OUTPUT of a Map Segmenter segmentation."
         )
     metadata = read_metadata(dataset)
-    segments = int(metadata.get("k") or band.ComputeRasterMinMax(False)[1])
-    return LabelRaster(path, dataset, band, segments, metadata)
+    segments = int(metadata.get("k") or band.ComputeRasterMinMax(False)[1])  # GDAL skips the nodata value
+    return LabelRaster(path, dataset, band, segments, metadata, other_nodata)
 
 
 def read_reference(path):

@@ -16,7 +16,7 @@ from .errors import InputError
 from .labels import NODATA, finish_label_raster, label_type, open_label_raster, segment_names
 from .palette import qualitative, ramp
 from .progress import Progress
-from .raster_io import AtomicRaster, check_destination, open_input, open_raster
+from .raster_io import AtomicRaster, check_destination, open_input, open_raster, robust_range
 from .windows import plan_windows
 
 PALETTES = ("qualitative", "mean_colour", "ramp")
@@ -150,8 +150,20 @@ def _lookup(colours):
     return table
 
 
+def _display_scale(image):
+    """Pixels -> 0..255 display values: 8-bit as they are, other types stretched between their 1st and 99th
+    percentiles (as the segmentation steps read them), so a 16-bit or float scene is not drawn white."""
+    if image.data_type == gdal.GDT_Byte:
+        return lambda pixels: pixels
+    ranges = robust_range(image)
+    lo = np.array([r[0] for r in ranges], np.float32)[:, None, None]
+    scale = np.array([255.0 / (r[1] - r[0]) for r in ranges], np.float32)[:, None, None]
+    return lambda pixels: np.clip(np.nan_to_num((pixels - lo[: len(pixels)]) * scale[: len(pixels)]), 0, 255)
+
+
 def _write_composite(labels, image, windows, colours, opacity, path, progress):
     table = _lookup(colours)
+    display = _display_scale(image)
     with AtomicRaster(path, labels.width, labels.height, 4, gdal.GDT_Byte,
                       labels.dataset.GetGeoTransform(can_return_null=True), labels.dataset.GetProjection()) as out:
         for band, interpretation in enumerate((gdal.GCI_RedBand, gdal.GCI_GreenBand, gdal.GCI_BlueBand,
@@ -159,11 +171,9 @@ def _write_composite(labels, image, windows, colours, opacity, path, progress):
             out.band(band).SetColorInterpretation(interpretation)
         for number, window in enumerate(windows):
             ids = labels.read(window)
-            pixels = image.read(window.xoff, window.yoff, window.width, window.height).astype(np.float32)
+            pixels = display(image.read(window.xoff, window.yoff, window.width, window.height).astype(np.float32))
             if pixels.shape[0] < 3:
                 pixels = np.repeat(pixels[:1], 3, axis=0)
-            if image.data_type != gdal.GDT_Byte:
-                pixels = np.clip(pixels, 0, 255)
             overlay = np.moveaxis(table[ids], -1, 0)
             blended = np.rint(pixels[:3] * (1.0 - opacity) + overlay * opacity).astype(np.uint8)
             for band in range(3):
@@ -179,6 +189,7 @@ def _write_quicklook(labels, colours, path):
     scale = min(1.0, QUICKLOOK_SIDE / max(labels.width, labels.height))
     width, height = max(1, round(labels.width * scale)), max(1, round(labels.height * scale))
     ids = labels.band.ReadAsArray(0, 0, labels.width, labels.height, buf_xsize=width, buf_ysize=height)
+    ids = labels.as_ids(ids)
     table = _lookup(colours).astype(np.uint8)
     memory = gdal.GetDriverByName("MEM").Create("", width, height, 4, gdal.GDT_Byte)
     rgb = table[ids]

@@ -93,3 +93,36 @@ def test_errors(tmp_path, labels, kampala_crop):
     with pytest.raises(InputError, match="3 segment names given for 5"):
         render_labels(labels, str(tmp_path / "x.tif"), names=["a", "b", "c"])
     assert not (tmp_path / "x.tif").exists()
+
+
+def test_sixteen_bit_imagery_is_stretched_in_the_composite(tmp_path):
+    from map_segmenter.engine.raster_io import open_input, robust_range
+
+    rng = np.random.default_rng(3)
+    image = write_raster(tmp_path / "u16.tif", rng.integers(500, 10_000, (3, 40, 50)).astype(np.uint16))
+    ids = np.ones((40, 50), np.uint8)
+    ids[:, 25:] = 2
+    labels = write_raster(tmp_path / "ids.tif", ids)
+    composite = tmp_path / "composite.tif"
+    render_labels(labels, str(tmp_path / "styled.tif"), image_path=image, opacity=0.0, composite_path=str(composite))
+    ranges = robust_range(open_input(image))
+    pixels = read_array(image).astype(np.float32)
+    expected = [np.rint(np.clip((pixels[b] - lo) * np.float32(255.0 / (hi - lo)), 0, 255)) for b, (lo, hi)
+                in enumerate(ranges)]
+    assert np.array_equal(read_array(composite)[:3], np.stack(expected).astype(np.uint8))
+    assert len(np.unique(read_array(composite)[0])) > 200  # the scene, not a white sheet
+
+
+def test_a_declared_nodata_other_than_zero_is_nodata_everywhere(tmp_path):
+    ids = np.full((20, 30), 255, np.uint8)
+    ids[2:-2, 2:-2] = np.arange(1, 4).repeat(9)[:26][None, :].repeat(16, 0)
+    labels = write_raster(tmp_path / "ids.tif", ids, nodata=255)
+    image = write_raster(tmp_path / "image.tif", np.full((3, 20, 30), 90, np.uint8))
+    styled, composite, quicklook = (str(tmp_path / name) for name in ("styled.tif", "composite.tif", "ql.png"))
+    result = render_labels(labels, styled, image_path=image, composite_path=composite, quicklook_path=quicklook)
+    border = ids == 255
+    assert result.segments == 3
+    assert (read_array(styled)[border] == 0).all() and np.array_equal(read_array(styled)[~border], ids[~border])
+    assert gdal.Open(styled).GetRasterBand(1).GetNoDataValue() == 0
+    assert np.array_equal(read_array(composite)[3], np.where(border, 0, 255))
+    assert np.array_equal(read_array(quicklook)[3], np.where(border, 0, 255))
