@@ -30,7 +30,7 @@ from .label_pass import tag_features, write_label_raster, write_labels, write_la
 from .labels import MAX_SEGMENTS, read_reference
 from .onnx_runtime import DEVICES, import_onnxruntime, load_model, normaliser
 from .progress import Progress
-from .raster_io import AtomicRaster, check_destination, open_input, robust_range, scaled_geotransform
+from .raster_io import AtomicRaster, check_destination, open_input, scaled_geotransform, value_ranges
 from .sampling import BlockSample
 from .windows import plan_windows
 
@@ -97,14 +97,13 @@ def reflect_index(coordinates, size):
 class TileReader:
     """Normalised network input, validity and brightness of tiles of the virtual (mirrored) raster."""
 
-    def __init__(self, raster, info, layout):
+    def __init__(self, raster, info, layout, reference=None):
         self.raster = raster
         self.layout = layout
         self.stride = info.stride
         self.scale, self.offset = normaliser(info)
-        self.ranges = None
-        if raster.data_type != gdal.GDT_Byte:
-            self.ranges = robust_range(raster)
+        self.ranges = value_ranges(raster, reference)
+        if self.ranges is not None:
             lo = np.array([r[0] for r in self.ranges], np.float32)[:, None, None]
             span = np.array([255.0 / (r[1] - r[0]) for r in self.ranges], np.float32)[:, None, None]
             self._lo, self._span = lo, span
@@ -243,7 +242,7 @@ def segment_cnn(
         f"batches of up to {batch_size}; feature grid {grid_w} x {grid_h}"
     )
     progress.update(1.0)
-    reader = TileReader(raster, info, layout)
+    reader = TileReader(raster, info, layout, reference)
 
     scratch = None
     if not features_path:

@@ -24,7 +24,7 @@ from .label_pass import tag_features, write_label_raster
 from .labels import MAX_SEGMENTS, read_reference
 from .pipeline import WORKERS, ordered_map
 from .progress import Progress
-from .raster_io import AtomicRaster, check_destination, open_input, robust_range, scaled_geotransform
+from .raster_io import AtomicRaster, check_destination, open_input, scaled_geotransform, value_ranges
 from .sampling import BlockSample
 from .windows import plan_windows
 
@@ -54,11 +54,11 @@ def _validate(raster, segments, block):
         )
 
 
-def _quantiser(raster):
+def _quantiser(raster, reference=None):
     """Function turning raw pixels into integers on the 0..255 scale (times QUANT unless 8-bit)."""
-    if raster.data_type == gdal.GDT_Byte:
+    ranges = value_ranges(raster, reference)
+    if ranges is None:
         return (lambda pixels: pixels), 1, None
-    ranges = robust_range(raster)
     lo = np.array([r[0] for r in ranges])[:, None, None]
     scale = np.array([255.0 * QUANT / (r[1] - r[0]) for r in ranges])[:, None, None]
 
@@ -100,7 +100,7 @@ def segment_kmeans(
     progress.plan([("Measuring the raster", 1), ("Describing blocks", 55), ("Fitting centres", 5),
                    ("Assigning segments", 39)])
     progress.start("Measuring the raster")
-    quantise, quant, ranges = _quantiser(raster)
+    quantise, quant, ranges = _quantiser(raster, reference)
     max_pixels = memory_mb * 2**20 // (BYTES_PER_PIXEL * (WORKERS + 1))  # windows in flight
     windows = plan_windows(raster.width, raster.height, max_pixels, step=block, row_step=raster.block_height)
     grid_w, grid_h = -(-raster.width // block), -(-raster.height // block)

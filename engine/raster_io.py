@@ -169,6 +169,19 @@ def robust_range(raster, low=1.0, high=99.0, max_side=1024):
     return ranges
 
 
+def value_ranges(raster, reference=None):
+    """The (lo, hi) per band that map a non-8-bit raster onto 0..255, or None for 8-bit input.
+
+    With a ``reference`` (the metadata of an earlier label raster) its ranges are reused, so that the same
+    surface gets the same descriptor, and so the same id, in every raster segmented against it."""
+    if raster.data_type == gdal.GDT_Byte:
+        return None
+    stored = ((reference or {}).get("features") or {}).get("input_ranges")
+    if stored and len(stored) == len(raster.bands):
+        return [(float(lo), float(hi)) for lo, hi in stored]
+    return robust_range(raster)
+
+
 def check_destination(path, *inputs):
     """Refuse a destination we cannot or must not write, before any work is done."""
     if not path:

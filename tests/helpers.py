@@ -74,3 +74,11 @@ def qgis_process(*arguments, check=True):
     if check and completed.returncode != 0:
         raise AssertionError(f"qgis_process {arguments} failed:\n{completed.stdout}\n{completed.stderr}")
     return completed
+
+
+def two_surfaces(path, left, right, seed, width=64):
+    """A 16-bit raster: a textured surface of mean ``left`` on the left half and ``right`` on the right."""
+    rng = np.random.default_rng(seed)
+    values = np.empty((3, 48, width))
+    values[:, :, : width // 2], values[:, :, width // 2 :] = left, right
+    return write_raster(path, (values + rng.normal(0, 40, values.shape)).astype(np.uint16))

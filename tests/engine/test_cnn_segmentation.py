@@ -16,7 +16,7 @@ from map_segmenter.engine.kmeans_segmentation import segment_kmeans
 from map_segmenter.engine.labels import read_metadata
 from map_segmenter.engine.progress import Progress
 
-from helpers import KAMPALA, NAIP, crop_real, read_array, write_raster
+from helpers import KAMPALA, NAIP, crop_real, read_array, two_surfaces, write_raster
 
 MODEL = str(SHIPPED)
 
@@ -314,3 +314,15 @@ def test_bilinear_upsampling_equals_an_independent_reference_in_any_window_layou
     assert np.array_equal(nearest, np.repeat(np.repeat(cells, 4, axis=0), 4, axis=1)[:157, :203])
     assert 0.7 < (nearest == labels).mean() < 0.99
     assert read_metadata(gdal.Open(str(tmp_path / "bilinear.tif")))["upsample"] == "bilinear"
+
+
+def test_reference_reuses_the_value_ranges_of_sixteen_bit_input(tmp_path):
+    first = two_surfaces(tmp_path / "a.tif", 1000, 5000, 0, width=160)
+    second = two_surfaces(tmp_path / "b.tif", 5000, 9000, 1, width=160)
+    segment_cnn(first, str(tmp_path / "a_ids.tif"), MODEL, segments=2)
+    segment_cnn(second, str(tmp_path / "b_ids.tif"), MODEL, segments=2, reference_path=str(tmp_path / "a_ids.tif"))
+    a, b = read_array(tmp_path / "a_ids.tif"), read_array(tmp_path / "b_ids.tif")
+    # away from the halves' border (the embeddings see 27 px around each cell)
+    assert len(np.unique(a[:, 112:])) == 1 and np.array_equal(np.unique(b[:, :48]), np.unique(a[:, 112:]))
+    meta_a, meta_b = (read_metadata(gdal.Open(str(tmp_path / n))) for n in ("a_ids.tif", "b_ids.tif"))
+    assert meta_b["features"]["input_ranges"] == meta_a["features"]["input_ranges"]

@@ -11,7 +11,7 @@ from map_segmenter.engine.kmeans_segmentation import segment_kmeans
 from map_segmenter.engine.labels import read_metadata
 from map_segmenter.engine.progress import Progress
 
-from helpers import DUBAI_IMAGES, KAMPALA, NAIP, SWISS, crop_real, read_array, write_raster
+from helpers import DUBAI_IMAGES, KAMPALA, NAIP, SWISS, crop_real, read_array, two_surfaces, write_raster
 
 
 def stripes(width, height, period, vertical=True):
@@ -246,3 +246,17 @@ def test_overwriting_drops_the_old_files_overviews_and_statistics(tmp_path, kamp
     band = dataset.GetRasterBand(1)
     assert band.GetOverviewCount() == 0 and set(np.unique(band.ReadAsArray())) == {1, 2}
     assert band.GetMetadataItem("STATISTICS_MAXIMUM") is None
+
+
+def test_reference_reuses_the_value_ranges_of_sixteen_bit_input(tmp_path):
+    """Raster A holds surfaces of 1000 and 5000, raster B of 5000 and 9000: each stretched by its own percentiles
+    the 5000 surface would be bright in A and dark in B; with REFERENCE=A it gets A's id."""
+    first, second = two_surfaces(tmp_path / "a.tif", 1000, 5000, 0), two_surfaces(tmp_path / "b.tif", 5000, 9000, 1)
+    segment_kmeans(first, str(tmp_path / "a_ids.tif"), segments=2, block=4)
+    segment_kmeans(second, str(tmp_path / "b_ids.tif"), segments=2, block=4, reference_path=str(tmp_path / "a_ids.tif"))
+    a, b = read_array(tmp_path / "a_ids.tif"), read_array(tmp_path / "b_ids.tif")
+    assert set(np.unique(a[:, 32:])) == set(np.unique(b[:, :32])) == {2}  # 5000: the brighter segment of A
+    assert set(np.unique(b[:, 32:])) == {2}  # 9000 is nearer A's bright centre than its dark one
+    meta = read_metadata(gdal.Open(str(tmp_path / "b_ids.tif")))
+    assert meta["features"]["input_ranges"] == read_metadata(gdal.Open(str(tmp_path / "a_ids.tif")))["features"][
+        "input_ranges"]
