@@ -27,7 +27,7 @@ The network (an ONNX model) turns every 4 x 4 pixel cell into a vector describin
 Needs the Python package onnxruntime (every other Map Segmenter algorithm works without it). If it is missing, the algorithm stops and prints the exact pip command that installs it for the Python QGIS runs; nothing is installed automatically.
 
 Input: any raster GDAL reads, 8-bit RGB expected (16-bit and float rasters are scaled from their 1st-99th percentiles). Nodata pixels and alpha = 0 are left out and stay nodata.
-BANDS: the 3 bands to feed the network as red, green, blue; default: the first three bands that are not alpha (for a grey-scale raster: 1,1,1).
+BANDS: the 3 bands to feed the network as red, green, blue; default: the first three bands that are not alpha. A grey-scale raster (or one chosen band) is fed three times.
 MODEL: an embedding model shipped in the plugin's onnx_models folder (each has a model card .md beside it).
 MODEL_PATH: optional .onnx file used instead of MODEL; it must follow the Map Segmenter model contract (input "rgb", output "embeddings", metadata model_type "embedding").
 SEGMENTS: number of kinds of region K (2-254).

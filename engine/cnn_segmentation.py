@@ -206,11 +206,11 @@ def segment_cnn(
     progress = progress or Progress()
     _validate(segments, batch_size, tile_size, device, sample_size, upsample)
     import_onnxruntime(device)  # first: without it nothing else matters, and the message says how to install it
-    raster = open_input(input_path, bands)
+    raster = open_input(input_path, bands, grey_as_rgb=True)
     if len(raster.bands) != 3:
         raise InputError(
-            f"The model takes 3 bands; BANDS gives {len(raster.bands)}. Choose 3 bands (for a grey-scale "
-            f"raster: BANDS=1,1,1)."
+            f"The model takes 3 bands (red, green, blue); BANDS gives {len(raster.bands)}. Choose 3 bands, or "
+            f"one band of a grey-scale raster (it is used three times)."
         )
     check_destination(output_path, input_path)
     if features_path:

@@ -89,10 +89,12 @@ class InputRaster:
         self.dataset.FlushCache()
 
 
-def open_input(path, bands=None):
+def open_input(path, bands=None, grey_as_rgb=False):
     """Open the raster to segment and choose its bands.
 
     Default bands: the first three bands that are not alpha. An alpha band is a validity mask, never a colour.
+    ``grey_as_rgb`` (for networks that take red, green, blue): one band, given or the only colour band, is
+    used three times.
     """
     dataset = open_raster(path)
     count = dataset.RasterCount
@@ -109,6 +111,8 @@ def open_input(path, bands=None):
             raise InputError(
                 f"BANDS {bad} out of range: the raster has {count} band{'s' if count != 1 else ''} (1..{count})."
             )
+    elif grey_as_rgb and len(colour) == 1:
+        bands = colour
     else:
         if len(colour) < 3:
             noun = "band" if len(colour) == 1 else "bands"
@@ -117,6 +121,8 @@ def open_input(path, bands=None):
                 f"with BANDS (for example BANDS=1 for a grey-scale raster)."
             )
         bands = colour[:3]
+    if grey_as_rgb and len(bands) == 1:
+        bands = bands * 3
     first = dataset.GetRasterBand(bands[0])
     data_type = first.DataType
     if any(dataset.GetRasterBand(band).DataType != data_type for band in bands):

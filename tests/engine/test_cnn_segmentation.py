@@ -197,10 +197,16 @@ def test_bands_choice_and_grey_scale(tmp_path):
     nir, _, _ = run(tmp_path, naip, "nir", segments=4, bands=[4, 1, 2])
     assert not np.array_equal(default, nir)
     grey = write_raster(tmp_path / "grey.tif", read_array(naip)[0])
-    labels, _, _ = run(tmp_path, grey, "grey_out", segments=3, bands=[1, 1, 1])
-    assert set(np.unique(labels)) <= {0, 1, 2, 3}
-    with pytest.raises(InputError, match="The model takes 3 bands; BANDS gives 1. .*BANDS=1,1,1"):
-        segment_cnn(grey, str(tmp_path / "x.tif"), MODEL, bands=[1])
+    labels, features, _ = run(tmp_path, grey, "grey_out", segments=3, bands=[1, 1, 1])
+    assert set(np.unique(labels)) == {1, 2, 3}
+    # the red band fed three times equals the grey raster (as a default and as BANDS=1)
+    same, same_features, _ = run(tmp_path, naip, "red_x3", segments=3, bands=[1, 1, 1])
+    assert np.array_equal(labels, same) and np.array_equal(features, same_features)
+    for name, bands in (("grey_default", None), ("grey_one", [1])):
+        other, other_features, _ = run(tmp_path, grey, name, segments=3, bands=bands)
+        assert np.array_equal(other, labels) and np.array_equal(other_features, features)
+    with pytest.raises(InputError, match="The model takes 3 bands .*; BANDS gives 2. Choose 3 bands, or one band"):
+        segment_cnn(naip, str(tmp_path / "x.tif"), MODEL, bands=[1, 2])
 
 
 def test_bad_inputs_write_nothing(tmp_path, small_crop):
