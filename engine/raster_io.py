@@ -1,6 +1,7 @@
 """Windowed GDAL reading and writing: input validation, band choice, validity masks, atomic outputs."""
 
 import os
+import re
 import tempfile
 import uuid
 from dataclasses import dataclass, field
@@ -26,9 +27,19 @@ FLOAT_TYPES = (gdal.GDT_Float32, gdal.GDT_Float64)
 STALE_SIDECARS = (".ovr", ".aux.xml", ".msk")
 
 
+def _exists(path):
+    """Plain files must exist; GDAL virtual files (/vsizip/, /vsicurl/...) are asked of GDAL; subdataset names
+    (NETCDF:"file":var, HDF5:...) are left to gdal.Open, which reports its own error."""
+    if path.startswith("/vsi"):
+        return gdal.VSIStatL(path) is not None
+    if re.match(r"^[A-Za-z][A-Za-z0-9_]+:", path):
+        return True
+    return os.path.exists(path)
+
+
 def open_raster(path, purpose="input raster"):
     """Open a raster read-only, turning GDAL's failure into a message the user can act on."""
-    if not path or not os.path.exists(path):
+    if not path or not _exists(path):
         raise InputError(f"The {purpose} '{path}' does not exist. Choose an existing raster file.")
     try:
         dataset = gdal.Open(path, gdal.GA_ReadOnly)

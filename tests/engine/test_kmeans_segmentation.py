@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
-from map_segmenter.engine.errors import Cancelled
+from map_segmenter.engine.errors import Cancelled, InputError
 from map_segmenter.engine.kmeans_segmentation import segment_kmeans
 from map_segmenter.engine.labels import read_metadata
 from map_segmenter.engine.progress import Progress
@@ -260,3 +260,19 @@ def test_reference_reuses_the_value_ranges_of_sixteen_bit_input(tmp_path):
     meta = read_metadata(gdal.Open(str(tmp_path / "b_ids.tif")))
     assert meta["features"]["input_ranges"] == read_metadata(gdal.Open(str(tmp_path / "a_ids.tif")))["features"][
         "input_ranges"]
+
+
+def test_rasters_inside_a_zip_and_gdal_subdataset_names_are_read(tmp_path, kampala_crop):
+    import zipfile
+
+    archive = tmp_path / "scene.zip"
+    with zipfile.ZipFile(archive, "w") as bundle:
+        bundle.write(kampala_crop, "inner/crop.tif")
+    segment_kmeans(kampala_crop, str(tmp_path / "plain.tif"), segments=4)
+    segment_kmeans(f"/vsizip/{archive}/inner/crop.tif", str(tmp_path / "zipped.tif"), segments=4)
+    assert np.array_equal(read_array(tmp_path / "plain.tif"), read_array(tmp_path / "zipped.tif"))
+    with pytest.raises(InputError, match="does not exist"):
+        segment_kmeans(f"/vsizip/{archive}/inner/absent.tif", str(tmp_path / "x.tif"))
+    with pytest.raises(InputError, match="GDAL cannot read the input raster 'GTIFF_DIR:9:"):
+        segment_kmeans(f"GTIFF_DIR:9:{kampala_crop}", str(tmp_path / "x.tif"))
+    assert sorted(os.listdir(tmp_path)) == ["plain.qml", "plain.tif", "scene.zip", "zipped.qml", "zipped.tif"]
