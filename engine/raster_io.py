@@ -100,14 +100,22 @@ class InputRaster:
         self.dataset.FlushCache()
 
 
+def is_paletted(dataset):
+    return dataset.RasterCount == 1 and dataset.GetRasterBand(1).GetColorInterpretation() == gdal.GCI_PaletteIndex
+
+
 def open_input(path, bands=None, grey_as_rgb=False):
     """Open the raster to segment and choose its bands.
 
     Default bands: the first three bands that are not alpha. An alpha band is a validity mask, never a colour.
+    A paletted raster (rendered maps, GIF, PNG-8) is read through its colour table as red, green, blue (and the
+    table's alpha as validity), unless BANDS asks for its index band.
     ``grey_as_rgb`` (for networks that take red, green, blue): one band, given or the only colour band, is
     used three times.
     """
     dataset = open_raster(path)
+    if not bands and is_paletted(dataset):
+        dataset = gdal.Translate("", dataset, format="VRT", rgbExpand="rgba")  # colours, not palette indices
     count = dataset.RasterCount
     alpha = [
         index

@@ -16,7 +16,7 @@ from .errors import InputError
 from .labels import NODATA, finish_label_raster, label_type, open_label_raster, segment_names
 from .palette import qualitative, ramp
 from .progress import Progress
-from .raster_io import AtomicRaster, check_destination, open_input, open_raster, robust_range
+from .raster_io import AtomicRaster, check_destination, is_paletted, open_input, open_raster, robust_range
 from .windows import plan_windows
 
 PALETTES = ("qualitative", "mean_colour", "ramp")
@@ -45,9 +45,10 @@ def _same_grid(labels, image, labels_path, image_path):
 
 
 def _open_image(path):
-    """The imagery under the labels: its first three colour bands, or its first band repeated as grey."""
-    count = open_raster(path, purpose="IMAGE raster").RasterCount
-    return open_input(path, None if count >= 3 else [1])
+    """The imagery under the labels: its first three colour bands, its colour table's colours, or its first band
+    repeated as grey."""
+    dataset = open_raster(path, purpose="IMAGE raster")
+    return open_input(path, None if dataset.RasterCount >= 3 or is_paletted(dataset) else [1])
 
 
 def _windows(labels, memory_mb):

@@ -276,3 +276,28 @@ def test_rasters_inside_a_zip_and_gdal_subdataset_names_are_read(tmp_path, kampa
     with pytest.raises(InputError, match="GDAL cannot read the input raster 'GTIFF_DIR:9:"):
         segment_kmeans(f"GTIFF_DIR:9:{kampala_crop}", str(tmp_path / "x.tif"))
     assert sorted(os.listdir(tmp_path)) == ["plain.qml", "plain.tif", "scene.zip", "zipped.qml", "zipped.tif"]
+
+
+def test_paletted_rasters_are_segmented_by_colour_not_by_index(tmp_path):
+    """A PNG-8: index 1 and index 200 are the same red in its colour table, index 2 is blue, index 7 is
+    transparent (PNG keeps palette alpha; GeoTIFF would not)."""
+    index = np.zeros((32, 48), np.uint8)
+    index[:, :16], index[:, 16:32], index[:, 32:] = 1, 200, 2
+    index[:4, :4] = 7
+    memory = gdal.GetDriverByName("MEM").Create("", 48, 32, 1, gdal.GDT_Byte)
+    table = gdal.ColorTable()
+    for entry in range(256):
+        table.SetColorEntry(entry, (0, 0, 0, 255))
+    for entry, colour in ((1, (200, 0, 0, 255)), (200, (201, 0, 0, 255)), (2, (0, 0, 200, 255)), (7, (0, 0, 0, 0))):
+        table.SetColorEntry(entry, colour)
+    memory.GetRasterBand(1).SetRasterColorTable(table)
+    memory.GetRasterBand(1).WriteArray(index)
+    path = str(tmp_path / "paletted.png")
+    gdal.GetDriverByName("PNG").CreateCopy(path, memory)
+    memory = None
+    segment_kmeans(path, str(tmp_path / "ids.tif"), segments=2, block=4)
+    ids = read_array(tmp_path / "ids.tif")
+    assert (ids[:4, :4] == 0).all()  # transparent in the colour table: nodata
+    assert set(np.unique(ids[4:, :32])) == {2} and set(np.unique(ids[:, 32:])) == {1}  # reds together, blue apart
+    with pytest.raises(InputError, match="BANDS .* out of range"):  # BANDS refers to the file's own (index) band
+        segment_kmeans(path, str(tmp_path / "x.tif"), bands=[2])
