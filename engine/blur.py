@@ -506,7 +506,8 @@ def blur_labels(input_path, output_path, method="majority", strength="medium", r
         expected_k = labels.segments or int(_value_range(labels.dataset.GetRasterBand(1), input_path)[1])
         with AtomicRaster(output_path, width, height, 1, labels.output_type,
                           labels.dataset.GetGeoTransform(can_return_null=True), labels.dataset.GetProjection(),
-                          palette=_colours(labels.dataset, expected_k) or qualitative(expected_k)) as output:
+                          palette=_colours(labels.dataset, expected_k) or qualitative(expected_k),
+                          gcps_from=labels.dataset) as output:
             io = ThreadPoolExecutor(1, thread_name_prefix="blur-io")
             try:  # the thread stops before a failed or cancelled output is removed
                 next_read, last_write = io.submit(read, windows[0]), None

@@ -252,6 +252,7 @@ def segment_cnn(
         with AtomicRaster(
             feature_target, grid_w, grid_h, info.embed_dim, gdal.GDT_Float32,
             scaled_geotransform(raster.geotransform, stride), raster.projection, FEATURE_OPTIONS,
+            gcps_from=raster.dataset, gcp_scale=stride,
         ) as features:
             progress.start("Computing embeddings")
             sample, valid_cells = _embed(model, reader, layout, batch_size, features, grid_w, sample_size, seed,

@@ -114,6 +114,7 @@ def segment_kmeans(
         with AtomicRaster(
             feature_target, grid_w, grid_h, channels, gdal.GDT_Float32,
             scaled_geotransform(raster.geotransform, block), raster.projection, FEATURE_OPTIONS,
+            gcps_from=raster.dataset, gcp_scale=block,
         ) as features:
             progress.start("Describing blocks")
             describe = partial(block_descriptors, block=block, context=context, quant=quant,

@@ -160,7 +160,7 @@ def refine_knn(
             colours, names = _style(label_band, label_meta, segments)
             output = AtomicRaster(output_path, grid.width, grid.height, 1, label_type(segments),
                                   labels.GetGeoTransform(can_return_null=True), labels.GetProjection(),
-                                  palette=colours or qualitative(segments))
+                                  palette=colours or qualitative(segments), gcps_from=labels)
             with output:
                 progress.start("Refining blocks")
                 _refine(reader, windows, model, iterations, output, pool, progress)

@@ -237,7 +237,7 @@ class AtomicRaster:
     """
 
     def __init__(self, path, width, height, bands, data_type, geotransform=None, projection=None, options=None,
-                 palette=False):
+                 palette=False, gcps_from=None, gcp_scale=1):
         self.path = path
         directory = os.path.dirname(os.path.abspath(path))
         self.temp_path = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex[:8]}.partial.tif")
@@ -252,6 +252,9 @@ class AtomicRaster:
             self.dataset.SetGeoTransform(geotransform)
         if projection:
             self.dataset.SetProjection(projection)
+        if geotransform is None and gcps_from is not None and gcps_from.GetGCPCount():
+            # georeferenced by ground control points (a scanned map): the output keeps them, on its own grid
+            self.dataset.SetGCPs(scaled_gcps(gcps_from.GetGCPs(), gcp_scale), gcps_from.GetGCPProjection())
         if palette:
             # A GeoTIFF cannot always take a colour table once data is written: set it before writing
             # (``palette``: RGB colours of ids 1..K).
@@ -294,6 +297,13 @@ class AtomicRaster:
         if kind is not None:
             self.abort()
         return False
+
+
+def scaled_gcps(gcps, factor):
+    """Ground control points for a grid whose cells are ``factor`` input pixels wide."""
+    if factor == 1:
+        return gcps
+    return [gdal.GCP(g.GCPX, g.GCPY, g.GCPZ, g.GCPPixel / factor, g.GCPLine / factor, g.Info, g.Id) for g in gcps]
 
 
 def scaled_geotransform(geotransform, factor):

@@ -127,7 +127,7 @@ def render_labels(
     progress.start("Writing styled labels")
     with AtomicRaster(output_path, labels.width, labels.height, 1, label_type(segments),
                       labels.dataset.GetGeoTransform(can_return_null=True), labels.dataset.GetProjection(),
-                      palette=colours) as out:
+                      palette=colours, gcps_from=labels.dataset) as out:
         for number, window in enumerate(windows):
             out.write(labels.read(window), window.xoff, window.yoff)
             out.release_cache()
@@ -166,7 +166,8 @@ def _write_composite(labels, image, windows, colours, opacity, path, progress):
     table = _lookup(colours)
     display = _display_scale(image)
     with AtomicRaster(path, labels.width, labels.height, 4, gdal.GDT_Byte,
-                      labels.dataset.GetGeoTransform(can_return_null=True), labels.dataset.GetProjection()) as out:
+                      labels.dataset.GetGeoTransform(can_return_null=True), labels.dataset.GetProjection(),
+                      gcps_from=labels.dataset) as out:
         for band, interpretation in enumerate((gdal.GCI_RedBand, gdal.GCI_GreenBand, gdal.GCI_BlueBand,
                                                gdal.GCI_AlphaBand), start=1):
             out.band(band).SetColorInterpretation(interpretation)

@@ -301,3 +301,32 @@ def test_paletted_rasters_are_segmented_by_colour_not_by_index(tmp_path):
     assert set(np.unique(ids[4:, :32])) == {2} and set(np.unique(ids[:, 32:])) == {1}  # reds together, blue apart
     with pytest.raises(InputError, match="BANDS .* out of range"):  # BANDS refers to the file's own (index) band
         segment_kmeans(path, str(tmp_path / "x.tif"), bands=[2])
+
+
+def test_ground_control_points_carry_over_to_every_output(tmp_path, kampala_crop):
+    from map_segmenter.engine.blur import blur_labels
+    from map_segmenter.engine.render import render_labels
+
+    source = gdal.Open(kampala_crop)
+    width, height = source.RasterXSize, source.RasterYSize
+    corners = [(0, 0), (width, 0), (0, height), (width, height)]
+    gcps = [gdal.GCP(32.58 + 0.0001 * x, 0.33 - 0.0001 * y, 0, x, y) for x, y in corners]
+    path = str(tmp_path / "scanned.tif")
+    copy = gdal.GetDriverByName("GTiff").Create(path, width, height, 3, gdal.GDT_Byte)
+    copy.WriteRaster(0, 0, width, height, source.ReadRaster())
+    copy.SetGCPs(gcps, source.GetProjection())
+    copy = source = None
+    segment_kmeans(path, str(tmp_path / "ids.tif"), segments=4, block=4, features_path=str(tmp_path / "f.tif"))
+    blur_labels(str(tmp_path / "ids.tif"), str(tmp_path / "blurred.tif"))
+    render_labels(str(tmp_path / "ids.tif"), str(tmp_path / "styled.tif"), image_path=path,
+                  composite_path=str(tmp_path / "composite.tif"))
+
+    def points(name):
+        dataset = gdal.Open(str(tmp_path / name))
+        assert dataset.GetGeoTransform(can_return_null=True) is None and "WGS 84" in dataset.GetGCPProjection()
+        return [value for g in dataset.GetGCPs() for value in (g.GCPX, g.GCPY, g.GCPPixel, g.GCPLine)]
+
+    expected = [value for g in gcps for value in (g.GCPX, g.GCPY, g.GCPPixel, g.GCPLine)]
+    for name in ("ids.tif", "blurred.tif", "styled.tif", "composite.tif"):
+        assert points(name) == pytest.approx(expected)
+    assert points("f.tif") == pytest.approx([v / 4 if i % 4 >= 2 else v for i, v in enumerate(expected)])
