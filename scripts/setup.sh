@@ -7,12 +7,16 @@ cd "$ROOT"
 
 need_apt=0
 for command in qgis_process.bin gdal_translate; do command -v "$command" >/dev/null || need_apt=1; done
-/usr/bin/python3 -c "import qgis.core, osgeo.gdal" 2>/dev/null || need_apt=1
+/usr/bin/python3 -c "import qgis.core, osgeo.gdal, ensurepip" 2>/dev/null || need_apt=1  # ensurepip: python3-venv
 if [ "$need_apt" = 1 ]; then
-  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  SUDO=""
+  if [ "$(id -u)" != 0 ]; then
+    command -v sudo >/dev/null || { echo "QGIS/GDAL are missing and sudo is not installed: run this as root." >&2; exit 1; }
+    SUDO="sudo"
+  fi
   echo "Installing QGIS and GDAL from apt..."
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq qgis python3-qgis qgis-providers python3-gdal \
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qgis python3-qgis qgis-providers python3-gdal \
     gdal-bin python3-venv >/dev/null
 fi
 
