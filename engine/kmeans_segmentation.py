@@ -47,10 +47,10 @@ def _validate(raster, segments, block):
         raise InputError(f"SEGMENTS must be between 2 and {MAX_SEGMENTS}; got {segments}.")
     if block < 1:
         raise InputError(f"BLOCK_SIZE must be at least 1 pixel; got {block}.")
-    if block > min(raster.width, raster.height):
+    if block > max(raster.width, raster.height):  # thinner rasters are fine: their blocks are partial
         raise InputError(
             f"BLOCK_SIZE {block} px is larger than the raster ({raster.width} x {raster.height} px). "
-            f"Choose a BLOCK_SIZE of at most {min(raster.width, raster.height)}."
+            f"Choose a BLOCK_SIZE of at most {max(raster.width, raster.height)}."
         )
 
 

@@ -330,3 +330,11 @@ def test_ground_control_points_carry_over_to_every_output(tmp_path, kampala_crop
     for name in ("ids.tif", "blurred.tif", "styled.tif", "composite.tif"):
         assert points(name) == pytest.approx(expected)
     assert points("f.tif") == pytest.approx([v / 4 if i % 4 >= 2 else v for i, v in enumerate(expected)])
+
+
+def test_a_strip_thinner_than_a_block_is_segmented(tmp_path):
+    strip = np.zeros((3, 3, 1000), np.uint8)
+    strip[0, :, :500], strip[2, :, 500:] = 220, 90  # red, then dark blue; the split falls on a block edge
+    segment_kmeans(write_raster(tmp_path / "strip.tif", strip), str(tmp_path / "ids.tif"), segments=2, block=4)
+    ids = read_array(tmp_path / "ids.tif")
+    assert ids.shape == (3, 1000) and (ids[:, :500] == 2).all() and (ids[:, 500:] == 1).all()
