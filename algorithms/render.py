@@ -2,6 +2,7 @@
 
 from qgis.core import (
     QgsProcessingLayerPostProcessorInterface,
+    QgsProcessingOutputNumber,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterNumber,
@@ -19,13 +20,21 @@ HELP = """Styles a label raster for maps and export.
 
 INPUT: a label raster (ids 1..K, 0 = nodata), e.g. the OUTPUT of segmenter:kmeans, segmenter:blur or segmenter:knn_refine.
 PALETTE: Qualitative — up to 24 hand-picked distinct colours, then evenly spread hues; Segment mean colour — each segment takes the mean colour of its pixels in IMAGE, so the map looks like the image; Continuous ramp — viridis from segment 1 (darkest) to K.
-NAMES: optional comma-separated segment names (default "Segment 1" .. "Segment K").
+NAMES: optional segment names in id order, separated by commas, or by semicolons when a name holds a comma (default "Segment 1" .. "Segment K").
 IMAGE: the raster the labels were made from (same grid); needed for the mean-colour palette and the composite.
 OPACITY: opacity of the segment colours in the composite (0 = imagery only, 1 = colours only).
 
 OUTPUT: the labels with the palette as colour table, a .qml sidecar and the names in its metadata; it loads styled in QGIS.
 COMPOSITE (optional): RGBA GeoTIFF of the segment colours blended over IMAGE, alpha 0 on nodata — for export and web maps.
 QUICKLOOK (optional): PNG of the segment colours, at most 1024 px on its longer side."""
+
+
+def split_names(text):
+    """Segment names from NAMES: separated by semicolons when there is one (names may then hold commas), else by
+    commas; None when empty."""
+    if not text.strip():
+        return None
+    return [name.strip() for name in text.split(";" if ";" in text else ",")]
 
 
 class _LoadStyle(QgsProcessingLayerPostProcessorInterface):
@@ -62,6 +71,7 @@ class RenderAlgorithm(SegmenterAlgorithm):
                                                                   createByDefault=False))
         self.addParameter(QgsProcessingParameterFileDestination("QUICKLOOK", "Quicklook", "PNG files (*.png)",
                                                                 optional=True, createByDefault=False))
+        self.addOutput(QgsProcessingOutputNumber("SEGMENTS", "Number of segments"))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 - QGIS API
         names = self.parameterAsString(parameters, "NAMES", context)
@@ -75,7 +85,7 @@ class RenderAlgorithm(SegmenterAlgorithm):
             opacity=self.parameterAsDouble(parameters, "OPACITY", context),
             composite_path=self.parameterAsOutputLayer(parameters, "COMPOSITE", context) or None,
             quicklook_path=self.parameterAsFileOutput(parameters, "QUICKLOOK", context) or None,
-            names=[name.strip() for name in names.split(",")] if names.strip() else None,
+            names=split_names(names),
         )
         if context.willLoadLayerOnCompletion(result.output):
             processor = _LoadStyle(result.output.rsplit(".", 1)[0] + ".qml")

@@ -2,7 +2,9 @@
 
 import numpy as np
 import pytest
+from osgeo import gdal
 from qgis.core import (
+    QgsApplication,
     QgsProcessingContext,
     QgsProcessingException,
     QgsProcessingFeedback,
@@ -11,6 +13,7 @@ from qgis.core import (
 )
 
 from map_segmenter.engine.kmeans_segmentation import segment_kmeans
+from map_segmenter.engine.labels import read_metadata
 
 from helpers import read_array
 
@@ -37,6 +40,27 @@ def test_render_runs_and_the_loaded_layer_is_styled(processing_run, tmp_path, ka
                                                                                 QgsProcessingFeedback())
     assert layer.renderer().type() == "paletted"
     assert [c.label for c in layer.renderer().classes()] == ["dark", "medium", "light", "bright"]
+    # the mean-colour palette: each segment's mean image colour, in the colour table and the quicklook (full size)
+    ids, image = read_array(labels), read_array(kampala_crop).astype(np.float64)
+    means = [tuple(int(round(image[b][ids == k].mean())) for b in range(3)) for k in range(1, 5)]
+    dataset = gdal.Open(out)
+    table = dataset.GetRasterBand(1).GetRasterColorTable()
+    assert [table.GetColorEntry(k)[:3] for k in range(1, 5)] == means
+    quicklook = read_array(tmp_path / "q.png")
+    lookup = np.array([(0, 0, 0), *means], np.uint8)
+    assert np.array_equal(np.moveaxis(quicklook[:3], 0, -1), lookup[ids]) and (quicklook[3] == 255).all()
+
+
+def test_names_may_hold_commas_and_segments_is_a_declared_output(processing_run, tmp_path, kampala_crop):
+    algorithm = QgsApplication.processingRegistry().algorithmById("segmenter:render")
+    assert "SEGMENTS" in [output.name() for output in algorithm.outputDefinitions()]
+    labels = str(tmp_path / "labels.tif")
+    segment_kmeans(kampala_crop, labels, segments=3)
+    out = str(tmp_path / "styled.tif")
+    result = processing_run("segmenter:render", {"INPUT": labels, "NAMES": "Roofs, flat; Roads ;Trees, shrubs",
+                                                 "OUTPUT": out})
+    assert result["SEGMENTS"] == 3
+    assert read_metadata(gdal.Open(out))["names"] == ["Roofs, flat", "Roads", "Trees, shrubs"]
 
 
 def test_render_errors(processing_run, tmp_path, kampala_crop):
