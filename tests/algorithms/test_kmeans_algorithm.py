@@ -40,7 +40,12 @@ def test_bands_parameter_and_memory_budget(processing_run, tmp_path):
 def test_jpeg_without_crs(processing_run, tmp_path):
     jpeg = str(sorted(DUBAI_IMAGES.glob("*.jpg"))[3])
     result = processing_run("segmenter:kmeans", {"INPUT": jpeg, "SEGMENTS": 5, "OUTPUT": str(tmp_path / "d.tif")})
-    assert gdal.Open(result["OUTPUT"]).GetGeoTransform(can_return_null=True) is None
+    dataset = gdal.Open(result["OUTPUT"])
+    assert dataset.GetGeoTransform(can_return_null=True) is None and dataset.GetProjection() == ""
+    source = gdal.Open(jpeg)
+    assert (dataset.RasterXSize, dataset.RasterYSize) == (source.RasterXSize, source.RasterYSize)
+    segment_kmeans(jpeg, str(tmp_path / "engine.tif"), segments=5)
+    assert np.array_equal(read_array(result["OUTPUT"]), read_array(tmp_path / "engine.tif"))
 
 
 def _bad(processing_run, parameters, expected, tmp_path):
@@ -74,7 +79,7 @@ def test_bad_inputs_give_actionable_errors_and_write_nothing(processing_run, tmp
         processing_run("segmenter:kmeans", {"INPUT": kampala_crop, "OUTPUT": str(tmp_path / "no" / "x.tif")})
     with pytest.raises(QgsProcessingException, match="is also an input"):
         processing_run("segmenter:kmeans", {"INPUT": grey, "BANDS": [1], "OUTPUT": grey})
-    assert read_array(grey).sum() == np.arange(64 * 64, dtype=np.uint8).sum(dtype=np.uint64)
+    assert np.array_equal(read_array(grey), np.arange(64 * 64, dtype=np.uint8).reshape(64, 64))  # untouched
 
 
 def test_unwritable_output_folder(processing_run, tmp_path, kampala_crop):

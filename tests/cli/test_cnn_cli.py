@@ -41,7 +41,7 @@ def test_run_with_an_unavailable_device_falls_back_and_matches_the_engine(tmp_pa
     assert "running student_s4_untrained on CPUExecutionProvider (DEVICE=cuda" in log
     segment_cnn(crop, str(tmp_path / "engine.tif"), MODEL, segments=4)
     assert np.array_equal(read_array(out), read_array(tmp_path / "engine.tif"))
-    assert (tmp_path / "cli.qml").exists()
+    assert (tmp_path / "cli.qml").read_text() == (tmp_path / "engine.qml").read_text()  # the same style sidecar
 
 
 def test_run_reports_a_bad_model_and_writes_nothing(tmp_path, crop):

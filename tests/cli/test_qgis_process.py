@@ -33,7 +33,7 @@ def test_run_writes_the_same_labels_as_the_engine(tmp_path, kampala_crop):
     assert results["OUTPUT"] == str(out) and results["SEGMENTS"] == 5
     segment_kmeans(kampala_crop, str(tmp_path / "engine.tif"), segments=5, block=8, seed=1)
     assert np.array_equal(read_array(out), read_array(tmp_path / "engine.tif"))
-    assert (tmp_path / "cli.qml").exists()
+    assert (tmp_path / "cli.qml").read_text() == (tmp_path / "engine.qml").read_text()  # the same style sidecar
 
 
 def test_run_reports_bad_input_and_fails(tmp_path, kampala_crop):
