@@ -45,7 +45,7 @@ def test_run_reports_bad_input_and_fails(tmp_path, kampala_crop):
     assert not out.exists()
 
 
-def test_built_zip_installs_into_a_fresh_qgis_profile(tmp_path):
+def test_built_zip_installs_into_a_fresh_qgis_profile(tmp_path, kampala_crop):
     import zipfile
 
     build = subprocess.run(["python", str(ROOT / "scripts" / "build_zip.py")], capture_output=True, text=True,
@@ -62,3 +62,9 @@ def test_built_zip_installs_into_a_fresh_qgis_profile(tmp_path):
     subprocess.run([QGIS_PROCESS, "plugins", "enable", "map_segmenter"], env=env, capture_output=True, check=True)
     listing = subprocess.run([QGIS_PROCESS, "list"], env=env, capture_output=True, text=True, check=True).stdout
     assert "segmenter:kmeans" in listing
+    # the installed copy runs, and its result is the engine's
+    out = tmp_path / "from_zip.tif"
+    subprocess.run([QGIS_PROCESS, "run", "segmenter:kmeans", "--", f"INPUT={kampala_crop}", "SEGMENTS=4",
+                    f"OUTPUT={out}"], env=env, capture_output=True, check=True)
+    segment_kmeans(kampala_crop, str(tmp_path / "engine.tif"), segments=4)
+    assert np.array_equal(read_array(out), read_array(tmp_path / "engine.tif"))
