@@ -555,6 +555,10 @@ def refine_points(features, seeds, rows, cols, model, iterations):
 # ---------------------------------------------------------------- writing
 
 
+def _expand(grid, stride, window):
+    return np.repeat(np.repeat(grid, stride, axis=0), stride, axis=1)[: window.height, : window.width]
+
+
 def _refine(reader, windows, model, iterations, output, pool, progress):
     stride = model.grid.stride
     dtype = np.uint8 if output.band(1).DataType == gdal.GDT_Byte else np.uint16
@@ -571,10 +575,11 @@ def _refine(reader, windows, model, iterations, output, pool, progress):
                           f"Refining blocks ({number + 1}/{len(windows)} windows)")
         for part, labels in zip(parts, found):
             refined[local[part]] = labels
-        expanded = np.repeat(np.repeat(refined.reshape(grid_seeds.shape), stride, axis=0), stride, axis=1)
-        expanded = expanded[: window.height, : window.width]
-        result = np.where(expanded > 0, expanded, pixels).astype(dtype)
-        result[pixels == 0] = 0
+        # A block whose label changed hands the new label to the pixels that carried its old one; pixels of other
+        # ids (boundaries drawn at pixel level, e.g. by segmenter:blur) and unchanged blocks keep theirs.
+        changed = np.where((refined > 0) & (refined != grid_seeds.ravel()), refined, 0).reshape(grid_seeds.shape)
+        new = _expand(changed, stride, window)
+        result = np.where((new > 0) & (pixels == _expand(grid_seeds, stride, window)), new, pixels).astype(dtype)
         output.write(result, window.xoff, window.yoff)
         reader.release_cache()
         output.release_cache()

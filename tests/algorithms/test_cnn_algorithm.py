@@ -120,4 +120,5 @@ def test_bad_inputs_give_actionable_errors(processing_run, tmp_path, crop):
          tmp_path)
     _bad(processing_run, {"INPUT": crop, "MODEL": "student_s4_untrained", "TILE_SIZE": 50},
          "TILE_SIZE 50 px leaves no room", tmp_path)
-    _bad(processing_run, {"INPUT": crop, "BANDS": [1, 2]}, "The model takes 3 bands (red, green, blue); BANDS gives 2", tmp_path)
+    _bad(processing_run, {"INPUT": crop, "BANDS": [1, 2]}, "The model takes 3 bands (red, green, blue); BANDS gives 2",
+         tmp_path)

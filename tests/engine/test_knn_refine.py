@@ -402,3 +402,24 @@ def test_chunks_do_not_change_labels(tmp_path, kampala_pair, monkeypatch):
     monkeypatch.setattr(knn_refine, "CHUNK", 97)
     refine_knn(labels, features, str(tmp_path / "b.tif"), index_size=3000)
     assert (tmp_path / "a.tif").read_bytes() == (tmp_path / "b.tif").read_bytes()
+
+
+def test_pixel_level_boundaries_survive_refinement(tmp_path, kampala_pair):
+    """Blurred labels are not block-constant: with ITERATIONS=0 the output is LABELS itself, and with iterations
+    only the pixels that carried a changed block's old label change (to that block's new label)."""
+    from map_segmenter.engine.blur import blur_labels
+
+    labels, features = kampala_pair
+    blurred = str(tmp_path / "blurred.tif")
+    blur_labels(labels, blurred, strength="high")
+    before = read_array(blurred)
+    height, width = before.shape
+    seeds = np.repeat(np.repeat(block_seeds(before, 4), 4, 0), 4, 1)[:height, :width]
+    assert (before != seeds).sum() > 1000  # many pixels differ from their block's seed: pixel-level boundaries
+    refine_knn(blurred, features, str(tmp_path / "kept.tif"), iterations=0)
+    assert np.array_equal(read_array(tmp_path / "kept.tif"), before)
+    refine_knn(blurred, features, str(tmp_path / "refined.tif"), iterations=3, mix=0.9)
+    after = read_array(tmp_path / "refined.tif")
+    moved = after != before
+    assert moved.any() and (before[moved] == seeds[moved]).all()
+    assert np.array_equal(after[before != seeds], before[before != seeds])
