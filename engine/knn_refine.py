@@ -117,9 +117,12 @@ def refine_knn(
         label_meta = read_metadata(labels)
         centres, segments, reason = _metadata_centres(label_meta, feature_meta, features.RasterCount)
         made_with = label_meta.get("features") if isinstance(label_meta.get("features"), dict) else {}
+        output_features = made_with or feature_meta or None
         if made_with.get("stride") not in (None, grid.stride):
-            progress.log(f"LABELS were made on a grid of {made_with['stride']} px and FEATURES has {grid.stride} "
-                         f"px cells: the output follows the {grid.stride} px cells.")
+            progress.warn(f"LABELS were made on a grid of {made_with['stride']} px but FEATURES has {grid.stride} px "
+                          f"cells: the output follows the {grid.stride} px cells. Use the FEATURES of the run that "
+                          f"made LABELS to keep its detail.")
+            output_features = {**feature_meta, "stride": grid.stride}
 
         progress.plan([("Counting segments", 2), ("Sampling the index", 3), ("Iterating the index", 2),
                        ("Refining blocks", 93)])
@@ -167,7 +170,7 @@ def refine_knn(
                 finish_label_raster(output, segments, dict(
                     method="knn_refine", seed=seed,
                     centres=[[None if not np.isfinite(v) else float(v) for v in row] for row in centres],
-                    features=label_meta.get("features") or feature_meta or None,
+                    features=output_features,
                     knn=dict(neighbors=neighbors, temperature=temperature, mix=mix, iterations=iterations,
                              spatial_weight=spatial_weight, index_size=index_size, index_points=len(index_seeds),
                              scale2=model.scale2, centres="metadata" if reason is None else "recomputed"),

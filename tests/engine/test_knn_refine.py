@@ -423,3 +423,13 @@ def test_pixel_level_boundaries_survive_refinement(tmp_path, kampala_pair):
     moved = after != before
     assert moved.any() and (before[moved] == seeds[moved]).all()
     assert np.array_equal(after[before != seeds], before[before != seeds])
+
+
+def test_features_of_another_stride_warn_and_the_output_says_its_stride(tmp_path, kampala_crop, kampala_pair):
+    labels, _ = kampala_pair  # block 4
+    coarse = str(tmp_path / "features8.tif")
+    segment_kmeans(kampala_crop, str(tmp_path / "labels8.tif"), segments=6, block=8, features_path=coarse)
+    warnings = []
+    refine_knn(labels, coarse, str(tmp_path / "out.tif"), progress=Progress(warn=warnings.append))
+    assert len(warnings) == 1 and "LABELS were made on a grid of 4 px but FEATURES has 8 px cells" in warnings[0]
+    assert read_metadata(gdal.Open(str(tmp_path / "out.tif")))["features"]["stride"] == 8
