@@ -16,7 +16,7 @@ Each cell of the FEATURES grid is a point: its features, its position, and its l
 
 LABELS: a label raster (ids 1..K, 0 = nodata), e.g. the OUTPUT of segmenter:kmeans. Segment centres are read from its metadata, or computed as each segment's mean features when it has none.
 FEATURES: the FEATURES output of the same segmentation run (Float32, one cell per block). It must lie on LABELS' grid: same extent and CRS, cells of the block size.
-NEIGHBORS: number of nearest index points each block looks at.
+NEIGHBORS: number of nearest index points each block looks at. The table of the index points' neighbours (INDEX_SIZE x NEIGHBORS x 4 bytes) must fit in 256 MB, or in half of MEMORY_MB when that is more.
 TEMPERATURE: softness of the distance-to-centre scores. It is relative to the spread of the features (squared distances are divided by the mean squared distance of the index points to their own centre), so it does not depend on feature units. Higher = softer.
 MIX: how far each iteration moves towards the neighbours (0 = not at all, 1 = all the way).
 ITERATIONS: number of refinement steps (0 keeps LABELS).

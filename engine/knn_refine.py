@@ -42,6 +42,8 @@ from .sampling import BlockSample
 from .windows import plan_windows
 
 MAX_IDS = 65535  # UInt16 label rasters
+NEIGHBOUR_BYTES = 4  # int32 index of a neighbour in the table of the index points' neighbours
+TABLE_MB = 256  # the neighbour table (INDEX_SIZE x NEIGHBORS) is kept whole: its cap, unless MEMORY_MB / 2 is more
 CHUNK = 32768  # query points per batch (for K <= 8; fewer for more segments): bounds the temporaries, keeps
 # cancel responsive (a batch takes about 0.25 s) and gives each thread of the pool its share of work
 _EXACT_SHIFT = 148  # float32 v = M * 2**(e - 24), |M| < 2**24, e >= -148: v * 2**172 = M << (e + 148)
@@ -199,6 +201,14 @@ def _check_parameters(neighbors, temperature, mix, iterations, spatial_weight, i
         raise InputError(f"SPATIAL_WEIGHT must be 0 or more; got {spatial_weight}.")
     if index_size < 1:
         raise InputError(f"INDEX_SIZE must be at least 1; got {index_size}.")
+    table_mb = index_size * neighbors * NEIGHBOUR_BYTES / 2**20
+    allowed = max(TABLE_MB, memory_mb / 2) if memory_mb > 0 else TABLE_MB
+    if iterations > 1 and table_mb > allowed:
+        raise InputError(
+            f"NEIGHBORS {neighbors} x INDEX_SIZE {index_size} needs a {table_mb:.0f} MB neighbour table (at most "
+            f"{allowed:.0f} MB: {TABLE_MB} MB, or half of MEMORY_MB when that is more). Lower NEIGHBORS or "
+            f"INDEX_SIZE, or raise MEMORY_MB to {2 * table_mb:.0f}."
+        )
     if not memory_mb > 0:
         raise InputError(f"MEMORY_MB must be greater than 0; got {memory_mb}.")
 
@@ -524,6 +534,12 @@ def _in_order(pool, function, chunks, progress, fraction, message):
             job.cancel()
 
 
+def _query_chunk(points, neighbours):
+    """Query points per batch: the tree's answers take 16 bytes per point and neighbour, so batches shrink as
+    NEIGHBORS grows (the default 12 keeps the full batch)."""
+    return max(256, points * 12 // max(neighbours, 12))
+
+
 def _fit_index(model, features, seeds, rows, cols, iterations, pool, progress):
     """Build the neighbour index and the index posteriors P_0 .. P_(iterations - 1)."""
     points = embed(features, rows, cols, model)
@@ -533,12 +549,13 @@ def _fit_index(model, features, seeds, rows, cols, iterations, pool, progress):
     if iterations <= 1:
         progress.update(1.0)
         return
-    neighbours = np.empty((len(points), model.neighbours), np.intp)
-    starts = range(0, len(points), CHUNK)
-    found = _in_order(pool, model.index.query, [(points[start : start + CHUNK], model.neighbours) for start in starts],
+    neighbours = np.empty((len(points), model.neighbours), np.int32)
+    chunk = _query_chunk(CHUNK, model.neighbours)
+    starts = range(0, len(points), chunk)
+    found = _in_order(pool, model.index.query, [(points[start : start + chunk], model.neighbours) for start in starts],
                       progress, lambda done, total: 0.9 * done / total, "Iterating the index (neighbours)")
     for start, part in zip(starts, found):
-        neighbours[start : start + CHUNK] = part
+        neighbours[start : start + chunk] = part
     for _ in range(1, iterations):
         posteriors = smooth(posteriors, neighbours, posteriors, model.mix)
         model.posteriors.append(posteriors)
@@ -570,7 +587,7 @@ def _refine(reader, windows, model, iterations, output, pool, progress):
         linear, seeds, rows, cols, values, grid_seeds = reader.cells(window, pixels)
         refined = np.zeros(grid_seeds.size, dtype)
         local = (rows - window.yoff // stride) * grid_seeds.shape[1] + (cols - window.xoff // stride)
-        chunk = max(min(CHUNK, 1024), CHUNK * 8 // max(len(model.centres), 8))  # about 1 MB per K x chunk array
+        chunk = _query_chunk(max(min(CHUNK, 1024), CHUNK * 8 // max(len(model.centres), 8)), model.neighbours)
         parts = [slice(start, start + chunk) for start in range(0, len(seeds), chunk)]
         found = _in_order(pool, refine_points,
                           [(values[:, part], seeds[part], rows[part], cols[part], model, iterations) for part in parts],

@@ -433,3 +433,14 @@ def test_features_of_another_stride_warn_and_the_output_says_its_stride(tmp_path
     refine_knn(labels, coarse, str(tmp_path / "out.tif"), progress=Progress(warn=warnings.append))
     assert len(warnings) == 1 and "LABELS were made on a grid of 4 px but FEATURES has 8 px cells" in warnings[0]
     assert read_metadata(gdal.Open(str(tmp_path / "out.tif")))["features"]["stride"] == 8
+
+
+def test_a_neighbour_table_beyond_the_budget_is_refused_before_any_work(tmp_path, kampala_pair):
+    labels, features = kampala_pair
+    out = tmp_path / "out.tif"
+    with pytest.raises(InputError, match=r"NEIGHBORS 1000 x INDEX_SIZE 120000 needs a 458 MB neighbour table \(at most "
+                                         r"256 MB.*raise MEMORY_MB to 916"):
+        refine_knn(labels, features, str(out), neighbors=1000)
+    assert not out.exists()
+    many = refine_knn(labels, features, str(out), neighbors=1000, memory_mb=1000)  # allowed: half of MEMORY_MB
+    assert many.segments == 6 and out.exists()
