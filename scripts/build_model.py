@@ -15,6 +15,7 @@ from qgis.core import (
     QgsProcessingModelChildParameterSource,
     QgsProcessingModelOutput,
     QgsProcessingModelParameter,
+    QgsProcessingParameterBand,
     QgsProcessingParameterEnum,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterLayer,
@@ -43,9 +44,14 @@ def build():
     model.setHelpContent({"ALG_DESC": (
         "The whole Map Segmenter chain in one step: segmenter:kmeans, then segmenter:blur (majority, chosen "
         "strength), segmenter:knn_refine with the K-Means features, then segmenter:render. Open it in the "
-        "Graphical Modeler to change any step.")})
+        "Graphical Modeler to change any step. From qgis_process its output is named render:Segments, e.g. "
+        "qgis_process run segmenter:segment_smooth_refine_render -- "
+        "INPUT=ortho.tif render:Segments=segments.tif. BANDS: the bands to segment (default the first three "
+        "that are not alpha; needed for 1- or 2-band rasters).")})
     parameters = [
         (QgsProcessingParameterRasterLayer("INPUT", "Input raster"), 100),
+        (QgsProcessingParameterBand("BANDS", "Bands (default: the first three that are not alpha)", None, "INPUT",
+                                    True, True), 175),
         (QgsProcessingParameterNumber("SEGMENTS", "Segments (K)", QgsProcessingParameterNumber.Integer, 8,
                                       False, 2, 254), 250),
         (QgsProcessingParameterNumber("BLOCK_SIZE", "Block size (px)", QgsProcessingParameterNumber.Integer, 4,
@@ -58,7 +64,8 @@ def build():
         model.addModelParameter(definition, component)
 
     kmeans = child(model, "kmeans", "segmenter:kmeans", {
-        "INPUT": Source.fromModelParameter("INPUT"), "SEGMENTS": Source.fromModelParameter("SEGMENTS"),
+        "INPUT": Source.fromModelParameter("INPUT"), "BANDS": Source.fromModelParameter("BANDS"),
+        "SEGMENTS": Source.fromModelParameter("SEGMENTS"),
         "BLOCK_SIZE": Source.fromModelParameter("BLOCK_SIZE"), "SEED": Source.fromStaticValue(0),
         "OUTPUT": Source.fromStaticValue("TEMPORARY_OUTPUT"),
         "FEATURES": Source.fromStaticValue("TEMPORARY_OUTPUT")}, 100)
@@ -79,6 +86,7 @@ def build():
     for algorithm in (kmeans, blur, refine, render):
         model.addChildAlgorithm(algorithm)
     model.updateDestinationParameters()
+    model.setParameterOrder(["INPUT", "BANDS", "SEGMENTS", "BLOCK_SIZE", "STRENGTH"])
     TARGET.parent.mkdir(parents=True, exist_ok=True)
     if not model.toFile(str(TARGET)):
         raise SystemExit(f"could not write {TARGET}")

@@ -9,7 +9,7 @@ from map_segmenter.engine.kmeans_segmentation import segment_kmeans
 from map_segmenter.engine.knn_refine import refine_knn
 from map_segmenter.engine.render import render_labels
 
-from helpers import qgis_process, read_array
+from helpers import qgis_process, read_array, write_raster
 
 MODEL = "segmenter:segment_smooth_refine_render"
 
@@ -44,3 +44,16 @@ def test_model_through_qgis_process_equals_the_chain(tmp_path, kampala_crop, cha
     out = tmp_path / "cli_model.tif"
     qgis_process("run", MODEL, "--", f"INPUT={kampala_crop}", "SEGMENTS=5", "STRENGTH=2", f"render:Segments={out}")
     assert np.array_equal(read_array(out), chain_by_hand)
+
+
+def test_model_takes_bands_for_a_grey_scale_raster(processing_run, tmp_path, kampala_crop):
+    model = QgsApplication.processingRegistry().algorithmById(MODEL)
+    assert [p.name() for p in model.parameterDefinitions()][:5] == ["INPUT", "BANDS", "SEGMENTS", "BLOCK_SIZE",
+                                                                    "STRENGTH"]
+    grey = write_raster(tmp_path / "grey.tif", read_array(kampala_crop)[1])
+    out = str(tmp_path / "grey_model.tif")
+    processing_run(MODEL, {"INPUT": grey, "BANDS": [1], "SEGMENTS": 4, "render:Segments": out})
+    segment_kmeans(grey, str(tmp_path / "k.tif"), segments=4, bands=[1], features_path=str(tmp_path / "f.tif"))
+    blur_labels(str(tmp_path / "k.tif"), str(tmp_path / "b.tif"))
+    refine_knn(str(tmp_path / "b.tif"), str(tmp_path / "f.tif"), str(tmp_path / "r.tif"))
+    assert np.array_equal(read_array(out), read_array(tmp_path / "r.tif"))
