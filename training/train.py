@@ -128,14 +128,35 @@ def learning_rate(config, step):
     return train.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
 
 
+def config_changes(before, after, prefix=""):
+    """'section.key: old -> new' for every setting that differs (train.resume and train.out excluded)."""
+    changes = []
+    for key in sorted(set(before) | set(after)):
+        name = f"{prefix}{key}"
+        old, new = before.get(key), after.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            changes += config_changes(old, new, name + ".")
+        elif name not in ("train.resume", "train.out") and old != new:
+            changes.append(f"{name}: {old} -> {new}")
+    return changes
+
+
 def build(config):
     model = Student(config.model.stem, config.model.width, config.model.blocks, config.model.embed_dim,
                     config.model.dilation)
+    if config.loss.teacher and not config.teacher.name:
+        raise SystemExit("loss.teacher > 0 needs a teacher: add --teacher efficientnet-lite0 (or set loss.teacher=0)")
+    if config.loss.labels and config.data.source != "shards":
+        raise SystemExit(f"loss.labels > 0 reads the Dubai masks through shards; data.source is "
+                         f"{config.data.source!r}: use --source shards (or set loss.labels=0)")
     teacher = None
     if config.teacher.name:
         from .teacher import load_teacher
 
         teacher = load_teacher(config.teacher.name)  # raises TeacherMissingError: never a random stand-in
+        if config.teacher.stride != teacher.stride:
+            raise SystemExit(f"teacher.stride {config.teacher.stride}: {config.teacher.name} gives stride "
+                             f"{teacher.stride} features only")
     target_dim = 6 * len(config.loss.distill_contexts)
     if not config.loss.distill_head and config.loss.distill and config.model.embed_dim < target_dim:
         raise SystemExit(f"model.embed_dim {config.model.embed_dim} < {target_dim} descriptor channels: raise it or "
@@ -213,6 +234,10 @@ def train(config, log=print):
         torch.set_rng_state(state["torch_rng"])
         codebook, step, elapsed, best = state["codebook"], state["step"], state["elapsed"], state.get("best")
         log(f"resumed from {checkpoint} at step {step} ({elapsed / 60:.1f} min trained)")
+        changed = config_changes(state.get("config") or {}, config.to_dict())
+        if changed:
+            log("warning: resuming with settings other than the checkpoint's (" + "; ".join(changed) + "): the "
+                "run continues with the new ones (train.steps reshapes the learning-rate schedule from here)")
     else:
         codebook = fit_codebook(source, config.loss.pseudo_k, rng, config) if config.loss.pseudo else None
         (out / "log.jsonl").unlink(missing_ok=True)

@@ -111,3 +111,9 @@ def test_shard_splits_and_loader(tmp_path, small_rasters):
     pixels, slic, name, classes = labelled.sample(np.random.default_rng(0), 48)
     assert classes.shape == (48, 48) and classes.dtype == np.int64 and set(np.unique(classes)) <= set(range(-1, 5))
     assert (classes >= 0).mean() > 0.5  # the Dubai mask, aligned with the crop
+    # a run that holds out more tiles than the shards did keeps them out of its training split
+    more = build_shards.build(tmp_path / "more", [small_rasters[0], str(DUBAI_IMAGES / "tile1_part002.jpg")], tile=96,
+                              slic_cell=10, limit=0, log=lambda *a: None)
+    assert {e["source"] for e in more if e["split"] == "train"} == {"kampala.tif", "tile1_part002.jpg"}
+    kept = {e["source"] for e in ShardSource(tmp_path / "more", "train", holdout=("tile1", "tile6")).entries}
+    assert kept == {"kampala.tif"}

