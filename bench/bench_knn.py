@@ -127,14 +127,14 @@ def query_stage(labels, features, tree_points, brute_points):
     import numpy as np
 
     from map_segmenter.engine import knn_refine as knn
-    from map_segmenter.engine.labels import read_metadata
+    from map_segmenter.engine.labels import check_label_band, read_metadata
     from map_segmenter.engine.neighbours import NeighbourIndex, brute_force
     from map_segmenter.engine.progress import Progress
     from map_segmenter.engine.windows import Window
 
     # the engine's own index, built the way refine_knn builds it (defaults)
     label_ds, feature_ds = gdal.Open(labels), gdal.Open(features)
-    band, nodata = knn._check_labels(label_ds, labels)
+    band, nodata = check_label_band(label_ds, labels)
     grid = knn._check_grids(label_ds, feature_ds, labels, features, read_metadata(feature_ds))
     centres, segments, _ = knn._metadata_centres(read_metadata(label_ds), read_metadata(feature_ds),
                                                  feature_ds.RasterCount)
