@@ -22,7 +22,15 @@ import numpy as np
 from osgeo import gdal
 
 from .errors import InputError
-from .labels import LABEL_TYPES, NODATA, check_label_band, finish_label_raster, label_type, read_metadata
+from .labels import (
+    LABEL_TYPES,
+    NODATA,
+    check_label_band,
+    finish_label_raster,
+    label_type,
+    nodata_as_zero,
+    read_metadata,
+)
 from .palette import qualitative
 from .progress import Progress
 from .raster_io import AtomicRaster, check_destination, open_raster
@@ -355,9 +363,7 @@ class _LabelRaster:
     def read(self, xoff, yoff, width, height):
         ids = self.dataset.GetRasterBand(1).ReadAsArray(xoff, yoff, width, height)
         self.dataset.FlushCache()
-        if self.other_nodata is not None:
-            ids = np.where(ids == self.other_nodata, NODATA, ids)
-        return ids.astype(self.dtype, copy=False)
+        return nodata_as_zero(ids, self.other_nodata).astype(self.dtype, copy=False)
 
 
 def _open_labels(path):

@@ -33,7 +33,7 @@ import numpy as np
 from osgeo import gdal, osr
 
 from .errors import InputError
-from .labels import check_label_band, finish_label_raster, label_type, read_metadata
+from .labels import check_label_band, finish_label_raster, label_type, nodata_as_zero, read_metadata
 from .neighbours import NeighbourIndex, require_ckdtree
 from .palette import qualitative
 from .progress import Progress
@@ -331,10 +331,7 @@ class _Reader:
             self.feature_nodata.append(value if value is not None and np.isfinite(value) else None)
 
     def pixels(self, window):
-        pixels = self.band.ReadAsArray(window.xoff, window.yoff, window.width, window.height)
-        if self.nodata is not None:
-            pixels[pixels == self.nodata] = 0
-        return pixels
+        return nodata_as_zero(self.band.ReadAsArray(window.xoff, window.yoff, window.width, window.height), self.nodata)
 
     def cells(self, window, pixels=None):
         """The window's usable cells (a seed label and valid features): linear index, seed, row, col (m,),

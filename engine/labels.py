@@ -74,6 +74,13 @@ INTEGER_TYPES = {
 }
 
 
+def nodata_as_zero(values, other_nodata):
+    """Label values with a declared nodata other than 0 (see ``check_label_band``) turned into 0 (in place)."""
+    if other_nodata is not None:
+        values[values == other_nodata] = NODATA
+    return values
+
+
 def check_label_band(dataset, path, purpose="label raster", hint=""):
     """The band of segment ids of an opened label raster, and its nodata value when that is not 0 (else None).
 
@@ -117,9 +124,7 @@ class LabelRaster:
         return self.as_ids(self.band.ReadAsArray(window.xoff, window.yoff, window.width, window.height))
 
     def as_ids(self, values):
-        if self.other_nodata is None:
-            return values
-        return np.where(values == self.other_nodata, NODATA, values).astype(values.dtype, copy=False)
+        return nodata_as_zero(values, self.other_nodata)
 
 
 def open_label_raster(path, purpose="label raster"):
