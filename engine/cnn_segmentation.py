@@ -26,7 +26,7 @@ from osgeo import gdal
 
 from . import kmeans
 from .errors import InputError
-from .label_pass import tag_features, write_label_raster, write_labels, write_labels_bilinear
+from .label_pass import centres_for, tag_features, write_label_raster, write_labels, write_labels_bilinear
 from .labels import MAX_SEGMENTS, read_reference
 from .onnx_runtime import DEVICES, import_onnxruntime, load_model, normaliser
 from .progress import Progress
@@ -257,22 +257,11 @@ def segment_cnn(
             progress.start("Computing embeddings")
             sample, valid_cells = _embed(model, reader, layout, batch_size, features, grid_w, sample_size, seed,
                                          progress)
-            if valid_cells == 0:
-                raise InputError(
-                    f"The raster '{input_path}' has no valid pixels in BANDS {raster.bands} (all nodata or "
-                    f"transparent). Choose another raster or other bands."
-                )
-            if valid_cells < segments:
-                raise InputError(
-                    f"Only {valid_cells} valid cells ({stride} x {stride} px each) for {segments} segments. "
-                    f"Choose fewer SEGMENTS or a larger raster."
-                )
-            progress.start("Fitting centres")
-            if reference is not None:
-                centres = reference["centres"]
-            else:
-                centres = fit_centres(sample, segments, seed, progress.check)
-            progress.update(1.0)
+            centres = centres_for(
+                sample, valid_cells, segments, reference,
+                lambda points: fit_centres(points, segments, seed, progress.check),
+                progress, input_path, raster.bands, f"cells ({stride} x {stride} px each)",
+                "Choose fewer SEGMENTS or a larger raster.")
             feature_meta = dict(
                 kind=KIND, names=[f"embedding_{i}" for i in range(1, info.embed_dim + 1)], stride=stride,
                 model=info.summary(), halo=halo, bands=raster.bands, input_ranges=reader.ranges,

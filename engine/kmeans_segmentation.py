@@ -20,7 +20,7 @@ from osgeo import gdal
 from . import kmeans
 from .descriptors import QUANT, TEXTURE_WEIGHT, block_descriptors, feature_names
 from .errors import InputError
-from .label_pass import tag_features, write_label_raster
+from .label_pass import centres_for, tag_features, write_label_raster
 from .labels import MAX_SEGMENTS, read_reference
 from .pipeline import WORKERS, ordered_map
 from .progress import Progress
@@ -121,22 +121,11 @@ def segment_kmeans(
                                texture_weight=texture_weight)
             sample, valid_blocks = _describe(raster, windows, block, context, quantise, describe, features,
                                              sample_size, seed, progress)
-            if valid_blocks == 0:
-                raise InputError(
-                    f"The raster '{input_path}' has no valid pixels in BANDS {raster.bands} (all nodata or "
-                    f"transparent). Choose another raster or other bands."
-                )
-            if valid_blocks < segments:
-                raise InputError(
-                    f"Only {valid_blocks} valid blocks for {segments} segments. Choose fewer SEGMENTS or a "
-                    f"smaller BLOCK_SIZE."
-                )
-            progress.start("Fitting centres")
-            if reference is not None:
-                centres = reference["centres"]
-            else:
-                centres = kmeans.order_by_brightness(kmeans.fit(sample, segments, seed=seed, check=progress.check))
-            progress.update(1.0)
+            centres = centres_for(
+                sample, valid_blocks, segments, reference,
+                lambda points: kmeans.order_by_brightness(kmeans.fit(points, segments, seed=seed,
+                                                                     check=progress.check)),
+                progress, input_path, raster.bands, "blocks", "Choose fewer SEGMENTS or a smaller BLOCK_SIZE.")
             feature_meta = dict(kind=DESCRIPTOR, names=feature_names(len(raster.bands)), stride=block,
                                 context=context, texture_weight=texture_weight, bands=raster.bands, input_ranges=ranges)
             tag_features(features, feature_meta)
