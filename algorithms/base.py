@@ -56,6 +56,26 @@ class SegmenterAlgorithm(QgsProcessingAlgorithm):
             raise QgsProcessingException(f"{name}: no raster given.")
         return value or None
 
+    def segmentation_arguments(self, parameters, context):
+        """The engine arguments kmeans and cnn take alike (input, bands, K, seed, outputs, memory, reference)."""
+        return dict(
+            input_path=self.raster_path(parameters, "INPUT", context),
+            output_path=self.parameterAsOutputLayer(parameters, "OUTPUT", context),
+            segments=self.parameterAsInt(parameters, "SEGMENTS", context),
+            seed=self.parameterAsInt(parameters, "SEED", context),
+            bands=self.parameterAsInts(parameters, "BANDS", context) or None,
+            features_path=self.parameterAsOutputLayer(parameters, "FEATURES", context) or None,
+            memory_mb=self.parameterAsInt(parameters, "MEMORY_MB", context),
+            reference_path=self.raster_path(parameters, "REFERENCE", context, required=False),
+        )
+
+    @staticmethod
+    def segmentation_outputs(result, **extra):
+        outputs = {"OUTPUT": result.output, "SEGMENTS": len(result.centres), **extra}
+        if result.features:
+            outputs["FEATURES"] = result.features
+        return outputs
+
     @staticmethod
     def run_engine(function, feedback, **arguments):
         progress = Progress(

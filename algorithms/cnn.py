@@ -114,26 +114,14 @@ class CnnAlgorithm(SegmenterAlgorithm):
         return os.path.join(MODELS_DIR, name + ".onnx")
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 - QGIS API
-        output = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
-        features = self.parameterAsOutputLayer(parameters, "FEATURES", context) or None
         result = self.run_engine(
             segment_cnn,
             feedback,
-            input_path=self.raster_path(parameters, "INPUT", context),
-            output_path=output,
             model_path=self.model_path(parameters, context),
-            segments=self.parameterAsInt(parameters, "SEGMENTS", context),
             device=self.parameterAsEnumString(parameters, "DEVICE", context),
             tile_size=self.parameterAsInt(parameters, "TILE_SIZE", context),
             batch_size=self.parameterAsInt(parameters, "BATCH_SIZE", context),
             threads=self.parameterAsInt(parameters, "THREADS", context),
-            seed=self.parameterAsInt(parameters, "SEED", context),
-            bands=self.parameterAsInts(parameters, "BANDS", context) or None,
-            features_path=features,
-            memory_mb=self.parameterAsInt(parameters, "MEMORY_MB", context),
-            reference_path=self.raster_path(parameters, "REFERENCE", context, required=False),
+            **self.segmentation_arguments(parameters, context),
         )
-        outputs = {"OUTPUT": result.output, "SEGMENTS": len(result.centres), "PROVIDER": result.provider}
-        if result.features:
-            outputs["FEATURES"] = result.features
-        return outputs
+        return self.segmentation_outputs(result, PROVIDER=result.provider)

@@ -63,22 +63,10 @@ class KMeansAlgorithm(SegmenterAlgorithm):
         self.addOutput(QgsProcessingOutputNumber("SEGMENTS", "Number of segments"))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 - QGIS API
-        output = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
-        features = self.parameterAsOutputLayer(parameters, "FEATURES", context) or None
         result = self.run_engine(
             segment_kmeans,
             feedback,
-            input_path=self.raster_path(parameters, "INPUT", context),
-            output_path=output,
-            segments=self.parameterAsInt(parameters, "SEGMENTS", context),
             block=self.parameterAsInt(parameters, "BLOCK_SIZE", context),
-            seed=self.parameterAsInt(parameters, "SEED", context),
-            bands=self.parameterAsInts(parameters, "BANDS", context) or None,
-            features_path=features,
-            memory_mb=self.parameterAsInt(parameters, "MEMORY_MB", context),
-            reference_path=self.raster_path(parameters, "REFERENCE", context, required=False),
+            **self.segmentation_arguments(parameters, context),
         )
-        outputs = {"OUTPUT": result.output, "SEGMENTS": len(result.centres)}
-        if result.features:
-            outputs["FEATURES"] = result.features
-        return outputs
+        return self.segmentation_outputs(result)
