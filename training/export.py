@@ -140,23 +140,32 @@ def training_summary(state, checkpoint="best.pt"):
     }
 
 
+def contract_rows(name, size, digest, made_by, metadata, parameters, rf_width):
+    """The model card's table rows that describe the file and its ONNX contract (trained or not)."""
+    stride = metadata["stride"]
+    return [
+        ("file", f"`{name}.onnx` ({size / 1e6:.2f} MB, sha256 `{digest}`)"),
+        ("made by", f"{made_by} (torch {torch.__version__}, ONNX opset {OPSET})"),
+        ("architecture", metadata["description"]),
+        ("parameters", f"{parameters:,}"),
+        (f"input `{model_contract.INPUT_NAME}`", f"float32 [N, 3, H, W], H and W dynamic multiples of {stride}"),
+        (f"output `{model_contract.OUTPUT_NAME}`", f"float32 [N, {metadata['embed_dim']}, H/{stride}, W/{stride}]"),
+        ("input normalisation", f"pixels (0..255) x {metadata['input_scale']:.6g}, minus mean "
+                                f"{metadata['input_mean']}, divided by std {metadata['input_std']} (by the runtime)"),
+        ("receptive field", f"{rf_width} px wide; `receptive_field` = {metadata['receptive_field']} px = how far "
+                            f"beyond a cell's own {stride} x {stride} pixels an input pixel can change its "
+                            f"embedding (the halo tiled inference needs)"),
+        ("cost", f"{metadata['flops_per_pixel']:.0f} FLOP per input pixel"),
+        ("recommended tile", f"{metadata['tile_size']} px"),
+    ]
+
+
 def write_card(path, name, metadata, parameters, rf_width, size, digest, state, scores, notes=None):
     training = metadata["training"]
     config = state["config"]
     rows = [
-        ("file", f"`{name}.onnx` ({size / 1e6:.2f} MB, sha256 `{digest}`)"),
-        ("made by", f"`python -m training.train` then `python -m training.export` (torch {torch.__version__}, "
-                    f"ONNX opset {OPSET})"),
-        ("architecture", metadata["description"]),
-        ("parameters", f"{parameters:,}"),
-        (f"input `{model_contract.INPUT_NAME}`", f"float32 [N, 3, H, W], H and W dynamic multiples of {STRIDE}"),
-        (f"output `{model_contract.OUTPUT_NAME}`", f"float32 [N, {metadata['embed_dim']}, H/{STRIDE}, W/{STRIDE}]"),
-        ("input normalisation", f"pixels (0..255) x {metadata['input_scale']:.6g}, minus mean "
-                                f"{metadata['input_mean']}, divided by std {metadata['input_std']} (by the runtime)"),
-        ("receptive field", f"{rf_width} px wide; `receptive_field` = {metadata['receptive_field']} px (the halo "
-                            f"tiled inference needs)"),
-        ("cost", f"{metadata['flops_per_pixel']:.0f} FLOP per input pixel"),
-        ("recommended tile", f"{metadata['tile_size']} px"),
+        *contract_rows(name, size, digest, "`python -m training.train` then `python -m training.export`", metadata,
+                       parameters, rf_width),
         ("training data", training["data"]),
         ("training run", f"{training['steps']} steps, {training['minutes']} min on 2 CPU cores "
                          f"(torch.set_num_threads({config['train']['threads']})), seed {training['seed']}, batch "

@@ -28,7 +28,7 @@ from torch import nn
 from map_segmenter.engine import model_contract
 
 from . import ROOT
-from .export import OPSET, export_onnx
+from .export import contract_rows, export_onnx
 from .models import measured_reach
 
 INPUT_MEAN = [0.485, 0.456, 0.406]
@@ -179,21 +179,9 @@ def verify(model, path):
 
 
 def write_card(path, name, metadata, parameters, rf_width, size, digest):
-    training, stride, dim = metadata["training"], metadata["stride"], metadata["embed_dim"]
+    training = metadata["training"]
     rows = [
-        ("file", f"`{name}.onnx` ({size / 1e6:.2f} MB, sha256 `{digest}`)"),
-        ("made by", f"`python -m training.export_untrained` (torch {torch.__version__}, ONNX opset {OPSET})"),
-        ("architecture", metadata["description"]),
-        ("parameters", f"{parameters:,}"),
-        (f"input `{model_contract.INPUT_NAME}`", f"float32 [N, 3, H, W], H and W dynamic multiples of {stride}"),
-        (f"output `{model_contract.OUTPUT_NAME}`", f"float32 [N, {dim}, H/{stride}, W/{stride}]"),
-        ("input normalisation", f"pixels (0..255) x {metadata['input_scale']:.6g}, minus mean "
-                                f"{metadata['input_mean']}, divided by std {metadata['input_std']} (by the runtime)"),
-        ("receptive field", f"{rf_width} px wide; `receptive_field` = {metadata['receptive_field']} px = how far "
-                            f"beyond a cell's own {stride} x {stride} pixels an input pixel can change its "
-                            f"embedding (the halo tiled inference needs)"),
-        ("cost", f"{metadata['flops_per_pixel']:.0f} FLOP per input pixel"),
-        ("recommended tile", f"{metadata['tile_size']} px"),
+        *contract_rows(name, size, digest, "`python -m training.export_untrained`", metadata, parameters, rf_width),
         ("training", f"{training['status']}: {training['data']}; {training['steps']} steps; {training['date']}"),
         ("licence", metadata["licence"]),
     ]
@@ -202,8 +190,9 @@ def write_card(path, name, metadata, parameters, rf_width, size, digest):
 
 **This model is not trained.** Its convolution weights are random (seeded). It exists so that
 `segmenter:cnn` can be installed, tested and benchmarked end to end before the trained student exists.
-Its segments follow random texture filters; do not use them for analysis. The training issue replaces
-this file with a trained network of the same architecture and contract.
+Its segments follow random texture filters; do not use them for analysis. The trained default is
+`student_s4_v1.onnx` (a smaller network with the same contract); this file stays for plumbing tests and as
+the heavier architecture of the CNN benchmark.
 
 | | |
 |---|---|
