@@ -30,7 +30,7 @@ from .label_pass import centres_for, tag_features, write_label_raster, write_lab
 from .labels import MAX_SEGMENTS, read_reference
 from .onnx_runtime import DEVICES, import_onnxruntime, load_model, normaliser
 from .progress import Progress
-from .raster_io import AtomicRaster, check_destination, open_input, scaled_geotransform, value_ranges
+from .raster_io import AtomicRaster, byte_stretch, check_destination, open_input, scaled_geotransform, value_ranges
 from .sampling import BlockSample
 from .windows import plan_windows
 
@@ -103,10 +103,7 @@ class TileReader:
         self.stride = info.stride
         self.scale, self.offset = normaliser(info)
         self.ranges = value_ranges(raster, reference)
-        if self.ranges is not None:
-            lo = np.array([r[0] for r in self.ranges], np.float32)[:, None, None]
-            span = np.array([255.0 / (r[1] - r[0]) for r in self.ranges], np.float32)[:, None, None]
-            self._lo, self._span = lo, span
+        self._stretch = None if self.ranges is None else byte_stretch(self.ranges)
 
     def _read(self, x0, y0, width, height):
         """Pixels (bands, h, w), validity (h, w) or None of a virtual window, reflected where outside."""
@@ -130,11 +127,8 @@ class TileReader:
         halo = layout.halo
         pixels, valid = self._read(x - halo, y - halo, layout.width, layout.height)
         network = pixels.astype(np.float32)
-        if self.ranges is not None:
-            network -= self._lo
-            network *= self._span
-            np.clip(network, 0.0, 255.0, out=network)
-            np.nan_to_num(network, copy=False, nan=0.0)
+        if self._stretch is not None:
+            self._stretch(network)
         core = (slice(halo, halo + layout.core_height), slice(halo, halo + layout.core_width))
         grey = network[0][core] + network[1][core]
         grey += network[2][core]

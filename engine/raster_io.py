@@ -207,6 +207,21 @@ def value_ranges(raster, reference=None):
     return robust_range(raster)
 
 
+def byte_stretch(ranges):
+    """In-place function taking float32 pixels (bands, h, w) from ``ranges`` (per band (lo, hi)) onto 0..255,
+    clipped, NaN -> 0."""
+    lo = np.array([r[0] for r in ranges], np.float32)[:, None, None]
+    span = np.array([255.0 / (r[1] - r[0]) for r in ranges], np.float32)[:, None, None]
+
+    def stretch(pixels):
+        pixels -= lo[: len(pixels)]
+        pixels *= span[: len(pixels)]
+        np.clip(pixels, 0.0, 255.0, out=pixels)
+        return np.nan_to_num(pixels, copy=False, nan=0.0)
+
+    return stretch
+
+
 def check_destination(path, *inputs):
     """Refuse a destination we cannot or must not write, before any work is done."""
     if not path:

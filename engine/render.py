@@ -16,7 +16,15 @@ from .errors import InputError
 from .labels import NODATA, finish_label_raster, label_type, open_label_raster, segment_names
 from .palette import qualitative, ramp
 from .progress import Progress
-from .raster_io import AtomicRaster, check_destination, is_paletted, open_input, open_raster, robust_range
+from .raster_io import (
+    AtomicRaster,
+    byte_stretch,
+    check_destination,
+    is_paletted,
+    open_input,
+    open_raster,
+    value_ranges,
+)
 from .windows import plan_windows
 
 PALETTES = ("qualitative", "mean_colour", "ramp")
@@ -154,12 +162,8 @@ def _lookup(colours):
 def _display_scale(image):
     """Pixels -> 0..255 display values: 8-bit as they are, other types stretched between their 1st and 99th
     percentiles (as the segmentation steps read them), so a 16-bit or float scene is not drawn white."""
-    if image.data_type == gdal.GDT_Byte:
-        return lambda pixels: pixels
-    ranges = robust_range(image)
-    lo = np.array([r[0] for r in ranges], np.float32)[:, None, None]
-    scale = np.array([255.0 / (r[1] - r[0]) for r in ranges], np.float32)[:, None, None]
-    return lambda pixels: np.clip(np.nan_to_num((pixels - lo[: len(pixels)]) * scale[: len(pixels)]), 0, 255)
+    ranges = value_ranges(image)
+    return (lambda pixels: pixels) if ranges is None else byte_stretch(ranges)
 
 
 def _write_composite(labels, image, windows, colours, opacity, path, progress):
