@@ -99,37 +99,37 @@ class Prototypes:
                 for count, centres in self.centres.items()}
 
 
+def teacher_cells(teacher, pixels, h, w):
+    """{8: ..., 16: ...}: the teacher's stride-8 and stride-16 features of a uint8 (3, H, W) image, bilinearly
+    upsampled to the (h, w) stride-4 grid, channels last."""
+    import torch
+
+    from .models import normalise
+
+    endpoints = teacher.endpoints(normalise(torch.from_numpy(pixels / np.float32(255))[None]))
+    return {stride: torch.nn.functional.interpolate(endpoints[stride], size=(h, w), mode="bilinear",
+                                                    align_corners=False)[0].permute(1, 2, 0).numpy()
+            for stride in (8, 16)}
+
+
 class TeacherFeatures:
     def __init__(self):
-        import torch
-
-        from .models import normalise
         from .teacher import load_teacher
 
-        self.torch, self.normalise = torch, normalise
         self.teacher = load_teacher("efficientnet-lite0")
 
     def __call__(self, pixels, base):
-        torch = self.torch
         h, w, _ = base.shape
-        rgb = self.normalise(torch.from_numpy(pixels.astype(np.float32) / 255.0)[None])
-        network, out = self.teacher.network, {}
-        with torch.no_grad():
-            x = network._swish(network._bn0(network._conv_stem(rgb)))
-            for index, block in enumerate(network._blocks[: self.teacher.depth]):
-                x = block(x)
-                if index in (7, 10):  # the stride-8 and stride-16 endpoints
-                    name = "lite0_s8" if index == 7 else "lite0_s16"
-                    up = torch.nn.functional.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)
-                    f = up[0].permute(1, 2, 0).reshape(h * w, -1).numpy()
-                    f = f - f.mean(0)
-                    sample = f[np.random.default_rng(0).permutation(len(f))[:5000]]
-                    projected = f @ np.linalg.svd(sample, full_matrices=False)[2][:8].T
-                    flat = base.reshape(h * w, -1)
-                    ratio = np.sqrt(flat.var(0).sum() / projected.var(0).sum())
-                    for weight in (0.5, 1.0):
-                        out[f"{name}_x{weight:g}"] = np.concatenate(
-                            [flat, weight * ratio * projected], 1).reshape(h, w, -1).astype(np.float32)
+        flat, out = base.reshape(h * w, -1), {}
+        for stride, cells in teacher_cells(self.teacher, pixels, h, w).items():
+            f = cells.reshape(h * w, -1)
+            f = f - f.mean(0)
+            sample = f[np.random.default_rng(0).permutation(len(f))[:5000]]
+            projected = f @ np.linalg.svd(sample, full_matrices=False)[2][:8].T
+            ratio = np.sqrt(flat.var(0).sum() / projected.var(0).sum())
+            for weight in (0.5, 1.0):
+                out[f"lite0_s{stride}_x{weight:g}"] = np.concatenate(
+                    [flat, weight * ratio * projected], 1).reshape(h, w, -1).astype(np.float32)
         return out
 
 

@@ -7,12 +7,10 @@ features could reach; nothing trained or shipped uses them.
 """
 
 import numpy as np
-import torch
 from PIL import Image
 
 from .datasets.targets import descriptors
-from .models import normalise
-from .probe_features import HOLDOUT, pairs
+from .probe_features import HOLDOUT, pairs, teacher_cells
 from .quick_eval import load_classes, score_grid, segment
 from .teacher import load_teacher
 
@@ -23,19 +21,11 @@ FEATURE_SETS = {
 }
 
 
-@torch.no_grad()
 def cell_features(teacher, pixels):
     """{descriptor, s8, s16}: (h, w, C) arrays on the stride-4 grid (teacher maps bilinearly upsampled)."""
     base = np.moveaxis(descriptors(pixels, (1,)), 0, -1)
-    h, w = base.shape[:2]
-    network, out = teacher.network, {"descriptor": base}
-    x = network._swish(network._bn0(network._conv_stem(normalise(torch.from_numpy(pixels / np.float32(255))[None]))))
-    for index, block in enumerate(network._blocks[: teacher.depth]):
-        x = block(x)
-        if index in (7, 10):  # the stride-8 and stride-16 endpoints
-            up = torch.nn.functional.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)
-            out["s8" if index == 7 else "s16"] = up[0].permute(1, 2, 0).numpy()
-    return out
+    cells = teacher_cells(teacher, pixels, *base.shape[:2])
+    return {"descriptor": base, "s8": cells[8], "s16": cells[16]}
 
 
 def cell_classes(mask, h, w):

@@ -39,25 +39,31 @@ class EfficientNetLite0Teacher(torch.nn.Module):
         self.network = network.eval()
         for parameter in self.network.parameters():
             parameter.requires_grad_(False)
-        # The package has no endpoint API: run the stem and the blocks up to the first one that strides to 32.
-        total, self.depth = 2, 0
+        # The package has no endpoint API: the stride after each block, to run the stem and the blocks up to the
+        # first one that strides to 32 and keep the last output at each stride.
+        self.block_strides, total = [], 2
         for block in network._blocks:
             step = block._block_args.stride
             total *= step[0] if isinstance(step, (list, tuple)) else step
             if total > self.stride:
                 break
-            self.depth += 1
+            self.block_strides.append(total)
+        self.depth = len(self.block_strides)
 
     def train(self, mode=True):  # BatchNorm statistics stay the pretrained ones
         return super().train(False)
 
     @torch.no_grad()
-    def forward(self, normalised_rgb):
-        network = self.network
+    def endpoints(self, normalised_rgb):
+        """{stride: the last block output at that stride} for strides 2 .. 16."""
+        network, found = self.network, {}
         x = network._swish(network._bn0(network._conv_stem(normalised_rgb)))
-        for block in network._blocks[: self.depth]:
-            x = block(x)
-        return x
+        for block, stride in zip(network._blocks, self.block_strides):
+            x = found[stride] = block(x)
+        return found
+
+    def forward(self, normalised_rgb):
+        return self.endpoints(normalised_rgb)[self.stride]
 
 
 def load_teacher(name, weights_path=None):
