@@ -215,6 +215,10 @@ def test_teacher_is_the_pretrained_lite0_at_stride_16():
     features = teacher(x)
     assert features.shape == (2, teacher.channels, 6, 10) and teacher.channels == 112
     assert torch.equal(features, teacher(x))
+    endpoints = teacher.endpoints(x)
+    assert {k: tuple(v.shape[1:]) for k, v in endpoints.items()} == {
+        2: (16, 48, 80), 4: (24, 24, 40), 8: (40, 12, 20), 16: (112, 6, 10)}
+    assert torch.equal(endpoints[16], features)
 
 
 def test_smoke_train_with_the_teacher(tmp_path):
