@@ -1,37 +1,88 @@
-"""What every Map Segmenter algorithm shares: engine calls with progress, cancel and readable errors."""
+"""What every Map Segmenter algorithm shares: translated texts, the provider's icon, the parameters kmeans and cnn
+declare alike, engine calls with progress, cancel and readable errors, and styled label outputs."""
 
-from qgis.core import QgsProcessingAlgorithm, QgsProcessingException, QgsProcessingParameterDefinition
+import os
+
+from qgis.core import (
+    QgsProcessingAlgorithm,
+    QgsProcessingException,
+    QgsProcessingOutputNumber,
+    QgsProcessingParameterBand,
+    QgsProcessingParameterDefinition,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterRasterLayer,
+)
+from qgis.PyQt.QtCore import QCoreApplication
+from qgis.PyQt.QtGui import QIcon
 
 from ..engine.errors import SegmenterError
 from ..engine.progress import Progress
+from .styling import style_when_loaded
+
+ICON = os.path.join(os.path.dirname(os.path.dirname(__file__)), "icon.svg")
+SEGMENTATION = "segmentation"
+POSTPROCESSING = "postprocessing"
+
+
+def translate(context, text):
+    return QCoreApplication.translate(context, text)
+
+
+class StageLog:
+    """Adapts engine progress to a QgsProcessingFeedback with one log line per event: each stage's name once,
+    not again with every "(n/N windows)" refinement of it (those move the bar)."""
+
+    def __init__(self, feedback):
+        self.feedback = feedback
+        self.stage = None
+
+    def report(self, fraction, message):
+        self.feedback.setProgress(100.0 * fraction)
+        if message and message != self.stage and not message.startswith(f"{self.stage} ("):
+            self.stage = message.split(" (", 1)[0]
+            self.feedback.setProgressText(self.stage)
+
+    def progress(self):
+        return Progress(report=self.report, is_cancelled=self.feedback.isCanceled, log=self.feedback.pushInfo,
+                        warn=self.feedback.pushWarning)
 
 
 class SegmenterAlgorithm(QgsProcessingAlgorithm):
     """Thin base: subclasses declare parameters and pass them to one engine function."""
 
-    GROUP = ("segmentation", "Segmentation")
-    ID = TITLE = SUMMARY = HELP = ""  # set by each algorithm
+    GROUP = SEGMENTATION
+    ID = ""  # set by each algorithm
+
+    def tr(self, text):
+        """``text`` in the user's language: looked up under this class's name (the context pylupdate5 gives
+        strings in a class body), then under its bases' (shared texts live in the base class)."""
+        for klass in type(self).__mro__:
+            translated = translate(klass.__name__, text)
+            if translated != text:
+                return translated
+        return text
+
+    def group_name(self, group_id):
+        return {SEGMENTATION: self.tr("Segmentation"), POSTPROCESSING: self.tr("Post-processing")}[group_id]
 
     def name(self):
         return self.ID
-
-    def displayName(self):  # noqa: N802 - QGIS API
-        return self.TITLE
-
-    def shortDescription(self):  # noqa: N802 - QGIS API
-        return self.SUMMARY
-
-    def shortHelpString(self):  # noqa: N802 - QGIS API
-        return self.HELP
 
     def createInstance(self):  # noqa: N802 - QGIS API
         return type(self)()
 
     def group(self):
-        return self.GROUP[1]
+        return self.group_name(self.GROUP)
 
     def groupId(self):  # noqa: N802 - QGIS API
-        return self.GROUP[0]
+        return self.GROUP
+
+    def icon(self):
+        return QIcon(ICON)
+
+    def svgIconPath(self):  # noqa: N802 - QGIS API
+        return ICON
 
     def helpUrl(self):  # noqa: N802 - QGIS API
         return "https://github.com/map-segmenter/map-segmenter#readme"
@@ -41,19 +92,78 @@ class SegmenterAlgorithm(QgsProcessingAlgorithm):
         parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
         return parameter
 
+    def add(self, parameter, help_text=None, advanced=False):
+        """Add ``parameter`` with the help QGIS shows as its tooltip."""
+        if help_text:
+            parameter.setHelp(help_text)
+        self.addParameter(self.advanced(parameter) if advanced else parameter)
+        return parameter
+
+    def integer(self, name, label, default, minimum, maximum=None, help_text=None, advanced=False, optional=False):
+        kind = QgsProcessingParameterNumber.Integer
+        parameter = QgsProcessingParameterNumber(name, label, kind, default, optional, minimum,
+                                                 maximum if maximum is not None else 2**31 - 1)
+        return self.add(parameter, help_text, advanced)
+
+    def decimal(self, name, label, default, minimum, maximum, help_text=None, advanced=False):
+        kind = QgsProcessingParameterNumber.Double
+        return self.add(QgsProcessingParameterNumber(name, label, kind, default, False, minimum, maximum),
+                        help_text, advanced)
+
+    # -- the parameters segmenter:kmeans and segmenter:cnn share ------------------------------------------------
+
+    def add_input_and_bands(self):
+        self.add(QgsProcessingParameterRasterLayer("INPUT", self.tr("Input raster")),
+                 self.tr("The raster to segment: any raster GDAL reads (GeoTIFF, JPEG, VRT...), 8-bit, 16-bit or "
+                         "float. Nodata and transparent pixels stay nodata."))
+        self.add(QgsProcessingParameterBand("BANDS", self.tr("Bands (default: first three)"), None, "INPUT", True,
+                                            True),
+                 self.tr("Bands to segment. Empty: the first three bands that are not alpha. Needed for a "
+                         "grey-scale raster (choose band 1)."))
+
+    def add_segments(self):
+        self.integer("SEGMENTS", self.tr("Number of segments (K)"), 8, 2, 254,
+                     self.tr("How many kinds of region to find (2-254)."))
+
+    def add_seed_and_reference(self):
+        self.integer("SEED", self.tr("Random seed"), 0, 0,
+                     help_text=self.tr("Seed of the sample and of the initialisation: the same seed gives the same "
+                                       "result."))
+        self.add(QgsProcessingParameterRasterLayer("REFERENCE", self.tr("Reference segmentation (reuse its centres)"),
+                                                   optional=True),
+                 self.tr("Optional: a segmentation made earlier by this algorithm. Its segment centres are reused "
+                         "instead of fitting new ones, so several rasters get the same segment for the same kind "
+                         "of surface."))
+
+    def add_memory(self):
+        self.integer("MEMORY_MB", self.tr("Memory budget (MB)"), 256, 1, 1_000_000,
+                     self.tr("Working memory to use. The raster is processed in windows that fit it; the result "
+                             "does not depend on it."), advanced=True)
+
+    def add_label_output(self, label):
+        self.add(QgsProcessingParameterRasterDestination("OUTPUT", label),
+                 self.tr("Label raster on the input's grid: segment 1..K, 0 = nodata, styled with one colour and "
+                         "name per segment."))
+        self.addOutput(QgsProcessingOutputNumber("SEGMENT_COUNT", self.tr("Number of segments produced")))
+
+    def add_features_output(self, label, help_text):
+        self.add(QgsProcessingParameterRasterDestination("FEATURES", label, optional=True, createByDefault=False),
+                 help_text)
+
     def raster_path(self, parameters, name, context, required=True):
         """File path of a raster parameter; GDAL (not QGIS) then says precisely what is wrong with it."""
         layer = self.parameterAsRasterLayer(parameters, name, context)
+        label = self.parameterDefinition(name).description()
         if layer is not None:
             if layer.providerType() != "gdal":
-                raise QgsProcessingException(
-                    f"{name}: layer '{layer.name()}' is not a file GDAL can read ({layer.providerType()}). "
-                    f"Save it as a GeoTIFF first (Raster > Conversion > Translate)."
-                )
+                raise QgsProcessingException(self.tr(
+                    "{label}: layer '{layer}' is not a file GDAL can read ({provider}). Save it as a GeoTIFF first "
+                    "(Raster > Conversion > Translate).").format(label=label, layer=layer.name(),
+                                                                 provider=layer.providerType()))
             return layer.source().split("|")[0]
         value = self.parameterAsString(parameters, name, context)
         if not value and required:
-            raise QgsProcessingException(f"{name}: no raster given.")
+            raise QgsProcessingException(self.tr("{label}: no raster given.").format(label=label))
         return value or None
 
     def segmentation_arguments(self, parameters, context):
@@ -70,21 +180,19 @@ class SegmenterAlgorithm(QgsProcessingAlgorithm):
         )
 
     @staticmethod
-    def segmentation_outputs(result, **extra):
-        outputs = {"OUTPUT": result.output, "SEGMENTS": len(result.centres), **extra}
+    def label_outputs(context, path, segments, **extra):
+        """The outputs of a step that writes a label raster at ``path``, styled when QGIS loads it."""
+        style_when_loaded(context, path)
+        return {"OUTPUT": path, "SEGMENT_COUNT": segments, **extra}
+
+    def segmentation_outputs(self, context, result, **extra):
         if result.features:
-            outputs["FEATURES"] = result.features
-        return outputs
+            extra["FEATURES"] = result.features
+        return self.label_outputs(context, result.output, len(result.centres), **extra)
 
     @staticmethod
     def run_engine(function, feedback, **arguments):
-        progress = Progress(
-            report=lambda fraction, message: (feedback.setProgress(100.0 * fraction), feedback.setProgressText(message)),
-            is_cancelled=feedback.isCanceled,
-            log=feedback.pushInfo,
-            warn=feedback.pushWarning,
-        )
         try:
-            return function(progress=progress, **arguments)
+            return function(progress=StageLog(feedback).progress(), **arguments)
         except SegmenterError as error:
             raise QgsProcessingException(str(error)) from None

@@ -1,66 +1,54 @@
 """``segmenter:kmeans``: K-Means on colour and texture block descriptors."""
 
-from qgis.core import (
-    QgsProcessingOutputNumber,
-    QgsProcessingParameterBand,
-    QgsProcessingParameterNumber,
-    QgsProcessingParameterRasterDestination,
-    QgsProcessingParameterRasterLayer,
-)
-
 from ..engine.kmeans_segmentation import segment_kmeans
 from .base import SegmenterAlgorithm
-
-HELP = """Divides a raster into K kinds of region ("segments") of similar colour and texture, without labels.
-
-Each BLOCK_SIZE x BLOCK_SIZE block is described by its mean colour (CIELAB for 3 bands) and the standard deviation of each band (texture), taken over the block and its 8 neighbours. K-Means centres are fitted on a seeded sample spread over the whole raster, then every block is assigned to its nearest centre. Works on rasters of any size within MEMORY_MB; results do not depend on MEMORY_MB.
-
-Input: any raster GDAL reads (GeoTIFF, JPEG, VRT...), 8-bit, 16-bit or float. Nodata pixels and alpha = 0 are left out and stay nodata.
-BANDS: bands to segment; default: the first three bands that are not alpha. Set it for rasters with fewer than three bands, or to pick e.g. NIR.
-SEGMENTS: number of kinds of region K (2-254).
-BLOCK_SIZE: block side in pixels; 4 = fine (the predecessor's High), 8 = medium, 16 = coarse.
-SEED: seed of the sample and initialisation; same seed, same result.
-REFERENCE: optional label raster made earlier by this algorithm; its centres are used instead of fitting, so several rasters get the same id for the same kind of surface.
-MEMORY_MB (advanced): working-memory budget; the raster is processed in windows that fit it.
-
-Output: Byte label raster on the input's grid: ids 1..K ordered from dark to light, 0 = nodata, with a colour table and a .qml style. FEATURES (optional): the block descriptors, one Float32 band each, on the block grid, for segmenter:knn_refine."""
 
 
 class KMeansAlgorithm(SegmenterAlgorithm):
     ID = "kmeans"
-    TITLE = "K-Means segmentation"
-    SUMMARY = "Unsupervised segmentation into K kinds of region by colour and texture."
-    HELP = HELP
+
+    def displayName(self):  # noqa: N802 - QGIS API
+        return self.tr("K-Means segmentation")
+
+    def shortDescription(self):  # noqa: N802 - QGIS API
+        return self.tr("Unsupervised segmentation into K kinds of region by colour and texture.")
+
+    def shortHelpString(self):  # noqa: N802 - QGIS API
+        return self.tr(
+            "Divides a raster into K kinds of region (segments) of similar colour and texture, without training "
+            "data.\n\n"
+            "The raster is cut into square blocks of Block size pixels. Each block is described by its mean colour "
+            "and the spread of each band (texture), taken over the block and its eight neighbours. K-Means finds "
+            "K typical descriptions on a sample spread over the whole raster, then every block joins the nearest "
+            "one. Works on rasters of any size; the result does not depend on the memory budget.\n\n"
+            "Input raster: any raster GDAL reads (GeoTIFF, JPEG, VRT...), 8-bit, 16-bit or float. Nodata and "
+            "transparent pixels stay nodata.\n"
+            "Bands: the bands to segment; empty means the first three bands that are not alpha. Choose band 1 "
+            "for a grey-scale raster, or pick e.g. the near-infrared band.\n"
+            "Number of segments (K): how many kinds of region to find (2-254).\n"
+            "Block size: side of a block in pixels. 4 gives fine detail, 8 medium, 16 coarse and fast.\n"
+            "Random seed: the same seed gives the same result.\n"
+            "Reference segmentation: optional result of an earlier run; its segments are reused, so several "
+            "rasters get the same segment for the same kind of surface.\n"
+            "Memory budget (advanced): working memory; large rasters are processed in windows that fit it.\n\n"
+            "Segments: a label raster on the input's grid, segments 1..K ordered from dark to light, 0 = nodata, "
+            "styled with one colour and name per segment.\n"
+            "Block descriptors (optional): the descriptors, one band each, one pixel per block, for Latent KNN "
+            "refinement."
+        )
 
     def initAlgorithm(self, config=None):  # noqa: N802 - QGIS API
-        self.addParameter(QgsProcessingParameterRasterLayer("INPUT", "Input raster"))
-        self.addParameter(
-            QgsProcessingParameterBand("BANDS", "Bands (default: first three)", None, "INPUT", True, True)
-        )
-        self.addParameter(
-            QgsProcessingParameterNumber("SEGMENTS", "Segments (K)", QgsProcessingParameterNumber.Integer, 8,
-                                         False, 2, 254)
-        )
-        self.addParameter(
-            QgsProcessingParameterNumber("BLOCK_SIZE", "Block size (px)", QgsProcessingParameterNumber.Integer, 4,
-                                         False, 1, 4096)
-        )
-        self.addParameter(QgsProcessingParameterNumber("SEED", "Seed", QgsProcessingParameterNumber.Integer, 0,
-                                                       False, 0))
-        self.addParameter(
-            QgsProcessingParameterRasterLayer("REFERENCE", "Reference segmentation (reuse its centres)",
-                                              optional=True)
-        )
-        self.addParameter(self.advanced(
-            QgsProcessingParameterNumber("MEMORY_MB", "Memory budget (MB)", QgsProcessingParameterNumber.Integer,
-                                         256, False, 1, 1_000_000)
-        ))
-        self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", "Segments"))
-        self.addParameter(
-            QgsProcessingParameterRasterDestination("FEATURES", "Block descriptors", optional=True,
-                                                    createByDefault=False)
-        )
-        self.addOutput(QgsProcessingOutputNumber("SEGMENTS", "Number of segments"))
+        self.add_input_and_bands()
+        self.add_segments()
+        self.integer("BLOCK_SIZE", self.tr("Block size (px)"), 4, 1, 4096,
+                     self.tr("Side of the square blocks that are described and labelled: 4 = fine, 8 = medium, "
+                             "16 = coarse."))
+        self.add_seed_and_reference()
+        self.add_memory()
+        self.add_label_output(self.tr("Segments"))
+        self.add_features_output(self.tr("Block descriptors"),
+                                 self.tr("Optional: the block descriptors (Float32, one band each, one pixel per "
+                                         "block), the Features input of Latent KNN refinement."))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 - QGIS API
         result = self.run_engine(
@@ -69,4 +57,4 @@ class KMeansAlgorithm(SegmenterAlgorithm):
             block=self.parameterAsInt(parameters, "BLOCK_SIZE", context),
             **self.segmentation_arguments(parameters, context),
         )
-        return self.segmentation_outputs(result)
+        return self.segmentation_outputs(context, result)

@@ -1,56 +1,74 @@
 """``segmenter:knn_refine``: latent KNN soft refinement of a label raster in feature space."""
 
-from qgis.core import (
-    QgsProcessingOutputNumber,
-    QgsProcessingParameterNumber,
-    QgsProcessingParameterRasterDestination,
-    QgsProcessingParameterRasterLayer,
-)
+from qgis.core import QgsProcessingParameterRasterLayer
 
 from ..engine.knn_refine import refine_knn
-from .base import SegmenterAlgorithm
-
-HELP = """Refines a segmentation by letting each block follow the labels of the blocks that look most like it (its nearest neighbours in feature space), not only the nearest centre. Cleans speckle and mislabelled blocks without blurring boundaries.
-
-Each cell of the FEATURES grid is a point: its features, its position, and its label (the first non-zero pixel of its block in LABELS). It starts with a soft label: half its own label, half a softmax over the distances to the segment centres. A seeded index of up to INDEX_SIZE points, drawn over the whole raster in proportion to each segment's size, is built once; then, ITERATIONS times, every soft label moves towards the mean soft label of its NEIGHBORS nearest index points. Each block takes the segment with the highest final score; when that differs from its label, the block's pixels of its old label take the new one (pixels of other ids, such as boundaries drawn by segmenter:blur, keep theirs). Results do not depend on MEMORY_MB.
-
-LABELS: a label raster (ids 1..K, 0 = nodata), e.g. the OUTPUT of segmenter:kmeans. Segment centres are read from its metadata, or computed as each segment's mean features when it has none.
-FEATURES: the FEATURES output of the same segmentation run (Float32, one cell per block). It must lie on LABELS' grid: same extent and CRS, cells of the block size.
-NEIGHBORS: number of nearest index points each block looks at. The table of the index points' neighbours (INDEX_SIZE x NEIGHBORS x 4 bytes) must fit in 256 MB, or in half of MEMORY_MB when that is more.
-TEMPERATURE: softness of the distance-to-centre scores. It is relative to the spread of the features (squared distances are divided by the mean squared distance of the index points to their own centre), so it does not depend on feature units. Higher = softer.
-MIX: how far each iteration moves towards the neighbours (0 = not at all, 1 = all the way).
-ITERATIONS: number of refinement steps (0 keeps LABELS).
-SPATIAL_WEIGHT: weight of the position (x, y in -1..1 over the raster) beside the features, on the same relative scale; 0 = features only, higher = neighbours closer in space.
-SEED: seed of the index sample; same seed, same result.
-INDEX_SIZE (advanced): number of index points; more = closer to using every block, slower.
-MEMORY_MB (advanced): working-memory budget for the windows the raster is processed in.
-
-Output: a label raster on LABELS' grid with the same K, centres, colours and names. Pixels that are 0 in LABELS stay 0; blocks without valid features keep their labels. Needs SciPy (scipy.spatial)."""
+from .base import POSTPROCESSING, SegmenterAlgorithm
 
 
 class KnnRefineAlgorithm(SegmenterAlgorithm):
-    GROUP = ("postprocessing", "Post-processing")
+    GROUP = POSTPROCESSING
     ID = "knn_refine"
-    TITLE = "Latent KNN refinement"
-    SUMMARY = "Refines segment labels by their nearest neighbours in feature space."
-    HELP = HELP
+
+    def displayName(self):  # noqa: N802 - QGIS API
+        return self.tr("Latent KNN refinement")
+
+    def shortDescription(self):  # noqa: N802 - QGIS API
+        return self.tr("Refines segments by the blocks that look most alike (nearest neighbours in feature space).")
+
+    def shortHelpString(self):  # noqa: N802 - QGIS API
+        return self.tr(
+            "Refines a segmentation by letting each block follow the segments of the blocks that look most like "
+            "it (its nearest neighbours among the block descriptors), not only the nearest segment centre. Cleans "
+            "speckle and mislabelled blocks without blurring boundaries.\n\n"
+            "Every block starts with a soft choice between segments: half its own segment, half a score from its "
+            "distances to the segment centres. A seeded sample of blocks (the index) is drawn over the whole "
+            "raster; then, Iterations times, every block's soft choice moves towards the mean of its nearest "
+            "neighbours in the index. Each block finally takes the segment with the highest score; when that "
+            "changes, the block's pixels of its old segment take the new one. The result does not depend on the "
+            "memory budget.\n\n"
+            "Segments: a label raster (segments 1..K, 0 = nodata), e.g. the Segments of K-Means segmentation. "
+            "Segment centres are read from its metadata, or computed from the features when it has none.\n"
+            "Features: the Block descriptors (K-Means) or Embeddings (CNN) saved by the same segmentation run. "
+            "They must cover the same area in the same CRS.\n"
+            "Neighbours: how many similar blocks each block looks at.\n"
+            "Temperature: softness of the scores from the distances to the centres, relative to the spread of "
+            "the features; higher = softer.\n"
+            "Mix per iteration: how far each iteration moves towards the neighbours (0 = not at all, 1 = all the "
+            "way).\n"
+            "Iterations: number of refinement steps (0 keeps the segments as they are).\n"
+            "Spatial weight: how much the position of a block counts beside its appearance; 0 = appearance "
+            "only, higher = neighbours closer on the map.\n"
+            "Random seed: seed of the index sample; the same seed gives the same result.\n"
+            "Index size (advanced): number of blocks in the index; more = closer to using every block, slower.\n"
+            "Memory budget (advanced): working memory for the windows the raster is processed in.\n\n"
+            "Refined segments: a label raster on the input's grid with the same segments, colours and names. "
+            "Nodata stays nodata. Needs SciPy."
+        )
 
     def initAlgorithm(self, config=None):  # noqa: N802 - QGIS API
-        number = QgsProcessingParameterNumber
-        self.addParameter(QgsProcessingParameterRasterLayer("LABELS", "Segment labels"))
-        self.addParameter(QgsProcessingParameterRasterLayer("FEATURES", "Features (FEATURES of the same run)"))
-        self.addParameter(number("NEIGHBORS", "Neighbours", number.Integer, 12, False, 1, 1000))
-        self.addParameter(number("TEMPERATURE", "Temperature (relative)", number.Double, 2.0, False, 1e-6, 1e6))
-        self.addParameter(number("MIX", "Mix per iteration", number.Double, 0.65, False, 0.0, 1.0))
-        self.addParameter(number("ITERATIONS", "Iterations", number.Integer, 2, False, 0, 100))
-        self.addParameter(number("SPATIAL_WEIGHT", "Spatial weight", number.Double, 0.08, False, 0.0, 1e6))
-        self.addParameter(number("SEED", "Seed", number.Integer, 0, False, 0))
-        self.addParameter(self.advanced(number("INDEX_SIZE", "Index size (points)", number.Integer, 120_000,
-                                               False, 1, 100_000_000)))
-        self.addParameter(self.advanced(number("MEMORY_MB", "Memory budget (MB)", number.Integer, 256, False, 1,
-                                               1_000_000)))
-        self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", "Refined segments"))
-        self.addOutput(QgsProcessingOutputNumber("SEGMENTS", "Number of segments"))
+        self.add(QgsProcessingParameterRasterLayer("LABELS", self.tr("Segments")),
+                 self.tr("A label raster, e.g. the Segments of K-Means segmentation (or their smoothed version)."))
+        self.add(QgsProcessingParameterRasterLayer("FEATURES", self.tr("Features (of the same segmentation run)")),
+                 self.tr("The Block descriptors or Embeddings output of the segmentation that made Segments."))
+        self.integer("NEIGHBORS", self.tr("Neighbours"), 12, 1, 1000,
+                     self.tr("How many similar blocks each block looks at."))
+        self.decimal("TEMPERATURE", self.tr("Temperature (relative)"), 2.0, 1e-6, 1e6,
+                     self.tr("Softness of the scores from the distances to the segment centres; higher = softer."))
+        self.decimal("MIX", self.tr("Mix per iteration"), 0.65, 0.0, 1.0,
+                     self.tr("How far each iteration moves towards the neighbours (0 = not at all, 1 = all the "
+                             "way)."))
+        self.integer("ITERATIONS", self.tr("Iterations"), 2, 0, 100,
+                     self.tr("Number of refinement steps; 0 keeps the segments."))
+        self.decimal("SPATIAL_WEIGHT", self.tr("Spatial weight"), 0.08, 0.0, 1e6,
+                     self.tr("Weight of a block's position beside its appearance; 0 = appearance only."))
+        self.integer("SEED", self.tr("Random seed"), 0, 0,
+                     help_text=self.tr("Seed of the index sample: the same seed gives the same result."))
+        self.integer("INDEX_SIZE", self.tr("Index size (blocks)"), 120_000, 1, 100_000_000,
+                     self.tr("Number of blocks in the index; more = closer to using every block, slower."),
+                     advanced=True)
+        self.add_memory()
+        self.add_label_output(self.tr("Refined segments"))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 - QGIS API
         result = self.run_engine(
@@ -68,4 +86,4 @@ class KnnRefineAlgorithm(SegmenterAlgorithm):
             index_size=self.parameterAsInt(parameters, "INDEX_SIZE", context),
             memory_mb=self.parameterAsInt(parameters, "MEMORY_MB", context),
         )
-        return {"OUTPUT": result.output, "SEGMENTS": result.segments}
+        return self.label_outputs(context, result.output, result.segments)

@@ -1,32 +1,15 @@
 """``segmenter:render``: colours, names, .qml, optional RGBA composite over the imagery and PNG quicklook."""
 
 from qgis.core import (
-    QgsProcessingLayerPostProcessorInterface,
-    QgsProcessingOutputNumber,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFileDestination,
-    QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
     QgsProcessingParameterString,
 )
 
 from ..engine.render import PALETTES, render_labels
-from .base import SegmenterAlgorithm
-
-PALETTE_NAMES = ["Qualitative (distinct colours)", "Segment mean colour (needs IMAGE)", "Continuous ramp (viridis)"]
-
-HELP = """Styles a label raster for maps and export.
-
-INPUT: a label raster (ids 1..K, 0 = nodata), e.g. the OUTPUT of segmenter:kmeans, segmenter:blur or segmenter:knn_refine.
-PALETTE: Qualitative — up to 24 hand-picked distinct colours, then evenly spread hues; Segment mean colour — each segment takes the mean colour of its pixels in IMAGE, so the map looks like the image; Continuous ramp — viridis from segment 1 (darkest) to K.
-NAMES: optional segment names in id order, separated by commas, or by semicolons when a name holds a comma (default "Segment 1" .. "Segment K").
-IMAGE: the raster the labels were made from (same grid); needed for the mean-colour palette and the composite.
-OPACITY: opacity of the segment colours in the composite (0 = imagery only, 1 = colours only).
-
-OUTPUT: the labels with the palette as colour table, a .qml sidecar and the names in its metadata; it loads styled in QGIS.
-COMPOSITE (optional): RGBA GeoTIFF of the segment colours blended over IMAGE, alpha 0 on nodata — for export and web maps.
-QUICKLOOK (optional): PNG of the segment colours, at most 1024 px on its longer side."""
+from .base import POSTPROCESSING, SegmenterAlgorithm
 
 
 def split_names(text):
@@ -37,41 +20,59 @@ def split_names(text):
     return [name.strip() for name in text.split(";" if ";" in text else ",")]
 
 
-class _LoadStyle(QgsProcessingLayerPostProcessorInterface):
-    """Applies the written .qml when the GUI loads the output layer."""
-
-    def __init__(self, qml):
-        super().__init__()
-        self.qml = qml
-
-    def postProcessLayer(self, layer, context, feedback):  # noqa: N802 - QGIS API
-        layer.loadNamedStyle(self.qml)
-        layer.triggerRepaint()
-
-
 class RenderAlgorithm(SegmenterAlgorithm):
-    GROUP = ("postprocessing", "Post-processing")
+    GROUP = POSTPROCESSING
     ID = "render"
-    TITLE = "Render segments"
-    SUMMARY = "Colour table, names, .qml, RGBA composite over the imagery and a PNG quicklook."
-    HELP = HELP
 
-    _post_processors = []  # QGIS holds only a pointer: keep them alive
+    def displayName(self):  # noqa: N802 - QGIS API
+        return self.tr("Render segments")
+
+    def shortDescription(self):  # noqa: N802 - QGIS API
+        return self.tr("Colours, segment names and style; an RGBA composite over the imagery and a PNG quicklook.")
+
+    def shortHelpString(self):  # noqa: N802 - QGIS API
+        return self.tr(
+            "Styles a segmentation for maps and export.\n\n"
+            "Segments: a label raster (segments 1..K, 0 = nodata), e.g. the result of K-Means segmentation, "
+            "Smooth segments or Latent KNN refinement.\n"
+            "Palette: Distinct colours (up to 24 hand-picked colours, then evenly spread hues); Segment mean "
+            "colour (each segment takes the mean colour of its pixels in Image, so the map looks like the "
+            "image); Colour ramp (viridis, from segment 1, the darkest, to K).\n"
+            "Segment names: optional names in segment order, separated by commas, or by semicolons when a name "
+            "holds a comma (default Segment 1 .. Segment K).\n"
+            "Image: the raster the segments were made from (same grid); needed for the mean-colour palette and "
+            "the composite.\n"
+            "Composite opacity: opacity of the segment colours in the composite (0 = imagery only, 1 = colours "
+            "only).\n\n"
+            "Styled segments: the segments with the palette as colour table and the names in their metadata; "
+            "they load styled in QGIS.\n"
+            "Composite (optional): RGBA GeoTIFF of the segment colours blended over Image, transparent on "
+            "nodata, for export and web maps.\n"
+            "Quicklook (optional): PNG of the segment colours, at most 1024 px on its longer side."
+        )
 
     def initAlgorithm(self, config=None):  # noqa: N802 - QGIS API
-        self.addParameter(QgsProcessingParameterRasterLayer("INPUT", "Label raster"))
-        self.addParameter(QgsProcessingParameterEnum("PALETTE", "Palette", PALETTE_NAMES, False, 0))
-        self.addParameter(QgsProcessingParameterString("NAMES", "Segment names (comma-separated)", optional=True))
-        self.addParameter(QgsProcessingParameterRasterLayer("IMAGE", "Image (for mean colour and composite)",
-                                                            optional=True))
-        self.addParameter(QgsProcessingParameterNumber("OPACITY", "Composite opacity",
-                                                       QgsProcessingParameterNumber.Double, 0.5, False, 0.0, 1.0))
-        self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", "Styled segments"))
-        self.addParameter(QgsProcessingParameterRasterDestination("COMPOSITE", "Composite (RGBA)", optional=True,
-                                                                  createByDefault=False))
-        self.addParameter(QgsProcessingParameterFileDestination("QUICKLOOK", "Quicklook", "PNG files (*.png)",
-                                                                optional=True, createByDefault=False))
-        self.addOutput(QgsProcessingOutputNumber("SEGMENTS", "Number of segments"))
+        self.add(QgsProcessingParameterRasterLayer("INPUT", self.tr("Segments")),
+                 self.tr("A label raster, e.g. the result of K-Means segmentation."))
+        palettes = [self.tr("Distinct colours"), self.tr("Segment mean colour (needs Image)"),
+                    self.tr("Colour ramp (viridis)")]
+        self.add(QgsProcessingParameterEnum("PALETTE", self.tr("Palette"), palettes, False, 0),
+                 self.tr("How segments are coloured."))
+        self.add(QgsProcessingParameterString("NAMES", self.tr("Segment names (comma-separated)"), optional=True),
+                 self.tr("Names in segment order, e.g. water, trees, roofs. Use semicolons when a name holds a "
+                         "comma."))
+        self.add(QgsProcessingParameterRasterLayer("IMAGE", self.tr("Image (for mean colour and composite)"),
+                                                   optional=True),
+                 self.tr("The raster the segments were made from."))
+        self.decimal("OPACITY", self.tr("Composite opacity"), 0.5, 0.0, 1.0,
+                     self.tr("Opacity of the segment colours over the image (0 = image only, 1 = colours only)."))
+        self.add_label_output(self.tr("Styled segments"))
+        self.add(QgsProcessingParameterRasterDestination("COMPOSITE", self.tr("Composite (RGBA)"), optional=True,
+                                                         createByDefault=False),
+                 self.tr("Segment colours blended over Image, for export and web maps."))
+        self.add(QgsProcessingParameterFileDestination("QUICKLOOK", self.tr("Quicklook"), self.tr("PNG files (*.png)"),
+                                                       optional=True, createByDefault=False),
+                 self.tr("A PNG picture of the segment colours, at most 1024 px on its longer side."))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 - QGIS API
         names = self.parameterAsString(parameters, "NAMES", context)
@@ -87,13 +88,9 @@ class RenderAlgorithm(SegmenterAlgorithm):
             quicklook_path=self.parameterAsFileOutput(parameters, "QUICKLOOK", context) or None,
             names=split_names(names),
         )
-        if context.willLoadLayerOnCompletion(result.output):
-            processor = _LoadStyle(result.output.rsplit(".", 1)[0] + ".qml")
-            self._post_processors.append(processor)
-            context.layerToLoadOnCompletionDetails(result.output).setPostProcessor(processor)
-        outputs = {"OUTPUT": result.output, "SEGMENTS": result.segments}
+        extra = {}
         if result.composite:
-            outputs["COMPOSITE"] = result.composite
+            extra["COMPOSITE"] = result.composite
         if result.quicklook:
-            outputs["QUICKLOOK"] = result.quicklook
-        return outputs
+            extra["QUICKLOOK"] = result.quicklook
+        return self.label_outputs(context, result.output, result.segments, **extra)

@@ -1,6 +1,6 @@
 """segmenter:cnn speed, efficiency and memory on 25 MPix of real imagery with the shipped model.
 
-    python bench/bench_cnn.py [--mpix 25] [--model onnx_models/student_s4_untrained.onnx] [--threads 0]
+    python bench/bench_cnn.py [--mpix 25] [--model tests/models/student_s4_untrained.onnx] [--threads 0]
                               [--tiles 8] [--repeats 3] [--tile-sizes 512] [--no-int8]
 
 Prints, all measured in this run:
@@ -32,7 +32,7 @@ sys.path.insert(0, str(PLUGINS))
 
 from map_segmenter.engine import model_contract, onnx_runtime  # noqa: E402
 
-MODEL = ROOT / "onnx_models" / "student_s4_untrained.onnx"
+MODEL = ROOT / "tests" / "models" / "student_s4_untrained.onnx"
 
 END_TO_END = """
 import json, sys, time

@@ -201,3 +201,37 @@ def finish_label_raster(output, segments, metadata, colours=None, names=None):
     path = output.commit()
     write_qml(path, segments, colours, names)
     return path
+
+
+@dataclass
+class LegendEntry:
+    value: int
+    colour: tuple
+    name: str
+
+
+def read_legend(path):
+    """The K legend entries of a label raster (id, RGB colour, name) as written by Map Segmenter: K and names
+    from its metadata, colours from its colour table (the qualitative palette where it has none).
+
+    None when the raster is not a label raster of ours (no SEGMENTER_K), so callers leave it as it is."""
+    try:
+        dataset = gdal.Open(str(path), gdal.GA_ReadOnly)
+    except RuntimeError:
+        return None
+    if dataset is None or dataset.RasterCount != 1:
+        return None
+    metadata = read_metadata(dataset)
+    segments = metadata.get("k")
+    if not isinstance(segments, int) or segments < 1:
+        return None
+    names = metadata.get("names")
+    if not (isinstance(names, list) and len(names) == segments):
+        names = segment_names(segments)
+    table = dataset.GetRasterBand(1).GetRasterColorTable()
+    if table is not None and table.GetCount() > segments:
+        colours = [tuple(table.GetColorEntry(index)[:3]) for index in range(1, segments + 1)]
+    else:
+        colours = qualitative(segments)
+    return [LegendEntry(index, colour, str(name))
+            for index, (colour, name) in enumerate(zip(colours, names), start=1)]

@@ -3,6 +3,7 @@
 import os
 
 from qgis.core import QgsApplication, QgsProcessingProvider
+from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
 
 from .shipped_models import shipped_models
@@ -13,13 +14,14 @@ ICON = os.path.join(os.path.dirname(os.path.dirname(__file__)), "icon.svg")
 class SegmenterProvider(QgsProcessingProvider):
     def __init__(self):
         super().__init__()
-        self._models = []
+        self.models = []
         QgsApplication.processingRegistry().providerAdded.connect(self._attach_models)
 
     def _attach_models(self, provider_id):
         if provider_id == self.id():
-            for model in self._models:
+            for model in self.models:
                 model.attach_children()
+
     def id(self):
         return "segmenter"
 
@@ -27,7 +29,7 @@ class SegmenterProvider(QgsProcessingProvider):
         return "Map Segmenter"
 
     def longName(self):  # noqa: N802 - QGIS API
-        return "Map Segmenter (unsupervised raster segmentation)"
+        return QCoreApplication.translate("SegmenterProvider", "Map Segmenter (unsupervised raster segmentation)")
 
     def icon(self):
         return QIcon(ICON)
@@ -38,8 +40,8 @@ class SegmenterProvider(QgsProcessingProvider):
     def loadAlgorithms(self):  # noqa: N802 - QGIS API
         for algorithm in _algorithms():
             self.addAlgorithm(algorithm)
-        self._models = shipped_models()
-        for model in self._models:
+        self.models = shipped_models()
+        for model in self.models:
             self.addAlgorithm(model)
 
     def supportedOutputRasterLayerExtensions(self):  # noqa: N802 - QGIS API

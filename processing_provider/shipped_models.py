@@ -22,6 +22,25 @@ class ShippedModel(QgsProcessingModelAlgorithm):
     def createInstance(self):  # noqa: N802 - QGIS API
         return ShippedModel(self._path)
 
+    def shortHelpString(self):  # noqa: N802 - QGIS API
+        """Plain text like the other algorithms' (QGIS formats a model's help as an HTML page, which
+        ``qgis_process help`` prints raw)."""
+        help_content = self.helpContent()
+        lines = [help_content.get("ALG_DESC", ""), ""]
+        for definition in self.parameterDefinitions():
+            text = help_content.get(definition.name())
+            if text:
+                lines.append(f"{definition.description()}: {text}")
+        return "\n".join(lines).strip()
+
+    def editable_copy(self):
+        """The model as a plain Modeler model with no file: saving it in the Modeler asks where (the user's own
+        models), so the shipped file is never overwritten."""
+        copy = QgsProcessingModelAlgorithm()
+        copy.loadVariant(self.toVariant())
+        copy.setSourceFilePath("")
+        return copy
+
     def attach_children(self):
         """Resolve the child algorithms and derive the model's outputs from them.
 

@@ -7,7 +7,7 @@ import onnx
 from onnx import TensorProto, helper
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = ROOT / "onnx_models" / "student_s4_untrained.onnx"
+SHIPPED = ROOT / "tests" / "models" / "student_s4_untrained.onnx"
 DEFAULT_MODEL = ROOT / "onnx_models" / "student_s4_v1.onnx"  # segmenter:cnn's default, trained
 
 VALID_METADATA = {

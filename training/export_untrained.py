@@ -1,8 +1,9 @@
 """Export the UNTRAINED stride-4 student embedding network to ONNX (plumbing only: random weights).
 
-    python -m training.export_untrained [--out onnx_models] [--width 64] [--embed-dim 32] [--blocks 3]
+    python -m training.export_untrained [--out tests/models] [--width 64] [--embed-dim 32] [--blocks 3]
 
-Writes ``onnx_models/<name>.onnx`` conforming to engine/model_contract.py and its model card ``<name>.md``.
+Writes ``tests/models/<name>.onnx`` (a test model, not offered in MODEL) conforming to engine/model_contract.py
+and its model card ``<name>.md``.
 The convolution weights are random (seeded); only the BatchNorm running statistics are calibrated, without
 gradients, on patches of the bundled sample imagery so that activations are well scaled. The result lets the
 whole CNN path (tiling, batching, execution providers, clustering) run end to end; its segments are those of
@@ -210,7 +211,7 @@ the project's sample imagery so that activations are well scaled; nothing else w
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=ROOT / "onnx_models")
+    parser.add_argument("--out", type=Path, default=ROOT / "tests" / "models")
     parser.add_argument("--name", default="student_s4_untrained")
     parser.add_argument("--stem", type=int, default=32)
     parser.add_argument("--width", type=int, default=64)

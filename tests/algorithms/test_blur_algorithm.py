@@ -25,7 +25,7 @@ def labels(tmp_path_factory, kampala_crop):
 def test_processing_run_matches_the_engine_and_loads_styled(processing_run, tmp_path, labels):
     out = str(tmp_path / "smooth.tif")
     result = processing_run("segmenter:blur", {"INPUT": labels, "OUTPUT": out})  # majority, medium
-    assert result == {"OUTPUT": out, "SEGMENTS": 6}
+    assert result == {"OUTPUT": out, "SEGMENT_COUNT": 6}
     blur_labels(labels, str(tmp_path / "engine.tif"), method="majority", strength="medium")
     assert np.array_equal(read_array(out), read_array(tmp_path / "engine.tif"))
     assert not np.array_equal(read_array(out), read_array(labels))
@@ -59,7 +59,7 @@ def test_bad_inputs_give_actionable_errors_and_write_nothing(processing_run, tmp
     floats = write_raster(tmp_path / "floats.tif", np.full((40, 40), 1.5, np.float32))
     _bad(processing_run, {"INPUT": floats}, "holds Float32 values, not integer segment ids", tmp_path)
     _bad(processing_run, {"INPUT": kampala_crop}, "has 3 bands; a label raster has one band", tmp_path)
-    _bad(processing_run, {"INPUT": labels, "RADIUS": -2}, "RADIUS must be 0 .* got -2", tmp_path)
+    _bad(processing_run, {"INPUT": labels, "RADIUS": -2}, "Incorrect parameter value for RADIUS", tmp_path)
     _bad(processing_run, {"INPUT": labels, "OUTPUT": labels}, "is also an input", tmp_path)
     _bad(processing_run, {"INPUT": labels, "OUTPUT": str(tmp_path / "no" / "x.tif")}, "does not exist", tmp_path)
     locked = tmp_path / "locked"
@@ -81,7 +81,7 @@ def test_help_and_group(processing_run):
     assert algorithm.groupId() == "postprocessing" and algorithm.group() == "Post-processing"
     text = algorithm.shortHelpString()
     assert not re.search(r"<[a-zA-Z/][^>]*>", text)
-    for word in ("METHOD", "STRENGTH", "RADIUS", "ITERATIONS", "MEMORY_MB", "nodata", "Ties"):
+    for word in ("Method", "Strength", "Radius", "Iterations", "Memory budget", "nodata", "Ties"):
         assert word in text
     advanced = {parameter.name() for parameter in algorithm.parameterDefinitions()
                 if parameter.flags() & QgsProcessingParameterDefinition.FlagAdvanced}

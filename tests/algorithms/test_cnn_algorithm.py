@@ -42,11 +42,11 @@ def crop(tmp_path_factory):
 def test_processing_run_matches_the_engine_loads_styled_and_logs_the_provider(processing_run, tmp_path, crop):
     out, features = str(tmp_path / "labels.tif"), str(tmp_path / "features.tif")
     feedback = Recorder()
-    result = processing_run("segmenter:cnn", {"INPUT": crop, "MODEL": "student_s4_untrained", "SEGMENTS": 5,
+    result = processing_run("segmenter:cnn", {"INPUT": crop, "MODEL_PATH": str(SHIPPED), "SEGMENTS": 5,
                                               "SEED": 2, "DEVICE": "coreml",
                                               "TILE_SIZE": 100, "BATCH_SIZE": 3, "THREADS": 1,
                                               "OUTPUT": out, "FEATURES": features}, feedback=feedback)
-    assert result == {"OUTPUT": out, "FEATURES": features, "SEGMENTS": 5, "PROVIDER": "CPUExecutionProvider"}
+    assert result == {"OUTPUT": out, "FEATURES": features, "SEGMENT_COUNT": 5, "PROVIDER": "CPUExecutionProvider"}
     segment_cnn(crop, str(tmp_path / "engine.tif"), str(SHIPPED), segments=5, seed=2, tile_size=100, batch_size=3,
                 threads=1)
     assert np.array_equal(read_array(out), read_array(tmp_path / "engine.tif"))
@@ -77,7 +77,7 @@ def test_parameters(processing_run):
     algorithm = QgsApplication.processingRegistry().algorithmById("segmenter:cnn")
     assert algorithm.group() == "Segmentation" and algorithm.displayName() == "CNN segmentation"
     definitions = {p.name(): p for p in algorithm.parameterDefinitions()}
-    assert definitions["MODEL"].options() == ["student_s4_v1", "student_s4_untrained"]  # the trained one first
+    assert definitions["MODEL"].options() == ["student_s4_v1"]  # the test model is not offered to users
     assert definitions["MODEL"].defaultValue() == "student_s4_v1"
     assert definitions["DEVICE"].options() == ["auto", "cuda", "coreml", "cpu"]
     assert definitions["DEVICE"].defaultValue() == "auto"
@@ -96,7 +96,7 @@ def test_model_path_and_reference(processing_run, tmp_path, crop):
                                              "OUTPUT": str(tmp_path / "a.tif")})
     again = processing_run("segmenter:cnn", {"INPUT": crop, "REFERENCE": first["OUTPUT"], "MODEL_PATH": str(copy),
                                              "OUTPUT": str(tmp_path / "b.tif")})
-    assert again["SEGMENTS"] == 4
+    assert again["SEGMENT_COUNT"] == 4
     assert np.array_equal(read_array(first["OUTPUT"]), read_array(again["OUTPUT"]))
 
 
@@ -118,7 +118,7 @@ def test_bad_inputs_give_actionable_errors(processing_run, tmp_path, crop):
     _bad(processing_run, {"INPUT": crop, "MODEL_PATH": static}, "has a static size 64 x 64", tmp_path)
     _bad(processing_run, {"INPUT": tiny, "SEGMENTS": 5}, "Only 4 valid cells (4 x 4 px each) for 5 segments",
          tmp_path)
-    _bad(processing_run, {"INPUT": crop, "MODEL": "student_s4_untrained", "TILE_SIZE": 50},
+    _bad(processing_run, {"INPUT": crop, "MODEL_PATH": str(SHIPPED), "TILE_SIZE": 50},
          "TILE_SIZE 50 px leaves no room", tmp_path)
     _bad(processing_run, {"INPUT": crop, "BANDS": [1, 2]}, "The model takes 3 bands (red, green, blue); BANDS gives 2",
          tmp_path)

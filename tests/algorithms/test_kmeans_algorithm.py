@@ -16,7 +16,7 @@ def test_processing_run_matches_the_engine_and_loads_styled(processing_run, tmp_
     out = str(tmp_path / "labels.tif")
     result = processing_run("segmenter:kmeans", {"INPUT": kampala_crop, "SEGMENTS": 6, "BLOCK_SIZE": 4,
                                                  "SEED": 2, "OUTPUT": out, "FEATURES": str(tmp_path / "f.tif")})
-    assert result["OUTPUT"] == out and result["SEGMENTS"] == 6 and result["FEATURES"] == str(tmp_path / "f.tif")
+    assert result["OUTPUT"] == out and result["SEGMENT_COUNT"] == 6 and result["FEATURES"] == str(tmp_path / "f.tif")
     segment_kmeans(kampala_crop, str(tmp_path / "engine.tif"), segments=6, block=4, seed=2)
     assert np.array_equal(read_array(out), read_array(tmp_path / "engine.tif"))
     layer = QgsRasterLayer(out, "labels")

@@ -29,7 +29,7 @@ def test_render_runs_and_the_loaded_layer_is_styled(processing_run, tmp_path, ka
     result = processing_run("segmenter:render", {
         "INPUT": labels, "PALETTE": 1, "IMAGE": kampala_crop, "NAMES": "dark, medium, light, bright",
         "OUTPUT": out, "QUICKLOOK": str(tmp_path / "q.png")}, context=context, feedback=QgsProcessingFeedback())
-    assert result["OUTPUT"] == out and result["SEGMENTS"] == 4 and result["QUICKLOOK"] == str(tmp_path / "q.png")
+    assert result["OUTPUT"] == out and result["SEGMENT_COUNT"] == 4 and result["QUICKLOOK"] == str(tmp_path / "q.png")
     assert np.array_equal(read_array(out), read_array(labels))
     # what the GUI does on completion: load the layer (here without its .qml) and run the post-processor
     options = QgsRasterLayer.LayerOptions()
@@ -53,13 +53,13 @@ def test_render_runs_and_the_loaded_layer_is_styled(processing_run, tmp_path, ka
 
 def test_names_may_hold_commas_and_segments_is_a_declared_output(processing_run, tmp_path, kampala_crop):
     algorithm = QgsApplication.processingRegistry().algorithmById("segmenter:render")
-    assert "SEGMENTS" in [output.name() for output in algorithm.outputDefinitions()]
+    assert "SEGMENT_COUNT" in [output.name() for output in algorithm.outputDefinitions()]
     labels = str(tmp_path / "labels.tif")
     segment_kmeans(kampala_crop, labels, segments=3)
     out = str(tmp_path / "styled.tif")
     result = processing_run("segmenter:render", {"INPUT": labels, "NAMES": "Roofs, flat; Roads ;Trees, shrubs",
                                                  "OUTPUT": out})
-    assert result["SEGMENTS"] == 3
+    assert result["SEGMENT_COUNT"] == 3
     assert read_metadata(gdal.Open(out))["names"] == ["Roofs, flat", "Roads", "Trees, shrubs"]
 
 

@@ -12,7 +12,7 @@ from map_segmenter.engine.cnn_segmentation import segment_cnn
 
 from helpers import KAMPALA, PLUGINS, ROOT, crop_real, qgis_process, read_array
 
-MODEL = str(ROOT / "onnx_models" / "student_s4_untrained.onnx")
+MODEL = str(ROOT / "tests" / "models" / "student_s4_untrained.onnx")
 
 
 @pytest.fixture(scope="module")
@@ -25,16 +25,16 @@ def test_help_lists_every_parameter_in_plain_text():
     for name in ("INPUT", "BANDS", "MODEL", "MODEL_PATH", "SEGMENTS", "DEVICE", "SEED", "REFERENCE", "TILE_SIZE",
                  "BATCH_SIZE", "THREADS", "MEMORY_MB", "OUTPUT", "FEATURES"):
         assert f"{name}:" in text
-    assert "student_s4_untrained" in text and "coreml" in text
+    assert "student_s4_v1" in text and "student_s4_untrained" not in text and "coreml" in text
     assert "-m pip install" not in text and "<b>" not in text
 
 
 def test_run_with_an_unavailable_device_falls_back_and_matches_the_engine(tmp_path, crop):
     out = tmp_path / "cli.tif"
     completed = qgis_process("run", "segmenter:cnn", "--json", "--", f"INPUT={crop}", "SEGMENTS=4", "DEVICE=cuda",
-                             "MODEL=student_s4_untrained", f"OUTPUT={out}")
+                             f"MODEL_PATH={MODEL}", f"OUTPUT={out}")
     report = json.loads(completed.stdout)
-    assert report["results"]["OUTPUT"] == str(out) and report["results"]["SEGMENTS"] == 4
+    assert report["results"]["OUTPUT"] == str(out) and report["results"]["SEGMENT_COUNT"] == 4
     assert report["results"]["PROVIDER"] == "CPUExecutionProvider"
     log = "\n".join(report["log"]["info"])
     assert "DEVICE=cuda: CUDAExecutionProvider is not available" in "\n".join(report["log"]["warning"])
@@ -73,7 +73,7 @@ print("ALGORITHMS", sorted(a.id() for a in registry.providerById("segmenter").al
 print("TORCH", "torch" in sys.modules)
 import processing
 result = processing.run("segmenter:kmeans", {{"INPUT": {crop!r}, "SEGMENTS": 3, "OUTPUT": {kmeans!r}}})
-print("KMEANS", result["SEGMENTS"])
+print("KMEANS", result["SEGMENT_COUNT"])
 try:
     processing.run("segmenter:cnn", {{"INPUT": {crop!r}, "OUTPUT": {cnn!r}}})
 except QgsProcessingException as error:

@@ -21,7 +21,7 @@ def test_help_documents_every_parameter():
     text = qgis_process("help", "segmenter:kmeans").stdout
     for name in ("INPUT", "BANDS", "SEGMENTS", "BLOCK_SIZE", "SEED", "REFERENCE", "MEMORY_MB", "OUTPUT", "FEATURES"):
         assert f"{name}:" in text
-    assert "ids 1..K ordered from dark to light" in text
+    assert "segments 1..K ordered from dark to light" in text
     assert "<b>" not in text
 
 
@@ -30,7 +30,7 @@ def test_run_writes_the_same_labels_as_the_engine(tmp_path, kampala_crop):
     completed = qgis_process("run", "segmenter:kmeans", "--json", "--", f"INPUT={kampala_crop}", "SEGMENTS=5",
                              "BLOCK_SIZE=8", "SEED=1", f"OUTPUT={out}")
     results = json.loads(completed.stdout)["results"]
-    assert results["OUTPUT"] == str(out) and results["SEGMENTS"] == 5
+    assert results["OUTPUT"] == str(out) and results["SEGMENT_COUNT"] == 5
     segment_kmeans(kampala_crop, str(tmp_path / "engine.tif"), segments=5, block=8, seed=1)
     assert np.array_equal(read_array(out), read_array(tmp_path / "engine.tif"))
     assert (tmp_path / "cli.qml").read_text() == (tmp_path / "engine.qml").read_text()  # the same style sidecar

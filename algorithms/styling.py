@@ -1,0 +1,62 @@
+"""Label rasters load styled in QGIS: a paletted renderer with exactly K named classes, nodata transparent.
+
+Processing loads outputs without their ``.qml`` (and a style sidecar may be absent, see ``engine.labels``), so
+the renderer is built from what the raster itself carries: K and the names in its metadata, the colours in its
+colour table. The same renderer serves the algorithm dialog, the batch dialog, Modeler runs and
+``processing.runAndLoadResults`` (through a layer post-processor) and layers added any other way (the plugin's
+``style_unstyled_label_layers``).
+"""
+
+from qgis.core import QgsPalettedRasterRenderer, QgsProcessingLayerPostProcessorInterface, QgsRasterLayer
+from qgis.PyQt.QtGui import QColor
+
+from ..engine.labels import read_legend
+
+
+def label_renderer(layer):
+    """A paletted renderer of the label raster ``layer``'s K segments, or None when it is not one of ours."""
+    if not isinstance(layer, QgsRasterLayer) or layer.providerType() != "gdal":
+        return None
+    legend = read_legend(layer.source().split("|")[0])
+    if not legend:
+        return None
+    classes = [QgsPalettedRasterRenderer.Class(entry.value, QColor(*entry.colour), entry.name) for entry in legend]
+    return QgsPalettedRasterRenderer(layer.dataProvider(), 1, classes)
+
+
+def apply_label_style(layer):
+    """Give ``layer`` the K-class renderer; True when it is a label raster of ours."""
+    renderer = label_renderer(layer)
+    if renderer is None:
+        return False
+    layer.setRenderer(renderer)
+    layer.triggerRepaint()
+    return True
+
+
+def is_unstyled_label_layer(layer):
+    """A label raster of ours drawn with QGIS's default: a paletted renderer with one class per colour-table
+    entry (256 for a Byte GeoTIFF) instead of K. A layer the user styled otherwise is left alone."""
+    renderer = layer.renderer() if isinstance(layer, QgsRasterLayer) else None
+    if not isinstance(renderer, QgsPalettedRasterRenderer):
+        return False
+    legend = read_legend(layer.source().split("|")[0]) if layer.providerType() == "gdal" else None
+    return bool(legend) and len(renderer.classes()) != len(legend)
+
+
+class LabelStylePostProcessor(QgsProcessingLayerPostProcessorInterface):
+    """Styles a label output when Processing loads it (QGIS calls this once the layer is in the project)."""
+
+    def postProcessLayer(self, layer, context, feedback):  # noqa: N802 - QGIS API
+        apply_label_style(layer)
+
+
+_POST_PROCESSORS = []  # QGIS only borrows post-processors: Python must keep them alive
+
+
+def style_when_loaded(context, path):
+    """Ask Processing to style the label raster at ``path`` if it is going to load it."""
+    if path and context.willLoadLayerOnCompletion(path):
+        processor = LabelStylePostProcessor()
+        _POST_PROCESSORS.append(processor)
+        context.layerToLoadOnCompletionDetails(path).setPostProcessor(processor)
