@@ -4,4 +4,4 @@ Depends on numpy and GDAL only (onnxruntime where the CNN path needs it); never 
 so it runs inside QGIS, in plain Python, in tests and in workers of a distributed engine.
 """
 
-VERSION = "0.1.0"
+VERSION = "0.2.0"

@@ -8,13 +8,10 @@ from qgis.PyQt.QtCore import QCoreApplication
 
 from .shipped_models import ShippedModel
 
-_OPEN_DIALOGS = []  # the Modeler dialog has no parent: keep it alive while it is shown
-
 
 def edit_copy_in_modeler(model):
     """Open ``model`` (a ShippedModel) as a new, unsaved model in the Graphical Modeler; returns the dialog."""
-    dialog = ModelerDialog.create(model.editable_copy())
-    _OPEN_DIALOGS.append(dialog)
+    dialog = ModelerDialog.create(model.editable_copy())  # create() keeps the dialog alive while it is shown
     dialog.show()
     dialog.activate()
     return dialog

@@ -3,6 +3,10 @@
 from pathlib import Path
 
 from qgis.core import QgsProcessingModelAlgorithm
+from qgis.PyQt.QtCore import QCoreApplication
+from qgis.PyQt.QtGui import QIcon
+
+from ..algorithms.base import ICON, SEGMENTATION
 
 MODELS = Path(__file__).resolve().parent / "models"
 
@@ -21,6 +25,18 @@ class ShippedModel(QgsProcessingModelAlgorithm):
 
     def createInstance(self):  # noqa: N802 - QGIS API
         return ShippedModel(self._path)
+
+    def group(self):
+        return QCoreApplication.translate("SegmenterAlgorithm", "Segmentation")
+
+    def groupId(self):  # noqa: N802 - QGIS API
+        return SEGMENTATION  # the algorithms' group: one "Segmentation" in the Toolbox
+
+    def icon(self):
+        return QIcon(ICON)
+
+    def svgIconPath(self):  # noqa: N802 - QGIS API
+        return ICON
 
     def shortHelpString(self):  # noqa: N802 - QGIS API
         """Plain text like the other algorithms' (QGIS formats a model's help as an HTML page, which

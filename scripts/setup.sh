@@ -6,7 +6,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 need_apt=0
-for command in qgis_process.bin gdal_translate; do command -v "$command" >/dev/null || need_apt=1; done
+for command in qgis_process.bin gdal_translate xvfb-run pylupdate5 /usr/lib/qt5/bin/lrelease; do command -v "$command" >/dev/null || need_apt=1; done
 /usr/bin/python3 -c "import qgis.core, osgeo.gdal, ensurepip" 2>/dev/null || need_apt=1  # ensurepip: python3-venv
 if [ "$need_apt" = 1 ]; then
   SUDO=""
@@ -14,10 +14,10 @@ if [ "$need_apt" = 1 ]; then
     command -v sudo >/dev/null || { echo "QGIS/GDAL are missing and sudo is not installed: run this as root." >&2; exit 1; }
     SUDO="sudo"
   fi
-  echo "Installing QGIS and GDAL from apt..."
+  echo "Installing QGIS, GDAL, Xvfb and the Qt translation tools from apt..."
   $SUDO apt-get update -qq
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qgis python3-qgis qgis-providers python3-gdal \
-    gdal-bin python3-venv >/dev/null
+    gdal-bin python3-venv xvfb xauth pyqt5-dev-tools qttools5-dev-tools >/dev/null
 fi
 
 if [ ! -x .venv/bin/python ]; then

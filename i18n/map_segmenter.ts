@@ -1,0 +1,652 @@
+<?xml version="1.0" encoding="utf-8"?>
+<!DOCTYPE TS>
+<TS version="2.1">
+<context>
+    <name>BlurAlgorithm</name>
+    <message>
+        <location filename="../algorithms/blur.py" line="19"/>
+        <source>Smooth segments (blur)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/blur.py" line="22"/>
+        <source>Smooths a segmentation by a majority or Gaussian vote of each pixel&apos;s neighbourhood.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/blur.py" line="25"/>
+        <source>Smooths a segmentation: every pixel takes the segment that wins a vote of its neighbourhood. Removes speckle and small islands and straightens ragged boundaries, keeping segments, grid and style.
+
+Segments: a label raster (one band of segment numbers, 0 = nodata), such as the result of K-Means segmentation or CNN segmentation. Nodata pixels stay nodata and do not vote.
+Method: Majority counts each segment&apos;s pixels in a square window around the pixel (the classic majority filter); Gaussian weights near pixels more than far ones (rounder boundaries).
+Strength: the size of the window, Low, Medium or High (High also runs twice). For segments made with 4 px blocks the windows are 5, 11 and 21 px wide; they grow with the block size the segments were made with.
+Radius (advanced): window half-width in pixels, one pass, instead of Strength; 0 = use Strength. At most 200 (100 for Gaussian).
+Iterations: how many times the smoothing is repeated; each repetition smooths further.
+Memory budget (advanced): working memory; the result does not depend on it.
+
+Ties: a pixel keeps its own segment when it is among the most voted; otherwise the lowest segment number among the most voted wins.
+
+Smoothed segments: a label raster on the input&apos;s grid with the same segments, colours, names and metadata, so Latent KNN refinement and Render segments work on it as on the input.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/blur.py" line="46"/>
+        <source>Segments</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/blur.py" line="46"/>
+        <source>A label raster, e.g. the Segments of K-Means segmentation.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/blur.py" line="48"/>
+        <source>Method</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/blur.py" line="48"/>
+        <source>Majority</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/blur.py" line="48"/>
+        <source>Gaussian-weighted majority</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/blur.py" line="48"/>
+        <source>Majority: every pixel of the window counts the same. Gaussian-weighted: near pixels count more (rounder boundaries).</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/blur.py" line="53"/>
+        <source>Strength</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/blur.py" line="53"/>
+        <source>Low</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/blur.py" line="53"/>
+        <source>Medium</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/blur.py" line="53"/>
+        <source>High</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/blur.py" line="53"/>
+        <source>Size of the voting window; High also smooths twice.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/blur.py" line="57"/>
+        <source>Radius (px; 0 = use strength)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/blur.py" line="57"/>
+        <source>Window half-width in pixels, one pass, instead of Strength.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/blur.py" line="59"/>
+        <source>Iterations</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/blur.py" line="59"/>
+        <source>How many times the smoothing is repeated.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/blur.py" line="62"/>
+        <source>Smoothed segments</source>
+        <translation type="unfinished"></translation>
+    </message>
+</context>
+<context>
+    <name>CnnAlgorithm</name>
+    <message>
+        <location filename="../algorithms/cnn.py" line="33"/>
+        <source>CNN segmentation</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/cnn.py" line="36"/>
+        <source>Unsupervised segmentation into K kinds of region from CNN embeddings (ONNX Runtime).</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/cnn.py" line="39"/>
+        <source>Divides a raster into K kinds of region (segments) using a convolutional network (CNN), without training data.
+
+The network turns every 4 x 4 pixel cell into a vector describing its appearance and surroundings. K-Means finds K typical vectors on a sample spread over the whole raster, then every pixel joins the nearest one, with distances interpolated between cells so that boundaries are not blocky. The raster is processed in overlapping tiles, so there are no seams; the result does not depend on the tile size, batch size, threads or memory budget.
+
+Needs the Python package onnxruntime (the other Map Segmenter algorithms work without it). If it is missing, the algorithm stops and prints the command that installs it for the Python QGIS runs; nothing is installed automatically.
+
+Input raster: any raster GDAL reads, 8-bit RGB expected (16-bit and float rasters are scaled from their 1st-99th percentiles). Nodata and transparent pixels stay nodata.
+Bands: the three bands to feed the network as red, green, blue; empty means the first three bands that are not alpha. A single band is fed three times.
+Model: a network shipped with the plugin (each has a model card beside it in onnx_models).
+Other model file: an .onnx file used instead of Model; it must follow the Map Segmenter model contract (see the README).
+Number of segments (K): how many kinds of region to find (2-254).
+Device: where the network runs. auto: an NVIDIA GPU (CUDA) if this ONNX Runtime has it, else Apple&apos;s CoreML, else the CPU; cuda needs onnxruntime-gpu; coreml is for macOS. An unavailable device falls back to the CPU with a warning; the log names the device used.
+Random seed: the same seed gives the same result.
+Reference segmentation: optional result of an earlier run with the same model; its segments are reused, so several rasters get the same segment for the same kind of surface.
+Tile size, Batch size, CPU threads, Memory budget (advanced): how the work is cut up; they change speed and memory, never the result.
+
+Segments: a label raster on the input&apos;s grid, segments 1..K ordered from dark to light, 0 = nodata, styled with one colour and name per segment.
+Embeddings (optional): the network&apos;s vectors, one band each, one pixel per 4 x 4 cell, for Latent KNN refinement.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/cnn.py" line="75"/>
+        <source>Model</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/cnn.py" line="75"/>
+        <source>Embedding network shipped with the plugin; its model card (.md) lies beside it in the plugin&apos;s onnx_models folder.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/cnn.py" line="78"/>
+        <source>Other model file (.onnx, instead of Model)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/cnn.py" line="78"/>
+        <source>Optional .onnx file used instead of Model (input &quot;rgb&quot;, output &quot;embeddings&quot;, metadata model_type &quot;embedding&quot;).</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/cnn.py" line="83"/>
+        <source>Device</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/cnn.py" line="83"/>
+        <source>auto: CUDA (NVIDIA GPU), else CoreML (Apple), else CPU, whichever this ONNX Runtime offers. An unavailable device falls back to the CPU with a warning.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/cnn.py" line="88"/>
+        <source>Tile size (px, 0 = model default)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/cnn.py" line="88"/>
+        <source>Side of the tiles given to the network, overlap included; 0 = the size the model recommends.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/cnn.py" line="91"/>
+        <source>Batch size (tiles)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/cnn.py" line="91"/>
+        <source>Tiles per network call; larger batches can be faster on a GPU.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/cnn.py" line="93"/>
+        <source>CPU threads (0 = all cores)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/cnn.py" line="93"/>
+        <source>CPU threads for the network; 0 = ONNX Runtime&apos;s default (all cores).</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/cnn.py" line="96"/>
+        <source>Segments</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/cnn.py" line="97"/>
+        <source>Embeddings</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/cnn.py" line="97"/>
+        <source>Optional: the network&apos;s embeddings (Float32, one band each, one pixel per 4 x 4 cell), the Features input of Latent KNN refinement.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/cnn.py" line="100"/>
+        <source>ONNX Runtime execution provider used</source>
+        <translation type="unfinished"></translation>
+    </message>
+</context>
+<context>
+    <name>EditShippedModelAction</name>
+    <message>
+        <location filename="../processing_provider/model_editing.py" line="22"/>
+        <source>Edit a Copy in the Graphical Modeler…</source>
+        <translation type="unfinished"></translation>
+    </message>
+</context>
+<context>
+    <name>KMeansAlgorithm</name>
+    <message>
+        <location filename="../algorithms/kmeans.py" line="11"/>
+        <source>K-Means segmentation</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/kmeans.py" line="14"/>
+        <source>Unsupervised segmentation into K kinds of region by colour and texture.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/kmeans.py" line="17"/>
+        <source>Divides a raster into K kinds of region (segments) of similar colour and texture, without training data.
+
+The raster is cut into square blocks of Block size pixels. Each block is described by its mean colour and the spread of each band (texture), taken over the block and its eight neighbours. K-Means finds K typical descriptions on a sample spread over the whole raster, then every block joins the nearest one. Works on rasters of any size; the result does not depend on the memory budget.
+
+Input raster: any raster GDAL reads (GeoTIFF, JPEG, VRT...), 8-bit, 16-bit or float. Nodata and transparent pixels stay nodata.
+Bands: the bands to segment; empty means the first three bands that are not alpha. Choose band 1 for a grey-scale raster, or pick e.g. the near-infrared band.
+Number of segments (K): how many kinds of region to find (2-254).
+Block size: side of a block in pixels. 4 gives fine detail, 8 medium, 16 coarse and fast.
+Random seed: the same seed gives the same result.
+Reference segmentation: optional result of an earlier run; its segments are reused, so several rasters get the same segment for the same kind of surface.
+Memory budget (advanced): working memory; large rasters are processed in windows that fit it.
+
+Segments: a label raster on the input&apos;s grid, segments 1..K ordered from dark to light, 0 = nodata, styled with one colour and name per segment.
+Block descriptors (optional): the descriptors, one band each, one pixel per block, for Latent KNN refinement.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/kmeans.py" line="43"/>
+        <source>Block size (px)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/kmeans.py" line="43"/>
+        <source>Side of the square blocks that are described and labelled: 4 = fine, 8 = medium, 16 = coarse.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/kmeans.py" line="48"/>
+        <source>Segments</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/kmeans.py" line="49"/>
+        <source>Block descriptors</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/kmeans.py" line="49"/>
+        <source>Optional: the block descriptors (Float32, one band each, one pixel per block), the Features input of Latent KNN refinement.</source>
+        <translation type="unfinished"></translation>
+    </message>
+</context>
+<context>
+    <name>KnnRefineAlgorithm</name>
+    <message>
+        <location filename="../algorithms/knn_refine.py" line="14"/>
+        <source>Latent KNN refinement</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/knn_refine.py" line="17"/>
+        <source>Refines segments by the blocks that look most alike (nearest neighbours in feature space).</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/knn_refine.py" line="20"/>
+        <source>Refines a segmentation by letting each block follow the segments of the blocks that look most like it (its nearest neighbours among the block descriptors), not only the nearest segment centre. Cleans speckle and mislabelled blocks without blurring boundaries.
+
+Every block starts with a soft choice between segments: half its own segment, half a score from its distances to the segment centres. A seeded sample of blocks (the index) is drawn over the whole raster; then, Iterations times, every block&apos;s soft choice moves towards the mean of its nearest neighbours in the index. Each block finally takes the segment with the highest score; when that changes, the block&apos;s pixels of its old segment take the new one. The result does not depend on the memory budget.
+
+Segments: a label raster (segments 1..K, 0 = nodata), e.g. the Segments of K-Means segmentation. Segment centres are read from its metadata, or computed from the features when it has none.
+Features: the Block descriptors (K-Means) or Embeddings (CNN) saved by the same segmentation run. They must cover the same area in the same CRS.
+Neighbours: how many similar blocks each block looks at.
+Temperature: softness of the scores from the distances to the centres, relative to the spread of the features; higher = softer.
+Mix per iteration: how far each iteration moves towards the neighbours (0 = not at all, 1 = all the way).
+Iterations: number of refinement steps (0 keeps the segments as they are).
+Spatial weight: how much the position of a block counts beside its appearance; 0 = appearance only, higher = neighbours closer on the map.
+Random seed: seed of the index sample; the same seed gives the same result.
+Index size (advanced): number of blocks in the index; more = closer to using every block, slower.
+Memory budget (advanced): working memory for the windows the raster is processed in.
+
+Refined segments: a label raster on the input&apos;s grid with the same segments, colours and names. Nodata stays nodata. Needs SciPy.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/knn_refine.py" line="50"/>
+        <source>Segments</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/knn_refine.py" line="50"/>
+        <source>A label raster, e.g. the Segments of K-Means segmentation (or their smoothed version).</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/knn_refine.py" line="52"/>
+        <source>Features (of the same segmentation run)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/knn_refine.py" line="52"/>
+        <source>The Block descriptors or Embeddings output of the segmentation that made Segments.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/knn_refine.py" line="54"/>
+        <source>Neighbours</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/knn_refine.py" line="54"/>
+        <source>How many similar blocks each block looks at.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/knn_refine.py" line="56"/>
+        <source>Temperature (relative)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/knn_refine.py" line="56"/>
+        <source>Softness of the scores from the distances to the segment centres; higher = softer.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/knn_refine.py" line="58"/>
+        <source>Mix per iteration</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/knn_refine.py" line="58"/>
+        <source>How far each iteration moves towards the neighbours (0 = not at all, 1 = all the way).</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/knn_refine.py" line="61"/>
+        <source>Iterations</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/knn_refine.py" line="61"/>
+        <source>Number of refinement steps; 0 keeps the segments.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/knn_refine.py" line="63"/>
+        <source>Spatial weight</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/knn_refine.py" line="63"/>
+        <source>Weight of a block&apos;s position beside its appearance; 0 = appearance only.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/knn_refine.py" line="65"/>
+        <source>Random seed</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/knn_refine.py" line="65"/>
+        <source>Seed of the index sample: the same seed gives the same result.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/knn_refine.py" line="67"/>
+        <source>Index size (blocks)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/knn_refine.py" line="67"/>
+        <source>Number of blocks in the index; more = closer to using every block, slower.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/knn_refine.py" line="71"/>
+        <source>Refined segments</source>
+        <translation type="unfinished"></translation>
+    </message>
+</context>
+<context>
+    <name>MapSegmenterPlugin</name>
+    <message>
+        <location filename="../processing_provider/plugin.py" line="60"/>
+        <source>Edit a Copy of “{}” in the Graphical Modeler…</source>
+        <translation type="unfinished"></translation>
+    </message>
+</context>
+<context>
+    <name>RenderAlgorithm</name>
+    <message>
+        <location filename="../algorithms/render.py" line="28"/>
+        <source>Render segments</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/render.py" line="31"/>
+        <source>Colours, segment names and style; an RGBA composite over the imagery and a PNG quicklook.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/render.py" line="34"/>
+        <source>Styles a segmentation for maps and export.
+
+Segments: a label raster (segments 1..K, 0 = nodata), e.g. the result of K-Means segmentation, Smooth segments or Latent KNN refinement.
+Palette: Distinct colours (up to 24 hand-picked colours, then evenly spread hues); Segment mean colour (each segment takes the mean colour of its pixels in Image, so the map looks like the image); Colour ramp (viridis, from segment 1, the darkest, to K).
+Segment names: optional names in segment order, separated by commas, or by semicolons when a name holds a comma (default Segment 1 .. Segment K).
+Image: the raster the segments were made from (same grid); needed for the mean-colour palette and the composite.
+Composite opacity: opacity of the segment colours in the composite (0 = imagery only, 1 = colours only).
+
+Styled segments: the segments with the palette as colour table and the names in their metadata; they load styled in QGIS.
+Composite (optional): RGBA GeoTIFF of the segment colours blended over Image, transparent on nodata, for export and web maps.
+Quicklook (optional): PNG of the segment colours, at most 1024 px on its longer side.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/render.py" line="55"/>
+        <source>Segments</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/render.py" line="55"/>
+        <source>A label raster, e.g. the result of K-Means segmentation.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/render.py" line="57"/>
+        <source>Distinct colours</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/render.py" line="57"/>
+        <source>Segment mean colour (needs Image)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/render.py" line="58"/>
+        <source>Colour ramp (viridis)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/render.py" line="59"/>
+        <source>Palette</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/render.py" line="59"/>
+        <source>How segments are coloured.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/render.py" line="61"/>
+        <source>Segment names (comma-separated)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/render.py" line="61"/>
+        <source>Names in segment order, e.g. water, trees, roofs. Use semicolons when a name holds a comma.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/render.py" line="64"/>
+        <source>Image (for mean colour and composite)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/render.py" line="64"/>
+        <source>The raster the segments were made from.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/render.py" line="67"/>
+        <source>Composite opacity</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/render.py" line="67"/>
+        <source>Opacity of the segment colours over the image (0 = image only, 1 = colours only).</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/render.py" line="69"/>
+        <source>Styled segments</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/render.py" line="70"/>
+        <source>Composite (RGBA)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/render.py" line="70"/>
+        <source>Segment colours blended over Image, for export and web maps.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/render.py" line="73"/>
+        <source>Quicklook</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/render.py" line="73"/>
+        <source>PNG files (*.png)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/render.py" line="73"/>
+        <source>A PNG picture of the segment colours, at most 1024 px on its longer side.</source>
+        <translation type="unfinished"></translation>
+    </message>
+</context>
+<context>
+    <name>SegmenterAlgorithm</name>
+    <message>
+        <location filename="../processing_provider/shipped_models.py" line="30"/>
+        <source>Segmentation</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/base.py" line="67"/>
+        <source>Post-processing</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/base.py" line="116"/>
+        <source>Input raster</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/base.py" line="116"/>
+        <source>The raster to segment: any raster GDAL reads (GeoTIFF, JPEG, VRT...), 8-bit, 16-bit or float. Nodata and transparent pixels stay nodata.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/base.py" line="119"/>
+        <source>Bands (default: first three)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/base.py" line="119"/>
+        <source>Bands to segment. Empty: the first three bands that are not alpha. Needed for a grey-scale raster (choose band 1).</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/base.py" line="125"/>
+        <source>Number of segments (K)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/base.py" line="125"/>
+        <source>How many kinds of region to find (2-254).</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/base.py" line="129"/>
+        <source>Random seed</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/base.py" line="129"/>
+        <source>Seed of the sample and of the initialisation: the same seed gives the same result.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/base.py" line="132"/>
+        <source>Reference segmentation (reuse its centres)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/base.py" line="132"/>
+        <source>Optional: a segmentation made earlier by this algorithm. Its segment centres are reused instead of fitting new ones, so several rasters get the same segment for the same kind of surface.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/base.py" line="139"/>
+        <source>Memory budget (MB)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/base.py" line="139"/>
+        <source>Working memory to use. The raster is processed in windows that fit it; the result does not depend on it.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/base.py" line="144"/>
+        <source>Label raster on the input&apos;s grid: segment 1..K, 0 = nodata, styled with one colour and name per segment.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/base.py" line="147"/>
+        <source>Number of segments produced</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/base.py" line="159"/>
+        <source>{label}: layer &apos;{layer}&apos; is not a file GDAL can read ({provider}). Save it as a GeoTIFF first (Raster &gt; Conversion &gt; Translate).</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/base.py" line="166"/>
+        <source>{label}: no raster given.</source>
+        <translation type="unfinished"></translation>
+    </message>
+</context>
+<context>
+    <name>SegmenterProvider</name>
+    <message>
+        <location filename="../processing_provider/provider.py" line="32"/>
+        <source>Map Segmenter (unsupervised raster segmentation)</source>
+        <translation type="unfinished"></translation>
+    </message>
+</context>
+</TS>
