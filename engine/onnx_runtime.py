@@ -31,18 +31,21 @@ _cache_lock = threading.Lock()
 
 
 def python_executable():
-    """The Python interpreter QGIS runs (inside QGIS ``sys.executable`` is often the QGIS binary itself)."""
+    """The Python interpreter QGIS runs (inside QGIS ``sys.executable`` is often the QGIS binary itself).
+
+    Looked for beside the running interpreter's own prefix (a venv's, then the base installation's), never on
+    PATH: the first ``python3`` there may be another Python (a pyenv shim, a conda env) that QGIS does not load.
+    """
     name = os.path.basename(sys.executable or "").lower()
     if name.startswith("python"):
         return sys.executable
-    candidates = [os.path.join(sys.exec_prefix, "bin", f"python{sys.version_info[0]}.{sys.version_info[1]}"),
-                  os.path.join(sys.exec_prefix, "bin", "python3"),
-                  os.path.join(sys.exec_prefix, "python.exe"),
-                  os.path.join(sys.exec_prefix, "python3.exe")]
-    for candidate in candidates:
-        if os.path.isfile(candidate):
-            return candidate
-    return "python3"
+    versioned = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    for prefix in dict.fromkeys((sys.exec_prefix, getattr(sys, "base_exec_prefix", sys.exec_prefix))):
+        for candidate in (os.path.join(prefix, "bin", versioned), os.path.join(prefix, "bin", "python3"),
+                          os.path.join(prefix, "python.exe"), os.path.join(prefix, "python3.exe")):
+            if os.path.isfile(candidate):
+                return candidate
+    return versioned  # names the exact version QGIS runs, so a different Python on PATH is not taken for it
 
 
 def install_command(device="auto"):

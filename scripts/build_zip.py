@@ -11,7 +11,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 INCLUDE = ["metadata.txt", "__init__.py", "icon.svg", "LICENSE", "README.md", "processing_provider", "algorithms",
-           "engine", "onnx_models"]
+           "engine", "onnx_models", "i18n"]
 
 
 def build():

@@ -199,3 +199,23 @@ def test_install_command_finds_python_when_sys_executable_is_qgis(monkeypatch):
     python = onnx_runtime.python_executable()
     assert os.path.basename(python).startswith("python") and os.path.isfile(python)
     assert onnx_runtime.install_command("cuda") == f"{python} -m pip install onnxruntime-gpu"
+
+
+def test_install_command_never_names_another_python_on_path(monkeypatch, tmp_path):
+    """QGIS's own Python is found by its prefix (a venv's base installation included), never as the first
+    ``python3`` on PATH (a pyenv shim or a conda env that QGIS does not load)."""
+    version = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    base = tmp_path / "base"
+    (base / "bin").mkdir(parents=True)
+    (base / "bin" / version).write_text("")
+    shim = tmp_path / "shims"
+    shim.mkdir()
+    (shim / "python3").write_text("")
+    monkeypatch.setenv("PATH", str(shim))
+    monkeypatch.setattr(sys, "executable", "/usr/bin/qgis.bin")
+    monkeypatch.setattr(sys, "exec_prefix", str(tmp_path / "venv"))
+    monkeypatch.setattr(sys, "base_exec_prefix", str(base))
+    assert onnx_runtime.python_executable() == str(base / "bin" / version)
+    monkeypatch.setattr(sys, "base_exec_prefix", str(tmp_path / "nothing"))
+    assert onnx_runtime.python_executable() == version
+    assert onnx_runtime.install_command() == f"{version} -m pip install onnxruntime"
