@@ -4,20 +4,27 @@ declare alike, engine calls with progress, cancel and readable errors, and style
 import os
 
 from qgis.core import (
+    QgsProcessing,
     QgsProcessingAlgorithm,
     QgsProcessingException,
     QgsProcessingOutputNumber,
     QgsProcessingParameterBand,
     QgsProcessingParameterDefinition,
+    QgsProcessingParameterExtent,
+    QgsProcessingParameterFeatureSource,
+    QgsProcessingParameterMapLayer,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
+    QgsRasterLayer,
 )
 from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
 
 from ..engine.errors import SegmenterError
 from ..engine.progress import Progress
+from ..engine.region import Region
+from .map_input import is_gdal_file, native_pixel_size, polygons_file, render_layer
 from .styling import style_when_loaded
 
 ICON = os.path.join(os.path.dirname(os.path.dirname(__file__)), "icon.svg")
@@ -113,9 +120,11 @@ class SegmenterAlgorithm(QgsProcessingAlgorithm):
     # -- the parameters segmenter:kmeans and segmenter:cnn share ------------------------------------------------
 
     def add_input_and_bands(self):
-        self.add(QgsProcessingParameterRasterLayer("INPUT", self.tr("Input raster")),
-                 self.tr("The raster to segment: any raster GDAL reads (GeoTIFF, JPEG, VRT...), 8-bit, 16-bit or "
-                         "float. Nodata and transparent pixels stay nodata."))
+        self.add(QgsProcessingParameterMapLayer("INPUT", self.tr("Input layer")),
+                 self.tr("The layer to segment: a raster GDAL reads (GeoTIFF, JPEG, VRT...; 8-bit, 16-bit or float), "
+                         "or any other map layer (XYZ or WMS basemap, vector layer...), which is drawn with its "
+                         "style over Area to segment at Pixel size first. Nodata and transparent pixels stay "
+                         "nodata."))
         self.add(QgsProcessingParameterBand("BANDS", self.tr("Bands (default: first three)"), None, "INPUT", True,
                                             True),
                  self.tr("Bands to segment. Empty: the first three bands that are not alpha. Needed for a "
@@ -134,6 +143,21 @@ class SegmenterAlgorithm(QgsProcessingAlgorithm):
                  self.tr("Optional: a segmentation made earlier by this algorithm. Its segment centres are reused "
                          "instead of fitting new ones, so several rasters get the same segment for the same kind "
                          "of surface."))
+
+    def add_region(self):
+        self.add(QgsProcessingParameterExtent("EXTENT", self.tr("Area to segment"), optional=True),
+                 self.tr("Optional: segment only this area. A raster file is cut on its own pixel grid, so the "
+                         "result lines up pixel for pixel with a run over the whole raster. Required for web "
+                         "layers (a tile service covers the world)."))
+        self.add(QgsProcessingParameterNumber("PIXEL_SIZE", self.tr("Pixel size for drawn layers (0 = native)"),
+                                              QgsProcessingParameterNumber.Double, 0.0, False, 0.0),
+                 self.tr("For layers that are drawn first (web and vector layers): the size of a pixel in the "
+                         "layer's CRS units. 0 = the layer's own finest resolution (a tile service's deepest "
+                         "zoom); required for vector layers. Raster files keep their own pixels."))
+        self.add(QgsProcessingParameterFeatureSource("MASK", self.tr("Mask polygons"),
+                                                     [QgsProcessing.TypeVectorPolygon], optional=True),
+                 self.tr("Optional: only pixels inside these polygons are segmented; the others are nodata in every "
+                         "output and take no part in the fit."))
 
     def add_memory(self):
         self.integer("MEMORY_MB", self.tr("Memory budget (MB)"), 256, 1, 1_000_000,
@@ -166,14 +190,54 @@ class SegmenterAlgorithm(QgsProcessingAlgorithm):
             raise QgsProcessingException(self.tr("{label}: no raster given.").format(label=label))
         return value or None
 
-    def segmentation_arguments(self, parameters, context):
-        """The engine arguments kmeans and cnn take alike (input, bands, K, seed, outputs, memory, reference)."""
+    def prepareAlgorithm(self, parameters, context, feedback):  # noqa: N802 - QGIS API
+        """Main thread: a map layer that must be drawn is cloned here (layers of the project belong to it)."""
+        self._to_draw = None
+        if self.parameterDefinition("INPUT") is not None and isinstance(
+                self.parameterDefinition("INPUT"), QgsProcessingParameterMapLayer):
+            layer = self.parameterAsLayer(parameters, "INPUT", context)
+            if layer is not None and not is_gdal_file(layer):
+                self._to_draw = layer.clone()
+        return True
+
+    def segmentation_input(self, parameters, context, feedback):
+        """(raster path, engine Region, bands) of INPUT, EXTENT and MASK: a raster file as it is, any other layer
+        drawn into a temporary GeoTIFF first."""
+        layer = self._to_draw or self.parameterAsLayer(parameters, "INPUT", context)
+        if layer is None:
+            raise QgsProcessingException(self.tr("Input layer: no layer given, or it cannot be opened."))
+        crs = layer.crs()
+        extent = None
+        if parameters.get("EXTENT") not in (None, ""):
+            extent = self.parameterAsExtent(parameters, "EXTENT", context, crs)
+        bands = self.parameterAsInts(parameters, "BANDS", context) or None
+        box = None
+        if self._to_draw is not None:
+            pixel_size = self.parameterAsDouble(parameters, "PIXEL_SIZE", context) or native_pixel_size(layer)
+            extent = extent if extent is not None else (None if isinstance(layer, QgsRasterLayer) else layer.extent())
+            path = render_layer(layer, extent, pixel_size, crs, context.transformContext(), feedback)
+            if bands:
+                feedback.pushWarning(self.tr("Bands is ignored for a drawn layer: its red, green and blue are used."))
+            bands = None
+        else:
+            path = layer.source().split("|")[0]
+            box = None if extent is None else (extent.xMinimum(), extent.yMinimum(), extent.xMaximum(),
+                                               extent.yMaximum())
+        mask = self.parameterAsSource(parameters, "MASK", context)
+        mask_path = polygons_file(mask, crs, context.transformContext(), feedback) if mask is not None else None
+        return path, Region(extent=box, mask_path=mask_path), bands
+
+    def segmentation_arguments(self, parameters, context, feedback):
+        """The engine arguments kmeans and cnn take alike (input, region, bands, K, seed, outputs, memory,
+        reference)."""
+        input_path, region, bands = self.segmentation_input(parameters, context, feedback)
         return dict(
-            input_path=self.raster_path(parameters, "INPUT", context),
+            input_path=input_path,
+            region=region if region else None,
             output_path=self.parameterAsOutputLayer(parameters, "OUTPUT", context),
             segments=self.parameterAsInt(parameters, "SEGMENTS", context),
             seed=self.parameterAsInt(parameters, "SEED", context),
-            bands=self.parameterAsInts(parameters, "BANDS", context) or None,
+            bands=bands,
             features_path=self.parameterAsOutputLayer(parameters, "FEATURES", context) or None,
             memory_mb=self.parameterAsInt(parameters, "MEMORY_MB", context),
             reference_path=self.raster_path(parameters, "REFERENCE", context, required=False),

@@ -47,8 +47,9 @@ class CnnAlgorithm(SegmenterAlgorithm):
             "Needs the Python package onnxruntime (the other Map Segmenter algorithms work without it). If it is "
             "missing, the algorithm stops and prints the command that installs it for the Python QGIS runs; "
             "nothing is installed automatically.\n\n"
-            "Input raster: any raster GDAL reads, 8-bit RGB expected (16-bit and float rasters are scaled from "
-            "their 1st-99th percentiles). Nodata and transparent pixels stay nodata.\n"
+            "Input layer: any raster GDAL reads, 8-bit RGB expected (16-bit and float rasters are scaled from "
+            "their 1st-99th percentiles); or any other map layer (an XYZ or WMS basemap, a vector layer...), which "
+            "is first drawn with its style. Nodata and transparent pixels stay nodata.\n"
             "Bands: the three bands to feed the network as red, green, blue; empty means the first three bands "
             "that are not alpha. A single band is fed three times.\n"
             "Model: a network shipped with the plugin (each has a model card beside it in onnx_models).\n"
@@ -61,6 +62,11 @@ class CnnAlgorithm(SegmenterAlgorithm):
             "Random seed: the same seed gives the same result.\n"
             "Reference segmentation: optional result of an earlier run with the same model; its segments are "
             "reused, so several rasters get the same segment for the same kind of surface.\n"
+            "Area to segment: optional extent; a raster file is cut on its own pixel grid. Required for web "
+            "layers.\n"
+            "Pixel size for drawn layers: the pixel size web and vector layers are drawn at, in their CRS units; "
+            "0 = the layer's finest resolution (required for vector layers).\n"
+            "Mask polygons: optional; pixels outside them are nodata and take no part in the fit.\n"
             "Tile size, Batch size, CPU threads, Memory budget (advanced): how the work is cut up; they change "
             "speed and memory, never the result.\n\n"
             "Segments: a label raster on the input's grid, segments 1..K ordered from dark to light, 0 = nodata, "
@@ -85,6 +91,7 @@ class CnnAlgorithm(SegmenterAlgorithm):
                  self.tr("auto: CUDA (NVIDIA GPU), else CoreML (Apple), else CPU, whichever this ONNX Runtime "
                          "offers. An unavailable device falls back to the CPU with a warning."))
         self.add_seed_and_reference()
+        self.add_region()
         self.integer("TILE_SIZE", self.tr("Tile size (px, 0 = model default)"), 0, 0, 16384,
                      self.tr("Side of the tiles given to the network, overlap included; 0 = the size the model "
                              "recommends."), advanced=True)
@@ -116,6 +123,6 @@ class CnnAlgorithm(SegmenterAlgorithm):
             tile_size=self.parameterAsInt(parameters, "TILE_SIZE", context),
             batch_size=self.parameterAsInt(parameters, "BATCH_SIZE", context),
             threads=self.parameterAsInt(parameters, "THREADS", context),
-            **self.segmentation_arguments(parameters, context),
+            **self.segmentation_arguments(parameters, context, feedback),
         )
         return self.segmentation_outputs(context, result, PROVIDER=result.provider)

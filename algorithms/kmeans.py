@@ -21,7 +21,8 @@ class KMeansAlgorithm(SegmenterAlgorithm):
             "and the spread of each band (texture), taken over the block and its eight neighbours. K-Means finds "
             "K typical descriptions on a sample spread over the whole raster, then every block joins the nearest "
             "one. Works on rasters of any size; the result does not depend on the memory budget.\n\n"
-            "Input raster: any raster GDAL reads (GeoTIFF, JPEG, VRT...), 8-bit, 16-bit or float. Nodata and "
+            "Input layer: any raster GDAL reads (GeoTIFF, JPEG, VRT...), 8-bit, 16-bit or float; or any other map "
+            "layer (an XYZ or WMS basemap, a vector layer...), which is first drawn with its style. Nodata and "
             "transparent pixels stay nodata.\n"
             "Bands: the bands to segment; empty means the first three bands that are not alpha. Choose band 1 "
             "for a grey-scale raster, or pick e.g. the near-infrared band.\n"
@@ -30,6 +31,11 @@ class KMeansAlgorithm(SegmenterAlgorithm):
             "Random seed: the same seed gives the same result.\n"
             "Reference segmentation: optional result of an earlier run; its segments are reused, so several "
             "rasters get the same segment for the same kind of surface.\n"
+            "Area to segment: optional extent; a raster file is cut on its own pixel grid, so the result lines up "
+            "pixel for pixel with a run over the whole raster. Required for web layers.\n"
+            "Pixel size for drawn layers: the pixel size web and vector layers are drawn at, in their CRS units; "
+            "0 = the layer's finest resolution (required for vector layers).\n"
+            "Mask polygons: optional; pixels outside them are nodata and take no part in the fit.\n"
             "Memory budget (advanced): working memory; large rasters are processed in windows that fit it.\n\n"
             "Segments: a label raster on the input's grid, segments 1..K ordered from dark to light, 0 = nodata, "
             "styled with one colour and name per segment.\n"
@@ -44,6 +50,7 @@ class KMeansAlgorithm(SegmenterAlgorithm):
                      self.tr("Side of the square blocks that are described and labelled: 4 = fine, 8 = medium, "
                              "16 = coarse."))
         self.add_seed_and_reference()
+        self.add_region()
         self.add_memory()
         self.add_label_output(self.tr("Segments"))
         self.add_features_output(self.tr("Block descriptors"),
@@ -55,6 +62,6 @@ class KMeansAlgorithm(SegmenterAlgorithm):
             segment_kmeans,
             feedback,
             block=self.parameterAsInt(parameters, "BLOCK_SIZE", context),
-            **self.segmentation_arguments(parameters, context),
+            **self.segmentation_arguments(parameters, context, feedback),
         )
         return self.segmentation_outputs(context, result)

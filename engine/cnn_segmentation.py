@@ -190,6 +190,7 @@ def segment_cnn(
     reference_path=None,
     sample_size=50_000,
     upsample="bilinear",
+    region=None,
     progress=None,
 ):
     """Segment ``input_path`` into ``segments`` kinds of region with the embeddings of an ONNX model.
@@ -200,15 +201,16 @@ def segment_cnn(
     progress = progress or Progress()
     _validate(segments, batch_size, tile_size, device, sample_size, upsample)
     import_onnxruntime(device)  # first: without it nothing else matters, and the message says how to install it
-    raster = open_input(input_path, bands, grey_as_rgb=True)
+    raster = open_input(input_path, bands, grey_as_rgb=True, region=region)
     if len(raster.bands) != 3:
         raise InputError(
             f"The model takes 3 bands (red, green, blue); BANDS gives {len(raster.bands)}. Choose 3 bands, or "
             f"one band of a grey-scale raster (it is used three times)."
         )
-    check_destination(output_path, input_path)
+    mask_path = region.mask_path if region is not None else None
+    check_destination(output_path, input_path, mask_path)
     if features_path:
-        check_destination(features_path, input_path, output_path)
+        check_destination(features_path, input_path, output_path, mask_path)
     reference = read_reference(reference_path) if reference_path else None
 
     progress.plan([("Loading the model", 1), ("Computing embeddings", 75), ("Fitting centres", 10),

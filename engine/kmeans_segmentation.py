@@ -82,15 +82,17 @@ def segment_kmeans(
     context=1,
     texture_weight=TEXTURE_WEIGHT,
     sample_size=50_000,
+    region=None,
     progress=None,
 ):
     """Segment ``input_path`` into ``segments`` kinds of region; write labels (and optionally features)."""
     progress = progress or Progress()
-    raster = open_input(input_path, bands)
+    raster = open_input(input_path, bands, region=region)
     _validate(raster, segments, block)
-    check_destination(output_path, input_path)
+    mask_path = region.mask_path if region is not None else None
+    check_destination(output_path, input_path, mask_path)
     if features_path:
-        check_destination(features_path, input_path, output_path)
+        check_destination(features_path, input_path, output_path, mask_path)
     reference = read_reference(reference_path) if reference_path else None
     channels = len(feature_names(len(raster.bands)))
     if reference is not None:

@@ -10,6 +10,7 @@ import numpy as np
 from osgeo import gdal
 
 from .errors import InputError, OutputError
+from .region import PolygonMask, check_mask_overlaps, window_dataset
 
 gdal.UseExceptions()
 
@@ -104,7 +105,7 @@ def is_paletted(dataset):
     return dataset.RasterCount == 1 and dataset.GetRasterBand(1).GetColorInterpretation() == gdal.GCI_PaletteIndex
 
 
-def open_input(path, bands=None, grey_as_rgb=False):
+def open_input(path, bands=None, grey_as_rgb=False, region=None):
     """Open the raster to segment and choose its bands.
 
     Default bands: the first three bands that are not alpha. An alpha band is a validity mask, never a colour.
@@ -112,10 +113,13 @@ def open_input(path, bands=None, grey_as_rgb=False):
     table's alpha as validity), unless BANDS asks for its index band.
     ``grey_as_rgb`` (for networks that take red, green, blue): one band, given or the only colour band, is
     used three times.
+    ``region`` (``region.Region``): only the pixels under its extent, and nodata outside its polygons.
     """
     dataset = open_raster(path)
     if not bands and is_paletted(dataset):
         dataset = gdal.Translate("", dataset, format="VRT", rgbExpand="rgba")  # colours, not palette indices
+    if region is not None and region.extent is not None:
+        dataset = window_dataset(dataset, region.extent, path)
     count = dataset.RasterCount
     alpha = [
         index
@@ -160,6 +164,10 @@ def open_input(path, bands=None, grey_as_rgb=False):
                 continue
             per_dataset_seen = True
         masks.append(raster_band.GetMaskBand())
+    if region is not None and region.mask_path:
+        polygons = PolygonMask(region.mask_path, dataset)
+        check_mask_overlaps(polygons, path)
+        masks.append(polygons)
     _, block_height = first.GetBlockSize()
     return InputRaster(
         path=path,

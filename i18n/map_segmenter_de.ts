@@ -123,6 +123,86 @@ Smoothed segments: a label raster on the input&apos;s grid with the same segment
         <translation type="unfinished"></translation>
     </message>
     <message>
+        <location filename="../algorithms/cnn.py" line="81"/>
+        <source>Model</source>
+        <translation>Modell</translation>
+    </message>
+    <message>
+        <location filename="../algorithms/cnn.py" line="81"/>
+        <source>Embedding network shipped with the plugin; its model card (.md) lies beside it in the plugin&apos;s onnx_models folder.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/cnn.py" line="84"/>
+        <source>Other model file (.onnx, instead of Model)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/cnn.py" line="84"/>
+        <source>Optional .onnx file used instead of Model (input &quot;rgb&quot;, output &quot;embeddings&quot;, metadata model_type &quot;embedding&quot;).</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/cnn.py" line="89"/>
+        <source>Device</source>
+        <translation>Gerät</translation>
+    </message>
+    <message>
+        <location filename="../algorithms/cnn.py" line="89"/>
+        <source>auto: CUDA (NVIDIA GPU), else CoreML (Apple), else CPU, whichever this ONNX Runtime offers. An unavailable device falls back to the CPU with a warning.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/cnn.py" line="95"/>
+        <source>Tile size (px, 0 = model default)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/cnn.py" line="95"/>
+        <source>Side of the tiles given to the network, overlap included; 0 = the size the model recommends.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/cnn.py" line="98"/>
+        <source>Batch size (tiles)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/cnn.py" line="98"/>
+        <source>Tiles per network call; larger batches can be faster on a GPU.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/cnn.py" line="100"/>
+        <source>CPU threads (0 = all cores)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/cnn.py" line="100"/>
+        <source>CPU threads for the network; 0 = ONNX Runtime&apos;s default (all cores).</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/cnn.py" line="103"/>
+        <source>Segments</source>
+        <translation>Segmente</translation>
+    </message>
+    <message>
+        <location filename="../algorithms/cnn.py" line="104"/>
+        <source>Embeddings</source>
+        <translation>Einbettungen</translation>
+    </message>
+    <message>
+        <location filename="../algorithms/cnn.py" line="104"/>
+        <source>Optional: the network&apos;s embeddings (Float32, one band each, one pixel per 4 x 4 cell), the Features input of Latent KNN refinement.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/cnn.py" line="107"/>
+        <source>ONNX Runtime execution provider used</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
         <location filename="../algorithms/cnn.py" line="39"/>
         <source>Divides a raster into K kinds of region (segments) using a convolutional network (CNN), without training data.
 
@@ -130,7 +210,7 @@ The network turns every 4 x 4 pixel cell into a vector describing its appearance
 
 Needs the Python package onnxruntime (the other Map Segmenter algorithms work without it). If it is missing, the algorithm stops and prints the command that installs it for the Python QGIS runs; nothing is installed automatically.
 
-Input raster: any raster GDAL reads, 8-bit RGB expected (16-bit and float rasters are scaled from their 1st-99th percentiles). Nodata and transparent pixels stay nodata.
+Input layer: any raster GDAL reads, 8-bit RGB expected (16-bit and float rasters are scaled from their 1st-99th percentiles); or any other map layer (an XYZ or WMS basemap, a vector layer...), which is first drawn with its style. Nodata and transparent pixels stay nodata.
 Bands: the three bands to feed the network as red, green, blue; empty means the first three bands that are not alpha. A single band is fed three times.
 Model: a network shipped with the plugin (each has a model card beside it in onnx_models).
 Other model file: an .onnx file used instead of Model; it must follow the Map Segmenter model contract (see the README).
@@ -138,97 +218,20 @@ Number of segments (K): how many kinds of region to find (2-254).
 Device: where the network runs. auto: an NVIDIA GPU (CUDA) if this ONNX Runtime has it, else Apple&apos;s CoreML, else the CPU; cuda needs onnxruntime-gpu; coreml is for macOS. An unavailable device falls back to the CPU with a warning; the log names the device used.
 Random seed: the same seed gives the same result.
 Reference segmentation: optional result of an earlier run with the same model; its segments are reused, so several rasters get the same segment for the same kind of surface.
+Area to segment: optional extent; a raster file is cut on its own pixel grid. Required for web layers.
+Pixel size for drawn layers: the pixel size web and vector layers are drawn at, in their CRS units; 0 = the layer&apos;s finest resolution (required for vector layers).
+Mask polygons: optional; pixels outside them are nodata and take no part in the fit.
 Tile size, Batch size, CPU threads, Memory budget (advanced): how the work is cut up; they change speed and memory, never the result.
 
 Segments: a label raster on the input&apos;s grid, segments 1..K ordered from dark to light, 0 = nodata, styled with one colour and name per segment.
 Embeddings (optional): the network&apos;s vectors, one band each, one pixel per 4 x 4 cell, for Latent KNN refinement.</source>
         <translation type="unfinished"></translation>
     </message>
-    <message>
-        <location filename="../algorithms/cnn.py" line="75"/>
-        <source>Model</source>
-        <translation>Modell</translation>
-    </message>
-    <message>
-        <location filename="../algorithms/cnn.py" line="75"/>
-        <source>Embedding network shipped with the plugin; its model card (.md) lies beside it in the plugin&apos;s onnx_models folder.</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../algorithms/cnn.py" line="78"/>
-        <source>Other model file (.onnx, instead of Model)</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../algorithms/cnn.py" line="78"/>
-        <source>Optional .onnx file used instead of Model (input &quot;rgb&quot;, output &quot;embeddings&quot;, metadata model_type &quot;embedding&quot;).</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../algorithms/cnn.py" line="83"/>
-        <source>Device</source>
-        <translation>Gerät</translation>
-    </message>
-    <message>
-        <location filename="../algorithms/cnn.py" line="83"/>
-        <source>auto: CUDA (NVIDIA GPU), else CoreML (Apple), else CPU, whichever this ONNX Runtime offers. An unavailable device falls back to the CPU with a warning.</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../algorithms/cnn.py" line="88"/>
-        <source>Tile size (px, 0 = model default)</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../algorithms/cnn.py" line="88"/>
-        <source>Side of the tiles given to the network, overlap included; 0 = the size the model recommends.</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../algorithms/cnn.py" line="91"/>
-        <source>Batch size (tiles)</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../algorithms/cnn.py" line="91"/>
-        <source>Tiles per network call; larger batches can be faster on a GPU.</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../algorithms/cnn.py" line="93"/>
-        <source>CPU threads (0 = all cores)</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../algorithms/cnn.py" line="93"/>
-        <source>CPU threads for the network; 0 = ONNX Runtime&apos;s default (all cores).</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../algorithms/cnn.py" line="96"/>
-        <source>Segments</source>
-        <translation>Segmente</translation>
-    </message>
-    <message>
-        <location filename="../algorithms/cnn.py" line="97"/>
-        <source>Embeddings</source>
-        <translation>Einbettungen</translation>
-    </message>
-    <message>
-        <location filename="../algorithms/cnn.py" line="97"/>
-        <source>Optional: the network&apos;s embeddings (Float32, one band each, one pixel per 4 x 4 cell), the Features input of Latent KNN refinement.</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../algorithms/cnn.py" line="100"/>
-        <source>ONNX Runtime execution provider used</source>
-        <translation type="unfinished"></translation>
-    </message>
 </context>
 <context>
     <name>EditShippedModelAction</name>
     <message>
-        <location filename="../processing_provider/model_editing.py" line="22"/>
+        <location filename="../processing_provider/model_editing.py" line="23"/>
         <source>Edit a Copy in the Graphical Modeler…</source>
         <translation>Eine Kopie im grafischen Modellierer bearbeiten…</translation>
     </message>
@@ -246,46 +249,49 @@ Embeddings (optional): the network&apos;s vectors, one band each, one pixel per 
         <translation>Unüberwachte Segmentierung in K Arten von Gebieten nach Farbe und Textur.</translation>
     </message>
     <message>
+        <location filename="../algorithms/kmeans.py" line="49"/>
+        <source>Block size (px)</source>
+        <translation>Blockgröße (px)</translation>
+    </message>
+    <message>
+        <location filename="../algorithms/kmeans.py" line="49"/>
+        <source>Side of the square blocks that are described and labelled: 4 = fine, 8 = medium, 16 = coarse.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/kmeans.py" line="55"/>
+        <source>Segments</source>
+        <translation>Segmente</translation>
+    </message>
+    <message>
+        <location filename="../algorithms/kmeans.py" line="56"/>
+        <source>Block descriptors</source>
+        <translation>Blockdeskriptoren</translation>
+    </message>
+    <message>
+        <location filename="../algorithms/kmeans.py" line="56"/>
+        <source>Optional: the block descriptors (Float32, one band each, one pixel per block), the Features input of Latent KNN refinement.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
         <location filename="../algorithms/kmeans.py" line="17"/>
         <source>Divides a raster into K kinds of region (segments) of similar colour and texture, without training data.
 
 The raster is cut into square blocks of Block size pixels. Each block is described by its mean colour and the spread of each band (texture), taken over the block and its eight neighbours. K-Means finds K typical descriptions on a sample spread over the whole raster, then every block joins the nearest one. Works on rasters of any size; the result does not depend on the memory budget.
 
-Input raster: any raster GDAL reads (GeoTIFF, JPEG, VRT...), 8-bit, 16-bit or float. Nodata and transparent pixels stay nodata.
+Input layer: any raster GDAL reads (GeoTIFF, JPEG, VRT...), 8-bit, 16-bit or float; or any other map layer (an XYZ or WMS basemap, a vector layer...), which is first drawn with its style. Nodata and transparent pixels stay nodata.
 Bands: the bands to segment; empty means the first three bands that are not alpha. Choose band 1 for a grey-scale raster, or pick e.g. the near-infrared band.
 Number of segments (K): how many kinds of region to find (2-254).
 Block size: side of a block in pixels. 4 gives fine detail, 8 medium, 16 coarse and fast.
 Random seed: the same seed gives the same result.
 Reference segmentation: optional result of an earlier run; its segments are reused, so several rasters get the same segment for the same kind of surface.
+Area to segment: optional extent; a raster file is cut on its own pixel grid, so the result lines up pixel for pixel with a run over the whole raster. Required for web layers.
+Pixel size for drawn layers: the pixel size web and vector layers are drawn at, in their CRS units; 0 = the layer&apos;s finest resolution (required for vector layers).
+Mask polygons: optional; pixels outside them are nodata and take no part in the fit.
 Memory budget (advanced): working memory; large rasters are processed in windows that fit it.
 
 Segments: a label raster on the input&apos;s grid, segments 1..K ordered from dark to light, 0 = nodata, styled with one colour and name per segment.
 Block descriptors (optional): the descriptors, one band each, one pixel per block, for Latent KNN refinement.</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../algorithms/kmeans.py" line="43"/>
-        <source>Block size (px)</source>
-        <translation>Blockgröße (px)</translation>
-    </message>
-    <message>
-        <location filename="../algorithms/kmeans.py" line="43"/>
-        <source>Side of the square blocks that are described and labelled: 4 = fine, 8 = medium, 16 = coarse.</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../algorithms/kmeans.py" line="48"/>
-        <source>Segments</source>
-        <translation>Segmente</translation>
-    </message>
-    <message>
-        <location filename="../algorithms/kmeans.py" line="49"/>
-        <source>Block descriptors</source>
-        <translation>Blockdeskriptoren</translation>
-    </message>
-    <message>
-        <location filename="../algorithms/kmeans.py" line="49"/>
-        <source>Optional: the block descriptors (Float32, one band each, one pixel per block), the Features input of Latent KNN refinement.</source>
         <translation type="unfinished"></translation>
     </message>
 </context>
@@ -556,88 +562,128 @@ Quicklook (optional): PNG of the segment colours, at most 1024 px on its longer 
         <translation>Segmentierung</translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="67"/>
+        <location filename="../algorithms/base.py" line="74"/>
         <source>Post-processing</source>
         <translation>Nachbearbeitung</translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="116"/>
-        <source>Input raster</source>
-        <translation>Eingaberaster</translation>
-    </message>
-    <message>
-        <location filename="../algorithms/base.py" line="116"/>
-        <source>The raster to segment: any raster GDAL reads (GeoTIFF, JPEG, VRT...), 8-bit, 16-bit or float. Nodata and transparent pixels stay nodata.</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../algorithms/base.py" line="119"/>
+        <location filename="../algorithms/base.py" line="128"/>
         <source>Bands (default: first three)</source>
         <translation>Kanäle (Standard: die ersten drei)</translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="119"/>
+        <location filename="../algorithms/base.py" line="128"/>
         <source>Bands to segment. Empty: the first three bands that are not alpha. Needed for a grey-scale raster (choose band 1).</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="125"/>
+        <location filename="../algorithms/base.py" line="134"/>
         <source>Number of segments (K)</source>
         <translation>Anzahl der Segmente (K)</translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="125"/>
+        <location filename="../algorithms/base.py" line="134"/>
         <source>How many kinds of region to find (2-254).</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="129"/>
+        <location filename="../algorithms/base.py" line="138"/>
         <source>Random seed</source>
         <translation>Zufallsstartwert</translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="129"/>
+        <location filename="../algorithms/base.py" line="138"/>
         <source>Seed of the sample and of the initialisation: the same seed gives the same result.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="132"/>
+        <location filename="../algorithms/base.py" line="141"/>
         <source>Reference segmentation (reuse its centres)</source>
         <translation>Referenzsegmentierung (ihre Zentren wiederverwenden)</translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="132"/>
+        <location filename="../algorithms/base.py" line="141"/>
         <source>Optional: a segmentation made earlier by this algorithm. Its segment centres are reused instead of fitting new ones, so several rasters get the same segment for the same kind of surface.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="139"/>
+        <location filename="../algorithms/base.py" line="163"/>
         <source>Memory budget (MB)</source>
         <translation>Speicherbudget (MB)</translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="139"/>
+        <location filename="../algorithms/base.py" line="163"/>
         <source>Working memory to use. The raster is processed in windows that fit it; the result does not depend on it.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="144"/>
+        <location filename="../algorithms/base.py" line="168"/>
         <source>Label raster on the input&apos;s grid: segment 1..K, 0 = nodata, styled with one colour and name per segment.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="147"/>
+        <location filename="../algorithms/base.py" line="171"/>
         <source>Number of segments produced</source>
         <translation>Anzahl erzeugter Segmente</translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="159"/>
+        <location filename="../algorithms/base.py" line="183"/>
         <source>{label}: layer &apos;{layer}&apos; is not a file GDAL can read ({provider}). Save it as a GeoTIFF first (Raster &gt; Conversion &gt; Translate).</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="166"/>
+        <location filename="../algorithms/base.py" line="190"/>
         <source>{label}: no raster given.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/base.py" line="123"/>
+        <source>Input layer</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/base.py" line="123"/>
+        <source>The layer to segment: a raster GDAL reads (GeoTIFF, JPEG, VRT...; 8-bit, 16-bit or float), or any other map layer (XYZ or WMS basemap, vector layer...), which is drawn with its style over Area to segment at Pixel size first. Nodata and transparent pixels stay nodata.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/base.py" line="148"/>
+        <source>Area to segment</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/base.py" line="148"/>
+        <source>Optional: segment only this area. A raster file is cut on its own pixel grid, so the result lines up pixel for pixel with a run over the whole raster. Required for web layers (a tile service covers the world).</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/base.py" line="152"/>
+        <source>Pixel size for drawn layers (0 = native)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/base.py" line="152"/>
+        <source>For layers that are drawn first (web and vector layers): the size of a pixel in the layer&apos;s CRS units. 0 = the layer&apos;s own finest resolution (a tile service&apos;s deepest zoom); required for vector layers. Raster files keep their own pixels.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/base.py" line="157"/>
+        <source>Mask polygons</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/base.py" line="157"/>
+        <source>Optional: only pixels inside these polygons are segmented; the others are nodata in every output and take no part in the fit.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/base.py" line="208"/>
+        <source>Input layer: no layer given, or it cannot be opened.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/base.py" line="220"/>
+        <source>Bands is ignored for a drawn layer: its red, green and blue are used.</source>
         <translation type="unfinished"></translation>
     </message>
 </context>

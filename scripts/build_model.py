@@ -10,6 +10,7 @@ from pathlib import Path
 
 from qgis.core import (
     QgsApplication,
+    QgsProcessing,
     QgsProcessingModelAlgorithm,
     QgsProcessingModelChildAlgorithm,
     QgsProcessingModelChildParameterSource,
@@ -17,8 +18,10 @@ from qgis.core import (
     QgsProcessingModelParameter,
     QgsProcessingParameterBand,
     QgsProcessingParameterEnum,
+    QgsProcessingParameterExtent,
+    QgsProcessingParameterFeatureSource,
+    QgsProcessingParameterMapLayer,
     QgsProcessingParameterNumber,
-    QgsProcessingParameterRasterLayer,
 )
 from qgis.PyQt.QtCore import QPointF, QSizeF
 
@@ -35,7 +38,11 @@ HELP = {
     "SEGMENTS": "How many kinds of region to find (2-254).",
     "BLOCK_SIZE": "Side of the blocks K-Means describes: 4 = fine, 8 = medium, 16 = coarse.",
     "STRENGTH": "How much the segments are smoothed before the refinement.",
+    "EXTENT": "Optional: segment only this area (required for web layers).",
+    "PIXEL_SIZE": "Pixel size web and vector layers are drawn at, in their CRS units; 0 = the layer's finest.",
+    "MASK": "Optional: only pixels inside these polygons are segmented.",
 }
+PER_ROW = 4
 
 
 def child(child_id, algorithm_id, description, sources, column, row):
@@ -44,7 +51,7 @@ def child(child_id, algorithm_id, description, sources, column, row):
     algorithm = QgsProcessingModelChildAlgorithm(algorithm_id)
     algorithm.setChildId(child_id)
     algorithm.setDescription(description)
-    algorithm.setPosition(QPointF(120 + column * COLUMN, 200 + row * 110))
+    algorithm.setPosition(QPointF(120 + column * COLUMN, 290 + row * 110))
     algorithm.setSize(BOX)
     definitions = QgsApplication.processingRegistry().algorithmById(algorithm_id).parameterDefinitions()
     for definition in definitions:
@@ -72,24 +79,30 @@ def build():
         **HELP,
     })
     parameters = [
-        QgsProcessingParameterRasterLayer("INPUT", "Input raster"),
+        QgsProcessingParameterMapLayer("INPUT", "Input layer"),
         QgsProcessingParameterBand("BANDS", "Bands (default: first three)", None, "INPUT", True, True),
         QgsProcessingParameterNumber("SEGMENTS", "Number of segments (K)", QgsProcessingParameterNumber.Integer, 8,
                                      False, 2, 254),
         QgsProcessingParameterNumber("BLOCK_SIZE", "Block size (px)", QgsProcessingParameterNumber.Integer, 4,
                                      False, 1, 4096),
         QgsProcessingParameterEnum("STRENGTH", "Smoothing strength", ["Low", "Medium", "High"], False, 1),
+        QgsProcessingParameterExtent("EXTENT", "Area to segment", optional=True),
+        QgsProcessingParameterNumber("PIXEL_SIZE", "Pixel size for drawn layers (0 = native)",
+                                     QgsProcessingParameterNumber.Double, 0.0, False, 0.0),
+        QgsProcessingParameterFeatureSource("MASK", "Mask polygons", [QgsProcessing.TypeVectorPolygon], optional=True),
     ]
-    for column, definition in enumerate(parameters):
+    for number, definition in enumerate(parameters):
         definition.setHelp(HELP[definition.name()])
         component = QgsProcessingModelParameter(definition.name())
-        component.setPosition(QPointF(120 + column * COLUMN, 60))
+        component.setPosition(QPointF(120 + (number % PER_ROW) * COLUMN, 60 + (number // PER_ROW) * 90))
         component.setSize(BOX)
         model.addModelParameter(definition, component)
 
     kmeans = child("kmeans", "segmenter:kmeans", "Segment (K-Means)", {
         "INPUT": Source.fromModelParameter("INPUT"), "BANDS": Source.fromModelParameter("BANDS"),
-        "SEGMENTS": Source.fromModelParameter("SEGMENTS"), "BLOCK_SIZE": Source.fromModelParameter("BLOCK_SIZE")},
+        "SEGMENTS": Source.fromModelParameter("SEGMENTS"), "BLOCK_SIZE": Source.fromModelParameter("BLOCK_SIZE"),
+        "EXTENT": Source.fromModelParameter("EXTENT"), "PIXEL_SIZE": Source.fromModelParameter("PIXEL_SIZE"),
+        "MASK": Source.fromModelParameter("MASK")},
         0, 0)
     blur = child("blur", "segmenter:blur", "Smooth segments", {
         "INPUT": Source.fromChildOutput("kmeans", "OUTPUT"), "STRENGTH": Source.fromModelParameter("STRENGTH")},
@@ -103,7 +116,7 @@ def build():
     output = QgsProcessingModelOutput("Segments", "Segments")
     output.setChildId("render")
     output.setChildOutputName("OUTPUT")
-    output.setPosition(QPointF(120 + 4 * COLUMN, 200 + 4 * 110))
+    output.setPosition(QPointF(120 + 4 * COLUMN, 290 + 4 * 110))
     output.setSize(BOX)
     render.setModelOutputs({"Segments": output})
     for algorithm in (kmeans, blur, refine, render):
