@@ -39,7 +39,8 @@ DPI = 96  # fixed, so symbol sizes in mm render the same on every machine
 
 
 def tr(text):
-    return QCoreApplication.translate("MapInput", text)
+    """pylupdate5 files the strings of a module-level tr() under the context "@default"."""
+    return QCoreApplication.translate("@default", text)
 
 
 def is_gdal_file(layer):

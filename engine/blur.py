@@ -31,9 +31,10 @@ from .labels import (
     nodata_as_zero,
     read_metadata,
 )
+from .outputs import Destination, prepare_outputs
 from .palette import qualitative
 from .progress import Progress
-from .raster_io import AtomicRaster, check_destination, open_raster
+from .raster_io import AtomicRaster, open_raster
 from .windows import plan_windows
 
 METHODS = ("majority", "gaussian")
@@ -480,7 +481,7 @@ def blur_labels(input_path, output_path, method="majority", strength="medium", r
     labels = _open_labels(input_path)
     stride = _stride(labels.metadata)
     kernel = choose_kernel(method, strength, radius, iterations, stride or DEFAULT_STRIDE)
-    check_destination(output_path, input_path)
+    outputs = prepare_outputs({"INPUT": input_path}, [Destination("OUTPUT", output_path, "labels")], progress)
     width, height = labels.width, labels.height
     windows = _windows(width, height, kernel.reach, memory_mb, labels.dtype.itemsize)
     voter = make_voter(kernel, labels.dtype, _chunk_side(kernel, memory_mb, labels.dtype))
@@ -510,10 +511,11 @@ def blur_labels(input_path, output_path, method="majority", strength="medium", r
     try:
         # Smoothing never makes new ids: K is known now (a scan when the metadata does not say).
         expected_k = labels.segments or int(_value_range(labels.dataset.GetRasterBand(1), input_path)[1])
-        with AtomicRaster(output_path, width, height, 1, labels.output_type,
-                          labels.dataset.GetGeoTransform(can_return_null=True), labels.dataset.GetProjection(),
-                          palette=_colours(labels.dataset, expected_k) or qualitative(expected_k),
-                          gcps_from=labels.dataset) as output:
+        with outputs, AtomicRaster(output_path, width, height, 1, labels.output_type,
+                                   labels.dataset.GetGeoTransform(can_return_null=True),
+                                   labels.dataset.GetProjection(),
+                                   palette=_colours(labels.dataset, expected_k) or qualitative(expected_k),
+                                   gcps_from=labels.dataset, group=outputs) as output:
             io = ThreadPoolExecutor(1, thread_name_prefix="blur-io")
             try:  # the thread stops before a failed or cancelled output is removed
                 next_read, last_write = io.submit(read, windows[0]), None
@@ -543,6 +545,7 @@ def blur_labels(input_path, output_path, method="majority", strength="medium", r
             segments = max(labels.segments, highest)
             metadata, names = _output_metadata(labels, kernel, stride, None if radius else strength, segments)
             finish_label_raster(output, segments, metadata, _colours(labels.dataset, segments), names)
+            outputs.commit()
     finally:
         labels.dataset = None
     share = 100 * changed / (width * height)

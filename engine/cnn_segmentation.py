@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -29,8 +28,9 @@ from .errors import InputError
 from .label_pass import centres_for, tag_features, write_label_raster, write_labels, write_labels_bilinear
 from .labels import MAX_SEGMENTS, read_reference
 from .onnx_runtime import DEVICES, import_onnxruntime, load_model, normaliser
+from .outputs import Destination, prepare_outputs, scratch_folder
 from .progress import Progress
-from .raster_io import AtomicRaster, byte_stretch, check_destination, open_input, scaled_geotransform, value_ranges
+from .raster_io import AtomicRaster, byte_stretch, open_input, scaled_geotransform, value_ranges
 from .sampling import BlockSample
 from .windows import plan_windows
 
@@ -207,10 +207,10 @@ def segment_cnn(
             f"The model takes 3 bands (red, green, blue); BANDS gives {len(raster.bands)}. Choose 3 bands, or "
             f"one band of a grey-scale raster (it is used three times)."
         )
-    mask_path = region.mask_path if region is not None else None
-    check_destination(output_path, input_path, mask_path)
-    if features_path:
-        check_destination(features_path, input_path, output_path, mask_path)
+    outputs = prepare_outputs(
+        {"INPUT": input_path, "REFERENCE": reference_path, "MASK": region.mask_path if region else None},
+        [Destination("OUTPUT", output_path, "labels"), Destination("FEATURES", features_path, optional=True)],
+        progress, other_inputs={"MODEL": model_path})
     reference = read_reference(reference_path) if reference_path else None
 
     progress.plan([("Loading the model", 1), ("Computing embeddings", 75), ("Fitting centres", 10),
@@ -242,13 +242,14 @@ def segment_cnn(
 
     scratch = None
     if not features_path:
-        scratch = tempfile.mkdtemp(prefix="segmenter-")
+        scratch = scratch_folder()
     feature_target = features_path or os.path.join(scratch, "features.tif")
     try:
-        with AtomicRaster(
+        with outputs, AtomicRaster(
             feature_target, grid_w, grid_h, info.embed_dim, gdal.GDT_Float32,
             scaled_geotransform(raster.geotransform, stride), raster.projection, FEATURE_OPTIONS,
-            gcps_from=raster.dataset, gcp_scale=stride,
+            gcps_from=raster.dataset, gcp_scale=stride, group=outputs if features_path else None,
+            name=None if features_path else "the scratch feature raster",
         ) as features:
             progress.start("Computing embeddings")
             sample, valid_cells = _embed(model, reader, layout, batch_size, features, grid_w, sample_size, seed,
@@ -272,11 +273,12 @@ def segment_cnn(
                 method=KIND, seed=seed, centres=centres.tolist(), features=feature_meta,
                 provider=model.provider, upsample=upsample,
                 reference=os.path.basename(reference_path) if reference_path else None,
-            ), progress, assign=write_labels_bilinear if upsample == "bilinear" else write_labels)
+            ), progress, assign=write_labels_bilinear if upsample == "bilinear" else write_labels, group=outputs)
             if features_path:
                 features.commit()
             else:
                 features.abort()
+            outputs.commit()
     finally:
         raster.dataset = None
         if scratch:
@@ -356,8 +358,8 @@ def _embed(model, reader, layout, batch_size, features, grid_w, sample_size, see
                 core = embedding[:, first : first + rows, first : first + cols]
                 cell_valid, brightness = cell_valid[:rows, :cols], brightness[:rows, :cols]
                 core = np.where(cell_valid, core, np.float32(np.nan)).astype(np.float32)
-                features.dataset.WriteRaster(col, row, cols, rows, core.tobytes(), cols, rows, gdal.GDT_Float32,
-                                             list(range(1, core.shape[0] + 1)))
+                features.checked(features.dataset.WriteRaster, col, row, cols, rows, core.tobytes(), cols, rows,
+                                 gdal.GDT_Float32, list(range(1, core.shape[0] + 1)))
                 r, c = np.nonzero(cell_valid)
                 indices.append((r + row).astype(np.int64) * grid_w + c + col)
                 vectors.append(np.concatenate([core[:, r, c].T, brightness[r, c, None].astype(np.float32)], axis=1))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from functools import partial
 
@@ -22,9 +21,10 @@ from .descriptors import QUANT, TEXTURE_WEIGHT, block_descriptors, feature_names
 from .errors import InputError
 from .label_pass import centres_for, tag_features, write_label_raster
 from .labels import MAX_SEGMENTS, read_reference
+from .outputs import Destination, prepare_outputs, scratch_folder
 from .pipeline import WORKERS, ordered_map
 from .progress import Progress
-from .raster_io import AtomicRaster, check_destination, open_input, scaled_geotransform, value_ranges
+from .raster_io import AtomicRaster, open_input, scaled_geotransform, value_ranges
 from .sampling import BlockSample
 from .windows import plan_windows
 
@@ -89,10 +89,10 @@ def segment_kmeans(
     progress = progress or Progress()
     raster = open_input(input_path, bands, region=region)
     _validate(raster, segments, block)
-    mask_path = region.mask_path if region is not None else None
-    check_destination(output_path, input_path, mask_path)
-    if features_path:
-        check_destination(features_path, input_path, output_path, mask_path)
+    outputs = prepare_outputs(
+        {"INPUT": input_path, "REFERENCE": reference_path, "MASK": region.mask_path if region else None},
+        [Destination("OUTPUT", output_path, "labels"), Destination("FEATURES", features_path, optional=True)],
+        progress)
     reference = read_reference(reference_path) if reference_path else None
     channels = len(feature_names(len(raster.bands)))
     if reference is not None:
@@ -110,13 +110,14 @@ def segment_kmeans(
 
     scratch = None
     if not features_path:
-        scratch = tempfile.mkdtemp(prefix="segmenter-")
+        scratch = scratch_folder()
     feature_target = features_path or os.path.join(scratch, "features.tif")
     try:
-        with AtomicRaster(
+        with outputs, AtomicRaster(
             feature_target, grid_w, grid_h, channels, gdal.GDT_Float32,
             scaled_geotransform(raster.geotransform, block), raster.projection, FEATURE_OPTIONS,
-            gcps_from=raster.dataset, gcp_scale=block,
+            gcps_from=raster.dataset, gcp_scale=block, group=outputs if features_path else None,
+            name=None if features_path else "the scratch feature raster",
         ) as features:
             progress.start("Describing blocks")
             describe = partial(block_descriptors, block=block, context=context, quant=quant,
@@ -135,11 +136,12 @@ def segment_kmeans(
             write_label_raster(raster, windows, block, features.dataset, centres, output_path, dict(
                 method="kmeans", seed=seed, centres=centres.tolist(), features=feature_meta,
                 reference=os.path.basename(reference_path) if reference_path else None,
-            ), progress)
+            ), progress, group=outputs)
             if features_path:
                 features.commit()
             else:
                 features.abort()
+            outputs.commit()
     finally:
         raster.dataset = None
         if scratch:

@@ -35,9 +35,10 @@ from osgeo import gdal, osr
 from .errors import InputError
 from .labels import check_label_band, finish_label_raster, label_type, nodata_as_zero, read_metadata
 from .neighbours import NeighbourIndex, require_ckdtree
+from .outputs import Destination, prepare_outputs
 from .palette import qualitative
 from .progress import Progress
-from .raster_io import AtomicRaster, check_destination, open_raster, scaled_geotransform
+from .raster_io import AtomicRaster, open_raster, scaled_geotransform
 from .sampling import BlockSample
 from .windows import plan_windows
 
@@ -114,7 +115,8 @@ def refine_knn(
                                                     " (A segmentation's Float32 FEATURES raster goes to FEATURES.)")
         feature_meta = read_metadata(features)
         grid = _check_grids(labels, features, labels_path, features_path, feature_meta)
-        check_destination(output_path, labels_path, features_path)
+        outputs = prepare_outputs({"LABELS": labels_path, "FEATURES": features_path},
+                                  [Destination("OUTPUT", output_path, "labels")], progress)
         require_ckdtree()
         label_meta = read_metadata(labels)
         centres, segments, reason = _metadata_centres(label_meta, feature_meta, features.RasterCount)
@@ -165,8 +167,8 @@ def refine_knn(
             colours, names = _style(label_band, label_meta, segments)
             output = AtomicRaster(output_path, grid.width, grid.height, 1, label_type(segments),
                                   labels.GetGeoTransform(can_return_null=True), labels.GetProjection(),
-                                  palette=colours or qualitative(segments), gcps_from=labels)
-            with output:
+                                  palette=colours or qualitative(segments), gcps_from=labels, group=outputs)
+            with outputs, output:
                 progress.start("Refining blocks")
                 _refine(reader, windows, model, iterations, output, pool, progress)
                 finish_label_raster(output, segments, dict(
@@ -179,6 +181,7 @@ def refine_knn(
                     refined_from=dict(method=label_meta.get("method"), labels=os.path.basename(labels_path),
                                       features=os.path.basename(features_path)),
                 ), colours=colours, names=names)
+                outputs.commit()
     finally:
         reader = labels = features = label_band = None  # close the inputs even when a traceback keeps this frame
     return KnnResult(output_path, segments, centres, "metadata" if reason is None else "recomputed",

@@ -160,11 +160,13 @@ def write_labels_bilinear(raster, windows, stride, features, centres, labels, pr
 
 
 def write_label_raster(raster, windows, stride, features, centres, output_path, metadata, progress,
-                       assign=None):
-    """Assign and write the whole label raster at ``output_path`` (atomically), styled and tagged."""
+                       assign=None, group=None):
+    """Assign and write the whole label raster at ``output_path`` (atomically, in the run's ``group``), styled
+    and tagged."""
     segments = len(centres)
     with AtomicRaster(output_path, raster.width, raster.height, 1, label_type(segments), raster.geotransform,
-                      raster.projection, palette=qualitative(segments), gcps_from=raster.dataset) as labels:
+                      raster.projection, palette=qualitative(segments), gcps_from=raster.dataset,
+                      group=group) as labels:
         progress.start("Assigning segments")
         (assign or write_labels)(raster, windows, stride, features, centres, labels, progress)
         finish_label_raster(labels, segments, metadata)

@@ -1,7 +1,7 @@
 """The label-raster contract: ids 1..K, 0 = nodata, metadata, colour table and a QGIS ``.qml`` sidecar."""
 
 import json
-import os
+import re
 from dataclasses import dataclass
 from xml.sax.saxutils import quoteattr
 
@@ -10,6 +10,7 @@ from osgeo import gdal
 
 from . import VERSION
 from .errors import InputError
+from .outputs import CommitGroup, style_path
 from .palette import qualitative
 from .raster_io import open_raster
 
@@ -155,15 +156,10 @@ def read_reference(path):
     return meta
 
 
-def write_qml(raster_path, segments, colours=None, names=None):
-    """A ``.qml`` sidecar (paletted renderer, one entry per segment) that QGIS loads with the raster."""
-    colours = colours or qualitative(segments)
-    names = names or segment_names(segments)
-    entries = "\n".join(
-        f'        <paletteEntry value="{index}" color="#{r:02x}{g:02x}{b:02x}" alpha="255" label={quoteattr(name)}/>'
-        for index, ((r, g, b), name) in enumerate(zip(colours, names), start=1)
-    )
-    qml = f"""<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>
+STYLE_MARK = "<!-- map_segmenter:"
+STYLE_COMMENT = (f"{STYLE_MARK} this style belongs to the raster beside it and is replaced when Map Segmenter "
+                 f"writes that raster again. Save your own style under another name, or remove this line. -->")
+_QML_HEAD = """<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>
 <qgis version="3.22.0" styleCategories="AllStyleCategories">
   <pipe>
     <rasterrenderer type="paletted" band="1" opacity="1" alphaBand="-1" nodataColor="">
@@ -177,7 +173,8 @@ def write_qml(raster_path, segments, colours=None, names=None):
         <stdDevFactor>2</stdDevFactor>
       </minMaxOrigin>
       <colorPalette>
-{entries}
+"""
+_QML_TAIL = """
       </colorPalette>
     </rasterrenderer>
     <brightnesscontrast brightness="0" contrast="0" gamma="1"/>
@@ -187,19 +184,59 @@ def write_qml(raster_path, segments, colours=None, names=None):
   <blendMode>0</blendMode>
 </qgis>
 """
-    path = os.path.splitext(raster_path)[0] + ".qml"
-    with open(path, "w", encoding="utf-8") as handle:
-        handle.write(qml)
-    return path
+_QML_ENTRY = re.compile(
+    r'        <paletteEntry value="\d+" color="#[0-9a-f]{6}" alpha="255" label=(?:"[^"]*"|\'[^\']*\')/>')
+
+
+def qml_text(segments, colours=None, names=None):
+    """The ``.qml`` style (paletted renderer, one entry per segment), marked as written by Map Segmenter."""
+    colours = colours or qualitative(segments)
+    names = names or segment_names(segments)
+    entries = "\n".join(
+        f'        <paletteEntry value="{index}" color="#{r:02x}{g:02x}{b:02x}" alpha="255" label={quoteattr(name)}/>'
+        for index, ((r, g, b), name) in enumerate(zip(colours, names), start=1)
+    )
+    head, rest = _QML_HEAD.split("\n", 1)
+    return f"{head}\n{STYLE_COMMENT}\n{rest}{entries}{_QML_TAIL}"
+
+
+def is_our_style(path):
+    """Whether the .qml at ``path`` was written by Map Segmenter: it has our mark, or is exactly what versions
+    before the mark wrote. A style the user saved there (QGIS rewrites the whole file) is not ours."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read(4 * 2**20)
+    except (OSError, UnicodeDecodeError):
+        return False
+    if STYLE_MARK in text:
+        return True
+    if not (text.startswith(_QML_HEAD) and text.endswith(_QML_TAIL)):
+        return False
+    entries = text[len(_QML_HEAD) : len(text) - len(_QML_TAIL)].split("\n")
+    return all(_QML_ENTRY.fullmatch(entry) for entry in entries)
+
+
+def write_qml(raster_path, segments, colours=None, names=None, group=None):
+    """The ``.qml`` sidecar that QGIS loads with the raster, written atomically; with a ``CommitGroup`` it is
+    put in place with the group's other outputs. A .qml there that is not ours (a user's own style, an input's
+    style) is left alone with a warning: returns None; else the path."""
+    text = qml_text(segments, colours, names).encode("utf-8")
+    if group is None:
+        with CommitGroup() as group:
+            path = group.write_sidecar(raster_path, style_path(raster_path), text, is_our_style)
+            group.commit()
+        return path
+    return group.write_sidecar(raster_path, style_path(raster_path), text, is_our_style)
 
 
 def finish_label_raster(output, segments, metadata, colours=None, names=None):
-    """Style, tag and commit an ``AtomicRaster`` of labels, then write its ``.qml``."""
+    """Style, tag and commit an ``AtomicRaster`` of labels, then write its ``.qml`` (both in the output's
+    ``CommitGroup`` when it has one)."""
     names = names or segment_names(segments)
     style_label_band(output.band(1), segments, colours)
     write_metadata(output.dataset, k=segments, names=names, version=VERSION, **metadata)
     path = output.commit()
-    write_qml(path, segments, colours, names)
+    write_qml(path, segments, colours, names, group=output.group)
     return path
 
 

@@ -2,14 +2,14 @@
 
 import os
 import re
-import tempfile
-import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
 from osgeo import gdal
 
 from .errors import InputError, OutputError
+from .outputs import STALE_SIDECARS, is_write_failure, put_in_place, temporary_path, write_failure
 from .region import PolygonMask, check_mask_overlaps, window_dataset
 
 gdal.UseExceptions()
@@ -25,7 +25,6 @@ def _compression():
 
 GTIFF_OPTIONS = ["TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256", *_compression(), "BIGTIFF=IF_SAFER"]
 FLOAT_TYPES = (gdal.GDT_Float32, gdal.GDT_Float64)
-STALE_SIDECARS = (".ovr", ".aux.xml", ".msk")
 
 
 def _exists(path):
@@ -230,47 +229,54 @@ def byte_stretch(ranges):
     return stretch
 
 
-def check_destination(path, *inputs):
-    """Refuse a destination we cannot or must not write, before any work is done."""
-    if not path:
-        raise OutputError("No output file was given. Choose where to save the result.")
-    directory = os.path.dirname(os.path.abspath(path)) or "."
-    if not os.path.isdir(directory):
-        raise OutputError(f"The output folder '{directory}' does not exist. Choose an existing folder.")
-    if os.path.exists(path) and not os.access(path, os.W_OK):
-        raise OutputError(f"Cannot write '{path}': permission denied. Choose a folder you can write to.")
-    try:  # the only sure test (read-only file systems, ACLs, root on special folders) is to try
-        with tempfile.TemporaryFile(dir=directory):
-            pass
-    except OSError as error:
-        raise OutputError(
-            f"Cannot write '{path}': {error.strerror.lower()}. Choose a folder you can write to."
-        ) from None
-    target = os.path.realpath(path)
-    for source in inputs:
-        if source and os.path.realpath(source) == target:
-            raise OutputError(f"The output '{path}' is also an input. Choose a different output file.")
+@contextmanager
+def gdal_errors():
+    """Collect the messages of GDAL's errors (this thread's) inside the block into the list it yields: with
+    exceptions on, GDAL raises only the last one, which often names a symptom, not the cause."""
+    errors = []
+
+    def collect(error_class, number, message):
+        if error_class >= gdal.CE_Failure:
+            errors.append(message)
+
+    gdal.PushErrorHandler(collect)
+    try:
+        yield errors
+    finally:
+        gdal.PopErrorHandler()
 
 
 class AtomicRaster:
-    """A GeoTIFF written under a temporary name beside the destination and renamed on success.
+    """A GeoTIFF written under a temporary name beside the destination and renamed once complete.
 
     A failed or cancelled run leaves the destination untouched: no half-written file, and an existing file
-    is only replaced once the new one is complete.
+    is only replaced once the new one is complete. In a ``CommitGroup`` (``group``) ``commit`` only closes and
+    checks the file: the group renames it with the run's other outputs once all are complete. Every write is
+    checked: a full disk or a file size limit raises an ``OutputError`` naming the file (``name``: its
+    parameter, by default the group's name for ``path``).
     """
 
     def __init__(self, path, width, height, bands, data_type, geotransform=None, projection=None, options=None,
-                 palette=False, gcps_from=None, gcp_scale=1):
+                 palette=False, gcps_from=None, gcp_scale=1, group=None, name=None):
         self.path = path
-        directory = os.path.dirname(os.path.abspath(path))
-        self.temp_path = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex[:8]}.partial.tif")
+        self.group = group
+        self.name = name or (group.name_of(path) if group is not None else "the output")
+        self.size = width * height * bands * max(1, gdal.GetDataTypeSize(data_type) // 8)
+        self.temp_path = temporary_path(path, ".tif")
+        self.dataset = None
         driver = gdal.GetDriverByName("GTiff")
         try:
-            self.dataset = driver.Create(
-                self.temp_path, width, height, bands, data_type, options or GTIFF_OPTIONS
-            )
-        except RuntimeError as error:
-            raise OutputError(f"Cannot create '{path}' ({error}). Choose a folder you can write to.") from None
+            self.dataset = self.checked(driver.Create, self.temp_path, width, height, bands, data_type,
+                                        options or GTIFF_OPTIONS)
+        except (RuntimeError, OutputError) as error:
+            self.abort()
+            if isinstance(error, OutputError):
+                raise
+            raise OutputError(
+                f"Cannot create {self.name} '{path}' ({error}). Choose a folder you can write to."
+            ) from None
+        if group is not None:
+            group.track(self)
         if geotransform is not None:
             self.dataset.SetGeoTransform(geotransform)
         if projection:
@@ -288,27 +294,64 @@ class AtomicRaster:
     def band(self, index=1):
         return self.dataset.GetRasterBand(index)
 
+    def checked(self, operation, *arguments):
+        """``operation(*arguments)`` (a GDAL call that writes to this file) with its write errors (full disk,
+        file size limit) turned into an ``OutputError`` naming this file."""
+        with gdal_errors() as errors:
+            try:
+                return operation(*arguments)
+            except RuntimeError as error:
+                messages = [*errors, str(error)]
+                if not any(is_write_failure(message) for message in messages):
+                    raise
+        # Raised here, outside the handler, with no reference left to the GDAL call: the tracebacks would
+        # keep the dataset open after ``abort``.
+        del operation, arguments
+        raise write_failure([(self.name, self.path)], " / ".join(dict.fromkeys(messages)), self.size,
+                            compressed=True)
+
     def write(self, array, xoff, yoff, band=1):
-        self.dataset.GetRasterBand(band).WriteArray(array, xoff, yoff)
+        self.checked(self.dataset.GetRasterBand(band).WriteArray, array, xoff, yoff)
 
     def release_cache(self):
-        self.dataset.FlushCache()
+        self.checked(self.dataset.FlushCache)
+
+    def _close(self):
+        """Write what is cached, close, and make sure all of it reached the file."""
+        with gdal_errors() as errors:
+            try:
+                self.dataset.FlushCache()
+            except RuntimeError as error:
+                errors.append(str(error))
+            self.dataset = None  # closing writes the last blocks and the file's directory
+        try:
+            if os.path.getsize(self.temp_path) == 0:
+                errors.append("the file is empty")
+        except OSError as error:
+            errors.append(error.strerror or str(error))
+        if errors:
+            self.abort()
+            raise write_failure([(self.name, self.path)], " / ".join(dict.fromkeys(errors)), self.size,
+                                compressed=True)
 
     def commit(self):
-        self.dataset.FlushCache()
-        self.dataset = None
-        # Sidecars of a file being replaced describe the old data: QGIS would draw its overviews when zoomed out
-        # and show its statistics.
-        for suffix in STALE_SIDECARS:
-            if os.path.exists(self.path + suffix):
-                os.remove(self.path + suffix)
-        os.replace(self.temp_path, self.path)
-        if os.path.exists(self.temp_path + ".aux.xml"):
-            os.replace(self.temp_path + ".aux.xml", self.path + ".aux.xml")
+        """Close and check the file; put it in place now, or with the group's other outputs at its commit."""
+        self._close()
+        if self.group is not None:
+            self.group.stage(self.temp_path, self.path, STALE_SIDECARS)
+        else:
+            # Sidecars of a file being replaced describe the old data: QGIS would draw its overviews when
+            # zoomed out and show its statistics.
+            put_in_place(self.temp_path, self.path, STALE_SIDECARS)
         return self.path
 
     def abort(self):
-        self.dataset = None
+        if self.dataset is not None:
+            gdal.PushErrorHandler("CPLQuietErrorHandler")  # a file being given up: its errors do not matter
+            try:
+                self.dataset = None
+            finally:
+                gdal.PopErrorHandler()
         for leftover in (self.temp_path, self.temp_path + ".aux.xml"):
             if os.path.exists(leftover):
                 os.remove(leftover)

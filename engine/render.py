@@ -6,20 +6,20 @@ blends segment colours over the imagery at a given opacity (alpha 0 where the la
 
 from __future__ import annotations
 
-import os
+import uuid
 from dataclasses import dataclass
 
 import numpy as np
 from osgeo import gdal
 
-from .errors import InputError
+from .errors import InputError, OutputError
 from .labels import NODATA, finish_label_raster, label_type, open_label_raster, segment_names
+from .outputs import Destination, prepare_outputs
 from .palette import qualitative, ramp
 from .progress import Progress
 from .raster_io import (
     AtomicRaster,
     byte_stretch,
-    check_destination,
     is_paletted,
     open_input,
     open_raster,
@@ -114,10 +114,11 @@ def render_labels(
     image = _open_image(image_path) if needs_image else None
     if image is not None:
         _same_grid(labels.dataset, image.dataset, input_path, image_path)
-    check_destination(output_path, input_path, image_path)
-    for path in (composite_path, quicklook_path):
-        if path:
-            check_destination(path, input_path, image_path, output_path)
+    outputs = prepare_outputs(
+        {"INPUT": input_path, "IMAGE": image_path},
+        [Destination("OUTPUT", output_path, "labels"), Destination("COMPOSITE", composite_path, optional=True),
+         Destination("QUICKLOOK", quicklook_path, "png", optional=True)],
+        progress)
     segments = labels.segments
     names = names or labels.metadata.get("names") or segment_names(segments)
     if len(names) != segments:
@@ -132,24 +133,26 @@ def render_labels(
     else:
         colours = qualitative(segments) if palette == "qualitative" else ramp(segments)
 
-    progress.start("Writing styled labels")
-    with AtomicRaster(output_path, labels.width, labels.height, 1, label_type(segments),
-                      labels.dataset.GetGeoTransform(can_return_null=True), labels.dataset.GetProjection(),
-                      palette=colours, gcps_from=labels.dataset) as out:
-        for number, window in enumerate(windows):
-            out.write(labels.read(window), window.xoff, window.yoff)
-            out.release_cache()
-            progress.update((number + 1) / len(windows))
-        meta = {key: value for key, value in labels.metadata.items() if key not in ("k", "names", "version")}
-        finish_label_raster(out, segments, {**meta, "palette": palette}, colours, names)
+    with outputs:  # every output is put in place at the end, or none
+        progress.start("Writing styled labels")
+        with AtomicRaster(output_path, labels.width, labels.height, 1, label_type(segments),
+                          labels.dataset.GetGeoTransform(can_return_null=True), labels.dataset.GetProjection(),
+                          palette=colours, gcps_from=labels.dataset, group=outputs) as out:
+            for number, window in enumerate(windows):
+                out.write(labels.read(window), window.xoff, window.yoff)
+                out.release_cache()
+                progress.update((number + 1) / len(windows))
+            meta = {key: value for key, value in labels.metadata.items() if key not in ("k", "names", "version")}
+            finish_label_raster(out, segments, {**meta, "palette": palette}, colours, names)
 
-    if composite_path:
-        progress.start("Writing composite")
-        _write_composite(labels, image, windows, colours, opacity, composite_path, progress)
-    if quicklook_path:
-        progress.start("Writing quicklook")
-        _write_quicklook(labels, colours, quicklook_path)
-        progress.update(1.0)
+        if composite_path:
+            progress.start("Writing composite")
+            _write_composite(labels, image, windows, colours, opacity, composite_path, progress, outputs)
+        if quicklook_path:
+            progress.start("Writing quicklook")
+            _write_quicklook(labels, colours, quicklook_path, outputs)
+            progress.update(1.0)
+        outputs.commit()
     return RenderResult(output_path, segments, colours, composite_path, quicklook_path)
 
 
@@ -166,12 +169,12 @@ def _display_scale(image):
     return (lambda pixels: pixels) if ranges is None else byte_stretch(ranges)
 
 
-def _write_composite(labels, image, windows, colours, opacity, path, progress):
+def _write_composite(labels, image, windows, colours, opacity, path, progress, group):
     table = _lookup(colours)
     display = _display_scale(image)
     with AtomicRaster(path, labels.width, labels.height, 4, gdal.GDT_Byte,
                       labels.dataset.GetGeoTransform(can_return_null=True), labels.dataset.GetProjection(),
-                      gcps_from=labels.dataset) as out:
+                      gcps_from=labels.dataset, group=group) as out:
         for band, interpretation in enumerate((gdal.GCI_RedBand, gdal.GCI_GreenBand, gdal.GCI_BlueBand,
                                                gdal.GCI_AlphaBand), start=1):
             out.band(band).SetColorInterpretation(interpretation)
@@ -190,7 +193,7 @@ def _write_composite(labels, image, windows, colours, opacity, path, progress):
         out.commit()
 
 
-def _write_quicklook(labels, colours, path):
+def _write_quicklook(labels, colours, path, group):
     """A PNG of the segment colours, at most QUICKLOOK_SIDE px on its longer side (nearest sampling)."""
     scale = min(1.0, QUICKLOOK_SIDE / max(labels.width, labels.height))
     width, height = max(1, round(labels.width * scale)), max(1, round(labels.height * scale))
@@ -202,8 +205,29 @@ def _write_quicklook(labels, colours, path):
     for band in range(3):
         memory.GetRasterBand(band + 1).WriteArray(rgb[..., band])
     memory.GetRasterBand(4).WriteArray(np.where(ids == NODATA, 0, 255).astype(np.uint8))
-    temp = f"{path}.partial.png"
-    gdal.GetDriverByName("PNG").CreateCopy(temp, memory)
-    os.replace(temp, path)
-    if os.path.exists(temp + ".aux.xml"):
-        os.remove(temp + ".aux.xml")
+    group.write_file(path, _png_bytes(memory))
+
+
+def _png_bytes(dataset):
+    """``dataset`` encoded as PNG, in memory (written to disk by the caller, where every write is checked)."""
+    name = f"/vsimem/segmenter-quicklook-{uuid.uuid4().hex}.png"
+    try:
+        encoded = gdal.GetDriverByName("PNG").CreateCopy(name, dataset)
+        if encoded is None:
+            raise OutputError("GDAL could not encode the quicklook as PNG.")
+        encoded = None  # closed: the PNG is complete
+        handle = gdal.VSIFOpenL(name, "rb")
+        try:
+            gdal.VSIFSeekL(handle, 0, 2)
+            size = gdal.VSIFTellL(handle)
+            gdal.VSIFSeekL(handle, 0, 0)
+            data = gdal.VSIFReadL(1, size, handle)
+        finally:
+            gdal.VSIFCloseL(handle)
+    finally:
+        for leftover in (name, name + ".aux.xml"):
+            if gdal.VSIStatL(leftover) is not None:
+                gdal.Unlink(leftover)
+    if not data:
+        raise OutputError("GDAL could not encode the quicklook as PNG (empty result).")
+    return data

@@ -2,6 +2,59 @@
 <!DOCTYPE TS>
 <TS version="2.1">
 <context>
+    <name>@default</name>
+    <message>
+        <location filename="../algorithms/map_input.py" line="67"/>
+        <source>Layer &apos;{}&apos; has no extent of its own to segment (a tile service covers the world): choose the area with Area to segment (EXTENT).</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/map_input.py" line="71"/>
+        <source>Layer &apos;{}&apos; has no pixel size of its own: set Pixel size (PIXEL_SIZE) in its CRS units.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/map_input.py" line="79"/>
+        <source>Drawing layer &apos;{layer}&apos; over this extent at {size:g} units per pixel makes a raster of {w} x {h} px ({gpix:.1f} GPix), more than {limit} GPix. Choose a smaller area or a pixel size of at least {suggest:.3g} (about 100 MPix).</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/map_input.py" line="100"/>
+        <source>This would download about {} tiles from tile.openstreetmap.org, which its usage policy forbids (bulk downloading). Choose a smaller area or a coarser pixel size.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/map_input.py" line="128"/>
+        <source>Drawing layer &apos;{}&apos; into {} x {} px ({} tiles of {} px)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/map_input.py" line="133"/>
+        <source>Cancelled by the user; no output was written.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/map_input.py" line="160"/>
+        <source> The renderer reported: {}.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/map_input.py" line="161"/>
+        <source>Layer &apos;{}&apos; drew nothing over this extent: the server may be unreachable, or the layer has no data there.{}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/map_input.py" line="165"/>
+        <source>While drawing layer &apos;{}&apos;: {}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/map_input.py" line="197"/>
+        <source>MASK holds no polygons: nothing would be segmented.</source>
+        <translation type="unfinished"></translation>
+    </message>
+</context>
+<context>
     <name>BlurAlgorithm</name>
     <message>
         <location filename="../algorithms/blur.py" line="19"/>
@@ -690,7 +743,7 @@ Quicklook (optional): PNG of the segment colours, at most 1024 px on its longer 
 <context>
     <name>SegmenterProvider</name>
     <message>
-        <location filename="../processing_provider/provider.py" line="32"/>
+        <location filename="../processing_provider/provider.py" line="33"/>
         <source>Map Segmenter (unsupervised raster segmentation)</source>
         <translation type="unfinished"></translation>
     </message>

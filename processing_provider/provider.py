@@ -6,6 +6,7 @@ from qgis.core import QgsApplication, QgsProcessingProvider
 from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
 
+from ..engine.outputs import RASTER_EXTENSIONS
 from .shipped_models import shipped_models
 
 ICON = os.path.join(os.path.dirname(os.path.dirname(__file__)), "icon.svg")
@@ -45,7 +46,7 @@ class SegmenterProvider(QgsProcessingProvider):
             self.addAlgorithm(model)
 
     def supportedOutputRasterLayerExtensions(self):  # noqa: N802 - QGIS API
-        return ["tif"]
+        return list(RASTER_EXTENSIONS)  # what the engine writes (GeoTIFF); other names are refused
 
 
 def _algorithms():

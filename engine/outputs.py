@@ -1,0 +1,402 @@
+"""Destinations: checked before any work, written under temporary names, put in place together or not at all.
+
+Every engine entry point calls ``prepare_outputs`` with its inputs and destinations before it does any work:
+each destination (and the ``.qml`` style a label raster gets) must have a supported extension, lie in an
+existing folder we can write to, not be a folder, have a name the file system takes, and be neither an input
+nor another destination of the run (compared by real path: symbolic and hard links are the same file). It
+returns the run's ``CommitGroup``: every file is written under a temporary name beside its destination, and
+``commit`` renames them all only once all are complete, so a failure or a cancel in the last output leaves
+every destination as it was.
+
+Temporary names carry the writing process's id (``.NAME.ms-<pid>-<host>-<random>.partial.tif``; scratch
+folders ``segmenter-ms-<pid>-<host>-*``). A run stopped by kill -9 or a power cut cannot clean up after
+itself, so ``prepare_outputs`` removes such leftovers beside its destinations and in the scratch folder
+once the process that made them is gone; a live run's files are never touched.
+"""
+
+import hashlib
+import os
+import re
+import secrets
+import shutil
+import socket
+import tempfile
+from dataclasses import dataclass
+
+from .errors import OutputError
+
+RASTER_EXTENSIONS = ("tif", "tiff")  # GeoTIFF, the only raster format the engine writes
+PNG_EXTENSIONS = ("png",)
+STALE_SIDECARS = (".ovr", ".aux.xml", ".msk")  # describe the data of a raster being replaced
+PAM_SUFFIX = ".aux.xml"
+NAME_MAX = 255
+
+HOST = hashlib.sha1(socket.gethostname().encode("utf-8", "replace")).hexdigest()[:6]
+_PARTIAL = re.compile(r"^\..*\.ms-(\d+)-([0-9a-f]{6})-[0-9a-f]{8}\.partial(\.[A-Za-z0-9]+)*$", re.DOTALL)
+_SCRATCH = re.compile(r"^segmenter-ms-(\d+)-([0-9a-f]{6})-")
+
+
+@dataclass(frozen=True)
+class Destination:
+    """A file a run writes: ``name`` is its parameter (OUTPUT, FEATURES, COMPOSITE, QUICKLOOK).
+
+    ``kind``: "labels" (a GeoTIFF with a .qml style beside it), "raster" (a GeoTIFF) or "png"; an ``optional``
+    destination without a path is not written."""
+
+    name: str
+    path: str
+    kind: str = "raster"
+    optional: bool = False
+
+
+def style_path(raster_path):
+    """Where QGIS looks for the style of a raster: its name with the extension .qml."""
+    return os.path.splitext(raster_path)[0] + ".qml"
+
+
+# ------------------------------------------------------------------ names
+
+
+def _name_max(directory):
+    try:
+        return os.pathconf(directory, "PC_NAME_MAX")
+    except (AttributeError, OSError, ValueError):
+        return NAME_MAX
+
+
+def _truncated(text, size):
+    """The longest start of ``text`` whose file-system encoding takes at most ``size`` bytes."""
+    while len(os.fsencode(text)) > size:
+        text = text[:-1]
+    return text
+
+
+def temporary_path(path, suffix):
+    """A hidden name beside ``path`` for its content while it is written; it fits the file system's name length
+    (a long name is shortened and keeps a hash of itself) with room for GDAL's .aux.xml beside it."""
+    directory, name = os.path.split(os.path.abspath(path))
+    tag = f".ms-{os.getpid()}-{HOST}-{secrets.token_hex(4)}.partial{suffix}"
+    room = _name_max(directory) - len(PAM_SUFFIX) - len(tag) - 1
+    if len(os.fsencode(name)) > room:
+        digest = hashlib.sha1(os.fsencode(name)).hexdigest()[:8]
+        name = f"{_truncated(name, room - len(digest) - 1)}~{digest}"
+    return os.path.join(directory, f".{name}{tag}")
+
+
+def scratch_folder():
+    """A new folder for this run's scratch files in the system's temporary folder, named after this process."""
+    return tempfile.mkdtemp(prefix=f"segmenter-ms-{os.getpid()}-{HOST}-")
+
+
+# ------------------------------------------------------------------ leftovers of stopped runs
+
+
+def _alive(pid):
+    """Whether process ``pid`` (on this machine) may still be running. Only POSIX can ask without harm
+    (on Windows os.kill ends the process): elsewhere every owner counts as alive and nothing is removed."""
+    if pid == os.getpid():
+        return True
+    if os.name != "posix":
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: alive, another user's
+        return True
+    return True
+
+
+def _owner(name, pattern):
+    match = pattern.match(name)
+    if match is None or match.group(2) != HOST:  # another machine's run on shared storage: not ours to judge
+        return None
+    return int(match.group(1))
+
+
+def sweep(directories, scratch=None):
+    """Remove partial files (in ``directories``) and scratch folders (in ``scratch``) whose process is gone.
+
+    Returns the paths removed."""
+    removed = []
+    places = [(directory, _PARTIAL, False) for directory in dict.fromkeys(directories)]
+    if scratch:
+        places.append((scratch, _SCRATCH, True))
+    for directory, pattern, folders in places:
+        try:
+            entries = list(os.scandir(directory))
+        except OSError:
+            continue
+        for entry in entries:
+            pid = _owner(entry.name, pattern)
+            if pid is None or _alive(pid):
+                continue
+            try:
+                if folders and entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path)
+                elif not folders and entry.is_file(follow_symlinks=False):
+                    os.remove(entry.path)
+                else:
+                    continue
+            except OSError:
+                continue
+            removed.append(entry.path)
+    return removed
+
+
+# ------------------------------------------------------------------ checks before any work
+
+
+def _same_file(first, second):
+    """Whether two paths name one file: equal real paths (symbolic links resolved) or one inode (hard links)."""
+    if os.path.normcase(os.path.realpath(first)) == os.path.normcase(os.path.realpath(second)):
+        return True
+    try:
+        return os.path.samefile(first, second)
+    except (OSError, ValueError):
+        return False
+
+
+def _check_destination(destination):
+    name, path = destination.name, destination.path
+    extensions = [f".{extension}" for extension in (PNG_EXTENSIONS if destination.kind == "png"
+                                                     else RASTER_EXTENSIONS)]
+    extension = os.path.splitext(path)[1].lower()
+    if extension not in extensions:
+        has = f"the extension {os.path.splitext(path)[1]}" if extension else "no extension"
+        writes = "a PNG image" if destination.kind == "png" else "a GeoTIFF"
+        raise OutputError(
+            f"{name} '{path}' has {has}, but it is written as {writes}: give it the extension "
+            f"{' or '.join(extensions)}."
+        )
+    directory = os.path.dirname(os.path.abspath(path)) or "."
+    if not os.path.isdir(directory):
+        raise OutputError(f"The output folder '{directory}' does not exist. Choose an existing folder.")
+    if os.path.isdir(path):
+        raise OutputError(
+            f"{name} '{path}' is a folder. Choose a file name, for example "
+            f"'{os.path.join(path, 'segments' + extensions[0])}'."
+        )
+    length, limit = len(os.fsencode(os.path.basename(path))), _name_max(directory)
+    if length > limit:
+        raise OutputError(
+            f"{name}'s file name is {length} bytes long; the file system of '{directory}' allows at most {limit}. "
+            f"Choose a shorter name."
+        )
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        raise OutputError(f"Cannot write {name} '{path}': permission denied. Choose a folder you can write to.")
+    try:  # the only sure test (read-only file systems, ACLs, root on special folders) is to try
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as error:
+        raise OutputError(
+            f"Cannot write {name} '{path}': {(error.strerror or str(error)).lower()}. Choose a folder you can "
+            f"write to."
+        ) from None
+
+
+def prepare_outputs(inputs, destinations, progress=None, other_inputs=None):
+    """Check the destinations of a run against each other and its inputs, remove what stopped runs left beside
+    them, and return the ``CommitGroup`` to write them with. Call before any work.
+
+    ``inputs``: {parameter: path} of input rasters (their .qml styles are theirs, never replaced);
+    ``other_inputs``: {parameter: path} of other input files (a model)."""
+    styled = {name: path for name, path in inputs.items() if path}
+    inputs = {**styled, **{name: path for name, path in (other_inputs or {}).items() if path}}
+    for destination in destinations:
+        if not destination.path and not destination.optional:
+            raise OutputError(f"No file was given for {destination.name}. Choose where to save the result.")
+    destinations = [destination for destination in destinations if destination.path]
+    for destination in destinations:
+        _check_destination(destination)
+    written = []  # (what, path, parameter): every file the run writes
+    for destination in destinations:
+        written.append((destination.name, destination.path, destination.name))
+        if destination.kind == "labels":
+            written.append((f"The style sidecar of {destination.name}", style_path(destination.path),
+                            destination.name))
+    for number, (what, path, parameter) in enumerate(written):
+        for source_name, source in inputs.items():
+            if _same_file(path, source):
+                raise OutputError(
+                    f"{what} '{path}' is also an input ({source_name} '{source}'): writing it would destroy that "
+                    f"input. Choose a different file for {parameter}."
+                )
+        for other_what, other, _ in written[:number]:
+            if _same_file(path, other):
+                raise OutputError(
+                    f"{what} '{path}' is the same file as {other_what} '{other}': each output needs a file of its "
+                    f"own. Choose a different file for {parameter}."
+                )
+    group = CommitGroup(destinations, styled, progress)
+    removed = sweep([os.path.dirname(os.path.abspath(d.path)) for d in destinations], tempfile.gettempdir())
+    if removed and progress is not None:
+        progress.log(f"Removed {len(removed)} leftovers of runs that were stopped before they finished: "
+                     f"{', '.join(removed)}")
+    return group
+
+
+# ------------------------------------------------------------------ write errors
+
+
+WRITE_FAILURES = ("no space left", "file too large", "disk quota", "write error", "io error writing",
+                  "error writing", "free disk space", "short write")
+
+
+def is_write_failure(message):
+    """Whether a GDAL or system message says that data could not be written."""
+    text = str(message).lower()
+    return any(pattern in text for pattern in WRITE_FAILURES)
+
+
+def size_text(size):
+    if size < 1e3:
+        return f"{size} bytes"
+    if size < 1e6:
+        return f"{max(1, round(size / 1e3))} kB"
+    if size < 1e9:
+        return f"{size / 1e6:.1f} MB"
+    return f"{size / 1e9:.1f} GB"
+
+
+def write_failure(targets, message, size, compressed=False):
+    """The OutputError for files that could not be written: ``targets`` [(what, path)], ``message`` GDAL's or
+    the system's words, ``size`` roughly the bytes they need (an upper bound when ``compressed``)."""
+    text = str(message).lower()
+    directory = os.path.dirname(os.path.abspath(targets[0][1]))
+    try:
+        free = f"; {size_text(shutil.disk_usage(directory).free)} is free there"
+    except OSError:
+        free = ""
+    needs = f"It needs about {size_text(size)}{' at most (uncompressed)' if compressed else ''}{free}."
+    if "no space left" in text or "free disk space" in text:
+        reason, advice = "the disk is full", "Free some space or choose a folder on another disk."
+    elif "file too large" in text:
+        reason = "the file would exceed the file size limit of this system or process"
+        advice = "Raise the limit (ulimit -f) or choose a folder on a file system that takes larger files."
+    elif "quota" in text:
+        reason, advice = "the disk quota is exceeded", "Free some space or choose a folder outside the quota."
+    else:
+        reason, advice = f"the data could not be written ({message})", "Check the disk, or choose another folder."
+    what = " or ".join(f"{name} '{path}'" for name, path in targets)
+    return OutputError(f"Could not write {what}: {reason}. {needs} {advice}")
+
+
+# ------------------------------------------------------------------ the commit group
+
+
+class CommitGroup:
+    """The files of one run: each written under a temporary name beside its destination, all put in place by
+    ``commit`` once every one is complete, all removed by ``abort`` (or on leaving a ``with`` block with an
+    exception). ``AtomicRaster(..., group=group)`` writes a GeoTIFF in the group; ``write_file`` a whole file."""
+
+    def __init__(self, destinations=(), inputs=None, progress=None):
+        """``inputs``: {parameter: path} of the run's input rasters, whose styles are theirs."""
+        self._names = {os.path.abspath(d.path): d.name for d in destinations}
+        self._inputs = dict(inputs or {})
+        self._progress = progress
+        self._open = []  # written now, not staged yet: objects with .abort(), .name, .path, .size
+        self._staged = []  # (temporary path, destination, stale sidecars to remove)
+
+    def name_of(self, path, default="the output"):
+        return self._names.get(os.path.abspath(path), default)
+
+    def track(self, item):
+        self._open.append(item)
+
+    def stage(self, temp, path, stale=()):
+        """``temp`` is complete: it replaces ``path`` (and removes ``path`` + each of ``stale``) at commit."""
+        self._open = [item for item in self._open if getattr(item, "temp_path", None) != temp]
+        self._staged.append((temp, path, tuple(stale)))
+
+    def write_file(self, path, data, what=None):
+        """Write ``data`` (bytes) under a temporary name beside ``path`` now; it replaces ``path`` at commit."""
+        what = what or self.name_of(path)
+        temp = temporary_path(path, os.path.splitext(path)[1])
+        try:
+            with open(temp, "xb") as handle:
+                handle.write(data)
+            written = os.path.getsize(temp)
+        except OSError as error:
+            _remove(temp)
+            raise write_failure([(what, path)], error.strerror or str(error), len(data)) from None
+        if written != len(data):
+            _remove(temp)
+            raise write_failure([(what, path)], f"short write: {written} of {len(data)} bytes", len(data))
+        self.stage(temp, path)
+        return path
+
+    def write_sidecar(self, raster_path, path, data, is_ours, what="the QGIS style"):
+        """Write a sidecar file of destination ``raster_path`` unless ``path`` belongs to someone else: a file
+        that ``is_ours(path)`` does not recognise (a user's own style), a folder, or an input's sidecar.
+        Then nothing is written, the user is warned, and None returned; else ``path``."""
+        reason = None
+        for name, source in self._inputs.items():
+            if _same_file(style_path(source), path):
+                reason = f"it is the style of {name} '{source}'"
+                break
+        if reason is None and os.path.isdir(path):
+            reason = "it is a folder"
+        elif reason is None and os.path.lexists(path) and not is_ours(path):
+            reason = "that file was not written by Map Segmenter (it has no map_segmenter mark), so it is kept"
+        if reason is not None:
+            owner = self.name_of(raster_path)
+            if self._progress is not None:
+                self._progress.warn(
+                    f"{what[0].upper()}{what[1:]} of {owner} would have gone to '{path}', but {reason}. Nothing "
+                    f"was written there; the colour table and metadata of '{raster_path}' still style it."
+                )
+            return None
+        return self.write_file(path, data, what)
+
+    def commit(self):
+        """Put every staged file in place (renames in the destinations' folders: quick, and nothing left to
+        fail for want of space)."""
+        if self._open:
+            raise RuntimeError(f"outputs still being written: {[item.path for item in self._open]}")
+        while self._staged:  # on a failed rename, ``abort`` removes the files not yet in place
+            put_in_place(*self._staged[0])
+            self._staged.pop(0)
+
+    def abort(self):
+        """Remove every file of the run written so far; the destinations are left as they were."""
+        opened, self._open = self._open, []
+        staged, self._staged = self._staged, []
+        for item in reversed(opened):
+            item.abort()
+        for temp, _, _ in staged:
+            _remove(temp)
+            _remove(temp + PAM_SUFFIX)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, value, traceback):
+        if kind is None:
+            self.abort()  # anything not committed by now is not wanted
+            return False
+        writing = list(self._open)
+        self.abort()
+        if issubclass(kind, RuntimeError) and is_write_failure(value) and writing:
+            # GDAL writes cached blocks whenever its cache is full, even while reading another file: such an
+            # error may surface anywhere, and concerns one of the files being written.
+            raise write_failure([(item.name, item.path) for item in writing], value,
+                                sum(item.size for item in writing), compressed=True) from None
+        return False
+
+
+def put_in_place(temp, path, stale=()):
+    """Rename the complete file ``temp`` to ``path``, first removing ``path`` + each suffix of ``stale`` (sidecars
+    that describe the data being replaced), and moving GDAL's .aux.xml of ``temp`` along."""
+    for suffix in stale:
+        _remove(path + suffix)
+    os.replace(temp, path)
+    if os.path.exists(temp + PAM_SUFFIX):
+        os.replace(temp + PAM_SUFFIX, path + PAM_SUFFIX)
+
+
+def _remove(path):
+    try:
+        os.remove(path)
+    except OSError:
+        pass
