@@ -3,6 +3,7 @@ declare alike, engine calls with progress, cancel and readable errors, and style
 
 import os
 
+from osgeo import gdal
 from qgis.core import (
     QgsProcessing,
     QgsProcessingAlgorithm,
@@ -227,10 +228,21 @@ class SegmenterAlgorithm(QgsProcessingAlgorithm):
         mask_path = polygons_file(mask, crs, context.transformContext(), feedback) if mask is not None else None
         return path, Region(extent=box, mask_path=mask_path), bands
 
-    def segmentation_arguments(self, parameters, context, feedback):
+    def segment(self, function, parameters, context, feedback, **arguments):
+        """Run the segmentation engine ``function`` with the arguments kmeans and cnn share plus ``arguments``;
+        the drawn layer and the mask written for it are removed afterwards, whatever happens."""
+        input_path, region, bands = self.segmentation_input(parameters, context, feedback)
+        temporary = [path for path in (input_path if self._to_draw is not None else None, region.mask_path) if path]
+        try:
+            return self.run_engine(function, feedback, **arguments, **self.segmentation_arguments(
+                parameters, context, input_path, region, bands))
+        finally:
+            for path in temporary:
+                gdal.Unlink(path)
+
+    def segmentation_arguments(self, parameters, context, input_path, region, bands):
         """The engine arguments kmeans and cnn take alike (input, region, bands, K, seed, outputs, memory,
         reference)."""
-        input_path, region, bands = self.segmentation_input(parameters, context, feedback)
         return dict(
             input_path=input_path,
             region=region if region else None,

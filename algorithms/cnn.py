@@ -115,14 +115,12 @@ class CnnAlgorithm(SegmenterAlgorithm):
         return os.path.join(MODELS_DIR, name + ".onnx")
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 - QGIS API
-        result = self.run_engine(
-            segment_cnn,
-            feedback,
+        result = self.segment(
+            segment_cnn, parameters, context, feedback,
             model_path=self.model_path(parameters, context),
             device=self.parameterAsEnumString(parameters, "DEVICE", context),
             tile_size=self.parameterAsInt(parameters, "TILE_SIZE", context),
             batch_size=self.parameterAsInt(parameters, "BATCH_SIZE", context),
             threads=self.parameterAsInt(parameters, "THREADS", context),
-            **self.segmentation_arguments(parameters, context, feedback),
         )
         return self.segmentation_outputs(context, result, PROVIDER=result.provider)

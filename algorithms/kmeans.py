@@ -58,10 +58,6 @@ class KMeansAlgorithm(SegmenterAlgorithm):
                                          "block), the Features input of Latent KNN refinement."))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 - QGIS API
-        result = self.run_engine(
-            segment_kmeans,
-            feedback,
-            block=self.parameterAsInt(parameters, "BLOCK_SIZE", context),
-            **self.segmentation_arguments(parameters, context, feedback),
-        )
+        result = self.segment(segment_kmeans, parameters, context, feedback,
+                              block=self.parameterAsInt(parameters, "BLOCK_SIZE", context))
         return self.segmentation_outputs(context, result)

@@ -60,15 +60,25 @@ def full_tiles(folder):
     return xs[1], ys[1], 3, 2
 
 
+def drawn_rasters():
+    from pathlib import Path
+
+    from qgis.core import QgsProcessingUtils
+
+    return sorted(Path(QgsProcessingUtils.tempFolder()).rglob("rendered_input.tif"))
+
+
 def test_an_xyz_layer_is_drawn_at_its_zoom_and_segmented_like_its_tiles(processing_run, tiles, tmp_path):
     x, y, count_x, count_y = full_tiles(tiles)
     extent = tile_extent(x, y, count_x, count_y)
     out = str(tmp_path / "xyz.tif")
+    drawn_before = drawn_rasters()
     result = processing_run("segmenter:kmeans", {
         "INPUT": xyz_uri(tiles), "EXTENT": f"{extent.xMinimum()},{extent.xMaximum()},{extent.yMinimum()},"
                                           f"{extent.yMaximum()} [EPSG:3857]",
         "SEGMENTS": 5, "OUTPUT": out})
     assert result["SEGMENT_COUNT"] == 5
+    assert drawn_rasters() == drawn_before  # the drawn layer is a temporary file, removed after the run
     expected = mosaic_of_tiles(tiles, x, y, count_x, count_y, tmp_path / "tiles.tif")
     segment_kmeans(expected, str(tmp_path / "expected.tif"), segments=5)
     assert np.array_equal(read_array(out), read_array(tmp_path / "expected.tif"))
