@@ -57,6 +57,38 @@ def result_grab():
 
 
 @step
+def basemap():
+    """An XYZ basemap (tiles made from the Kampala sample with gdal2tiles, served from disk) segmented over an
+    area of the canvas: what a user does with a web basemap."""
+    import subprocess
+
+    import processing
+
+    QgsProject.instance().removeAllMapLayers()
+    tiles = tempfile.mkdtemp()
+    subprocess.run(["gdal2tiles.py", "--xyz", "-z20", "-w", "none", "-q", str(IMAGE), tiles], check=True)
+    uri = f"type=xyz&url=file://{tiles}/{{z}}/{{x}}/{{y}}.png&zmin=20&zmax=20"
+    basemap_layer = QgsRasterLayer(uri, "Kampala basemap (XYZ tiles)", "wms")
+    QgsProject.instance().addMapLayer(basemap_layer)
+    image = QgsRasterLayer(str(IMAGE), "extent")
+    area = image.extent().buffered(-image.extent().width() * 0.2)
+    out = os.path.join(tempfile.mkdtemp(), "basemap_segments.tif")
+    processing.runAndLoadResults("segmenter:kmeans", {
+        "INPUT": basemap_layer.id(), "SEGMENTS": 6, "OUTPUT": out,
+        "EXTENT": f"{area.xMinimum()},{area.xMaximum()},{area.yMinimum()},{area.yMaximum()} [EPSG:3857]"})
+    segments = QgsProject.instance().mapLayersByName("Segments")[0]
+    segments.renderer().setOpacity(0.7)
+    iface.mapCanvas().setExtent(image.extent())
+    iface.layerTreeView().expandAll()
+    iface.mapCanvas().refreshAllLayers()
+
+
+@step
+def basemap_grab():
+    save(iface.mainWindow(), "basemap")
+
+
+@step
 def toolbox():
     dock = iface.mainWindow().findChild(QDockWidget, "ProcessingToolbox")
     dock.show()
