@@ -228,7 +228,7 @@ Embeddings (optional): the network&apos;s vectors, one band each, one pixel per 
 <context>
     <name>EditShippedModelAction</name>
     <message>
-        <location filename="../processing_provider/model_editing.py" line="22"/>
+        <location filename="../processing_provider/model_editing.py" line="23"/>
         <source>Edit a Copy in the Graphical Modeler…</source>
         <translation type="unfinished"></translation>
     </message>
@@ -646,6 +646,103 @@ Quicklook (optional): PNG of the segment colours, at most 1024 px on its longer 
     <message>
         <location filename="../processing_provider/provider.py" line="32"/>
         <source>Map Segmenter (unsupervised raster segmentation)</source>
+        <translation type="unfinished"></translation>
+    </message>
+</context>
+<context>
+    <name>StatisticsAlgorithm</name>
+    <message>
+        <location filename="../algorithms/statistics.py" line="22"/>
+        <source>Segment statistics and polygons</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/statistics.py" line="25"/>
+        <source>How much of the area each segment covers, its mean colour, the segments as polygons and a chart.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/statistics.py" line="29"/>
+        <source>Measures a segmentation: one table row per segment present, the segments as polygons for editing and overlays, and a report with a chart. Nodata pixels are left out everywhere.
+
+Segments: a label raster, e.g. the result of K-Means segmentation, Smooth segments or Render segments, or any one-band integer raster (a classification) with a nodata value.
+Image: optional raster on the same grid, e.g. the one the segments were made from; the table then gives the mean and standard deviation of each of its bands over each segment.
+Merge polygons smaller than: optional simplification of the polygons only, in pixels. Regions smaller than this merge into their largest neighbour before the polygons are made (GDAL's sieve), so neighbouring polygons still share their boundaries exactly, without gaps or overlaps. 0 keeps every region; the table always counts the raster as it is.
+Memory budget (advanced): working memory; the result does not depend on it.
+
+Segment statistics: a table without geometry, GeoPackage or CSV: segment number, name, colour, pixel count, area, share of the valid area in %, and the image statistics. Areas are the pixel count times the pixel's area: in m², ha and km² when the CRS is projected in metres (other units: map units² and m²); for a geographic CRS (degrees) the area on the ellipsoid, in fields ending in _ellipsoidal.
+Segment polygons (optional): a GeoPackage of the segments as polygons in the raster's CRS, with segment, name and area; it loads coloured and named like the segments.
+Report (optional): an HTML page with a bar chart of the area of each segment in its colour, and the table.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/statistics.py" line="52"/>
+        <source>Segments</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/statistics.py" line="52"/>
+        <source>A label raster, e.g. the result of K-Means segmentation, or any one-band integer raster with a nodata value.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/statistics.py" line="55"/>
+        <source>Image (for colour statistics)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/statistics.py" line="55"/>
+        <source>Optional raster on the grid of the segments; the table gives each band&apos;s mean and standard deviation per segment.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/statistics.py" line="59"/>
+        <source>Merge polygons smaller than (px; 0 = keep all)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/statistics.py" line="59"/>
+        <source>Simplifies the polygons: regions smaller than this many pixels merge into their largest neighbour first, so boundaries stay shared (no gaps or overlaps). The table is not affected.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/statistics.py" line="64"/>
+        <source>Segment statistics</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/statistics.py" line="64"/>
+        <source>Table without geometry (.gpkg or .csv): one row per segment with pixels, areas, share and image statistics.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/statistics.py" line="68"/>
+        <source>Segment polygons</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/statistics.py" line="68"/>
+        <source>The segments as polygons (GeoPackage) with segment, name and area, styled with the segments&apos; colours.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/statistics.py" line="73"/>
+        <source>Report</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/statistics.py" line="73"/>
+        <source>HTML files (*.html)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/statistics.py" line="73"/>
+        <source>An HTML page with a bar chart of each segment&apos;s area in its colour, and the table.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/statistics.py" line="76"/>
+        <source>Number of segments present</source>
         <translation type="unfinished"></translation>
     </message>
 </context>

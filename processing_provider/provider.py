@@ -47,6 +47,9 @@ class SegmenterProvider(QgsProcessingProvider):
     def supportedOutputRasterLayerExtensions(self):  # noqa: N802 - QGIS API
         return ["tif"]
 
+    def supportedOutputVectorLayerExtensions(self):  # noqa: N802 - QGIS API
+        return ["gpkg", "csv"]  # what segmenter:statistics writes (its polygons: GeoPackage only)
+
 
 def _algorithms():
     # One import per line; imported here so plugin start-up stays cheap until Processing asks.
@@ -55,6 +58,7 @@ def _algorithms():
     from ..algorithms.kmeans import KMeansAlgorithm
     from ..algorithms.knn_refine import KnnRefineAlgorithm
     from ..algorithms.render import RenderAlgorithm
+    from ..algorithms.statistics import StatisticsAlgorithm
 
     return [
         KMeansAlgorithm(),
@@ -62,4 +66,5 @@ def _algorithms():
         BlurAlgorithm(),
         KnnRefineAlgorithm(),
         RenderAlgorithm(),
+        StatisticsAlgorithm(),
     ]

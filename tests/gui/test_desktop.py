@@ -138,6 +138,28 @@ def test_the_shipped_model_loads_its_result_styled(qgis_iface, processing_run, k
     QgsProject.instance().removeMapLayer(layer.id())
 
 
+def test_statistics_from_the_dialog_loads_the_table_and_the_polygons_styled(qgis_iface, processing_run, inputs,
+                                                                           tmp_path):
+    from qgis.core import QgsCategorizedSymbolRenderer, QgsWkbTypes
+
+    from map_segmenter.engine.labels import read_legend
+
+    parameters = {"INPUT": inputs["labels"], "IMAGE": inputs["image"], "OUTPUT": str(tmp_path / "table.gpkg"),
+                  "POLYGONS": str(tmp_path / "polygons.gpkg"), "REPORT": str(tmp_path / "report.html")}
+    results = run_in_dialog("segmenter:statistics", parameters)
+    assert results["SEGMENT_COUNT"] == K
+    table = loaded_layer(parameters["OUTPUT"])
+    assert table.wkbType() == QgsWkbTypes.NoGeometry and table.featureCount() == K
+    polygons = loaded_layer(parameters["POLYGONS"])
+    renderer = polygons.renderer()
+    assert isinstance(renderer, QgsCategorizedSymbolRenderer)
+    legend = read_legend(inputs["labels"])
+    assert [(c.value(), c.label(), c.symbol().color().getRgb()[:3]) for c in renderer.categories()] == [
+        (entry.value, entry.name, entry.colour) for entry in legend]
+    for layer in (table, polygons):
+        QgsProject.instance().removeMapLayer(layer.id())
+
+
 def test_a_label_raster_added_without_its_style_gets_its_classes(qgis_iface, processing_run, inputs, tmp_path):
     """Added by code or by another tool with no .qml beside it: the plugin restyles what QGIS draws with 256
     default classes, and leaves a layer the user styled otherwise alone."""
@@ -176,7 +198,7 @@ def test_dialogs_open_with_their_defaults_and_per_parameter_help(qgis_iface, pro
             assert definition.help(), f"{algorithm.id()} {definition.name()} has no help"
 
 
-@pytest.mark.parametrize("algorithm_id", ["kmeans", "cnn", "blur", "knn_refine", "render",
+@pytest.mark.parametrize("algorithm_id", ["kmeans", "cnn", "blur", "knn_refine", "render", "statistics",
                                           "segment_smooth_refine_render"])
 def test_help_reads_like_qgis(processing_run, algorithm_id):
     """The side help names parameters by the labels the form shows, never by their ids, in plain text; every
