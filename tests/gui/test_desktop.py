@@ -161,9 +161,8 @@ def test_statistics_from_the_dialog_loads_the_table_and_the_polygons_styled(qgis
 
 
 def test_the_statistics_model_loads_styled_segments_and_polygons(qgis_iface, processing_run, kampala_crop, tmp_path):
-    from qgis.core import QgsCategorizedSymbolRenderer
-
     import processing
+    from qgis.core import QgsCategorizedSymbolRenderer
 
     outputs = {"render:Segments": str(tmp_path / "model.tif"), "statistics:Statistics": str(tmp_path / "t.gpkg"),
                "statistics:Polygons": str(tmp_path / "p.gpkg")}
