@@ -67,13 +67,16 @@ def style_when_loaded(context, path):
 
 def polygon_renderer(legend, field="segment"):
     """A categorised renderer of segment polygons: one category per (value, RGB colour, name) of ``legend``,
-    filled with the segment's colour (as the label raster draws it) and outlined a little darker."""
+    filled with the segment's colour (as the label raster draws it) and outlined a little darker: the style the
+    engine also stores in the GeoPackage (engine.statistics.polygon_style_qml)."""
     from qgis.core import QgsCategorizedSymbolRenderer, QgsFillSymbol, QgsRendererCategory
+
+    from ..engine.statistics import outline_colour
 
     categories = []
     for value, colour, name in legend:
-        fill = QColor(*colour)
-        symbol = QgsFillSymbol.createSimple({"color": fill.name(), "outline_color": fill.darker(140).name(),
+        symbol = QgsFillSymbol.createSimple({"color": QColor(*colour).name(),
+                                             "outline_color": QColor(*outline_colour(colour)).name(),
                                              "outline_width": "0.1"})
         categories.append(QgsRendererCategory(value, symbol, name))
     return QgsCategorizedSymbolRenderer(field, categories)

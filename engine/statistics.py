@@ -9,11 +9,13 @@ float digits. The raster is read in windows that fit MEMORY_MB; GDAL's polygoniz
 
 from __future__ import annotations
 
+import colorsys
 import html
 import math
 import os
 import uuid
 from dataclasses import dataclass, field
+from xml.sax.saxutils import quoteattr
 
 import numpy as np
 from osgeo import gdal, ogr
@@ -527,6 +529,7 @@ def write_polygons(dataset, band, path, result, model, sieve, progress, staging)
         progress.start("Measuring polygons")
         _fill_polygon_attributes(output, layer, name, result, model, area_field, progress)
         count = layer.GetFeatureCount()
+        _store_default_style(output, name, result.segments)
         output = layer = source = None
     except RuntimeError as error:
         raise OutputError(f"Cannot write the polygons '{path}' ({error}).") from None
@@ -534,6 +537,59 @@ def write_polygons(dataset, band, path, result, model, sieve, progress, staging)
         sieved = None
         _remove(sieved_path)
     return count
+
+
+def outline_colour(colour):
+    """The outline of a segment polygon: its fill colour a little darker (HSV value / 1.4, like QColor.darker(140))."""
+    hue, saturation, value = colorsys.rgb_to_hsv(*(channel / 255.0 for channel in colour))
+    return tuple(int(round(channel * 255)) for channel in colorsys.hsv_to_rgb(hue, saturation, value / 1.4))
+
+
+def polygon_style_qml(segments, field_name="segment"):
+    """A QGIS style (QML) for segment polygons: a categorised renderer on ``field_name``, one category per segment
+    filled with its colour and named like it."""
+    categories, symbols = [], []
+    for index, segment in enumerate(segments):
+        categories.append(f'   <category value="{segment.value}" label={quoteattr(segment.name)} render="true" '
+                          f'symbol="{index}"/>')
+        properties = {"color": "{},{},{},255".format(*segment.colour),
+                      "outline_color": "{},{},{},255".format(*outline_colour(segment.colour)),
+                      "outline_style": "solid", "outline_width": "0.1", "outline_width_unit": "MM", "style": "solid"}
+        options = "".join(f'<Option value="{v}" type="QString" name="{k}"/>' for k, v in properties.items())
+        props = "".join(f'<prop v="{v}" k="{k}"/>' for k, v in properties.items())  # what QGIS < 3.20 reads
+        symbols.append(f'   <symbol force_rhr="0" clip_to_extent="1" alpha="1" type="fill" name="{index}">'
+                       f'<layer class="SimpleFill" enabled="1" pass="0" locked="0"><Option type="Map">{options}'
+                       f"</Option>{props}</layer></symbol>")
+    return (
+        "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n"
+        '<qgis version="3.22.0" styleCategories="Symbology">\n'
+        f' <renderer-v2 attr="{field_name}" symbollevels="0" type="categorizedSymbol" enableorderby="0" '
+        'forceraster="0">\n  <categories>\n' + "\n".join(categories) + "\n  </categories>\n  <symbols>\n"
+        + "\n".join(symbols) + "\n  </symbols>\n </renderer-v2>\n</qgis>\n"
+    )
+
+
+def _store_default_style(output, layer_name, segments):
+    """The style in the GeoPackage's layer_styles table, where QGIS looks for a layer's default style: the
+    polygons open coloured and named however they are added (Browser, drag and drop, Add Vector Layer)."""
+    styles = output.CreateLayer("layer_styles", None, ogr.wkbNone)
+    text_fields = ("f_table_catalog", "f_table_schema", "f_table_name", "f_geometry_column", "styleName",
+                   "styleQML", "styleSLD")
+    for name in text_fields:
+        styles.CreateField(ogr.FieldDefn(name, ogr.OFTString))
+    default = ogr.FieldDefn("useAsDefault", ogr.OFTInteger)
+    default.SetSubType(ogr.OFSTBoolean)
+    styles.CreateField(default)
+    for name in ("description", "owner", "ui"):
+        styles.CreateField(ogr.FieldDefn(name, ogr.OFTString))
+    styles.CreateField(ogr.FieldDefn("update_time", ogr.OFTDateTime))
+    feature = ogr.Feature(styles.GetLayerDefn())
+    values = {"f_table_catalog": "", "f_table_schema": "", "f_table_name": layer_name, "f_geometry_column": "geom",
+              "styleName": layer_name, "styleQML": polygon_style_qml(segments), "styleSLD": "", "useAsDefault": 1,
+              "description": "Segment colours and names (Map Segmenter)", "owner": ""}
+    for name, value in values.items():
+        feature.SetField(name, value)
+    styles.CreateFeature(feature)
 
 
 def _fill_polygon_attributes(output, layer, name, result, model, area_field, progress):

@@ -106,3 +106,26 @@ def test_errors_become_processing_exceptions_and_leave_no_file(processing_run, t
     with pytest.raises(QgsProcessingException, match="does not exist"):
         processing_run("segmenter:statistics", {"INPUT": labels, "OUTPUT": str(tmp_path / "no" / "t.gpkg")})
     assert sorted(path.name for path in tmp_path.iterdir()) == ["other.tif"]
+
+
+def test_the_polygons_open_styled_however_they_are_added(processing_run, tmp_path, labels):
+    """The style stored in the GeoPackage (layer_styles): a layer added from the Browser or by code is coloured and
+    named like the segments, exactly as the post-processor styles it."""
+    from map_segmenter.algorithms.styling import polygon_renderer
+
+    polygons = str(tmp_path / "p.gpkg")
+    processing_run("segmenter:statistics", {"INPUT": labels, "OUTPUT": str(tmp_path / "t.gpkg"),
+                                            "POLYGONS": polygons})
+    layer = QgsVectorLayer(polygons, "added", "ogr")
+    renderer = layer.renderer()
+    assert isinstance(renderer, QgsCategorizedSymbolRenderer) and renderer.classAttribute() == "segment"
+    legend = read_legend(labels)
+    expected = polygon_renderer([(entry.value, entry.colour, entry.name) for entry in legend])
+    assert [(str(c.value()), c.label()) for c in renderer.categories()] == [(str(e.value), e.name) for e in legend]
+    for got, want in zip(renderer.categories(), expected.categories()):
+        assert got.symbol().color() == want.symbol().color()
+        assert got.symbol().symbolLayer(0).strokeColor() == want.symbol().symbolLayer(0).strokeColor()
+    assert layer.geometryType() == QgsWkbTypes.PolygonGeometry  # the file opens on the polygons, not the styles
+    symbols = {str(c.value()): c.symbol().color().getRgb()[:3] for c in renderer.categories()}
+    drawn = {feature["segment"] for feature in layer.getFeatures()}
+    assert {str(value) for value in drawn} <= set(symbols)  # every polygon finds its category
