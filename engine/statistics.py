@@ -668,7 +668,7 @@ def report_html(result, title):
             elif isinstance(value, float) or value is None:
                 cells.append(f'<td class="n">{_number(value, 4 if name.endswith("_pct") else 2)}</td>')
             elif isinstance(value, int):
-                cells.append(f'<td class="n">{value:,}</td>')
+                cells.append(f'<td class="n">{value if name == "segment" else format(value, ",")}</td>')
             else:
                 cells.append(f"<td>{html.escape(str(value))}</td>")
         body.append(f"<tr>{''.join(cells)}</tr>")
