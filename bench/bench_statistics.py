@@ -14,15 +14,13 @@ bench/out/); --labels takes any label raster instead. Each figure is the median 
 - native:rasterlayeruniquevaluesreport (qgis_process): QGIS's count of pixels per value, HTML + table.
 """
 
-import argparse
 import os
 import shutil
-import statistics
 import sys
 
-from bench_blur import labels_raster
+from bench_blur import label_bench_arguments
 
-from common import OUT, engine_command, measure
+from common import OUT, engine_command, interleaved
 
 
 def statistics_command(source, table, polygons=None, report=None):
@@ -45,12 +43,7 @@ def polygon_count(path):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--mpix", type=float, default=100, help="size of the label raster to make (MPix)")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--labels", help="an existing label raster to use instead")
-    args = parser.parse_args()
-    source = args.labels or labels_raster(args.mpix)
+    args, source = label_bench_arguments(__doc__)
     files = {name: OUT / name for name in ("st_table.gpkg", "st_all.gpkg", "st_polygons.gpkg", "st_report.html",
                                            "st_q_table.gpkg", "st_q_polygons.gpkg", "st_q_report.html",
                                            "gdal_polygons.gpkg", "unique.html", "unique.gpkg")}
@@ -70,14 +63,12 @@ def main():
             f"OUTPUT_HTML_FILE={files['unique.html']}", f"OUTPUT_TABLE={files['unique.gpkg']}"],
     }
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
-    runs = {name: [] for name in commands}
-    for _ in range(args.repeats):
-        for name, command in commands.items():
-            if name == "gdal_polygonize.py":
-                files["gdal_polygons.gpkg"].unlink(missing_ok=True)  # it would append to an existing file
-            runs[name].append(measure(command, env))
-    seconds = {name: statistics.median(wall for wall, _ in results) for name, results in runs.items()}
-    peak = {name: max(rss for _, rss in results) for name, results in runs.items()}
+
+    def before(name):
+        if name == "gdal_polygonize.py":
+            files["gdal_polygons.gpkg"].unlink(missing_ok=True)  # it would append to an existing file
+
+    seconds, peak = interleaved(commands, args.repeats, env, before)
     print(f"label raster: {source} (median of {args.repeats} runs each)")
     print(f"polygons: segmenter:statistics {polygon_count(files['st_polygons.gpkg']):,}, "
           f"gdal_polygonize.py {polygon_count(files['gdal_polygons.gpkg']):,}")
