@@ -224,6 +224,10 @@ def test_other_integer_rasters_with_their_own_nodata(tmp_path):
     assert all(s.area == s.pixels * 4.0 for s in result.segments)
     totals = polygon_totals(polygons)[0]
     assert totals == pytest.approx({s.value: s.area for s in result.segments}, rel=1e-12)
+    # 16-bit signed ids go straight to their bins (offset by -32768)
+    small = write_raster(tmp_path / "int16.tif", np.array([[-32768, -3, -3], [0, 5, 32767]], np.int16), nodata=0)
+    result = segment_statistics(small, str(tmp_path / "int16.gpkg"))
+    assert [(s.value, s.pixels) for s in result.segments] == [(-32768, 1), (-3, 2), (5, 1), (32767, 1)]
     # a raster declaring no nodata: every value counts, 0 too, with a warning
     plain = write_raster(tmp_path / "plain.tif", np.array([[0, 0, 1], [2, 2, 2]], np.uint8))
     warnings = []
