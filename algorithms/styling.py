@@ -60,3 +60,43 @@ def style_when_loaded(context, path):
         processor = LabelStylePostProcessor()
         _POST_PROCESSORS.append(processor)
         context.layerToLoadOnCompletionDetails(path).setPostProcessor(processor)
+
+
+# -- segment polygons (segmenter:statistics) --------------------------------------------------------------------
+
+
+def polygon_renderer(legend, field="segment"):
+    """A categorised renderer of segment polygons: one category per (value, RGB colour, name) of ``legend``,
+    filled with the segment's colour (as the label raster draws it) and outlined a little darker: the style the
+    engine also stores in the GeoPackage (engine.statistics.polygon_style_qml)."""
+    from qgis.core import QgsCategorizedSymbolRenderer, QgsFillSymbol, QgsRendererCategory
+
+    from ..engine.statistics import outline_colour
+
+    categories = []
+    for value, colour, name in legend:
+        symbol = QgsFillSymbol.createSimple({"color": QColor(*colour).name(),
+                                             "outline_color": QColor(*outline_colour(colour)).name(),
+                                             "outline_width": "0.1"})
+        categories.append(QgsRendererCategory(value, symbol, name))
+    return QgsCategorizedSymbolRenderer(field, categories)
+
+
+class PolygonStylePostProcessor(QgsProcessingLayerPostProcessorInterface):
+    """Gives segment polygons their categorised style when Processing loads them."""
+
+    def __init__(self, legend):
+        super().__init__()
+        self.legend = legend
+
+    def postProcessLayer(self, layer, context, feedback):  # noqa: N802 - QGIS API
+        layer.setRenderer(polygon_renderer(self.legend))
+        layer.triggerRepaint()
+
+
+def style_polygons_when_loaded(context, path, legend):
+    """Ask Processing to style the segment polygons at ``path`` (with ``legend``) if it is going to load them."""
+    if path and context.willLoadLayerOnCompletion(path):
+        processor = PolygonStylePostProcessor(legend)
+        _POST_PROCESSORS.append(processor)
+        context.layerToLoadOnCompletionDetails(path).setPostProcessor(processor)

@@ -11,10 +11,9 @@ options the blur writes. Targets: medium <= 5 x gdal_translate, high <= 2 x medi
 """
 
 import argparse
-import statistics
 import sys
 
-from common import OUT, engine_command, measure, mosaic, output_options
+from common import OUT, engine_command, interleaved, measure, mosaic, output_options
 
 
 def labels_raster(mpix):
@@ -35,13 +34,18 @@ def blur_command(source, output, strength):
     )
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def label_bench_arguments(description):
+    """The command line of a benchmark on a label raster: (arguments, the label raster to use)."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mpix", type=float, default=100, help="size of the label raster to make (MPix)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--labels", help="an existing label raster to use instead")
     args = parser.parse_args()
-    source = args.labels or labels_raster(args.mpix)
+    return args, args.labels or labels_raster(args.mpix)
+
+
+def main():
+    args, source = label_bench_arguments(__doc__)
     output = OUT / "blur_out.tif"
     commands = {
         "gdal_translate": ["gdal_translate", "-q", str(source), str(OUT / "blur_translate.tif")],
@@ -50,12 +54,7 @@ def main():
         "blur majority medium": blur_command(source, output, "medium"),
         "blur majority high": blur_command(source, output, "high"),
     }
-    runs = {name: [] for name in commands}
-    for _ in range(args.repeats):
-        for name, command in commands.items():
-            runs[name].append(measure(command))
-    seconds = {name: statistics.median(wall for wall, _ in results) for name, results in runs.items()}
-    peak = {name: max(rss for _, rss in results) for name, results in runs.items()}
+    seconds, peak = interleaved(commands, args.repeats)
     print(f"label raster: {source} (median of {args.repeats} runs each)")
     print(f"{'':36s} {'seconds':>8} {'peak RSS MB':>12}")
     for name in commands:

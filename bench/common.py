@@ -72,6 +72,20 @@ def measure(command, env=None):
     return wall, usage.ru_maxrss / 1024
 
 
+def interleaved(commands, repeats, env=None, before=None):
+    """Median wall seconds and largest peak RSS (MB) of each named command over ``repeats`` rounds; each round runs
+    every command once, in order, so load drifts hit all alike. ``before(name)`` runs ahead of each command."""
+    runs = {name: [] for name in commands}
+    for _ in range(repeats):
+        for name, command in commands.items():
+            if before:
+                before(name)
+            runs[name].append(measure(command, env))
+    seconds = {name: statistics.median(wall for wall, _ in results) for name, results in runs.items()}
+    peak = {name: max(rss for _, rss in results) for name, results in runs.items()}
+    return seconds, peak
+
+
 def median_of(command, repeats, env=None):
     runs = [measure(command, env) for _ in range(repeats)]
     return statistics.median(w for w, _ in runs), max(r for _, r in runs)

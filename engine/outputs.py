@@ -40,7 +40,8 @@ _SCRATCH = re.compile(r"^segmenter-ms-(\d+)-([0-9a-f]{6})-")
 class Destination:
     """A file a run writes: ``name`` is its parameter (OUTPUT, FEATURES, COMPOSITE, QUICKLOOK).
 
-    ``kind``: "labels" (a GeoTIFF with a .qml style beside it), "raster" (a GeoTIFF) or "png"; an ``optional``
+    ``kind``: "labels" (a GeoTIFF with a .qml style beside it), "raster" (a GeoTIFF), "png", or "file" (a format
+    the caller checks itself: tables, polygons, reports); an ``optional``
     destination without a path is not written."""
 
     name: str
@@ -162,7 +163,7 @@ def _check_destination(destination):
     extensions = [f".{extension}" for extension in (PNG_EXTENSIONS if destination.kind == "png"
                                                      else RASTER_EXTENSIONS)]
     extension = os.path.splitext(path)[1].lower()
-    if extension not in extensions:
+    if destination.kind != "file" and extension not in extensions:
         has = f"the extension {os.path.splitext(path)[1]}" if extension else "no extension"
         writes = "a PNG image" if destination.kind == "png" else "a GeoTIFF"
         raise OutputError(

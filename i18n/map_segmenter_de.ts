@@ -615,127 +615,127 @@ Quicklook (optional): PNG of the segment colours, at most 1024 px on its longer 
         <translation>Segmentierung</translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="74"/>
+        <location filename="../algorithms/base.py" line="75"/>
         <source>Post-processing</source>
         <translation>Nachbearbeitung</translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="128"/>
+        <location filename="../algorithms/base.py" line="129"/>
         <source>Bands (default: first three)</source>
         <translation>Kanäle (Standard: die ersten drei)</translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="128"/>
+        <location filename="../algorithms/base.py" line="129"/>
         <source>Bands to segment. Empty: the first three bands that are not alpha. Needed for a grey-scale raster (choose band 1).</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="134"/>
+        <location filename="../algorithms/base.py" line="135"/>
         <source>Number of segments (K)</source>
         <translation>Anzahl der Segmente (K)</translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="134"/>
+        <location filename="../algorithms/base.py" line="135"/>
         <source>How many kinds of region to find (2-254).</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="138"/>
+        <location filename="../algorithms/base.py" line="139"/>
         <source>Random seed</source>
         <translation>Zufallsstartwert</translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="138"/>
+        <location filename="../algorithms/base.py" line="139"/>
         <source>Seed of the sample and of the initialisation: the same seed gives the same result.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="141"/>
+        <location filename="../algorithms/base.py" line="142"/>
         <source>Reference segmentation (reuse its centres)</source>
         <translation>Referenzsegmentierung (ihre Zentren wiederverwenden)</translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="141"/>
+        <location filename="../algorithms/base.py" line="142"/>
         <source>Optional: a segmentation made earlier by this algorithm. Its segment centres are reused instead of fitting new ones, so several rasters get the same segment for the same kind of surface.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="163"/>
+        <location filename="../algorithms/base.py" line="164"/>
         <source>Memory budget (MB)</source>
         <translation>Speicherbudget (MB)</translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="163"/>
+        <location filename="../algorithms/base.py" line="164"/>
         <source>Working memory to use. The raster is processed in windows that fit it; the result does not depend on it.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="168"/>
+        <location filename="../algorithms/base.py" line="169"/>
         <source>Label raster on the input&apos;s grid: segment 1..K, 0 = nodata, styled with one colour and name per segment.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="171"/>
+        <location filename="../algorithms/base.py" line="172"/>
         <source>Number of segments produced</source>
         <translation>Anzahl erzeugter Segmente</translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="183"/>
+        <location filename="../algorithms/base.py" line="184"/>
         <source>{label}: layer &apos;{layer}&apos; is not a file GDAL can read ({provider}). Save it as a GeoTIFF first (Raster &gt; Conversion &gt; Translate).</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="190"/>
+        <location filename="../algorithms/base.py" line="191"/>
         <source>{label}: no raster given.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="123"/>
+        <location filename="../algorithms/base.py" line="124"/>
         <source>Input layer</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="123"/>
+        <location filename="../algorithms/base.py" line="124"/>
         <source>The layer to segment: a raster GDAL reads (GeoTIFF, JPEG, VRT...; 8-bit, 16-bit or float), or any other map layer (XYZ or WMS basemap, vector layer...), which is drawn with its style over Area to segment at Pixel size first. Nodata and transparent pixels stay nodata.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="148"/>
+        <location filename="../algorithms/base.py" line="149"/>
         <source>Area to segment</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="148"/>
+        <location filename="../algorithms/base.py" line="149"/>
         <source>Optional: segment only this area. A raster file is cut on its own pixel grid, so the result lines up pixel for pixel with a run over the whole raster. Required for web layers (a tile service covers the world).</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="152"/>
+        <location filename="../algorithms/base.py" line="153"/>
         <source>Pixel size for drawn layers (0 = native)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="152"/>
+        <location filename="../algorithms/base.py" line="153"/>
         <source>For layers that are drawn first (web and vector layers): the size of a pixel in the layer&apos;s CRS units. 0 = the layer&apos;s own finest resolution (a tile service&apos;s deepest zoom); required for vector layers. Raster files keep their own pixels.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="157"/>
+        <location filename="../algorithms/base.py" line="158"/>
         <source>Mask polygons</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="157"/>
+        <location filename="../algorithms/base.py" line="158"/>
         <source>Optional: only pixels inside these polygons are segmented; the others are nodata in every output and take no part in the fit.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="208"/>
+        <location filename="../algorithms/base.py" line="209"/>
         <source>Input layer: no layer given, or it cannot be opened.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="220"/>
+        <location filename="../algorithms/base.py" line="221"/>
         <source>Bands is ignored for a drawn layer: its red, green and blue are used.</source>
         <translation type="unfinished"></translation>
     </message>
@@ -745,6 +745,103 @@ Quicklook (optional): PNG of the segment colours, at most 1024 px on its longer 
     <message>
         <location filename="../processing_provider/provider.py" line="33"/>
         <source>Map Segmenter (unsupervised raster segmentation)</source>
+        <translation type="unfinished"></translation>
+    </message>
+</context>
+<context>
+    <name>StatisticsAlgorithm</name>
+    <message>
+        <location filename="../algorithms/statistics.py" line="22"/>
+        <source>Segment statistics and polygons</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/statistics.py" line="25"/>
+        <source>How much of the area each segment covers, its mean colour, the segments as polygons and a chart.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/statistics.py" line="29"/>
+        <source>Measures a segmentation: one table row per segment present, the segments as polygons for editing and overlays, and a report with a chart. Nodata pixels are left out everywhere.
+
+Segments: a label raster, e.g. the result of K-Means segmentation, Smooth segments or Render segments, or any one-band integer raster (a classification) with a nodata value.
+Image: optional raster on the same grid, e.g. the one the segments were made from; the table then gives the mean and standard deviation of each of its bands over each segment.
+Merge polygons smaller than: optional simplification of the polygons only, in pixels. Regions smaller than this merge into their largest neighbour before the polygons are made (GDAL's sieve), so neighbouring polygons still share their boundaries exactly, without gaps or overlaps. 0 keeps every region; the table always counts the raster as it is.
+Memory budget (advanced): working memory; the result does not depend on it.
+
+Segment statistics: a table without geometry, GeoPackage or CSV: segment number, name, colour, pixel count, area, share of the valid area in %, and the image statistics. Areas are the pixel count times the pixel's area: in m², ha and km² when the CRS is projected in metres (other units: map units² and m²); for a geographic CRS (degrees) the area on the ellipsoid, in fields ending in _ellipsoidal.
+Segment polygons (optional): a GeoPackage of the segments as polygons in the raster's CRS, with segment, name and area; it loads coloured and named like the segments.
+Report (optional): an HTML page with a bar chart of the area of each segment in its colour, and the table.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/statistics.py" line="52"/>
+        <source>Segments</source>
+        <translation type="unfinished">Segmente</translation>
+    </message>
+    <message>
+        <location filename="../algorithms/statistics.py" line="52"/>
+        <source>A label raster, e.g. the result of K-Means segmentation, or any one-band integer raster with a nodata value.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/statistics.py" line="55"/>
+        <source>Image (for colour statistics)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/statistics.py" line="55"/>
+        <source>Optional raster on the grid of the segments; the table gives each band&apos;s mean and standard deviation per segment.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/statistics.py" line="59"/>
+        <source>Merge polygons smaller than (px; 0 = keep all)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/statistics.py" line="59"/>
+        <source>Simplifies the polygons: regions smaller than this many pixels merge into their largest neighbour first, so boundaries stay shared (no gaps or overlaps). The table is not affected.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/statistics.py" line="64"/>
+        <source>Segment statistics</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/statistics.py" line="64"/>
+        <source>Table without geometry (.gpkg or .csv): one row per segment with pixels, areas, share and image statistics.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/statistics.py" line="68"/>
+        <source>Segment polygons</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/statistics.py" line="68"/>
+        <source>The segments as polygons (GeoPackage) with segment, name and area, styled with the segments&apos; colours.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/statistics.py" line="73"/>
+        <source>Report</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/statistics.py" line="73"/>
+        <source>HTML files (*.html)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/statistics.py" line="73"/>
+        <source>An HTML page with a bar chart of each segment&apos;s area in its colour, and the table.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/statistics.py" line="76"/>
+        <source>Number of segments present</source>
         <translation type="unfinished"></translation>
     </message>
 </context>

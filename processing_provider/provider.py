@@ -48,6 +48,9 @@ class SegmenterProvider(QgsProcessingProvider):
     def supportedOutputRasterLayerExtensions(self):  # noqa: N802 - QGIS API
         return list(RASTER_EXTENSIONS)  # what the engine writes (GeoTIFF); other names are refused
 
+    def supportedOutputVectorLayerExtensions(self):  # noqa: N802 - QGIS API
+        return ["gpkg", "csv"]  # what segmenter:statistics writes (its polygons: GeoPackage only)
+
 
 def _algorithms():
     # One import per line; imported here so plugin start-up stays cheap until Processing asks.
@@ -56,6 +59,7 @@ def _algorithms():
     from ..algorithms.kmeans import KMeansAlgorithm
     from ..algorithms.knn_refine import KnnRefineAlgorithm
     from ..algorithms.render import RenderAlgorithm
+    from ..algorithms.statistics import StatisticsAlgorithm
 
     return [
         KMeansAlgorithm(),
@@ -63,4 +67,5 @@ def _algorithms():
         BlurAlgorithm(),
         KnnRefineAlgorithm(),
         RenderAlgorithm(),
+        StatisticsAlgorithm(),
     ]

@@ -1,4 +1,6 @@
-"""Regenerate processing_provider/models/segment_smooth_refine_render.model3 (kmeans -> blur -> knn_refine -> render).
+"""Regenerate the shipped models in processing_provider/models/: segment_smooth_refine_render.model3 (kmeans -> blur
+-> knn_refine -> render) and segment_smooth_refine_render_statistics.model3 (the same, then statistics: table,
+polygons and report).
 
     source scripts/env.sh && python scripts/build_model.py
 
@@ -26,7 +28,9 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QPointF, QSizeF
 
 ROOT = Path(__file__).resolve().parents[1]
-TARGET = ROOT / "processing_provider" / "models" / "segment_smooth_refine_render.model3"
+MODELS = ROOT / "processing_provider" / "models"
+TARGET = MODELS / "segment_smooth_refine_render.model3"
+STATISTICS_TARGET = MODELS / "segment_smooth_refine_render_statistics.model3"
 sys.path.insert(0, str(ROOT / ".build" / "plugins"))
 
 Source = QgsProcessingModelChildParameterSource
@@ -65,19 +69,42 @@ def child(child_id, algorithm_id, description, sources, column, row):
     return algorithm
 
 
-def build():
-    model = QgsProcessingModelAlgorithm("Segment, smooth, refine and render", "Segmentation", "segmentation")
-    model.setHelpContent({
-        "ALG_DESC": (
-            "The whole Map Segmenter chain in one step: K-Means segmentation, then Smooth segments (majority vote, "
-            "chosen strength), then Latent KNN refinement with the K-Means block descriptors, then Render segments. "
-            "To change a step, right-click the model in the Processing Toolbox and choose Edit a Copy in the "
-            "Graphical Modeler; save the copy among your own models. From qgis_process its output is named "
-            "render:Segments, e.g. qgis_process run segmenter:segment_smooth_refine_render -- INPUT=ortho.tif "
-            "render:Segments=segments.tif."),
-        "ALG_CREATOR": "Map Segmenter developers",
-        **HELP,
-    })
+CHAIN = ("K-Means segmentation, then Smooth segments (majority vote, chosen strength), then Latent KNN refinement "
+         "with the K-Means block descriptors, then Render segments")
+EDITING = ("To change a step, right-click the model in the Processing Toolbox and choose Edit a Copy in the Graphical "
+           "Modeler; save the copy among your own models.")
+DESCRIPTIONS = {
+    TARGET: ("Segment, smooth, refine and render", (
+        f"The whole Map Segmenter chain in one step: {CHAIN}. {EDITING} From qgis_process its output is named "
+        "render:Segments, e.g. qgis_process run segmenter:segment_smooth_refine_render -- INPUT=ortho.tif "
+        "render:Segments=segments.tif.")),
+    STATISTICS_TARGET: ("Segment, smooth, refine, render and measure", (
+        f"The Map Segmenter chain with its measurements as a last step: {CHAIN}, then Segment statistics and "
+        "polygons on the rendered segments. Outputs: the styled "
+        "segments, the statistics table (pixels, area and share per segment), and optionally the segment polygons "
+        "(GeoPackage, styled like the segments) and an HTML report with a chart. "
+        f"{EDITING} From qgis_process its outputs are named render:Segments, statistics:Statistics, "
+        "statistics:Polygons and statistics:Report, e.g. qgis_process run "
+        "segmenter:segment_smooth_refine_render_statistics -- INPUT=ortho.tif render:Segments=segments.tif "
+        "statistics:Statistics=table.csv statistics:Polygons=polygons.gpkg.")),
+}
+
+
+def model_output(name, child_id, child_output, column, row):
+    """A model output; it is optional and created by default exactly when the child's destination is."""
+    output = QgsProcessingModelOutput(name, name)
+    output.setChildId(child_id)
+    output.setChildOutputName(child_output)
+    output.setPosition(QPointF(120 + column * COLUMN, 290 + row * 110))
+    output.setSize(BOX)
+    return output
+
+
+def build(target=TARGET):
+    """The model at ``target``: the four-step chain, and for STATISTICS_TARGET a statistics step after it."""
+    name, description = DESCRIPTIONS[target]
+    model = QgsProcessingModelAlgorithm(name, "Segmentation", "segmentation")
+    model.setHelpContent({"ALG_DESC": description, "ALG_CREATOR": "Map Segmenter developers", **HELP})
     parameters = [
         QgsProcessingParameterMapLayer("INPUT", "Input layer"),
         QgsProcessingParameterBand("BANDS", "Bands (default: first three)", None, "INPUT", True, True),
@@ -113,13 +140,20 @@ def build():
     render = child("render", "segmenter:render", "Render segments", {
         "INPUT": Source.fromChildOutput("knn_refine", "OUTPUT")}, 3, 3)
     kmeans.addParameterSources("FEATURES", [Source.fromStaticValue("TEMPORARY_OUTPUT")])
-    output = QgsProcessingModelOutput("Segments", "Segments")
-    output.setChildId("render")
-    output.setChildOutputName("OUTPUT")
-    output.setPosition(QPointF(120 + 4 * COLUMN, 290 + 4 * 110))
-    output.setSize(BOX)
-    render.setModelOutputs({"Segments": output})
-    for algorithm in (kmeans, blur, refine, render):
+    steps = [kmeans, blur, refine, render]
+    if target == STATISTICS_TARGET:
+        statistics = child("statistics", "segmenter:statistics", "Segment statistics and polygons", {
+            "INPUT": Source.fromChildOutput("render", "OUTPUT")},  # no IMAGE: a drawn or cut INPUT is not on its grid
+            4, 4)
+        statistics.setModelOutputs({
+            "Statistics": model_output("Statistics", "statistics", "OUTPUT", 3, 5),
+            "Polygons": model_output("Polygons", "statistics", "POLYGONS", 4, 5),
+            "Report": model_output("Report", "statistics", "REPORT", 5, 5)})
+        steps.append(statistics)
+        render.setModelOutputs({"Segments": model_output("Segments", "render", "OUTPUT", 4, 3)})
+    else:
+        render.setModelOutputs({"Segments": model_output("Segments", "render", "OUTPUT", 4, 4)})
+    for algorithm in steps:
         model.addChildAlgorithm(algorithm)
     model.updateDestinationParameters()
     model.setParameterOrder([definition.name() for definition in parameters])
@@ -127,10 +161,10 @@ def build():
                 for ok, issues in [model.validateChildAlgorithm(child_id)] if not ok}
     if problems:
         raise SystemExit(f"the model does not validate: {problems}")
-    TARGET.parent.mkdir(parents=True, exist_ok=True)
-    if not model.toFile(str(TARGET)):
-        raise SystemExit(f"could not write {TARGET}")
-    return TARGET
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if not model.toFile(str(target)):
+        raise SystemExit(f"could not write {target}")
+    return target
 
 
 if __name__ == "__main__":
@@ -140,5 +174,6 @@ if __name__ == "__main__":
 
     provider = SegmenterProvider()  # the children must resolve for the model's outputs to be typed
     QgsApplication.processingRegistry().addProvider(provider)
-    print(build())
+    for target in (TARGET, STATISTICS_TARGET):
+        print(build(target))
     app.exitQgis()

@@ -57,3 +57,31 @@ def test_model_takes_bands_for_a_grey_scale_raster(processing_run, tmp_path, kam
     blur_labels(str(tmp_path / "k.tif"), str(tmp_path / "b.tif"))
     refine_knn(str(tmp_path / "b.tif"), str(tmp_path / "f.tif"), str(tmp_path / "r.tif"))
     assert np.array_equal(read_array(out), read_array(tmp_path / "r.tif"))
+
+
+STATISTICS_MODEL = "segmenter:segment_smooth_refine_render_statistics"
+
+
+def test_the_statistics_model_measures_the_chains_segments(processing_run, tmp_path, kampala_crop, chain_by_hand):
+    """The second shipped model: the same chain, then segmenter:statistics on its result."""
+    from qgis.core import QgsVectorLayer
+
+    model = QgsApplication.processingRegistry().algorithmById(STATISTICS_MODEL)
+    assert model.displayName() == "Segment, smooth, refine, render and measure"
+    destinations = {d.name(): d for d in model.destinationParameterDefinitions()}
+    assert sorted(destinations) == ["render:Segments", "statistics:Polygons", "statistics:Report",
+                                    "statistics:Statistics"]
+    assert not destinations["statistics:Polygons"].createByDefault()  # polygonizing is asked for, never imposed
+    outputs = {"render:Segments": str(tmp_path / "segments.tif"), "statistics:Statistics": str(tmp_path / "t.csv"),
+               "statistics:Polygons": str(tmp_path / "p.gpkg")}
+    result = processing_run(STATISTICS_MODEL, {"INPUT": kampala_crop, "SEGMENTS": 5, "BLOCK_SIZE": 4,
+                                               "STRENGTH": 2, **outputs})
+    assert np.array_equal(read_array(outputs["render:Segments"]), chain_by_hand)
+    table = QgsVectorLayer(result["statistics:Statistics"], "t", "ogr")
+    counts = np.bincount(chain_by_hand.ravel(), minlength=6)
+    rows = sorted(table.getFeatures(), key=lambda feature: feature["segment"])
+    assert [row["pixels"] for row in rows] == counts[1:].tolist()
+    # no colour columns: the model's INPUT may be a drawn layer or cut by EXTENT, so it is not on the labels' grid
+    assert "band1_mean" not in table.fields().names()
+    assert QgsVectorLayer(result["statistics:Polygons"], "p", "ogr").featureCount() > 5
+    assert not (tmp_path / "report.html").exists()

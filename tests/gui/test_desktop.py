@@ -138,6 +138,47 @@ def test_the_shipped_model_loads_its_result_styled(qgis_iface, processing_run, k
     QgsProject.instance().removeMapLayer(layer.id())
 
 
+def test_statistics_from_the_dialog_loads_the_table_and_the_polygons_styled(qgis_iface, processing_run, inputs,
+                                                                           tmp_path):
+    from qgis.core import QgsCategorizedSymbolRenderer, QgsWkbTypes
+
+    from map_segmenter.engine.labels import read_legend
+
+    parameters = {"INPUT": inputs["labels"], "IMAGE": inputs["image"], "OUTPUT": str(tmp_path / "table.gpkg"),
+                  "POLYGONS": str(tmp_path / "polygons.gpkg"), "REPORT": str(tmp_path / "report.html")}
+    results = run_in_dialog("segmenter:statistics", parameters)
+    assert results["SEGMENT_COUNT"] == K
+    table = loaded_layer(parameters["OUTPUT"])
+    assert table.wkbType() == QgsWkbTypes.NoGeometry and table.featureCount() == K
+    polygons = loaded_layer(parameters["POLYGONS"])
+    renderer = polygons.renderer()
+    assert isinstance(renderer, QgsCategorizedSymbolRenderer)
+    legend = read_legend(inputs["labels"])
+    assert [(c.value(), c.label(), c.symbol().color().getRgb()[:3]) for c in renderer.categories()] == [
+        (entry.value, entry.name, entry.colour) for entry in legend]
+    for layer in (table, polygons):
+        QgsProject.instance().removeMapLayer(layer.id())
+
+
+def test_the_statistics_model_loads_styled_segments_and_polygons(qgis_iface, processing_run, kampala_crop, tmp_path):
+    import processing
+    from qgis.core import QgsCategorizedSymbolRenderer
+
+    outputs = {"render:Segments": str(tmp_path / "model.tif"), "statistics:Statistics": str(tmp_path / "t.gpkg"),
+               "statistics:Polygons": str(tmp_path / "p.gpkg")}
+    processing.runAndLoadResults("segmenter:segment_smooth_refine_render_statistics",
+                                 {"INPUT": kampala_crop, "SEGMENTS": K, **outputs})
+    segments = loaded_layer(outputs["render:Segments"])
+    assert_styled_as_labels(segments)
+    polygons = loaded_layer(outputs["statistics:Polygons"])
+    renderer = polygons.renderer()
+    assert isinstance(renderer, QgsCategorizedSymbolRenderer)
+    assert [c.label() for c in renderer.categories()] == [f"Segment {k}" for k in range(1, K + 1)]
+    table = loaded_layer(outputs["statistics:Statistics"])
+    for layer in (segments, polygons, table):
+        QgsProject.instance().removeMapLayer(layer.id())
+
+
 def test_a_label_raster_added_without_its_style_gets_its_classes(qgis_iface, processing_run, inputs, tmp_path):
     """Added by code or by another tool with no .qml beside it: the plugin restyles what QGIS draws with 256
     default classes, and leaves a layer the user styled otherwise alone."""
@@ -170,14 +211,23 @@ def test_dialogs_open_with_their_defaults_and_per_parameter_help(qgis_iface, pro
             shown = wrappers[definition.name()].parameterValue()
             assert shown == definition.defaultValue(), (algorithm.id(), definition.name(), shown)
         dialog.close()
-        if algorithm.id() == "segmenter:segment_smooth_refine_render":
+        if algorithm.name() in SHIPPED_MODELS:
             continue
         for definition in algorithm.parameterDefinitions():
             assert definition.help(), f"{algorithm.id()} {definition.name()} has no help"
 
 
-@pytest.mark.parametrize("algorithm_id", ["kmeans", "cnn", "blur", "knn_refine", "render",
-                                          "segment_smooth_refine_render"])
+SHIPPED_MODELS = {
+    "segment_smooth_refine_render": ["Refine by nearest neighbours", "Render segments", "Segment (K-Means)",
+                                     "Smooth segments"],
+    "segment_smooth_refine_render_statistics": ["Refine by nearest neighbours", "Render segments",
+                                                "Segment (K-Means)", "Segment statistics and polygons",
+                                                "Smooth segments"],
+}
+
+
+@pytest.mark.parametrize("algorithm_id", ["kmeans", "cnn", "blur", "knn_refine", "render", "statistics",
+                                          *SHIPPED_MODELS])
 def test_help_reads_like_qgis(processing_run, algorithm_id):
     """The side help names parameters by the labels the form shows, never by their ids, in plain text; every
     algorithm shows the provider's icon; choices are words, not code values."""
@@ -187,7 +237,7 @@ def test_help_reads_like_qgis(processing_run, algorithm_id):
     text = re.sub(r"From qgis_process[^\n]*", "", text)  # the command line names parameters by id, rightly
     for definition in algorithm.parameterDefinitions():
         label = definition.description().split(" (")[0]
-        if not definition.isDestination() or algorithm_id != "segment_smooth_refine_render":
+        if not definition.isDestination() or algorithm_id not in SHIPPED_MODELS:
             assert label in text, f"{label!r} is not in the help of {algorithm_id}"
         assert not re.search(rf"\b{definition.name()}\b", text), \
             f"{algorithm_id}'s help names {definition.name()} by its id"
@@ -227,11 +277,12 @@ def test_the_toolbox_shows_each_group_once(processing_run):
     assert sorted(toolbox_groups()) == ["Post-processing", "Segmentation"]
 
 
-def test_the_shipped_model_is_valid_and_readable_in_the_modeler(qgis_iface, processing_run):
+@pytest.mark.parametrize("model_id", SHIPPED_MODELS)
+def test_the_shipped_model_is_valid_and_readable_in_the_modeler(qgis_iface, processing_run, model_id):
     from processing.modeler.ModelerDialog import ModelerDialog
     from qgis.gui import QgsModelComponentGraphicItem
 
-    shipped = QgsApplication.processingRegistry().algorithmById("segmenter:segment_smooth_refine_render")
+    shipped = QgsApplication.processingRegistry().algorithmById(f"segmenter:{model_id}")
     dialog = ModelerDialog.create(shipped.editable_copy())
     model = dialog.model()
     for child_id in model.childAlgorithms():
@@ -240,10 +291,10 @@ def test_the_shipped_model_is_valid_and_readable_in_the_modeler(qgis_iface, proc
     ok, issues = model.validate()
     assert ok, issues
     descriptions = sorted(model.childAlgorithm(child_id).description() for child_id in model.childAlgorithms())
-    assert descriptions == ["Refine by nearest neighbours", "Render segments", "Segment (K-Means)",
-                            "Smooth segments"]
+    assert descriptions == SHIPPED_MODELS[model_id]
     items = [item for item in dialog.view().scene().items() if isinstance(item, QgsModelComponentGraphicItem)]
-    assert len(items) == len(model.parameterComponents()) + len(model.childAlgorithms()) + 1  # + the output
+    outputs = sum(len(model.childAlgorithm(child_id).modelOutputs()) for child_id in model.childAlgorithms())
+    assert len(items) == len(model.parameterComponents()) + len(model.childAlgorithms()) + outputs
     boxes = [item.sceneBoundingRect() for item in items]
     for first in range(len(boxes)):
         for second in range(first + 1, len(boxes)):

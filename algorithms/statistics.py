@@ -1,0 +1,97 @@
+"""``segmenter:statistics``: per-segment pixels, areas, shares and image colours as a table; the segments as
+polygons; an HTML report with a bar chart."""
+
+from qgis.core import (
+    QgsProcessing,
+    QgsProcessingOutputNumber,
+    QgsProcessingParameterFileDestination,
+    QgsProcessingParameterRasterLayer,
+    QgsProcessingParameterVectorDestination,
+)
+
+from ..engine.statistics import segment_statistics
+from .base import POSTPROCESSING, SegmenterAlgorithm
+from .styling import style_polygons_when_loaded
+
+
+class StatisticsAlgorithm(SegmenterAlgorithm):
+    GROUP = POSTPROCESSING
+    ID = "statistics"
+
+    def displayName(self):  # noqa: N802 - QGIS API
+        return self.tr("Segment statistics and polygons")
+
+    def shortDescription(self):  # noqa: N802 - QGIS API
+        return self.tr("How much of the area each segment covers, its mean colour, the segments as polygons and "
+                       "a chart.")
+
+    def shortHelpString(self):  # noqa: N802 - QGIS API
+        return self.tr(
+            "Measures a segmentation: one table row per segment present, the segments as polygons for editing and "
+            "overlays, and a report with a chart. Nodata pixels are left out everywhere.\n\n"
+            "Segments: a label raster, e.g. the result of K-Means segmentation, Smooth segments or Render "
+            "segments, or any one-band integer raster (a classification) with a nodata value.\n"
+            "Image: optional raster on the same grid, e.g. the one the segments were made from; the table then "
+            "gives the mean and standard deviation of each of its bands over each segment.\n"
+            "Merge polygons smaller than: optional simplification of the polygons only, in pixels. Regions smaller "
+            "than this merge into their largest neighbour before the polygons are made (GDAL's sieve), so "
+            "neighbouring polygons still share their boundaries exactly, without gaps or overlaps. 0 keeps every "
+            "region; the table always counts the raster as it is.\n"
+            "Memory budget (advanced): working memory; the result does not depend on it.\n\n"
+            "Segment statistics: a table without geometry, GeoPackage or CSV: segment number, name, colour, pixel "
+            "count, area, share of the valid area in %, and the image statistics. Areas are the pixel count times "
+            "the pixel's area: in m², ha and km² when the CRS is projected in metres (other units: map units² and "
+            "m²); for a geographic CRS (degrees) the area on the ellipsoid, in fields ending in _ellipsoidal.\n"
+            "Segment polygons (optional): a GeoPackage of the segments as polygons in the raster's CRS, with "
+            "segment, name and area; it loads coloured and named like the segments.\n"
+            "Report (optional): an HTML page with a bar chart of the area of each segment in its colour, and the "
+            "table."
+        )
+
+    def initAlgorithm(self, config=None):  # noqa: N802 - QGIS API
+        self.add(QgsProcessingParameterRasterLayer("INPUT", self.tr("Segments")),
+                 self.tr("A label raster, e.g. the result of K-Means segmentation, or any one-band integer raster "
+                         "with a nodata value."))
+        self.add(QgsProcessingParameterRasterLayer("IMAGE", self.tr("Image (for colour statistics)"),
+                                                   optional=True),
+                 self.tr("Optional raster on the grid of the segments; the table gives each band's mean and "
+                         "standard deviation per segment."))
+        self.integer("SIEVE", self.tr("Merge polygons smaller than (px; 0 = keep all)"), 0, 0,
+                     help_text=self.tr("Simplifies the polygons: regions smaller than this many pixels merge into "
+                                       "their largest neighbour first, so boundaries stay shared (no gaps or "
+                                       "overlaps). The table is not affected."))
+        self.add_memory()
+        self.add(QgsProcessingParameterVectorDestination("OUTPUT", self.tr("Segment statistics"),
+                                                         QgsProcessing.TypeVector),
+                 self.tr("Table without geometry (.gpkg or .csv): one row per segment with pixels, areas, share "
+                         "and image statistics."))
+        self.add(QgsProcessingParameterVectorDestination("POLYGONS", self.tr("Segment polygons"),
+                                                         QgsProcessing.TypeVectorPolygon, optional=True,
+                                                         createByDefault=False),
+                 self.tr("The segments as polygons (GeoPackage) with segment, name and area, styled with the "
+                         "segments' colours."))
+        self.add(QgsProcessingParameterFileDestination("REPORT", self.tr("Report"), self.tr("HTML files (*.html)"),
+                                                       optional=True, createByDefault=False),
+                 self.tr("An HTML page with a bar chart of each segment's area in its colour, and the table."))
+        self.addOutput(QgsProcessingOutputNumber("SEGMENT_COUNT", self.tr("Number of segments present")))
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 - QGIS API
+        result = self.run_engine(
+            segment_statistics,
+            feedback,
+            input_path=self.raster_path(parameters, "INPUT", context),
+            output_path=self.parameterAsOutputLayer(parameters, "OUTPUT", context),
+            image_path=self.raster_path(parameters, "IMAGE", context, required=False),
+            polygons_path=self.parameterAsOutputLayer(parameters, "POLYGONS", context) or None,
+            report_path=self.parameterAsFileOutput(parameters, "REPORT", context) or None,
+            sieve=self.parameterAsInt(parameters, "SIEVE", context),
+            memory_mb=self.parameterAsInt(parameters, "MEMORY_MB", context),
+        )
+        outputs = {"OUTPUT": result.output, "SEGMENT_COUNT": len(result.segments)}
+        if result.polygons:
+            legend = [(segment.value, segment.colour, segment.name) for segment in result.segments]
+            style_polygons_when_loaded(context, result.polygons, legend)
+            outputs["POLYGONS"] = result.polygons
+        if result.report:
+            outputs["REPORT"] = result.report
+        return outputs

@@ -1,0 +1,792 @@
+"""Per-segment statistics of a label raster: a table of pixel counts, areas, shares and image colours, the
+segments as polygons (GDAL's polygonize) and an HTML report with a bar chart.
+
+Exact: counts are integer sums over every valid pixel; an area is the count times the pixel's area (for a
+geographic CRS, the ellipsoidal area of each row's cells, summed by row); image means and standard deviations
+are merged window by window with Chan's pairwise formula, so a tiled run equals an untiled one to the last
+float digits. The raster is read in windows that fit MEMORY_MB; GDAL's polygonize streams by itself.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import html
+import math
+import os
+import uuid
+from dataclasses import dataclass, field
+from xml.sax.saxutils import quoteattr
+
+import numpy as np
+from osgeo import gdal, ogr
+
+from . import VERSION
+from .errors import Cancelled, InputError, OutputError
+from .labels import check_label_band, read_legend
+from .outputs import Destination, prepare_outputs
+from .palette import qualitative
+from .progress import Progress
+from .raster_io import GTIFF_OPTIONS, is_paletted, open_input, open_raster
+from .render import _same_grid
+from .windows import plan_windows
+
+TABLE_FORMATS = {".gpkg": "GPKG", ".csv": "CSV"}
+BYTES_PER_PIXEL = 32  # labels as read, their int64 row index, the validity mask, a compressed copy, row weights
+BYTES_PER_IMAGE_BAND = 40  # the band as read, as float64, its deviations from the window's segment means
+
+
+# -- areas -----------------------------------------------------------------------------------------------------
+
+
+def authalic_q(latitude_radians, eccentricity_squared):
+    """q(phi) of the authalic latitude: a cell between latitudes phi1 and phi2 and dlambda radians of longitude
+    on an ellipsoid of semi-major axis a has the area a^2 / 2 * dlambda * (q(phi2) - q(phi1)) (Snyder 1987, 3-12)."""
+    sine = np.sin(latitude_radians)
+    e2 = eccentricity_squared
+    if e2 < 1e-15:  # a sphere: the band from the equator to phi has the area 2 pi a^2 sin(phi)
+        return 2.0 * sine
+    e = math.sqrt(e2)
+    return (1.0 - e2) * (sine / (1.0 - e2 * sine * sine) - np.log((1.0 - e * sine) / (1.0 + e * sine)) / (2.0 * e))
+
+
+@dataclass
+class AreaModel:
+    """How pixel counts become areas on one raster's grid and CRS.
+
+    ``fields``: (name, factor) of the area columns, each ``factor`` times the base area; the first is the polygon
+    layer's area field. ``pixel_area``: base area of one pixel (None on a geographic grid, where ``row_areas``
+    gives the area of one pixel in each row). ``method``: one sentence for the report."""
+
+    fields: list
+    method: str
+    pixel_area: float | None = None
+    row_areas: np.ndarray | None = None
+    semi_major: float = 0.0
+    eccentricity_squared: float = 0.0
+    radians_per_unit: float = 0.0
+
+    @property
+    def geographic(self):
+        return self.row_areas is not None
+
+    def ring_area(self, points):
+        """Ellipsoidal area (m²) enclosed by a ring of (longitude, latitude) ``points`` in the CRS's angular unit.
+
+        The integral of the area per radian of longitude from the equator, a^2/2 q(phi), along the ring: exact for
+        the edges of a polygonized grid (meridians and parallels), Simpson's rule along any other edge."""
+        xy = np.asarray(points, np.float64)[:, :2] * self.radians_per_unit
+        lon, lat = xy[:, 0], np.clip(xy[:, 1], -math.pi / 2, math.pi / 2)
+        q = authalic_q(lat, self.eccentricity_squared)
+        q_mid = authalic_q((lat[:-1] + lat[1:]) / 2.0, self.eccentricity_squared)
+        along = (q[:-1] + 4.0 * q_mid + q[1:]) / 6.0
+        return abs(float(np.sum(along * np.diff(lon)))) * self.semi_major**2 / 2.0
+
+    def polygon_area(self, geometry):
+        if not self.geographic:
+            return geometry.GetArea() * self.fields[0][1]
+        total = 0.0
+        for part in _polygons(geometry):
+            for index in range(part.GetGeometryCount()):
+                ring = self.ring_area(part.GetGeometryRef(index).GetPoints())
+                total += ring if index == 0 else -ring
+        return total
+
+
+def _polygons(geometry):
+    if geometry.GetGeometryType() in (ogr.wkbPolygon, ogr.wkbPolygon25D):
+        return [geometry]
+    return [geometry.GetGeometryRef(index) for index in range(geometry.GetGeometryCount())]
+
+
+def _metric(prefix, suffix, first_factor=1.0):
+    return [(f"{prefix}m2{suffix}", first_factor), (f"{prefix}ha{suffix}", first_factor * 1e-4),
+            (f"{prefix}km2{suffix}", first_factor * 1e-6)]
+
+
+def area_model(dataset, path):
+    """The AreaModel of a raster: projected (metres or another linear unit), geographic (ellipsoidal) or bare
+    pixel/map units (no CRS)."""
+    geotransform = dataset.GetGeoTransform(can_return_null=True)
+    srs = dataset.GetSpatialRef()
+    if geotransform is None:
+        return AreaModel([("area_map_units2", 1.0)], "The raster has no georeferencing: areas are in pixels.",
+                         pixel_area=1.0)
+    x0, dx, rx, y0, ry, dy = geotransform
+    pixel_area = abs(dx * dy - rx * ry)
+    if srs is None or not (srs.IsProjected() or srs.IsGeographic()):
+        return AreaModel([("area_map_units2", 1.0)], "The raster has no CRS: areas are in map units².",
+                         pixel_area=pixel_area)
+    name = srs.GetName() or "unnamed CRS"
+    if srs.IsProjected():
+        metres = srs.GetLinearUnits()
+        unit = srs.GetLinearUnitsName() or "map unit"
+        if abs(metres - 1.0) < 1e-12:
+            return AreaModel(_metric("area_", ""), f"Projected CRS {name} in metres: the area of a segment is its "
+                             f"pixel count times the pixel's area ({pixel_area:.6g} m²).", pixel_area=pixel_area)
+        return AreaModel([("area_map_units2", 1.0), *_metric("area_", "", metres**2)],
+                         f"Projected CRS {name} in {unit} ({metres:.12g} m): the area of a segment is its pixel count "
+                         f"times the pixel's area ({pixel_area:.6g} {unit}²), converted to m², ha and km².",
+                         pixel_area=pixel_area)
+    if rx != 0.0 or ry != 0.0:
+        raise InputError(
+            f"The label raster '{path}' is on a rotated geographic grid; ellipsoidal areas need a north-up grid. "
+            f"Warp it north-up first (Raster > Projections > Warp)."
+        )
+    semi_major = srs.GetSemiMajor()
+    inverse_flattening = srs.GetInvFlattening()
+    flattening = 1.0 / inverse_flattening if inverse_flattening else 0.0
+    e2 = 2.0 * flattening - flattening * flattening
+    radians = srs.GetAngularUnits()
+    rows = np.arange(dataset.RasterYSize + 1, dtype=np.float64)
+    latitudes = np.clip((y0 + rows * dy) * radians, -math.pi / 2, math.pi / 2)
+    q = authalic_q(latitudes, e2)
+    row_areas = np.abs(np.diff(q)) * abs(dx * radians) * semi_major**2 / 2.0
+    model = AreaModel(
+        _metric("area_", "_ellipsoidal"),
+        f"Geographic CRS {name}: areas on its ellipsoid (a = {semi_major:.3f} m, 1/f = {inverse_flattening:.9g}); "
+        f"every pixel of a row has the same area, computed exactly through the authalic latitude, and a "
+        f"segment's area is the sum over rows of its pixel count times that row's pixel area.",
+        row_areas=row_areas, semi_major=semi_major, eccentricity_squared=e2, radians_per_unit=radians)
+    return model
+
+
+# -- the counting pass -------------------------------------------------------------------------------------------
+
+
+class _Bins:
+    """Accumulator rows for segment values: directly by value for 8- and 16-bit ids, through a growing lookup
+    (np.unique per window) for wider integers."""
+
+    def __init__(self, dtype):
+        info = np.iinfo(dtype)
+        self.direct = info.bits <= 16
+        self.offset = int(info.min)
+        self.size = 2**info.bits if self.direct else 0
+        self.lookup = {}
+
+    def rows(self, values):
+        if self.direct:
+            return values.astype(np.intp) - self.offset if self.offset else values
+        unique, inverse = np.unique(values, return_inverse=True)
+        for value in unique.tolist():
+            self.lookup.setdefault(value, len(self.lookup))
+        self.size = len(self.lookup)
+        return np.array([self.lookup[value] for value in unique.tolist()], np.intp)[inverse.ravel()]
+
+    def values(self):
+        if self.direct:
+            return np.arange(self.size, dtype=np.int64) + self.offset
+        values = np.empty(self.size, np.int64)
+        for value, row in self.lookup.items():
+            values[row] = value
+        return values
+
+    def row_of(self, value):
+        if self.direct:
+            row = int(value) - self.offset
+            return row if 0 <= row < self.size else None
+        return self.lookup.get(int(value))
+
+
+def _grown(array, size):
+    if array.shape[-1] >= size:
+        return array
+    grown = np.zeros(array.shape[:-1] + (size,), array.dtype)
+    grown[..., : array.shape[-1]] = array
+    return grown
+
+
+@dataclass
+class _Tally:
+    bins: _Bins
+    bands: int
+    counts: np.ndarray = None
+    areas: np.ndarray = None  # per segment, geographic grids only
+    colour_counts: np.ndarray = None
+    means: np.ndarray = None
+    m2: np.ndarray = None
+
+    def __post_init__(self):
+        size = self.bins.size
+        self.counts = np.zeros(size, np.int64)
+        self.areas = np.zeros(size)
+        self.colour_counts = np.zeros(size, np.int64)
+        self.means = np.zeros((self.bands, size))
+        self.m2 = np.zeros((self.bands, size))
+
+    def grow(self):
+        size = self.bins.size
+        self.counts, self.areas = _grown(self.counts, size), _grown(self.areas, size)
+        self.colour_counts = _grown(self.colour_counts, size)
+        self.means, self.m2 = _grown(self.means, size), _grown(self.m2, size)
+
+    def add_counts(self, rows, weights=None):
+        size = self.bins.size
+        self.counts += np.bincount(rows, minlength=size)[:size]
+        if weights is not None:
+            self.areas += np.bincount(rows, weights, minlength=size)[:size]
+
+    def add_colours(self, rows, pixels):
+        """Merge one window's per-segment count, mean and sum of squared deviations of each band (Chan et al.)."""
+        size = self.bins.size
+        counts = np.bincount(rows, minlength=size)[:size]
+        seen = counts > 0
+        total = self.colour_counts + counts
+        for band, values in enumerate(pixels):
+            sums = np.bincount(rows, values, minlength=size)[:size]
+            window_mean = np.divide(sums, counts, out=np.zeros(size), where=seen)
+            deviations = values - window_mean[rows]
+            window_m2 = np.bincount(rows, deviations * deviations, minlength=size)[:size]
+            delta = window_mean - self.means[band]
+            share = np.divide(counts, total, out=np.zeros(size), where=total > 0)
+            self.means[band] += delta * share
+            self.m2[band] += window_m2 + delta * delta * self.colour_counts * share
+        self.colour_counts = total
+
+
+def _validity(band):
+    """(nodata value or None, mask band to read or None): what makes a label pixel nodata."""
+    flags = band.GetMaskFlags()
+    nodata = band.GetNoDataValue()
+    if nodata is not None and not np.isfinite(nodata):
+        nodata = None
+    mask = None if flags & (gdal.GMF_ALL_VALID | gdal.GMF_NODATA) else band.GetMaskBand()
+    return nodata, mask
+
+
+def _count(dataset, band, image, model, windows, progress):
+    nodata, mask = _validity(band)
+    sample = band.ReadAsArray(0, 0, 1, 1)
+    bins = _Bins(sample.dtype)
+    tally = _Tally(bins, len(image.bands) if image is not None else 0)
+    fast = bins.direct and image is None and mask is None and not model.geographic
+    for number, window in enumerate(windows):
+        ids = band.ReadAsArray(window.xoff, window.yoff, window.width, window.height)
+        if fast:  # every pixel counted, the nodata bin dropped at the end
+            tally.add_counts(bins.rows(ids.ravel()))
+        else:
+            keep = np.ones(ids.shape, bool) if nodata is None else ids != nodata
+            if mask is not None:
+                keep &= mask.ReadAsArray(window.xoff, window.yoff, window.width, window.height) > 0
+            rows = bins.rows(ids[keep])
+            tally.grow()
+            weights = None
+            if model.geographic:
+                weights = np.broadcast_to(model.row_areas[window.yoff : window.yoff + window.height, None],
+                                          ids.shape)[keep]
+            tally.add_counts(rows, weights)
+            if image is not None:
+                pixels = image.read(window.xoff, window.yoff, window.width, window.height)
+                valid = image.read_valid(window.xoff, window.yoff, window.width, window.height, pixels)
+                if valid is not None:
+                    valid = valid[keep]
+                    rows = rows[valid]
+                values = [p[keep] if valid is None else p[keep][valid] for p in pixels]
+                tally.add_colours(rows, [v.astype(np.float64) for v in values])
+                image.release_cache()
+        dataset.FlushCache()
+        progress.update((number + 1) / len(windows),
+                        f"Counting segment pixels ({number + 1}/{len(windows)} windows)")
+    if fast and nodata is not None and float(nodata).is_integer():
+        row = bins.row_of(nodata)
+        if row is not None:
+            tally.counts[row] = 0
+    return tally
+
+
+# -- results -----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Segment:
+    value: int
+    name: str
+    colour: tuple
+    pixels: int
+    area: float  # base unit of the area model
+    share: float  # % of the valid area
+    means: list = field(default_factory=list)
+    stds: list = field(default_factory=list)
+
+    @property
+    def hex_colour(self):
+        return "#{:02x}{:02x}{:02x}".format(*self.colour)
+
+
+@dataclass
+class StatisticsResult:
+    output: str
+    polygons: str | None
+    report: str | None
+    segments: list  # Segment, by value
+    area_fields: list
+    band_names: list
+    method: str
+    polygon_count: int = 0
+
+
+def _legend(dataset, band, path, values):
+    """Colour and name of each segment value: ours from the label raster's metadata and colour table; another
+    raster's from its category names and colour table where it has them."""
+    ours = {entry.value: entry for entry in read_legend(path) or []}
+    categories = band.GetCategoryNames() or []
+    table = band.GetRasterColorTable()
+    spare = qualitative(len(values))
+    legend = []
+    for index, value in enumerate(values):
+        if value in ours:
+            legend.append((tuple(ours[value].colour), ours[value].name))
+            continue
+        colour = spare[index]
+        if table is not None and 0 <= value < table.GetCount():
+            colour = tuple(table.GetColorEntry(value)[:3])
+        name = categories[value] if 0 <= value < len(categories) and categories[value] else f"Segment {value}"
+        legend.append((colour, name))
+    return legend
+
+
+def _segments(tally, model, dataset, band, path):
+    counts = tally.counts
+    present = np.flatnonzero(counts)
+    values = tally.bins.values()[present]
+    order = np.argsort(values, kind="stable")
+    present, values = present[order], values[order]
+    if model.geographic:
+        areas = tally.areas[present]
+    else:
+        areas = counts[present] * model.pixel_area
+    total = float(areas.sum())
+    legend = _legend(dataset, band, path, values.tolist())
+    segments = []
+    for index, row in enumerate(present.tolist()):
+        colour, name = legend[index]
+        has_colour = tally.colour_counts[row] > 0 if tally.bands else False
+        means = [float(tally.means[b, row]) if has_colour else None for b in range(tally.bands)]
+        stds = [math.sqrt(max(tally.m2[b, row], 0.0) / tally.colour_counts[row]) if has_colour else None
+                for b in range(tally.bands)]
+        segments.append(Segment(int(values[index]), name, colour, int(counts[row]), float(areas[index]),
+                                100.0 * float(areas[index]) / total if total else 0.0, means, stds))
+    return segments
+
+
+# -- writing -----------------------------------------------------------------------------------------------------
+
+
+def _partial(path, suffix):
+    directory = os.path.dirname(os.path.abspath(path))
+    stem = os.path.splitext(os.path.basename(path))[0]
+    return os.path.join(directory, f".{stem}.{uuid.uuid4().hex[:8]}.partial{suffix}")
+
+
+def _remove(*paths):
+    for path in paths:
+        if path and os.path.exists(path):
+            os.remove(path)
+
+
+class Staging:
+    """Outputs written under temporary names beside their destinations, renamed together once all of them are
+    complete: a failed or cancelled run leaves every destination as it was."""
+
+    def __init__(self):
+        self.files = []  # (temporary path, destination)
+
+    def temporary(self, path, suffix):
+        temp = _partial(path, suffix)
+        self.files.append((temp, path))
+        return temp
+
+    def commit(self):
+        for temp, path in self.files:
+            os.replace(temp, path)
+        self.files = []
+
+    def abort(self):
+        for temp, _ in self.files:
+            _remove(temp, temp + "-wal", temp + "-shm", temp + "-journal")
+        self.files = []
+
+
+def _layer_name(path):
+    return os.path.splitext(os.path.basename(path))[0]
+
+
+def _table_format(path):
+    extension = os.path.splitext(path)[1].lower()
+    if extension not in TABLE_FORMATS:
+        raise OutputError(
+            f"The statistics table '{path}' must be a GeoPackage (.gpkg) or a CSV file (.csv); got "
+            f"'{extension or 'no extension'}'."
+        )
+    return TABLE_FORMATS[extension]
+
+
+def _field_names(result):
+    names = ["segment", "name", "colour", "pixels", *[name for name, _ in result.area_fields], "share_pct"]
+    for band in result.band_names:
+        names += [f"{band}_mean", f"{band}_std"]
+    return names
+
+
+def _record(segment, result):
+    values = [segment.value, segment.name, segment.hex_colour, segment.pixels,
+              *[segment.area * factor for _, factor in result.area_fields], segment.share]
+    for mean, std in zip(segment.means, segment.stds):
+        values += [mean, std]
+    return values
+
+
+def write_table(result, path, staging):
+    """The table (GeoPackage or CSV with its .csvt of column types; no geometry)."""
+    driver_name = _table_format(path)
+    temp = staging.temporary(path, os.path.splitext(path)[1].lower())
+    if driver_name == "CSV":
+        staging.files.append((os.path.splitext(temp)[0] + ".csvt", os.path.splitext(path)[0] + ".csvt"))
+    try:
+        dataset = ogr.GetDriverByName(driver_name).CreateDataSource(temp)
+        if dataset is None:
+            raise OutputError(f"Cannot create '{path}'. Choose a folder you can write to.")
+        options = ["CREATE_CSVT=YES"] if driver_name == "CSV" else []  # QGIS reads the column types from it
+        layer = dataset.CreateLayer(_layer_name(path), None, ogr.wkbNone, options)
+        kinds = [ogr.OFTInteger64, ogr.OFTString, ogr.OFTString, ogr.OFTInteger64]
+        names = _field_names(result)
+        kinds += [ogr.OFTReal] * (len(names) - len(kinds))
+        for name, kind in zip(names, kinds):
+            layer.CreateField(ogr.FieldDefn(name, kind))
+        transactions = dataset.TestCapability(ogr.ODsCTransactions)  # GeoPackage yes, CSV no
+        if transactions:
+            dataset.StartTransaction()
+        for segment in result.segments:
+            feature = ogr.Feature(layer.GetLayerDefn())
+            for index, value in enumerate(_record(segment, result)):
+                if value is not None:
+                    feature.SetField(index, value)
+            layer.CreateFeature(feature)
+        if transactions:
+            dataset.CommitTransaction()
+        dataset = layer = None
+    except RuntimeError as error:
+        raise OutputError(f"Cannot write '{path}' ({error}). Choose a folder you can write to.") from None
+    return path
+
+
+def _gdal_progress(progress, message):
+    """A GDAL progress callback feeding ``progress``; it asks GDAL to stop when the user cancels."""
+    state = {"cancelled": False}
+
+    def callback(complete, _message, _data):
+        try:
+            progress.update(complete, message)
+        except Cancelled:
+            state["cancelled"] = True
+            return 0
+        return 1
+
+    return callback, state
+
+
+def _run_gdal(function, progress, message, *arguments):
+    callback, state = _gdal_progress(progress, message)
+    try:
+        function(*arguments, callback=callback)
+    except RuntimeError:
+        if state["cancelled"]:
+            raise Cancelled() from None
+        raise
+    if state["cancelled"]:
+        raise Cancelled()
+
+
+def _quote(text):
+    return "'" + str(text).replace("'", "''") + "'"
+
+
+def write_polygons(dataset, band, path, result, model, sieve, progress, staging):
+    """The segments as polygons (GeoPackage, the raster's CRS) with segment, name and area; optionally the
+    regions smaller than ``sieve`` pixels merged into their largest neighbour first (gdal.SieveFilter)."""
+    temp = staging.temporary(path, ".gpkg")
+    sieved_path = _partial(path, ".tif") if sieve else None
+    area_field = model.fields[0][0]
+    try:
+        source, mask = band, band.GetMaskBand()
+        if sieve:
+            progress.start("Sieving")
+            sieved = gdal.GetDriverByName("GTiff").Create(
+                sieved_path, dataset.RasterXSize, dataset.RasterYSize, 1, band.DataType, GTIFF_OPTIONS)
+            sieved.SetGeoTransform(dataset.GetGeoTransform())
+            sieved.SetProjection(dataset.GetProjection())
+            _run_gdal(gdal.SieveFilter, progress, "Merging small regions", band, mask, sieved.GetRasterBand(1),
+                      sieve, 4)
+            source = sieved.GetRasterBand(1)
+        progress.start("Polygonizing")
+        output = ogr.GetDriverByName("GPKG").CreateDataSource(temp)
+        if output is None:
+            raise OutputError(f"Cannot create '{path}'. Choose a folder you can write to.")
+        srs = dataset.GetSpatialRef()
+        name = _layer_name(path)
+        layer = output.CreateLayer(name, srs, ogr.wkbPolygon, ["FID=fid", "GEOMETRY_NAME=geom"])
+        wide = band.DataType not in (gdal.GDT_Byte, gdal.GDT_UInt16, gdal.GDT_Int16)
+        layer.CreateField(ogr.FieldDefn("segment", ogr.OFTInteger64 if wide else ogr.OFTInteger))
+        layer.CreateField(ogr.FieldDefn("name", ogr.OFTString))
+        layer.CreateField(ogr.FieldDefn(area_field, ogr.OFTReal))
+        _run_gdal(gdal.Polygonize, progress, "Polygonizing", source, mask, layer, 0, [])
+        progress.start("Measuring polygons")
+        _fill_polygon_attributes(output, layer, name, result, model, area_field, progress)
+        count = layer.GetFeatureCount()
+        _store_default_style(output, name, result.segments)
+        output = layer = source = None
+    except RuntimeError as error:
+        raise OutputError(f"Cannot write the polygons '{path}' ({error}).") from None
+    finally:
+        sieved = None
+        _remove(sieved_path)
+    return count
+
+
+def outline_colour(colour):
+    """The outline of a segment polygon: its fill colour a little darker (HSV value / 1.4, like QColor.darker(140))."""
+    hue, saturation, value = colorsys.rgb_to_hsv(*(channel / 255.0 for channel in colour))
+    return tuple(int(round(channel * 255)) for channel in colorsys.hsv_to_rgb(hue, saturation, value / 1.4))
+
+
+def polygon_style_qml(segments, field_name="segment"):
+    """A QGIS style (QML) for segment polygons: a categorised renderer on ``field_name``, one category per segment
+    filled with its colour and named like it."""
+    categories, symbols = [], []
+    for index, segment in enumerate(segments):
+        categories.append(f'   <category value="{segment.value}" label={quoteattr(segment.name)} render="true" '
+                          f'symbol="{index}"/>')
+        properties = {"color": "{},{},{},255".format(*segment.colour),
+                      "outline_color": "{},{},{},255".format(*outline_colour(segment.colour)),
+                      "outline_style": "solid", "outline_width": "0.1", "outline_width_unit": "MM", "style": "solid"}
+        options = "".join(f'<Option value="{v}" type="QString" name="{k}"/>' for k, v in properties.items())
+        props = "".join(f'<prop v="{v}" k="{k}"/>' for k, v in properties.items())  # what QGIS < 3.20 reads
+        symbols.append(f'   <symbol force_rhr="0" clip_to_extent="1" alpha="1" type="fill" name="{index}">'
+                       f'<layer class="SimpleFill" enabled="1" pass="0" locked="0"><Option type="Map">{options}'
+                       f"</Option>{props}</layer></symbol>")
+    return (
+        "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n"
+        '<qgis version="3.22.0" styleCategories="Symbology">\n'
+        f' <renderer-v2 attr="{field_name}" symbollevels="0" type="categorizedSymbol" enableorderby="0" '
+        'forceraster="0">\n  <categories>\n' + "\n".join(categories) + "\n  </categories>\n  <symbols>\n"
+        + "\n".join(symbols) + "\n  </symbols>\n </renderer-v2>\n</qgis>\n"
+    )
+
+
+def _store_default_style(output, layer_name, segments):
+    """The style in the GeoPackage's layer_styles table, where QGIS looks for a layer's default style: the
+    polygons open coloured and named however they are added (Browser, drag and drop, Add Vector Layer)."""
+    styles = output.CreateLayer("layer_styles", None, ogr.wkbNone)
+    text_fields = ("f_table_catalog", "f_table_schema", "f_table_name", "f_geometry_column", "styleName",
+                   "styleQML", "styleSLD")
+    for name in text_fields:
+        styles.CreateField(ogr.FieldDefn(name, ogr.OFTString))
+    default = ogr.FieldDefn("useAsDefault", ogr.OFTInteger)
+    default.SetSubType(ogr.OFSTBoolean)
+    styles.CreateField(default)
+    for name in ("description", "owner", "ui"):
+        styles.CreateField(ogr.FieldDefn(name, ogr.OFTString))
+    styles.CreateField(ogr.FieldDefn("update_time", ogr.OFTDateTime))
+    feature = ogr.Feature(styles.GetLayerDefn())
+    values = {"f_table_catalog": "", "f_table_schema": "", "f_table_name": layer_name, "f_geometry_column": "geom",
+              "styleName": layer_name, "styleQML": polygon_style_qml(segments), "styleSLD": "", "useAsDefault": 1,
+              "description": "Segment colours and names (Map Segmenter)", "owner": ""}
+    for name, value in values.items():
+        feature.SetField(name, value)
+    styles.CreateFeature(feature)
+
+
+def _fill_polygon_attributes(output, layer, name, result, model, area_field, progress):
+    """Names by SQL (a CASE per 200 segments); areas by SQL (SpatiaLite's ST_Area) where GDAL has it and the
+    CRS is not geographic, else feature by feature."""
+    table = f'"{name}"'
+    segments = result.segments
+    for start in range(0, len(segments), 200):
+        chunk = segments[start : start + 200]
+        cases = " ".join(f"WHEN {s.value} THEN {_quote(s.name)}" for s in chunk)
+        values = ", ".join(str(s.value) for s in chunk)
+        output.ExecuteSQL(f"UPDATE {table} SET name = CASE segment {cases} END WHERE segment IN ({values})")
+    progress.update(0.1)
+    if not model.geographic:
+        try:
+            factor = model.fields[0][1]
+            output.ExecuteSQL(f'UPDATE {table} SET "{area_field}" = ST_Area(geom) * {factor!r}')
+            return
+        except RuntimeError:
+            pass  # no SpatiaLite in this GDAL: measure in Python
+    total = max(layer.GetFeatureCount(), 1)
+    output.StartTransaction()
+    layer.ResetReading()
+    for number, feature in enumerate(layer):
+        feature.SetField(area_field, model.polygon_area(feature.GetGeometryRef()))
+        layer.SetFeature(feature)
+        if number % 4096 == 0:
+            progress.update(0.1 + 0.9 * number / total)
+    output.CommitTransaction()
+
+
+def _unit_label(field_name):
+    """'area_ha_ellipsoidal' -> 'ha (ellipsoidal)'."""
+    unit = field_name[len("area_"):]
+    suffix = ""
+    if unit.endswith("_ellipsoidal"):
+        unit, suffix = unit[: -len("_ellipsoidal")], " (ellipsoidal)"
+    return {"m2": "m²", "km2": "km²", "map_units2": "map units²"}.get(unit, unit) + suffix
+
+
+def _number(value, digits=2):
+    """Two decimals (``digits``) with thousands separators; four significant digits below 1, so that 0.0034 km²
+    does not read 0.00."""
+    if value is None:
+        return ""
+    if value != 0 and abs(value) < 1:
+        return f"{value:.4g}"
+    return f"{value:,.{digits}f}"
+
+
+def report_html(result, title):
+    """An HTML page: a bar chart of each segment's area in its colour (inline SVG), then the table."""
+    fields = _field_names(result)
+    unit_name, unit_factor = result.area_fields[0]
+    largest = max((s.area for s in result.segments), default=0.0)
+    metric = [(name, factor) for name, factor in result.area_fields if not name.startswith("area_map")]
+    if metric:  # m², ha and km², in this order: ha from 1 ha, km² from 100 km²
+        square_metres, hectares, square_kilometres = metric
+        unit_name, unit_factor = (square_kilometres if largest * square_kilometres[1] >= 100 else
+                                  hectares if largest * hectares[1] >= 1 else square_metres)
+    unit = _unit_label(unit_name)
+    largest = max((s.area * unit_factor for s in result.segments), default=0.0) or 1.0
+    bar_height, label_width, bar_width = 22, 220, 420
+    rows = []
+    for index, segment in enumerate(result.segments):
+        y = index * (bar_height + 6)
+        value = segment.area * unit_factor
+        width = max(1.0, bar_width * value / largest)
+        rows.append(
+            f'<text x="{label_width - 8}" y="{y + 16}" text-anchor="end">{html.escape(segment.name)}</text>'
+            f'<rect x="{label_width}" y="{y}" width="{width:.1f}" height="{bar_height}" '
+            f'fill="{segment.hex_colour}" stroke="#333" stroke-width="0.5"/>'
+            f'<text x="{label_width + width + 6:.1f}" y="{y + 16}">{_number(value)} {html.escape(unit)} '
+            f"({segment.share:.1f} %)</text>")
+    height = max(1, len(result.segments)) * (bar_height + 6)
+    chart = (f'<svg xmlns="http://www.w3.org/2000/svg" width="{label_width + bar_width + 200}" height="{height}" '
+             f'font-family="sans-serif" font-size="12">{"".join(rows)}</svg>')
+    header = "".join(f"<th>{html.escape(name)}</th>" for name in fields)
+    body = []
+    for segment in result.segments:
+        cells = []
+        for name, value in zip(fields, _record(segment, result)):
+            if name == "colour":
+                cells.append(f'<td><span style="background:{value}">&nbsp;&nbsp;&nbsp;&nbsp;</span> {value}</td>')
+            elif isinstance(value, float) or value is None:
+                cells.append(f'<td class="n">{_number(value, 4 if name.endswith("_pct") else 2)}</td>')
+            elif isinstance(value, int):
+                cells.append(f'<td class="n">{value if name == "segment" else format(value, ",")}</td>')
+            else:
+                cells.append(f"<td>{html.escape(str(value))}</td>")
+        body.append(f"<tr>{''.join(cells)}</tr>")
+    total_pixels = sum(s.pixels for s in result.segments)
+    return f"""<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:sans-serif}} table{{border-collapse:collapse}} td,th{{border:1px solid #bbb;padding:2px 6px}}
+td.n{{text-align:right}}</style></head>
+<body>
+<h2>{html.escape(title)}</h2>
+<p>{len(result.segments)} segments, {total_pixels:,} valid pixels (nodata excluded). {html.escape(result.method)}</p>
+<h3>Area per segment</h3>
+{chart}
+<h3>Table</h3>
+<table><tr>{header}</tr>
+{chr(10).join(body)}
+</table>
+<p>Map Segmenter {VERSION}, segmenter:statistics. Means and standard deviations (population) of the image bands
+over each segment's valid pixels.</p>
+</body></html>
+"""
+
+
+def write_report(result, path, title, staging):
+    try:
+        with open(staging.temporary(path, ".html"), "w", encoding="utf-8") as handle:
+            handle.write(report_html(result, title))
+    except OSError as error:
+        raise OutputError(f"Cannot write the report '{path}' ({error.strerror}).") from None
+    return path
+
+
+# -- the step ----------------------------------------------------------------------------------------------------
+
+
+def _open_image(path, labels, labels_path):
+    """The IMAGE's bands to measure: every band but alpha (an alpha band is validity); a paletted image's colours."""
+    dataset = open_raster(path, purpose="IMAGE raster")
+    _same_grid(labels, dataset, labels_path, path)
+    if is_paletted(dataset):
+        return open_input(path), ["red", "green", "blue"]
+    bands = [index for index in range(1, dataset.RasterCount + 1)
+             if dataset.GetRasterBand(index).GetColorInterpretation() != gdal.GCI_AlphaBand]
+    return open_input(path, bands), [f"band{index}" for index in bands]
+
+
+def segment_statistics(input_path, output_path, image_path=None, polygons_path=None, report_path=None, sieve=0,
+                       memory_mb=256, progress=None):
+    """Per-segment statistics of the label raster ``input_path``: the table at ``output_path`` (.gpkg or .csv),
+    optionally polygons (.gpkg), an HTML report, and the colour statistics of ``image_path`` (same grid)."""
+    progress = progress or Progress()
+    if sieve < 0:
+        raise InputError(f"The sieve threshold must be 0 (off) or a number of pixels; got {sieve}.")
+    if memory_mb <= 0:
+        raise InputError(f"MEMORY_MB must be more than 0; got {memory_mb}.")
+    dataset = open_raster(input_path, purpose="label raster")
+    band, _ = check_label_band(dataset, input_path)
+    model = area_model(dataset, input_path)
+    image, band_names = (None, [])
+    if image_path:
+        image, band_names = _open_image(image_path, dataset, input_path)
+    _table_format(output_path)
+    outputs = [path for path in (output_path, polygons_path, report_path) if path]
+    if len({os.path.realpath(path) for path in outputs}) != len(outputs):
+        raise OutputError("The table, the polygons and the report must be different files.")
+    if polygons_path and os.path.splitext(polygons_path)[1].lower() != ".gpkg":
+        raise OutputError(f"The polygons '{polygons_path}' are written as a GeoPackage: give a .gpkg file.")
+    prepare_outputs({"INPUT": input_path, "IMAGE": image_path},
+                    [Destination("OUTPUT", output_path, "file"),
+                     Destination("POLYGONS", polygons_path, "file", optional=True),
+                     Destination("REPORT", report_path, "file", optional=True)], progress)
+    if band.GetNoDataValue() is None and band.GetMaskFlags() & gdal.GMF_ALL_VALID:
+        progress.warn(f"The label raster '{input_path}' declares no nodata value: every pixel is counted as a "
+                      f"segment, 0 included.")
+
+    per_pixel = BYTES_PER_PIXEL + BYTES_PER_IMAGE_BAND * len(band_names)
+    _, block_height = band.GetBlockSize()
+    windows = plan_windows(dataset.RasterXSize, dataset.RasterYSize, memory_mb * 2**20 // per_pixel,
+                           row_step=block_height)
+    # weights: seconds on 100 MPix of K-Means labels (count 0.9, sieve 1.6, polygonize 8-10, names and areas 1.3)
+    progress.plan([("Counting segment pixels", 1 + len(band_names)), ("Writing the table", 0.05),
+                   ("Sieving", 2 if polygons_path and sieve else 0), ("Polygonizing", 10 if polygons_path else 0),
+                   ("Measuring polygons", 1.5 if polygons_path else 0), ("Writing the report", 0.05)])
+    progress.start("Counting segment pixels")
+    tally = _count(dataset, band, image, model, windows, progress)
+    segments = _segments(tally, model, dataset, band, input_path)
+    if not segments:
+        raise InputError(f"The label raster '{input_path}' has no valid pixels (everything is nodata).")
+    result = StatisticsResult(output_path, polygons_path, report_path, segments, model.fields, band_names,
+                              model.method)
+    progress.log(f"{len(segments)} segments, {int(tally.counts.sum()):,} valid pixels. {model.method}")
+    staging = Staging()
+    try:
+        progress.start("Writing the table")
+        write_table(result, output_path, staging)
+        if polygons_path:
+            result.polygon_count = write_polygons(dataset, band, polygons_path, result, model, sieve, progress,
+                                                  staging)
+            progress.log(f"{result.polygon_count:,} polygons.")
+        if report_path:
+            progress.start("Writing the report")
+            write_report(result, report_path, f"Segment statistics of {os.path.basename(input_path)}", staging)
+        progress.check()
+        staging.commit()
+    finally:
+        staging.abort()
+    progress.update(1.0)
+    return result

@@ -1,0 +1,320 @@
+"""segment_statistics on real label rasters (projected and geographic): counts, areas and colours against numpy
+and GDAL, polygons against the raster, sieving, streaming, errors and cancel."""
+
+import csv
+import math
+import os
+
+import numpy as np
+import pytest
+from osgeo import gdal, ogr
+
+from map_segmenter.engine.errors import Cancelled, InputError, OutputError
+from map_segmenter.engine.kmeans_segmentation import segment_kmeans
+from map_segmenter.engine.labels import read_legend
+from map_segmenter.engine.progress import Progress
+from map_segmenter.engine.statistics import area_model, authalic_q, segment_statistics
+
+from helpers import KAMPALA, SWISS, crop_real, read_array, write_raster
+
+K = 5
+WGS84_A, WGS84_F = 6378137.0, 1 / 298.257223563
+
+
+@pytest.fixture(scope="module")
+def labels(tmp_path_factory, kampala_crop):
+    """K-Means labels of the Kampala crop (EPSG:3857) with a nodata hole, so nodata is really excluded."""
+    folder = tmp_path_factory.mktemp("statistics")
+    path = str(folder / "labels.tif")
+    segment_kmeans(kampala_crop, path, segments=K)
+    dataset = gdal.Open(path, gdal.GA_Update)
+    ids = dataset.ReadAsArray()
+    ids[40:140, 60:200] = 0
+    dataset.GetRasterBand(1).WriteArray(ids)
+    dataset = None
+    return path
+
+
+@pytest.fixture(scope="module")
+def geographic(tmp_path_factory):
+    """A small SWISSIMAGE crop warped to EPSG:4326 and segmented there: a real raster on a geographic grid."""
+    folder = tmp_path_factory.mktemp("geographic")
+    crop = crop_real(SWISS, folder / "crop.tif", 400, 300, 400, 250)
+    image = str(folder / "image_4326.tif")
+    gdal.Warp(image, crop, dstSRS="EPSG:4326", resampleAlg="near", dstAlpha=True)
+    labels = str(folder / "labels_4326.tif")
+    segment_kmeans(image, labels, segments=4)
+    return image, labels
+
+
+def table_rows(path):
+    if str(path).endswith(".csv"):
+        with open(path, newline="", encoding="utf-8") as handle:
+            return list(csv.DictReader(handle))
+    dataset = ogr.Open(str(path))
+    layer = dataset.GetLayer(0)
+    assert layer.GetGeomType() == ogr.wkbNone
+    return [feature.items() for feature in layer]
+
+
+def polygon_totals(path):
+    dataset = ogr.Open(str(path))
+    layer = dataset.GetLayer(0)
+    definition = layer.GetLayerDefn()
+    area_field = [definition.GetFieldDefn(i).GetName() for i in range(definition.GetFieldCount())
+                  if definition.GetFieldDefn(i).GetName().startswith("area_")][0]
+    totals, names, count = {}, {}, 0
+    for feature in layer:
+        totals[feature["segment"]] = totals.get(feature["segment"], 0.0) + feature[area_field]
+        names[feature["segment"]] = feature["name"]
+        count += 1
+    return totals, names, count, area_field, layer.GetSpatialRef().ExportToWkt()
+
+
+def test_counts_areas_and_colours_equal_numpy_and_gdal(tmp_path, labels, kampala_crop):
+    result = segment_statistics(labels, str(tmp_path / "table.gpkg"), image_path=kampala_crop, memory_mb=1)
+    ids = read_array(labels)
+    image = read_array(kampala_crop).astype(np.float64)
+    geotransform = gdal.Open(labels).GetGeoTransform()
+    pixel_area = abs(geotransform[1] * geotransform[5])
+    counts = np.bincount(ids.ravel(), minlength=K + 1)
+    dataset = gdal.Open(labels)  # GDAL's own histogram leaves the nodata value out
+    histogram = dataset.GetRasterBand(1).GetHistogram(-0.5, 255.5, 256, include_out_of_range=0, approx_ok=0)
+    rows = table_rows(tmp_path / "table.gpkg")
+    assert [row["segment"] for row in rows] == list(range(1, K + 1))
+    legend = read_legend(labels)
+    valid = counts[1:].sum() * pixel_area
+    for row, entry in zip(rows, legend):
+        k = row["segment"]
+        assert row["pixels"] == counts[k] == histogram[k]
+        assert row["name"] == entry.name and row["colour"] == "#{:02x}{:02x}{:02x}".format(*entry.colour)
+        assert row["area_m2"] == pytest.approx(counts[k] * pixel_area, rel=1e-12)
+        assert row["area_ha"] == pytest.approx(counts[k] * pixel_area / 1e4, rel=1e-12)
+        assert row["area_km2"] == pytest.approx(counts[k] * pixel_area / 1e6, rel=1e-12)
+        assert row["share_pct"] == pytest.approx(100 * counts[k] * pixel_area / valid, rel=1e-12)
+        for band in range(3):
+            values = image[band][ids == k]
+            assert row[f"band{band + 1}_mean"] == pytest.approx(values.mean(), rel=1e-10)
+            assert row[f"band{band + 1}_std"] == pytest.approx(values.std(), rel=1e-9)
+    assert sum(row["pixels"] for row in rows) == (ids > 0).sum() < ids.size  # the hole is not counted
+    assert result.segments[0].pixels == counts[1]
+
+
+def test_the_result_does_not_depend_on_the_memory_budget(tmp_path, labels, kampala_crop):
+    small = segment_statistics(labels, str(tmp_path / "small.csv"), image_path=kampala_crop, memory_mb=1)
+    large = segment_statistics(labels, str(tmp_path / "large.csv"), image_path=kampala_crop, memory_mb=512)
+    for a, b in zip(small.segments, large.segments):
+        assert (a.value, a.pixels, a.area) == (b.value, b.pixels, b.area)
+        np.testing.assert_allclose(a.means, b.means, rtol=1e-12)
+        np.testing.assert_allclose(a.stds, b.stds, rtol=1e-9)
+    rows = table_rows(tmp_path / "small.csv")
+    assert (tmp_path / "small.csvt").exists()  # QGIS reads the column types from it
+    assert [int(row["pixels"]) for row in rows] == [segment.pixels for segment in small.segments]
+
+
+def test_polygons_have_the_raster_areas_and_match_gdal_polygonize(tmp_path, labels):
+    polygons = str(tmp_path / "polygons.gpkg")
+    result = segment_statistics(labels, str(tmp_path / "t.gpkg"), polygons_path=polygons)
+    totals, names, count, area_field, wkt = polygon_totals(polygons)
+    assert area_field == "area_m2" and count == result.polygon_count
+    for segment in result.segments:
+        assert totals[segment.value] == pytest.approx(segment.area, rel=0.005)  # the issue's bound
+        assert totals[segment.value] == pytest.approx(segment.area, rel=1e-9)  # in fact exact
+        assert names[segment.value] == segment.name
+    assert 0 not in totals
+    # the same polygons as GDAL's polygonize gives by itself
+    dataset = gdal.Open(labels)
+    band = dataset.GetRasterBand(1)
+    reference = ogr.GetDriverByName("Memory").CreateDataSource("")
+    layer = reference.CreateLayer("r", dataset.GetSpatialRef(), ogr.wkbPolygon)
+    layer.CreateField(ogr.FieldDefn("segment", ogr.OFTInteger))
+    gdal.Polygonize(band, band.GetMaskBand(), layer, 0, [])
+    assert layer.GetFeatureCount() == count
+    expected = {}
+    for feature in layer:
+        expected[feature["segment"]] = expected.get(feature["segment"], 0.0) + feature.GetGeometryRef().GetArea()
+    assert expected == pytest.approx(totals, rel=1e-9)
+    assert gdal.Open(labels).GetSpatialRef().IsSame(ogr.osr.SpatialReference(wkt=wkt))
+
+
+def test_sieving_merges_small_regions_and_keeps_the_coverage(tmp_path, kampala_crop):
+    labels = str(tmp_path / "labels.tif")
+    segment_kmeans(kampala_crop, labels, segments=K, block=2)
+    plain = segment_statistics(labels, str(tmp_path / "a.gpkg"), polygons_path=str(tmp_path / "plain.gpkg"))
+    sieved = segment_statistics(labels, str(tmp_path / "b.gpkg"), polygons_path=str(tmp_path / "sieved.gpkg"),
+                                sieve=50)
+    assert [s.pixels for s in plain.segments] == [s.pixels for s in sieved.segments]  # the table is the raster's
+    assert sieved.polygon_count < plain.polygon_count / 2
+    pixel_area = abs(gdal.Open(labels).GetGeoTransform()[1] * gdal.Open(labels).GetGeoTransform()[5])
+    dataset = ogr.Open(str(tmp_path / "sieved.gpkg"))
+    layer = dataset.GetLayer(0)
+    union_area = 0.0
+    for feature in layer:
+        assert feature["area_m2"] >= 50 * pixel_area * (1 - 1e-9)
+        assert feature.GetGeometryRef().IsValid()
+        union_area += feature["area_m2"]
+    assert union_area == pytest.approx(sum(s.area for s in plain.segments), rel=1e-9)  # no gaps, no overlaps
+    assert not [name for name in os.listdir(tmp_path) if "partial" in name]
+
+
+def row_area_by_quadrature(lat_top, lat_bottom, dlon):
+    """Area of a lat/lon cell on WGS84 by Gauss-Legendre quadrature of M(phi) N(phi) cos(phi): independent of
+    the closed form the engine uses."""
+    e2 = 2 * WGS84_F - WGS84_F**2
+    nodes, weights = np.polynomial.legendre.leggauss(8)
+    lo, hi = sorted((math.radians(lat_top), math.radians(lat_bottom)))
+    phi = (hi - lo) / 2 * nodes + (hi + lo) / 2
+    s2 = np.sin(phi) ** 2
+    integrand = WGS84_A**2 * (1 - e2) * np.cos(phi) / (1 - e2 * s2) ** 2
+    return float((hi - lo) / 2 * np.sum(weights * integrand)) * math.radians(dlon)
+
+
+def test_geographic_areas_are_ellipsoidal(tmp_path, geographic):
+    image, labels = geographic
+    polygons = str(tmp_path / "polygons.gpkg")
+    result = segment_statistics(labels, str(tmp_path / "table.gpkg"), image_path=image, polygons_path=polygons,
+                                report_path=str(tmp_path / "r.html"), memory_mb=1)
+    assert [name for name, _ in result.area_fields] == ["area_m2_ellipsoidal", "area_ha_ellipsoidal",
+                                                        "area_km2_ellipsoidal"]
+    assert "Geographic CRS" in result.method and "ellipsoid" in result.method
+    dataset = gdal.Open(labels)
+    x0, dx, _, y0, _, dy = dataset.GetGeoTransform()
+    ids = dataset.ReadAsArray()
+    row_areas = np.array([row_area_by_quadrature(y0 + r * dy, y0 + (r + 1) * dy, dx)
+                          for r in range(dataset.RasterYSize)])
+    rows = table_rows(tmp_path / "table.gpkg")
+    alpha = read_array(image, 4)
+    assert ((ids == 0) == (alpha == 0)).all() and (ids == 0).any()  # the warp's empty corners are nodata
+    for row in rows:
+        per_row = (ids == row["segment"]).sum(axis=1)
+        assert row["pixels"] == per_row.sum()
+        assert row["area_m2_ellipsoidal"] == pytest.approx(float(per_row @ row_areas), rel=1e-9)
+    # at 47 deg N a degree of longitude is shorter than one of latitude by about cos(47 deg)
+    equator_degree = 2 * math.pi * WGS84_A / 360
+    assert row_areas[0] / abs(dx * dy * equator_degree**2) == pytest.approx(math.cos(math.radians(y0)), rel=0.01)
+    totals, _, _, area_field, _ = polygon_totals(polygons)
+    assert area_field == "area_m2_ellipsoidal"
+    for segment in result.segments:
+        assert totals[segment.value] == pytest.approx(segment.area, rel=0.005)
+        assert totals[segment.value] == pytest.approx(segment.area, rel=1e-7)
+
+
+def test_authalic_area_of_the_whole_ellipsoid():
+    e2 = 2 * WGS84_F - WGS84_F**2
+    whole = WGS84_A**2 / 2 * 2 * math.pi * (authalic_q(math.pi / 2, e2) - authalic_q(-math.pi / 2, e2))
+    assert whole == pytest.approx(510065621724088.5, rel=1e-12)  # WGS84's surface area in m²
+    assert authalic_q(0.3, 0.0) == pytest.approx(2 * math.sin(0.3))
+
+
+def test_other_integer_rasters_with_their_own_nodata(tmp_path):
+    rng = np.random.default_rng(3)
+    values = rng.choice(np.array([-5, 7, 1000, 70000, -1], np.int64), size=(90, 130)).astype(np.int32)
+    path = tmp_path / "classes.tif"
+    dataset = gdal.GetDriverByName("GTiff").Create(str(path), 130, 90, 1, gdal.GDT_Int32)
+    dataset.SetGeoTransform((2600000.0, 2.0, 0.0, 1200000.0, 0.0, -2.0))
+    dataset.SetProjection(gdal.Open(str(SWISS)).GetProjection())
+    dataset.GetRasterBand(1).WriteArray(values)
+    dataset.GetRasterBand(1).SetNoDataValue(-1)
+    dataset = None
+    polygons = str(tmp_path / "p.gpkg")
+    result = segment_statistics(str(path), str(tmp_path / "t.csv"), polygons_path=polygons, memory_mb=0.01)
+    assert [s.value for s in result.segments] == [-5, 7, 1000, 70000]
+    assert [s.pixels for s in result.segments] == [(values == v).sum() for v in (-5, 7, 1000, 70000)]
+    assert [s.name for s in result.segments] == ["Segment -5", "Segment 7", "Segment 1000", "Segment 70000"]
+    assert all(s.area == s.pixels * 4.0 for s in result.segments)
+    totals = polygon_totals(polygons)[0]
+    assert totals == pytest.approx({s.value: s.area for s in result.segments}, rel=1e-12)
+    # 16-bit signed ids go straight to their bins (offset by -32768)
+    small = write_raster(tmp_path / "int16.tif", np.array([[-32768, -3, -3], [0, 5, 32767]], np.int16), nodata=0)
+    result = segment_statistics(small, str(tmp_path / "int16.gpkg"))
+    assert [(s.value, s.pixels) for s in result.segments] == [(-32768, 1), (-3, 2), (5, 1), (32767, 1)]
+    # a raster declaring no nodata: every value counts, 0 too, with a warning
+    plain = write_raster(tmp_path / "plain.tif", np.array([[0, 0, 1], [2, 2, 2]], np.uint8))
+    warnings = []
+    result = segment_statistics(plain, str(tmp_path / "plain.gpkg"), progress=Progress(warn=warnings.append))
+    assert [(s.value, s.pixels) for s in result.segments] == [(0, 2), (1, 1), (2, 3)]
+    assert "declares no nodata value" in warnings[0]
+
+
+def test_areas_in_another_linear_unit_are_also_given_in_square_metres(tmp_path):
+    dataset = gdal.GetDriverByName("GTiff").Create(str(tmp_path / "ft.tif"), 4, 3, 1, gdal.GDT_Byte)
+    dataset.SetGeoTransform((1000.0, 10.0, 0.0, 2000.0, 0.0, -10.0))
+    srs = ogr.osr.SpatialReference()
+    srs.ImportFromEPSG(2263)  # NAD83 / New York Long Island (ftUS)
+    dataset.SetProjection(srs.ExportToWkt())
+    dataset.GetRasterBand(1).WriteArray(np.ones((3, 4), np.uint8))
+    dataset.GetRasterBand(1).SetNoDataValue(0)
+    model = area_model(dataset, "ft.tif")
+    assert [name for name, _ in model.fields] == ["area_map_units2", "area_m2", "area_ha", "area_km2"]
+    assert model.fields[1][1] == pytest.approx(0.3048006096**2, rel=1e-9)
+    dataset = None
+    result = segment_statistics(str(tmp_path / "ft.tif"), str(tmp_path / "t.gpkg"))
+    row = table_rows(tmp_path / "t.gpkg")[0]
+    assert row["area_map_units2"] == 1200.0 == result.segments[0].area
+    assert row["area_m2"] == pytest.approx(1200.0 * 0.3048006096**2, rel=1e-9)
+
+
+def test_report_has_a_bar_per_segment_in_its_colour_and_the_table(tmp_path, labels, kampala_crop):
+    report = tmp_path / "report.html"
+    result = segment_statistics(labels, str(tmp_path / "t.gpkg"), image_path=kampala_crop, report_path=str(report))
+    text = report.read_text(encoding="utf-8")
+    assert text.startswith("<!DOCTYPE html>") and "<svg" in text
+    for segment in result.segments:
+        assert f'fill="{segment.hex_colour}"' in text and segment.name in text
+        assert f"{segment.pixels:,}" in text
+    assert "band3_std" in text and "ha" in text
+
+
+def test_errors_are_clear_and_leave_no_file(tmp_path, labels, kampala_crop):
+    out = str(tmp_path / "t.gpkg")
+    with pytest.raises(InputError, match="has 3 bands; a label raster has one band"):
+        segment_statistics(kampala_crop, out)
+    floats = write_raster(tmp_path / "float.tif", np.ones((5, 5), np.float32))
+    with pytest.raises(InputError, match="Float32 values, not integer segment ids"):
+        segment_statistics(floats, out)
+    other_grid = crop_real(KAMPALA, tmp_path / "other.tif", 100, 100)
+    with pytest.raises(InputError, match="is not on the grid of the labels"):
+        segment_statistics(labels, out, image_path=other_grid)
+    with pytest.raises(OutputError, match="does not exist"):
+        segment_statistics(labels, str(tmp_path / "missing" / "t.gpkg"))
+    with pytest.raises(OutputError, match=r"GeoPackage \(.gpkg\) or a CSV"):
+        segment_statistics(labels, str(tmp_path / "t.shp"))
+    with pytest.raises(OutputError, match="give a .gpkg file"):
+        segment_statistics(labels, out, polygons_path=str(tmp_path / "p.csv"))
+    with pytest.raises(OutputError, match="different files"):
+        segment_statistics(labels, out, polygons_path=out)
+    empty = write_raster(tmp_path / "empty.tif", np.zeros((4, 4), np.uint8), nodata=0)
+    with pytest.raises(InputError, match="no valid pixels"):
+        segment_statistics(empty, out)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if not os.access(locked, os.W_OK):  # root writes anywhere
+            with pytest.raises(OutputError, match="Cannot write"):
+                segment_statistics(labels, str(locked / "t.gpkg"))
+    finally:
+        locked.chmod(0o700)
+    assert sorted(os.listdir(tmp_path)) == ["empty.tif", "float.tif", "locked", "other.tif"]
+
+
+def test_progress_moves_to_one_and_cancel_leaves_nothing(tmp_path, labels, kampala_crop):
+    reports = []
+    outputs = dict(polygons_path=str(tmp_path / "p.gpkg"), report_path=str(tmp_path / "r.html"))
+    segment_statistics(labels, str(tmp_path / "t.gpkg"), image_path=kampala_crop, memory_mb=1, **outputs,
+                       progress=Progress(report=lambda fraction, message: reports.append((fraction, message))))
+    fractions = [fraction for fraction, _ in reports]
+    assert fractions == sorted(fractions) and fractions[-1] == pytest.approx(1.0) and len(set(fractions)) > 10
+    assert {"Polygonizing", "Measuring polygons", "Writing the report"} <= {message for _, message in reports}
+    before = {name: (tmp_path / name).read_bytes() for name in os.listdir(tmp_path)}
+    for stop_after in (2, 40, 60):
+        calls = []
+
+        def cancelled(calls=calls, stop_after=stop_after):
+            calls.append(1)
+            return len(calls) > stop_after
+
+        with pytest.raises(Cancelled):
+            segment_statistics(labels, str(tmp_path / "t.gpkg"), image_path=kampala_crop, memory_mb=1, **outputs,
+                               progress=Progress(is_cancelled=cancelled))
+        assert {name: (tmp_path / name).read_bytes() for name in os.listdir(tmp_path)} == before
