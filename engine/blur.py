@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from osgeo import gdal
 
+from . import checks
 from .errors import InputError
 from .labels import (
     LABEL_TYPES,
@@ -477,6 +478,10 @@ def blur_labels(input_path, output_path, method="majority", strength="medium", r
                 memory_mb=256, progress=None):
     """Smooth the label raster ``input_path`` into ``output_path``: same grid, ids, metadata and style."""
     progress = progress or Progress()
+    input_path, output_path = checks.path("INPUT", input_path), checks.path("OUTPUT", output_path)
+    method, strength = checks.choice("METHOD", method, METHODS), checks.choice("STRENGTH", strength, tuple(STRENGTHS))
+    radius, iterations = checks.whole("RADIUS", radius), checks.whole("ITERATIONS", iterations)
+    memory_mb = checks.memory(memory_mb)
     labels = _open_labels(input_path)
     stride = _stride(labels.metadata)
     kernel = choose_kernel(method, strength, radius, iterations, stride or DEFAULT_STRIDE)

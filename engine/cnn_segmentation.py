@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 from osgeo import gdal
 
-from . import kmeans
+from . import checks, kmeans
 from .errors import InputError
 from .label_pass import centres_for, tag_features, write_label_raster, write_labels, write_labels_bilinear
 from .labels import MAX_SEGMENTS, read_reference
@@ -198,6 +198,14 @@ def segment_cnn(
     between cell centres; measured better on the Dubai tiles) or "nearest" (each cell's id on its pixels).
     """
     progress = progress or Progress()
+    input_path, output_path = checks.path("INPUT", input_path), checks.path("OUTPUT", output_path)
+    model_path = checks.path("MODEL", model_path, optional=True)  # load_model says when there is none
+    features_path = checks.path("FEATURES", features_path, optional=True)
+    reference_path = checks.path("REFERENCE", reference_path, optional=True)
+    segments, seed = checks.whole("SEGMENTS", segments), checks.whole("SEED", seed, 0)
+    tile_size, batch_size = checks.whole("TILE_SIZE", tile_size), checks.whole("BATCH_SIZE", batch_size)
+    threads, sample_size = checks.whole("THREADS", threads), checks.whole("sample_size", sample_size)
+    bands, memory_mb = checks.bands(bands), checks.memory(memory_mb)
     _validate(segments, batch_size, tile_size, device, sample_size, upsample)
     import_onnxruntime(device)  # first: without it nothing else matters, and the message says how to install it
     raster = open_input(input_path, bands, grey_as_rgb=True)

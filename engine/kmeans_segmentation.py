@@ -17,7 +17,7 @@ from functools import partial
 import numpy as np
 from osgeo import gdal
 
-from . import kmeans
+from . import checks, kmeans
 from .descriptors import QUANT, TEXTURE_WEIGHT, block_descriptors, feature_names
 from .errors import InputError
 from .label_pass import centres_for, tag_features, write_label_raster
@@ -86,6 +86,13 @@ def segment_kmeans(
 ):
     """Segment ``input_path`` into ``segments`` kinds of region; write labels (and optionally features)."""
     progress = progress or Progress()
+    input_path, output_path = checks.path("INPUT", input_path), checks.path("OUTPUT", output_path)
+    features_path = checks.path("FEATURES", features_path, optional=True)
+    reference_path = checks.path("REFERENCE", reference_path, optional=True)
+    segments, block = checks.whole("SEGMENTS", segments), checks.whole("BLOCK_SIZE", block)
+    seed, bands, memory_mb = checks.whole("SEED", seed, 0), checks.bands(bands), checks.memory(memory_mb)
+    context, sample_size = checks.whole("context", context, 0), checks.whole("sample_size", sample_size, 1)
+    texture_weight = checks.number("texture_weight", texture_weight, 0)
     raster = open_input(input_path, bands)
     _validate(raster, segments, block)
     check_destination(output_path, input_path)

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 from osgeo import gdal, osr
 
+from . import checks
 from .errors import InputError
 from .labels import check_label_band, finish_label_raster, label_type, nodata_as_zero, read_metadata
 from .neighbours import NeighbourIndex, require_ckdtree
@@ -104,6 +105,13 @@ def refine_knn(
     ``workers``: threads for the neighbour queries and posteriors (-1 = one per CPU); results do not depend on it.
     """
     progress = progress or Progress()
+    labels_path, features_path = checks.path("LABELS", labels_path), checks.path("FEATURES", features_path)
+    output_path = checks.path("OUTPUT", output_path)
+    neighbors, iterations = checks.whole("NEIGHBORS", neighbors), checks.whole("ITERATIONS", iterations)
+    temperature, mix = checks.number("TEMPERATURE", temperature), checks.number("MIX", mix)
+    spatial_weight, seed = checks.number("SPATIAL_WEIGHT", spatial_weight), checks.whole("SEED", seed, 0)
+    index_size, workers = checks.whole("INDEX_SIZE", index_size), checks.whole("workers", workers, -1)
+    memory_mb = checks.memory(memory_mb)
     threads = max(1, os.cpu_count() or 1) if workers == -1 else max(1, int(workers))
     _check_parameters(neighbors, temperature, mix, iterations, spatial_weight, index_size, memory_mb)
     labels = open_raster(labels_path, purpose="label raster (LABELS)")

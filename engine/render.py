@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from osgeo import gdal
 
+from . import checks
 from .errors import InputError
 from .labels import NODATA, finish_label_raster, label_type, open_label_raster, segment_names
 from .palette import qualitative, ramp
@@ -102,10 +103,13 @@ def render_labels(
 ):
     """Style ``input_path`` (a label raster) and optionally write an RGBA composite and a PNG quicklook."""
     progress = progress or Progress()
-    if palette not in PALETTES:
-        raise InputError(f"PALETTE must be one of {', '.join(PALETTES)}; got '{palette}'.")
-    if not 0.0 <= opacity <= 1.0:
-        raise InputError(f"OPACITY must be between 0 and 1; got {opacity}.")
+    input_path, output_path = checks.path("INPUT", input_path), checks.path("OUTPUT", output_path)
+    image_path = checks.path("IMAGE", image_path, optional=True)
+    composite_path = checks.path("COMPOSITE", composite_path, optional=True)
+    quicklook_path = checks.path("QUICKLOOK", quicklook_path, optional=True)
+    palette, memory_mb = checks.choice("PALETTE", palette, PALETTES), checks.memory(memory_mb)
+    opacity = checks.number("OPACITY", opacity, 0, 1)
+    names = checks.names(names)
     labels = open_label_raster(input_path)
     needs_image = palette == "mean_colour" or composite_path
     if needs_image and not image_path:
