@@ -2,6 +2,7 @@
 
 from qgis.core import QgsProcessingAlgorithm, QgsProcessingException, QgsProcessingParameterDefinition
 
+from ..engine import checks
 from ..engine.errors import SegmenterError
 from ..engine.progress import Progress
 
@@ -56,14 +57,30 @@ class SegmenterAlgorithm(QgsProcessingAlgorithm):
             raise QgsProcessingException(f"{name}: no raster given.")
         return value or None
 
-    def segmentation_arguments(self, parameters, context):
+    def band_numbers(self, parameters, name, context, feedback=None):
+        """Band numbers of a multiple band parameter, logged. QGIS reads a text value only when it is separated by
+        semicolons ("1,2,3" from the qgis_process command line became band 0): text is parsed here."""
+        value = parameters.get(name)
+        if isinstance(value, str):
+            try:
+                bands = checks.bands(value, name)
+            except SegmenterError as error:
+                raise QgsProcessingException(str(error)) from None
+        else:
+            bands = self.parameterAsInts(parameters, name, context) or None
+        if bands and feedback is not None:
+            feedback.pushInfo(f"{name}: band{'s' if len(bands) > 1 else ''} {', '.join(map(str, bands))}"
+                              + (f" (from '{value}')" if isinstance(value, str) else ""))
+        return bands
+
+    def segmentation_arguments(self, parameters, context, feedback=None):
         """The engine arguments kmeans and cnn take alike (input, bands, K, seed, outputs, memory, reference)."""
         return dict(
             input_path=self.raster_path(parameters, "INPUT", context),
             output_path=self.parameterAsOutputLayer(parameters, "OUTPUT", context),
             segments=self.parameterAsInt(parameters, "SEGMENTS", context),
             seed=self.parameterAsInt(parameters, "SEED", context),
-            bands=self.parameterAsInts(parameters, "BANDS", context) or None,
+            bands=self.band_numbers(parameters, "BANDS", context, feedback),
             features_path=self.parameterAsOutputLayer(parameters, "FEATURES", context) or None,
             memory_mb=self.parameterAsInt(parameters, "MEMORY_MB", context),
             reference_path=self.raster_path(parameters, "REFERENCE", context, required=False),

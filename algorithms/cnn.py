@@ -122,6 +122,6 @@ class CnnAlgorithm(SegmenterAlgorithm):
             tile_size=self.parameterAsInt(parameters, "TILE_SIZE", context),
             batch_size=self.parameterAsInt(parameters, "BATCH_SIZE", context),
             threads=self.parameterAsInt(parameters, "THREADS", context),
-            **self.segmentation_arguments(parameters, context),
+            **self.segmentation_arguments(parameters, context, feedback),
         )
         return self.segmentation_outputs(result, PROVIDER=result.provider)

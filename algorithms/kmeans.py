@@ -67,6 +67,6 @@ class KMeansAlgorithm(SegmenterAlgorithm):
             segment_kmeans,
             feedback,
             block=self.parameterAsInt(parameters, "BLOCK_SIZE", context),
-            **self.segmentation_arguments(parameters, context),
+            **self.segmentation_arguments(parameters, context, feedback),
         )
         return self.segmentation_outputs(result)
