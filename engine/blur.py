@@ -34,7 +34,7 @@ from .labels import (
 )
 from .palette import qualitative
 from .progress import Progress
-from .raster_io import AtomicRaster, check_destination, open_raster
+from .raster_io import AtomicRaster, check_destination, damaged, open_raster, read_window
 from .windows import plan_windows
 
 METHODS = ("majority", "gaussian")
@@ -360,9 +360,10 @@ class _LabelRaster:
     other_nodata: object  # a nodata value other than 0, read as 0
     width: int = 0
     height: int = 0
+    path: str = ""
 
     def read(self, xoff, yoff, width, height):
-        ids = self.dataset.GetRasterBand(1).ReadAsArray(xoff, yoff, width, height)
+        ids = read_window(self.dataset.GetRasterBand(1), xoff, yoff, width, height, self.path)
         self.dataset.FlushCache()
         return nodata_as_zero(ids, self.other_nodata).astype(self.dtype, copy=False)
 
@@ -385,18 +386,21 @@ def _open_labels(path):
         segments = max(segments, int(high))
         dtype, output_type = _unsigned_type(int(high)), label_type(segments)
     return _LabelRaster(dataset, dtype, output_type, segments, metadata, other_nodata,
-                        dataset.RasterXSize, dataset.RasterYSize)
+                        dataset.RasterXSize, dataset.RasterYSize, path)
+
+
+_NO_IDS = ("The label raster '{path}' has no segment ids: every pixel is nodata. Choose a label raster with "
+           "segments.")
 
 
 def _value_range(band, path):
     """Smallest and largest id of a band (a full read), nodata left out."""
     try:
         return band.ComputeRasterMinMax(False)
-    except RuntimeError:  # GDAL's answer when no pixel is valid
-        raise InputError(
-            f"The label raster '{path}' has no segment ids: every pixel is nodata. Choose a label raster with "
-            f"segments."
-        ) from None
+    except RuntimeError as error:
+        if "no valid pixels" not in str(error):
+            raise damaged(path, error) from None
+        raise InputError(_NO_IDS.format(path=path)) from None
 
 
 def _stride(metadata):

@@ -38,7 +38,7 @@ from .labels import check_label_band, finish_label_raster, label_type, nodata_as
 from .neighbours import NeighbourIndex, require_ckdtree
 from .palette import qualitative
 from .progress import Progress
-from .raster_io import AtomicRaster, check_destination, open_raster, scaled_geotransform
+from .raster_io import AtomicRaster, check_destination, open_raster, read_window, scaled_geotransform
 from .sampling import BlockSample
 from .windows import plan_windows
 
@@ -339,7 +339,8 @@ class _Reader:
             self.feature_nodata.append(value if value is not None and np.isfinite(value) else None)
 
     def pixels(self, window):
-        return nodata_as_zero(self.band.ReadAsArray(window.xoff, window.yoff, window.width, window.height), self.nodata)
+        return nodata_as_zero(read_window(self.band, window.xoff, window.yoff, window.width, window.height),
+                              self.nodata)
 
     def cells(self, window, pixels=None):
         """The window's usable cells (a seed label and valid features): linear index, seed, row, col (m,),
@@ -347,8 +348,8 @@ class _Reader:
         stride = self.grid.stride
         seeds = block_seeds(self.pixels(window) if pixels is None else pixels, stride)
         rows, cols = seeds.shape
-        values = self.features.ReadAsArray(window.xoff // stride, window.yoff // stride, cols, rows,
-                                           buf_type=gdal.GDT_Float32).reshape(-1, rows * cols)
+        values = read_window(self.features, window.xoff // stride, window.yoff // stride, cols, rows,
+                             buf_type=gdal.GDT_Float32).reshape(-1, rows * cols)
         usable = seeds.reshape(-1) > 0
         for channel, nodata in enumerate(self.feature_nodata):
             usable &= np.isfinite(values[channel])

@@ -11,7 +11,7 @@ from osgeo import gdal
 from . import VERSION
 from .errors import InputError
 from .palette import qualitative
-from .raster_io import open_raster
+from .raster_io import damaged, open_raster, read_window
 
 NODATA = 0
 MAX_SEGMENTS = 254
@@ -121,7 +121,7 @@ class LabelRaster:
         return self.dataset.RasterYSize
 
     def read(self, window):
-        return self.as_ids(self.band.ReadAsArray(window.xoff, window.yoff, window.width, window.height))
+        return self.as_ids(read_window(self.band, window.xoff, window.yoff, window.width, window.height, self.path))
 
     def as_ids(self, values):
         return nodata_as_zero(values, self.other_nodata)
@@ -138,7 +138,10 @@ def open_label_raster(path, purpose="label raster"):
             f"UInt16, or choose the OUTPUT of a Map Segmenter segmentation."
         )
     metadata = read_metadata(dataset)
-    segments = int(metadata.get("k") or band.ComputeRasterMinMax(False)[1])  # GDAL skips the nodata value
+    try:
+        segments = int(metadata.get("k") or band.ComputeRasterMinMax(False)[1])  # GDAL skips the nodata value
+    except RuntimeError as error:
+        raise damaged(path, error) from None
     return LabelRaster(path, dataset, band, segments, metadata, other_nodata)
 
 

@@ -24,6 +24,7 @@ from .raster_io import (
     is_paletted,
     open_input,
     open_raster,
+    read_window,
     value_ranges,
 )
 from .windows import plan_windows
@@ -198,7 +199,7 @@ def _write_quicklook(labels, colours, path):
     """A PNG of the segment colours, at most QUICKLOOK_SIDE px on its longer side (nearest sampling)."""
     scale = min(1.0, QUICKLOOK_SIDE / max(labels.width, labels.height))
     width, height = max(1, round(labels.width * scale)), max(1, round(labels.height * scale))
-    ids = labels.band.ReadAsArray(0, 0, labels.width, labels.height, buf_xsize=width, buf_ysize=height)
+    ids = read_window(labels.band, 0, 0, labels.width, labels.height, labels.path, buf_xsize=width, buf_ysize=height)
     ids = labels.as_ids(ids)
     table = _lookup(colours).astype(np.uint8)
     memory = gdal.GetDriverByName("MEM").Create("", width, height, 4, gdal.GDT_Byte)

@@ -121,3 +121,15 @@ def test_bands_written_as_text_are_read_as_band_numbers_and_logged(processing_ru
         assert f"BANDS: bands 4, 1, 2 (from '{text}')" in feedback.lines
     _bad(processing_run, {"INPUT": naip, "BANDS": "4,one"}, "BANDS '4,one': 'one' is not a band number", tmp_path)
     _bad(processing_run, {"INPUT": naip, "BANDS": "1,2,9"}, "BANDS [9] out of range", tmp_path)
+
+
+def test_a_truncated_input_is_named_with_where_it_failed(processing_run, tmp_path, kampala_crop):
+    """A GeoTIFF cut short opens, then fails mid-read: an error naming the file, not a raw traceback."""
+    cut = str(tmp_path / "cut.tif")
+    gdal.Translate(cut, kampala_crop, creationOptions=["TILED=YES", "BLOCKXSIZE=64", "BLOCKYSIZE=64",
+                                                       "COMPRESS=DEFLATE"])
+    with open(cut, "r+b") as handle:
+        handle.truncate(int(os.path.getsize(cut) * 0.6))
+    message = _bad(processing_run, {"INPUT": cut}, f"The raster '{cut}' is damaged or incomplete: GDAL failed to "
+                   f"read it in rows 0..388, columns 0..516", tmp_path)
+    assert f"Check it with `gdalinfo -checksum {cut}`" in message
