@@ -88,7 +88,7 @@ class SegmenterAlgorithm(QgsProcessingAlgorithm):
 
     @staticmethod
     def segmentation_outputs(result, **extra):
-        outputs = {"OUTPUT": result.output, "SEGMENTS": len(result.centres), **extra}
+        outputs = {"OUTPUT": result.output, "SEGMENTS": result.present, **extra}
         if result.features:
             outputs["FEATURES"] = result.features
         return outputs

@@ -68,4 +68,4 @@ class BlurAlgorithm(SegmenterAlgorithm):
             iterations=self.parameterAsInt(parameters, "ITERATIONS", context),
             memory_mb=self.parameterAsInt(parameters, "MEMORY_MB", context),
         )
-        return {"OUTPUT": result.output, "SEGMENTS": result.segments}
+        return {"OUTPUT": result.output, "SEGMENTS": result.present}

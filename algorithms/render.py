@@ -91,7 +91,7 @@ class RenderAlgorithm(SegmenterAlgorithm):
             processor = _LoadStyle(result.output.rsplit(".", 1)[0] + ".qml")
             self._post_processors.append(processor)
             context.layerToLoadOnCompletionDetails(result.output).setPostProcessor(processor)
-        outputs = {"OUTPUT": result.output, "SEGMENTS": result.segments}
+        outputs = {"OUTPUT": result.output, "SEGMENTS": result.present}
         if result.composite:
             outputs["COMPOSITE"] = result.composite
         if result.quicklook:

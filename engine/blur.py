@@ -26,11 +26,16 @@ from .errors import InputError
 from .labels import (
     LABEL_TYPES,
     NODATA,
+    PresentIds,
     check_label_band,
+    fewer_segments,
     finish_label_raster,
+    ids_text,
+    label_doubt,
     label_type,
     nodata_as_zero,
     read_metadata,
+    scan_ids,
 )
 from .palette import qualitative
 from .progress import Progress
@@ -346,6 +351,7 @@ class BlurResult:
     kernel: Kernel
     windows: int
     changed: int  # pixels whose label changed
+    present: int = 0  # segments that occur in the output (the SEGMENTS output)
 
 
 @dataclass
@@ -487,6 +493,14 @@ def blur_labels(input_path, output_path, method="majority", strength="medium", r
     radius, iterations = checks.whole("RADIUS", radius), checks.whole("ITERATIONS", iterations)
     memory_mb = checks.memory(memory_mb)
     labels = _open_labels(input_path)
+    present_in = None  # without Map Segmenter metadata (or K): which ids are there, from a scan
+    if not labels.segments or not labels.metadata:
+        present_in = scan_ids(labels.dataset.GetRasterBand(1), input_path, labels.other_nodata)
+        if not present_in.count:
+            raise InputError(_NO_IDS.format(path=input_path))
+        doubt = label_doubt(input_path, labels.metadata, present_in)
+        if doubt:
+            progress.warn(doubt)
     stride = _stride(labels.metadata)
     kernel = choose_kernel(method, strength, radius, iterations, stride or DEFAULT_STRIDE)
     check_destination(output_path, input_path)
@@ -513,12 +527,13 @@ def blur_labels(input_path, output_path, method="majority", strength="medium", r
         output.write(smoothed, window.xoff, window.yoff)
         output.release_cache()
 
-    highest = changed = 0
+    changed = 0
+    input_ids, output_ids = present_in or PresentIds(), PresentIds()  # the input's counted as read if not scanned
     # GDAL reads the next window and writes the last one in a second thread (it releases the GIL) while
     # numpy votes: the one thread touching the datasets until all is written, in window order.
     try:
         # Smoothing never makes new ids: K is known now (a scan when the metadata does not say).
-        expected_k = labels.segments or int(_value_range(labels.dataset.GetRasterBand(1), input_path)[1])
+        expected_k = labels.segments or present_in.highest
         with AtomicRaster(output_path, width, height, 1, labels.output_type,
                           labels.dataset.GetGeoTransform(can_return_null=True), labels.dataset.GetProjection(),
                           palette=_colours(labels.dataset, expected_k) or qualitative(expected_k),
@@ -540,8 +555,9 @@ def blur_labels(input_path, output_path, method="majority", strength="medium", r
                     smoothed = smooth(ids, kernel, margins, tick=tick, voter=voter)
                     original = ids[top : top + window.height, left : left + window.width]
                     changed += int(np.count_nonzero(smoothed != original))
-                    if not labels.segments:  # no K in the metadata: the highest id is K
-                        highest = max(highest, int(original.max()))
+                    if present_in is None:
+                        input_ids.add(original)
+                    output_ids.add(smoothed)
                     if last_write:
                         last_write.result()
                     last_write = io.submit(write, output, smoothed, window)
@@ -549,11 +565,20 @@ def blur_labels(input_path, output_path, method="majority", strength="medium", r
                 last_write.result()
             finally:
                 io.shutdown(wait=True, cancel_futures=True)
-            segments = max(labels.segments, highest)
+            segments = expected_k
             metadata, names = _output_metadata(labels, kernel, stride, None if radius else strength, segments)
             finish_label_raster(output, segments, metadata, _colours(labels.dataset, segments), names)
     finally:
         labels.dataset = None
     share = 100 * changed / (width * height)
     progress.log(f"Smoothing changed {changed} of {width * height} pixels ({share:.1f} %).")
-    return BlurResult(output_path, segments, kernel, len(windows), changed)
+    removed = sorted(set(input_ids.ids) - set(output_ids.ids))
+    reasons = [f"the input holds only {input_ids.count} of them."] if input_ids.count < segments else []
+    if removed:
+        reasons.append(f"smoothing removed id{'s' if len(removed) > 1 else ''} {ids_text(removed)}: "
+                       f"{'their regions were' if len(removed) > 1 else 'its regions were all'} smaller than the "
+                       f"kernel.")
+    few = fewer_segments(output_ids, segments, " ".join(reasons))
+    if few:
+        progress.warn(few)
+    return BlurResult(output_path, segments, kernel, len(windows), changed, output_ids.count)

@@ -51,6 +51,7 @@ class CnnResult:
     tile_shape: tuple  # (height, width) px of the tiles given to the network, halo included
     provider: str
     model: dict
+    present: int = 0  # segments that occur in the output (the SEGMENTS output)
 
 
 @dataclass(frozen=True)
@@ -274,7 +275,7 @@ def segment_cnn(
             assign_bytes = 16 + (info.embed_dim + 3 * segments) * 4 / stride**2
             windows = plan_windows(raster.width, raster.height, int(memory_mb * 2**20 / assign_bytes), step=stride,
                                    row_step=raster.block_height)
-            write_label_raster(raster, windows, stride, features.dataset, centres, output_path, dict(
+            present = write_label_raster(raster, windows, stride, features.dataset, centres, output_path, dict(
                 method=KIND, seed=seed, centres=centres.tolist(), features=feature_meta,
                 provider=model.provider, upsample=upsample,
                 reference=os.path.basename(reference_path) if reference_path else None,
@@ -288,7 +289,7 @@ def segment_cnn(
         if scratch:
             shutil.rmtree(scratch, ignore_errors=True)
     return CnnResult(output_path, features_path, centres, valid_cells, len(layout.origins), batches,
-                     (layout.height, layout.width), model.provider, info.summary())
+                     (layout.height, layout.width), model.provider, info.summary(), present)
 
 
 def fit_centres(sample, segments, seed, check=None):

@@ -40,6 +40,7 @@ class KMeansResult:
     centres: np.ndarray
     valid_blocks: int
     windows: int
+    present: int = 0  # segments that occur in the output (the SEGMENTS output; fewer than K on uniform rasters)
 
 
 def _validate(raster, segments, block):
@@ -137,7 +138,7 @@ def segment_kmeans(
                                 context=context, texture_weight=texture_weight, bands=raster.bands, input_ranges=ranges)
             tag_features(features, feature_meta)
 
-            write_label_raster(raster, windows, block, features.dataset, centres, output_path, dict(
+            present = write_label_raster(raster, windows, block, features.dataset, centres, output_path, dict(
                 method="kmeans", seed=seed, centres=centres.tolist(), features=feature_meta,
                 reference=os.path.basename(reference_path) if reference_path else None,
             ), progress)
@@ -149,7 +150,7 @@ def segment_kmeans(
         raster.dataset = None
         if scratch:
             shutil.rmtree(scratch, ignore_errors=True)
-    return KMeansResult(output_path, features_path, centres, valid_blocks, len(windows))
+    return KMeansResult(output_path, features_path, centres, valid_blocks, len(windows), present)
 
 
 def _check_reference(reference, path, channels, block):

@@ -14,7 +14,16 @@ from osgeo import gdal
 
 from . import checks
 from .errors import InputError
-from .labels import NODATA, finish_label_raster, label_type, open_label_raster, segment_names
+from .labels import (
+    NODATA,
+    PresentIds,
+    fewer_segments,
+    finish_label_raster,
+    label_doubt,
+    label_type,
+    open_label_raster,
+    segment_names,
+)
 from .palette import qualitative, ramp
 from .progress import Progress
 from .raster_io import (
@@ -41,6 +50,7 @@ class RenderResult:
     colours: list
     composite: str | None
     quicklook: str | None
+    present: int = 0  # segments that occur in the labels (the SEGMENTS output)
 
 
 def _same_grid(labels, image, labels_path, image_path):
@@ -112,6 +122,9 @@ def render_labels(
     opacity = checks.number("OPACITY", opacity, 0, 1)
     names = checks.names(names)
     labels = open_label_raster(input_path)
+    doubt = label_doubt(input_path, labels.metadata, labels.present)
+    if doubt:
+        progress.warn(doubt)
     needs_image = palette == "mean_colour" or composite_path
     if needs_image and not image_path:
         raise InputError("The mean-colour palette and the composite need IMAGE: choose the raster the labels were "
@@ -141,13 +154,19 @@ def render_labels(
     with AtomicRaster(output_path, labels.width, labels.height, 1, label_type(segments),
                       labels.dataset.GetGeoTransform(can_return_null=True), labels.dataset.GetProjection(),
                       palette=colours, gcps_from=labels.dataset) as out:
+        present = PresentIds()
         for number, window in enumerate(windows):
-            out.write(labels.read(window), window.xoff, window.yoff)
+            ids = labels.read(window)
+            present.add(ids)
+            out.write(ids, window.xoff, window.yoff)
             out.release_cache()
             progress.update((number + 1) / len(windows))
         meta = {key: value for key, value in labels.metadata.items() if key not in ("k", "names", "version")}
         finish_label_raster(out, segments, {**meta, "palette": palette}, colours, names)
 
+    few = fewer_segments(present, segments, f"the other ids do not occur in '{input_path}'.")
+    if few:
+        progress.warn(few)
     if composite_path:
         progress.start("Writing composite")
         _write_composite(labels, image, windows, colours, opacity, composite_path, progress)
@@ -155,7 +174,7 @@ def render_labels(
         progress.start("Writing quicklook")
         _write_quicklook(labels, colours, quicklook_path)
         progress.update(1.0)
-    return RenderResult(output_path, segments, colours, composite_path, quicklook_path)
+    return RenderResult(output_path, segments, colours, composite_path, quicklook_path, present.count)
 
 
 def _lookup(colours):
