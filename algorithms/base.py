@@ -22,6 +22,7 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
 
+from ..engine import checks
 from ..engine.errors import SegmenterError
 from ..engine.progress import Progress
 from ..engine.region import Region
@@ -191,6 +192,22 @@ class SegmenterAlgorithm(QgsProcessingAlgorithm):
             raise QgsProcessingException(self.tr("{label}: no raster given.").format(label=label))
         return value or None
 
+    def band_numbers(self, parameters, name, context, feedback=None):
+        """Band numbers of a multiple band parameter, logged. QGIS reads a text value only when it is separated by
+        semicolons ("1,2,3" from the qgis_process command line became band 0): text is parsed here."""
+        value = parameters.get(name)
+        if isinstance(value, str):
+            try:
+                bands = checks.bands(value, name)
+            except SegmenterError as error:
+                raise QgsProcessingException(str(error)) from None
+        else:
+            bands = self.parameterAsInts(parameters, name, context) or None
+        if bands and feedback is not None:
+            feedback.pushInfo(f"{name}: band{'s' if len(bands) > 1 else ''} {', '.join(map(str, bands))}"
+                              + (f" (from '{value}')" if isinstance(value, str) else ""))
+        return bands
+
     def prepareAlgorithm(self, parameters, context, feedback):  # noqa: N802 - QGIS API
         """Main thread: a map layer that must be drawn is cloned here (layers of the project belong to it)."""
         self._to_draw = None
@@ -211,7 +228,7 @@ class SegmenterAlgorithm(QgsProcessingAlgorithm):
         extent = None
         if parameters.get("EXTENT") not in (None, ""):
             extent = self.parameterAsExtent(parameters, "EXTENT", context, crs)
-        bands = self.parameterAsInts(parameters, "BANDS", context) or None
+        bands = self.band_numbers(parameters, "BANDS", context, feedback)
         box = None
         if self._to_draw is not None:
             pixel_size = self.parameterAsDouble(parameters, "PIXEL_SIZE", context) or native_pixel_size(layer)
@@ -264,7 +281,7 @@ class SegmenterAlgorithm(QgsProcessingAlgorithm):
     def segmentation_outputs(self, context, result, **extra):
         if result.features:
             extra["FEATURES"] = result.features
-        return self.label_outputs(context, result.output, len(result.centres), **extra)
+        return self.label_outputs(context, result.output, result.present, **extra)
 
     @staticmethod
     def run_engine(function, feedback, **arguments):

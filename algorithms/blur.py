@@ -73,4 +73,4 @@ class BlurAlgorithm(SegmenterAlgorithm):
             iterations=self.parameterAsInt(parameters, "ITERATIONS", context),
             memory_mb=self.parameterAsInt(parameters, "MEMORY_MB", context),
         )
-        return self.label_outputs(context, result.output, result.segments)
+        return self.label_outputs(context, result.output, result.present)

@@ -93,4 +93,4 @@ class RenderAlgorithm(SegmenterAlgorithm):
             extra["COMPOSITE"] = result.composite
         if result.quicklook:
             extra["QUICKLOOK"] = result.quicklook
-        return self.label_outputs(context, result.output, result.segments, **extra)
+        return self.label_outputs(context, result.output, result.present, **extra)

@@ -21,20 +21,26 @@ from dataclasses import dataclass
 import numpy as np
 from osgeo import gdal
 
+from . import checks
 from .errors import InputError
 from .labels import (
     LABEL_TYPES,
     NODATA,
+    PresentIds,
     check_label_band,
+    fewer_segments,
     finish_label_raster,
+    ids_text,
+    label_doubt,
     label_type,
     nodata_as_zero,
     read_metadata,
+    scan_ids,
 )
 from .outputs import Destination, prepare_outputs
 from .palette import qualitative
 from .progress import Progress
-from .raster_io import AtomicRaster, open_raster
+from .raster_io import AtomicRaster, damaged, open_raster, read_window
 from .windows import plan_windows
 
 METHODS = ("majority", "gaussian")
@@ -346,6 +352,7 @@ class BlurResult:
     kernel: Kernel
     windows: int
     changed: int  # pixels whose label changed
+    present: int = 0  # segments that occur in the output (the SEGMENTS output)
 
 
 @dataclass
@@ -360,9 +367,10 @@ class _LabelRaster:
     other_nodata: object  # a nodata value other than 0, read as 0
     width: int = 0
     height: int = 0
+    path: str = ""
 
     def read(self, xoff, yoff, width, height):
-        ids = self.dataset.GetRasterBand(1).ReadAsArray(xoff, yoff, width, height)
+        ids = read_window(self.dataset.GetRasterBand(1), xoff, yoff, width, height, self.path)
         self.dataset.FlushCache()
         return nodata_as_zero(ids, self.other_nodata).astype(self.dtype, copy=False)
 
@@ -385,18 +393,21 @@ def _open_labels(path):
         segments = max(segments, int(high))
         dtype, output_type = _unsigned_type(int(high)), label_type(segments)
     return _LabelRaster(dataset, dtype, output_type, segments, metadata, other_nodata,
-                        dataset.RasterXSize, dataset.RasterYSize)
+                        dataset.RasterXSize, dataset.RasterYSize, path)
+
+
+_NO_IDS = ("The label raster '{path}' has no segment ids: every pixel is nodata. Choose a label raster with "
+           "segments.")
 
 
 def _value_range(band, path):
     """Smallest and largest id of a band (a full read), nodata left out."""
     try:
         return band.ComputeRasterMinMax(False)
-    except RuntimeError:  # GDAL's answer when no pixel is valid
-        raise InputError(
-            f"The label raster '{path}' has no segment ids: every pixel is nodata. Choose a label raster with "
-            f"segments."
-        ) from None
+    except RuntimeError as error:
+        if "no valid pixels" not in str(error):
+            raise damaged(path, error) from None
+        raise InputError(_NO_IDS.format(path=path)) from None
 
 
 def _stride(metadata):
@@ -478,7 +489,19 @@ def blur_labels(input_path, output_path, method="majority", strength="medium", r
                 memory_mb=256, progress=None):
     """Smooth the label raster ``input_path`` into ``output_path``: same grid, ids, metadata and style."""
     progress = progress or Progress()
+    input_path, output_path = checks.path("INPUT", input_path), checks.path("OUTPUT", output_path)
+    method, strength = checks.choice("METHOD", method, METHODS), checks.choice("STRENGTH", strength, tuple(STRENGTHS))
+    radius, iterations = checks.whole("RADIUS", radius), checks.whole("ITERATIONS", iterations)
+    memory_mb = checks.memory(memory_mb)
     labels = _open_labels(input_path)
+    present_in = None  # without Map Segmenter metadata (or K): which ids are there, from a scan
+    if not labels.segments or not labels.metadata:
+        present_in = scan_ids(labels.dataset.GetRasterBand(1), input_path, labels.other_nodata)
+        if not present_in.count:
+            raise InputError(_NO_IDS.format(path=input_path))
+        doubt = label_doubt(input_path, labels.metadata, present_in)
+        if doubt:
+            progress.warn(doubt)
     stride = _stride(labels.metadata)
     kernel = choose_kernel(method, strength, radius, iterations, stride or DEFAULT_STRIDE)
     outputs = prepare_outputs({"INPUT": input_path}, [Destination("OUTPUT", output_path, "labels")], progress)
@@ -505,12 +528,13 @@ def blur_labels(input_path, output_path, method="majority", strength="medium", r
         output.write(smoothed, window.xoff, window.yoff)
         output.release_cache()
 
-    highest = changed = 0
+    changed = 0
+    input_ids, output_ids = present_in or PresentIds(), PresentIds()  # the input's counted as read if not scanned
     # GDAL reads the next window and writes the last one in a second thread (it releases the GIL) while
     # numpy votes: the one thread touching the datasets until all is written, in window order.
     try:
         # Smoothing never makes new ids: K is known now (a scan when the metadata does not say).
-        expected_k = labels.segments or int(_value_range(labels.dataset.GetRasterBand(1), input_path)[1])
+        expected_k = labels.segments or present_in.highest
         with outputs, AtomicRaster(output_path, width, height, 1, labels.output_type,
                                    labels.dataset.GetGeoTransform(can_return_null=True),
                                    labels.dataset.GetProjection(),
@@ -533,8 +557,9 @@ def blur_labels(input_path, output_path, method="majority", strength="medium", r
                     smoothed = smooth(ids, kernel, margins, tick=tick, voter=voter)
                     original = ids[top : top + window.height, left : left + window.width]
                     changed += int(np.count_nonzero(smoothed != original))
-                    if not labels.segments:  # no K in the metadata: the highest id is K
-                        highest = max(highest, int(original.max()))
+                    if present_in is None:
+                        input_ids.add(original)
+                    output_ids.add(smoothed)
                     if last_write:
                         last_write.result()
                     last_write = io.submit(write, output, smoothed, window)
@@ -542,7 +567,7 @@ def blur_labels(input_path, output_path, method="majority", strength="medium", r
                 last_write.result()
             finally:
                 io.shutdown(wait=True, cancel_futures=True)
-            segments = max(labels.segments, highest)
+            segments = expected_k
             metadata, names = _output_metadata(labels, kernel, stride, None if radius else strength, segments)
             finish_label_raster(output, segments, metadata, _colours(labels.dataset, segments), names)
             outputs.commit()
@@ -550,4 +575,13 @@ def blur_labels(input_path, output_path, method="majority", strength="medium", r
         labels.dataset = None
     share = 100 * changed / (width * height)
     progress.log(f"Smoothing changed {changed} of {width * height} pixels ({share:.1f} %).")
-    return BlurResult(output_path, segments, kernel, len(windows), changed)
+    removed = sorted(set(input_ids.ids) - set(output_ids.ids))
+    reasons = [f"the input holds only {input_ids.count} of them."] if input_ids.count < segments else []
+    if removed:
+        reasons.append(f"smoothing removed id{'s' if len(removed) > 1 else ''} {ids_text(removed)}: "
+                       f"{'their regions were' if len(removed) > 1 else 'its regions were all'} smaller than the "
+                       f"kernel.")
+    few = fewer_segments(output_ids, segments, " ".join(reasons))
+    if few:
+        progress.warn(few)
+    return BlurResult(output_path, segments, kernel, len(windows), changed, output_ids.count)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from osgeo import gdal
 
-from . import kmeans
+from . import checks, kmeans
 from .errors import InputError
 from .label_pass import centres_for, tag_features, write_label_raster, write_labels, write_labels_bilinear
 from .labels import MAX_SEGMENTS, read_reference
@@ -51,6 +51,7 @@ class CnnResult:
     tile_shape: tuple  # (height, width) px of the tiles given to the network, halo included
     provider: str
     model: dict
+    present: int = 0  # segments that occur in the output (the SEGMENTS output)
 
 
 @dataclass(frozen=True)
@@ -199,6 +200,14 @@ def segment_cnn(
     between cell centres; measured better on the Dubai tiles) or "nearest" (each cell's id on its pixels).
     """
     progress = progress or Progress()
+    input_path, output_path = checks.path("INPUT", input_path), checks.path("OUTPUT", output_path)
+    model_path = checks.path("MODEL", model_path, optional=True)  # load_model says when there is none
+    features_path = checks.path("FEATURES", features_path, optional=True)
+    reference_path = checks.path("REFERENCE", reference_path, optional=True)
+    segments, seed = checks.whole("SEGMENTS", segments), checks.whole("SEED", seed, 0)
+    tile_size, batch_size = checks.whole("TILE_SIZE", tile_size), checks.whole("BATCH_SIZE", batch_size)
+    threads, sample_size = checks.whole("THREADS", threads), checks.whole("sample_size", sample_size)
+    bands, memory_mb = checks.bands(bands), checks.memory(memory_mb)
     _validate(segments, batch_size, tile_size, device, sample_size, upsample)
     import_onnxruntime(device)  # first: without it nothing else matters, and the message says how to install it
     raster = open_input(input_path, bands, grey_as_rgb=True, region=region)
@@ -269,7 +278,7 @@ def segment_cnn(
             assign_bytes = 16 + (info.embed_dim + 3 * segments) * 4 / stride**2
             windows = plan_windows(raster.width, raster.height, int(memory_mb * 2**20 / assign_bytes), step=stride,
                                    row_step=raster.block_height)
-            write_label_raster(raster, windows, stride, features.dataset, centres, output_path, dict(
+            present = write_label_raster(raster, windows, stride, features.dataset, centres, output_path, dict(
                 method=KIND, seed=seed, centres=centres.tolist(), features=feature_meta,
                 provider=model.provider, upsample=upsample,
                 reference=os.path.basename(reference_path) if reference_path else None,
@@ -284,7 +293,7 @@ def segment_cnn(
         if scratch:
             shutil.rmtree(scratch, ignore_errors=True)
     return CnnResult(output_path, features_path, centres, valid_cells, len(layout.origins), batches,
-                     (layout.height, layout.width), model.provider, info.summary())
+                     (layout.height, layout.width), model.provider, info.summary(), present)
 
 
 def fit_centres(sample, segments, seed, check=None):

@@ -16,7 +16,7 @@ from functools import partial
 import numpy as np
 from osgeo import gdal
 
-from . import kmeans
+from . import checks, kmeans
 from .descriptors import QUANT, TEXTURE_WEIGHT, block_descriptors, feature_names
 from .errors import InputError
 from .label_pass import centres_for, tag_features, write_label_raster
@@ -40,6 +40,7 @@ class KMeansResult:
     centres: np.ndarray
     valid_blocks: int
     windows: int
+    present: int = 0  # segments that occur in the output (the SEGMENTS output; fewer than K on uniform rasters)
 
 
 def _validate(raster, segments, block):
@@ -87,6 +88,13 @@ def segment_kmeans(
 ):
     """Segment ``input_path`` into ``segments`` kinds of region; write labels (and optionally features)."""
     progress = progress or Progress()
+    input_path, output_path = checks.path("INPUT", input_path), checks.path("OUTPUT", output_path)
+    features_path = checks.path("FEATURES", features_path, optional=True)
+    reference_path = checks.path("REFERENCE", reference_path, optional=True)
+    segments, block = checks.whole("SEGMENTS", segments), checks.whole("BLOCK_SIZE", block)
+    seed, bands, memory_mb = checks.whole("SEED", seed, 0), checks.bands(bands), checks.memory(memory_mb)
+    context, sample_size = checks.whole("context", context, 0), checks.whole("sample_size", sample_size, 1)
+    texture_weight = checks.number("texture_weight", texture_weight, 0)
     raster = open_input(input_path, bands, region=region)
     _validate(raster, segments, block)
     outputs = prepare_outputs(
@@ -133,7 +141,7 @@ def segment_kmeans(
                                 context=context, texture_weight=texture_weight, bands=raster.bands, input_ranges=ranges)
             tag_features(features, feature_meta)
 
-            write_label_raster(raster, windows, block, features.dataset, centres, output_path, dict(
+            present = write_label_raster(raster, windows, block, features.dataset, centres, output_path, dict(
                 method="kmeans", seed=seed, centres=centres.tolist(), features=feature_meta,
                 reference=os.path.basename(reference_path) if reference_path else None,
             ), progress, group=outputs)
@@ -146,7 +154,7 @@ def segment_kmeans(
         raster.dataset = None
         if scratch:
             shutil.rmtree(scratch, ignore_errors=True)
-    return KMeansResult(output_path, features_path, centres, valid_blocks, len(windows))
+    return KMeansResult(output_path, features_path, centres, valid_blocks, len(windows), present)
 
 
 def _check_reference(reference, path, channels, block):

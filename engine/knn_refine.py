@@ -32,13 +32,14 @@ from dataclasses import dataclass
 import numpy as np
 from osgeo import gdal, osr
 
+from . import checks
 from .errors import InputError
 from .labels import check_label_band, finish_label_raster, label_type, nodata_as_zero, read_metadata
 from .neighbours import NeighbourIndex, require_ckdtree
 from .outputs import Destination, prepare_outputs
 from .palette import qualitative
 from .progress import Progress
-from .raster_io import AtomicRaster, open_raster, scaled_geotransform
+from .raster_io import AtomicRaster, open_raster, read_window, scaled_geotransform
 from .sampling import BlockSample
 from .windows import plan_windows
 
@@ -105,6 +106,13 @@ def refine_knn(
     ``workers``: threads for the neighbour queries and posteriors (-1 = one per CPU); results do not depend on it.
     """
     progress = progress or Progress()
+    labels_path, features_path = checks.path("LABELS", labels_path), checks.path("FEATURES", features_path)
+    output_path = checks.path("OUTPUT", output_path)
+    neighbors, iterations = checks.whole("NEIGHBORS", neighbors), checks.whole("ITERATIONS", iterations)
+    temperature, mix = checks.number("TEMPERATURE", temperature), checks.number("MIX", mix)
+    spatial_weight, seed = checks.number("SPATIAL_WEIGHT", spatial_weight), checks.whole("SEED", seed, 0)
+    index_size, workers = checks.whole("INDEX_SIZE", index_size), checks.whole("workers", workers, -1)
+    memory_mb = checks.memory(memory_mb)
     threads = max(1, os.cpu_count() or 1) if workers == -1 else max(1, int(workers))
     _check_parameters(neighbors, temperature, mix, iterations, spatial_weight, index_size, memory_mb)
     labels = open_raster(labels_path, purpose="label raster (LABELS)")
@@ -334,7 +342,8 @@ class _Reader:
             self.feature_nodata.append(value if value is not None and np.isfinite(value) else None)
 
     def pixels(self, window):
-        return nodata_as_zero(self.band.ReadAsArray(window.xoff, window.yoff, window.width, window.height), self.nodata)
+        return nodata_as_zero(read_window(self.band, window.xoff, window.yoff, window.width, window.height),
+                              self.nodata)
 
     def cells(self, window, pixels=None):
         """The window's usable cells (a seed label and valid features): linear index, seed, row, col (m,),
@@ -342,8 +351,8 @@ class _Reader:
         stride = self.grid.stride
         seeds = block_seeds(self.pixels(window) if pixels is None else pixels, stride)
         rows, cols = seeds.shape
-        values = self.features.ReadAsArray(window.xoff // stride, window.yoff // stride, cols, rows,
-                                           buf_type=gdal.GDT_Float32).reshape(-1, rows * cols)
+        values = read_window(self.features, window.xoff // stride, window.yoff // stride, cols, rows,
+                             buf_type=gdal.GDT_Float32).reshape(-1, rows * cols)
         usable = seeds.reshape(-1) > 0
         for channel, nodata in enumerate(self.feature_nodata):
             usable &= np.isfinite(values[channel])

@@ -9,7 +9,7 @@ import numpy as np
 
 from . import kmeans
 from .errors import InputError
-from .labels import NODATA, finish_label_raster, label_type, write_metadata
+from .labels import NODATA, PresentIds, fewer_segments, finish_label_raster, label_type, write_metadata
 from .palette import qualitative
 from .pipeline import ordered_map
 from .raster_io import AtomicRaster
@@ -42,11 +42,12 @@ def tag_features(features, meta):
     features.release_cache()
 
 
-def write_labels(raster, windows, stride, features, centres, labels, progress):
+def write_labels(raster, windows, stride, features, centres, labels, progress, present=None):
     """Assign the cells of feature dataset ``features`` to ``centres`` and write ids 1..K (0 = nodata).
 
     ``windows`` cover the input's pixel grid with offsets that are multiples of ``stride``; each cell's id is
-    repeated over its pixels, and pixels the input marks invalid are written as nodata.
+    repeated over its pixels, and pixels the input marks invalid are written as nodata. ``present`` (a
+    ``PresentIds``) learns the ids written.
     """
 
     def read(window):
@@ -71,6 +72,8 @@ def write_labels(raster, windows, stride, features, centres, labels, progress):
         return pixels
 
     for number, (window, pixels) in enumerate(ordered_map(read, compute, windows)):
+        if present is not None:
+            present.add(pixels)
         labels.write(pixels, window.xoff, window.yoff)
         labels.release_cache()
         progress.update((number + 1) / len(windows), f"Assigning segments ({number + 1}/{len(windows)} windows)")
@@ -101,7 +104,7 @@ def _phases(stride):
     return phases
 
 
-def write_labels_bilinear(raster, windows, stride, features, centres, labels, progress):
+def write_labels_bilinear(raster, windows, stride, features, centres, labels, progress, present=None):
     """Like ``write_labels``, but each pixel takes the centre nearest in distances interpolated bilinearly
     between the four cells around it (cell centres at the middle of their stride x stride pixels).
 
@@ -153,6 +156,8 @@ def write_labels_bilinear(raster, windows, stride, features, centres, labels, pr
             pixel_valid = raster.read_valid(window.xoff, window.yoff, window.width, window.height)
             if pixel_valid is not None:
                 pixels = np.where(pixel_valid, pixels, NODATA).astype(dtype)
+        if present is not None:
+            present.add(pixels)
         labels.write(pixels, window.xoff, window.yoff)
         raster.release_cache()
         labels.release_cache()
@@ -162,11 +167,20 @@ def write_labels_bilinear(raster, windows, stride, features, centres, labels, pr
 def write_label_raster(raster, windows, stride, features, centres, output_path, metadata, progress,
                        assign=None, group=None):
     """Assign and write the whole label raster at ``output_path`` (atomically, in the run's ``group``), styled
-    and tagged."""
+    and tagged.
+
+    Returns the number of segments that occur in it, and warns when that is fewer than the centres: K-Means
+    cannot make K kinds of region of a raster whose blocks are all alike (one colour)."""
     segments = len(centres)
+    present = PresentIds()
     with AtomicRaster(output_path, raster.width, raster.height, 1, label_type(segments), raster.geotransform,
                       raster.projection, palette=qualitative(segments), gcps_from=raster.dataset,
                       group=group) as labels:
         progress.start("Assigning segments")
-        (assign or write_labels)(raster, windows, stride, features, centres, labels, progress)
+        (assign or write_labels)(raster, windows, stride, features, centres, labels, progress, present)
         finish_label_raster(labels, segments, metadata)
+    few = fewer_segments(present, segments, f"the valid pixels of '{raster.path}' are too alike to make "
+                                            f"{segments} kinds of region (the other centres are nearest to none).")
+    if few:
+        progress.warn(few)
+    return present.count

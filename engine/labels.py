@@ -12,11 +12,14 @@ from . import VERSION
 from .errors import InputError
 from .outputs import CommitGroup, style_path
 from .palette import qualitative
-from .raster_io import open_raster
+from .raster_io import open_raster, read_window
 
 NODATA = 0
 MAX_SEGMENTS = 254
 PREFIX = "SEGMENTER_"
+MAX_ID = 65535  # UInt16 label rasters
+MANY_IDS = 64  # more distinct values than this and no Map Segmenter metadata: probably an image, not labels
+SCAN_PIXELS = 2**22  # pixels per read when a label raster is scanned for its ids
 
 
 def label_type(segments):
@@ -111,6 +114,7 @@ class LabelRaster:
     segments: int
     metadata: dict
     other_nodata: float = None  # a declared nodata value other than 0: read as 0
+    present: "PresentIds" = None  # the ids found when the metadata did not give K (a scan of the raster)
 
 
     @property
@@ -122,7 +126,7 @@ class LabelRaster:
         return self.dataset.RasterYSize
 
     def read(self, window):
-        return self.as_ids(self.band.ReadAsArray(window.xoff, window.yoff, window.width, window.height))
+        return self.as_ids(read_window(self.band, window.xoff, window.yoff, window.width, window.height, self.path))
 
     def as_ids(self, values):
         return nodata_as_zero(values, self.other_nodata)
@@ -139,8 +143,92 @@ def open_label_raster(path, purpose="label raster"):
             f"UInt16, or choose the OUTPUT of a Map Segmenter segmentation."
         )
     metadata = read_metadata(dataset)
-    segments = int(metadata.get("k") or band.ComputeRasterMinMax(False)[1])  # GDAL skips the nodata value
-    return LabelRaster(path, dataset, band, segments, metadata, other_nodata)
+    if metadata.get("k"):
+        return LabelRaster(path, dataset, band, int(metadata["k"]), metadata, other_nodata)
+    ids = scan_ids(band, path, other_nodata)  # no K in the metadata: the highest id is K
+    return LabelRaster(path, dataset, band, ids.highest, metadata, other_nodata, ids)
+
+
+class PresentIds:
+    """Which ids (1..65535) occur in windows of labels, exactly, for little work.
+
+    A window (cut in chunks) whose ids from its smallest to its largest have all been seen already costs a min and
+    a max; only windows that may hold an unseen id are counted. Labels hold every id in their first windows as a
+    rule, so counting the ids of a whole raster costs about two reductions per pixel."""
+
+    CHUNK = 2**20  # pixels: bounds the temporaries of a count
+
+    def __init__(self):
+        self.seen = np.zeros(MAX_ID + 1, bool)
+
+    def add(self, ids):
+        flat = ids.reshape(-1)
+        for start in range(0, flat.size, self.CHUNK):
+            part = flat[start : start + self.CHUNK]
+            top = int(part.max())
+            if top == NODATA:
+                continue
+            low = int((part - np.ones(1, part.dtype)).min()) + 1  # nodata wraps round to the largest value
+            if self.seen[low : top + 1].all():
+                continue
+            self.seen[: top + 1] |= np.bincount(part, minlength=top + 1).astype(bool)
+        self.seen[NODATA] = False
+
+    @property
+    def ids(self):
+        return np.flatnonzero(self.seen).tolist()
+
+    @property
+    def count(self):
+        return int(np.count_nonzero(self.seen))
+
+    @property
+    def highest(self):
+        present = np.flatnonzero(self.seen)
+        return int(present[-1]) if len(present) else 0
+
+
+def scan_ids(band, path, other_nodata=None):
+    """The ``PresentIds`` of a whole label band (Byte or UInt16), read in strips of whole blocks.
+
+    (GDAL's histogram would do it in C, but it saves itself in an .aux.xml beside the input.)"""
+    width, height = band.XSize, band.YSize
+    block_height = band.GetBlockSize()[1]
+    rows = max(1, SCAN_PIXELS // max(1, width) // block_height) * block_height
+    present = PresentIds()
+    for y in range(0, height, rows):
+        values = read_window(band, 0, y, width, min(rows, height - y), path)
+        present.add(nodata_as_zero(values, other_nodata))
+    band.GetDataset().FlushCache()
+    return present
+
+
+def ids_text(ids, most=12):
+    """Ids as text for messages: "1, 2, 5" (or the first ``most`` and how many more)."""
+    shown = ", ".join(map(str, ids[:most]))
+    return shown if len(ids) <= most else f"{shown} and {len(ids) - most} more"
+
+
+def label_doubt(path, metadata, present):
+    """A warning when ``path`` (``metadata``: its SEGMENTER_* items) does not look like a label raster: no Map
+    Segmenter metadata and more than MANY_IDS distinct values, as in an image (a grey photo has about 255)."""
+    if metadata or present is None or present.count <= MANY_IDS:
+        return None
+    return (
+        f"'{path}' does not look like a label raster: it has no Map Segmenter metadata and {present.count} distinct "
+        f"values, as an image has, so each value is taken as a segment (ids up to {present.highest}). If it is an "
+        f"image, segment it first with segmenter:kmeans or segmenter:cnn and use their OUTPUT here."
+    )
+
+
+def fewer_segments(present, segments, reason):
+    """A warning when only some of ``segments`` ids occur in an output (``present``: its ``PresentIds``)."""
+    if present.count >= segments:
+        return None
+    one = present.count == 1
+    return (f"Only {present.count} of the {segments} segments occur in the output (id{'' if one else 's'} "
+            f"{ids_text(present.ids) or 'none'}): {reason} The result has {present.count} "
+            f"segment{'' if one else 's'}.")
 
 
 def read_reference(path):

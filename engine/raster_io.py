@@ -52,6 +52,32 @@ def open_raster(path, purpose="input raster"):
     return dataset
 
 
+def damaged(path, error, xoff=0, yoff=0, width=None, height=None):
+    """The ``InputError`` for a raster that opened but failed to read (truncated or corrupt file, lost source)."""
+    where = "" if width is None else (
+        f" in rows {yoff}..{yoff + height - 1}, columns {xoff}..{xoff + width - 1}")
+    return InputError(
+        f"The raster '{path}' is damaged or incomplete: GDAL failed to read it{where} ({str(error).rstrip('.')}). "
+        f"Check it with "
+        f"`gdalinfo -checksum {path}` (it reports every block it cannot read), then copy, download or export it "
+        f"again."
+    )
+
+
+def read_window(source, xoff, yoff, width, height, path=None, **options):
+    """``source.ReadAsArray`` (a dataset or band) with a read failure turned into ``damaged``'s InputError.
+
+    Every read of an input (image, labels, features) goes through here, so a file that opens but cannot be read
+    says which file and where, whichever step reads it."""
+    try:
+        return source.ReadAsArray(xoff, yoff, width, height, **options)
+    except RuntimeError as error:
+        if path is None:
+            dataset = source.GetDataset() if isinstance(source, gdal.Band) else source
+            path = dataset.GetDescription()
+        raise damaged(path, error, xoff, yoff, width, height) from None
+
+
 @dataclass
 class InputRaster:
     """An opened input raster with the bands to segment and how to tell valid pixels."""
@@ -79,14 +105,14 @@ class InputRaster:
 
     def read(self, xoff, yoff, width, height):
         """Pixels of the chosen bands as (bands, height, width)."""
-        data = self.dataset.ReadAsArray(xoff, yoff, width, height, band_list=self.bands)
+        data = read_window(self.dataset, xoff, yoff, width, height, self.path, band_list=self.bands)
         return data.reshape(len(self.bands), height, width)
 
     def read_valid(self, xoff, yoff, width, height, pixels=None):
         """Boolean validity (nodata, alpha = 0 and NaN are invalid); None when every pixel is valid."""
         valid = None
         for mask_band in self._mask_bands:
-            band_valid = mask_band.ReadAsArray(xoff, yoff, width, height) > 0
+            band_valid = read_window(mask_band, xoff, yoff, width, height, self.path) > 0
             valid = band_valid if valid is None else valid & band_valid
         if self.data_type in FLOAT_TYPES:
             if pixels is None:
@@ -184,12 +210,14 @@ def robust_range(raster, low=1.0, high=99.0, max_side=1024):
     """Per-band (lo, hi) percentiles of valid pixels from a decimated read; bounded memory for any size."""
     scale = min(1.0, max_side / max(raster.width, raster.height))
     buf_w, buf_h = max(1, round(raster.width * scale)), max(1, round(raster.height * scale))
-    data = raster.dataset.ReadAsArray(
-        0, 0, raster.width, raster.height, buf_xsize=buf_w, buf_ysize=buf_h, band_list=raster.bands
+    data = read_window(
+        raster.dataset, 0, 0, raster.width, raster.height, raster.path, buf_xsize=buf_w, buf_ysize=buf_h,
+        band_list=raster.bands,
     ).reshape(len(raster.bands), buf_h, buf_w).astype(np.float64)
     valid = np.isfinite(data).all(axis=0)
     for mask_band in raster._mask_bands:
-        valid &= mask_band.ReadAsArray(0, 0, raster.width, raster.height, buf_xsize=buf_w, buf_ysize=buf_h) > 0
+        valid &= read_window(mask_band, 0, 0, raster.width, raster.height, raster.path, buf_xsize=buf_w,
+                             buf_ysize=buf_h) > 0
     if not valid.any():
         raise InputError(f"The raster '{raster.path}' has no valid pixels (everything is nodata or transparent).")
     ranges = []

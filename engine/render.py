@@ -12,8 +12,18 @@ from dataclasses import dataclass
 import numpy as np
 from osgeo import gdal
 
+from . import checks
 from .errors import InputError, OutputError
-from .labels import NODATA, finish_label_raster, label_type, open_label_raster, segment_names
+from .labels import (
+    NODATA,
+    PresentIds,
+    fewer_segments,
+    finish_label_raster,
+    label_doubt,
+    label_type,
+    open_label_raster,
+    segment_names,
+)
 from .outputs import Destination, prepare_outputs
 from .palette import qualitative, ramp
 from .progress import Progress
@@ -23,6 +33,7 @@ from .raster_io import (
     is_paletted,
     open_input,
     open_raster,
+    read_window,
     value_ranges,
 )
 from .windows import plan_windows
@@ -39,6 +50,7 @@ class RenderResult:
     colours: list
     composite: str | None
     quicklook: str | None
+    present: int = 0  # segments that occur in the labels (the SEGMENTS output)
 
 
 def _same_grid(labels, image, labels_path, image_path):
@@ -102,11 +114,17 @@ def render_labels(
 ):
     """Style ``input_path`` (a label raster) and optionally write an RGBA composite and a PNG quicklook."""
     progress = progress or Progress()
-    if palette not in PALETTES:
-        raise InputError(f"PALETTE must be one of {', '.join(PALETTES)}; got '{palette}'.")
-    if not 0.0 <= opacity <= 1.0:
-        raise InputError(f"OPACITY must be between 0 and 1; got {opacity}.")
+    input_path, output_path = checks.path("INPUT", input_path), checks.path("OUTPUT", output_path)
+    image_path = checks.path("IMAGE", image_path, optional=True)
+    composite_path = checks.path("COMPOSITE", composite_path, optional=True)
+    quicklook_path = checks.path("QUICKLOOK", quicklook_path, optional=True)
+    palette, memory_mb = checks.choice("PALETTE", palette, PALETTES), checks.memory(memory_mb)
+    opacity = checks.number("OPACITY", opacity, 0, 1)
+    names = checks.names(names)
     labels = open_label_raster(input_path)
+    doubt = label_doubt(input_path, labels.metadata, labels.present)
+    if doubt:
+        progress.warn(doubt)
     needs_image = palette == "mean_colour" or composite_path
     if needs_image and not image_path:
         raise InputError("The mean-colour palette and the composite need IMAGE: choose the raster the labels were "
@@ -138,13 +156,19 @@ def render_labels(
         with AtomicRaster(output_path, labels.width, labels.height, 1, label_type(segments),
                           labels.dataset.GetGeoTransform(can_return_null=True), labels.dataset.GetProjection(),
                           palette=colours, gcps_from=labels.dataset, group=outputs) as out:
+            present = PresentIds()
             for number, window in enumerate(windows):
-                out.write(labels.read(window), window.xoff, window.yoff)
+                ids = labels.read(window)
+                present.add(ids)
+                out.write(ids, window.xoff, window.yoff)
                 out.release_cache()
                 progress.update((number + 1) / len(windows))
             meta = {key: value for key, value in labels.metadata.items() if key not in ("k", "names", "version")}
             finish_label_raster(out, segments, {**meta, "palette": palette}, colours, names)
 
+        few = fewer_segments(present, segments, f"the other ids do not occur in '{input_path}'.")
+        if few:
+            progress.warn(few)
         if composite_path:
             progress.start("Writing composite")
             _write_composite(labels, image, windows, colours, opacity, composite_path, progress, outputs)
@@ -153,7 +177,7 @@ def render_labels(
             _write_quicklook(labels, colours, quicklook_path, outputs)
             progress.update(1.0)
         outputs.commit()
-    return RenderResult(output_path, segments, colours, composite_path, quicklook_path)
+    return RenderResult(output_path, segments, colours, composite_path, quicklook_path, present.count)
 
 
 def _lookup(colours):
@@ -197,7 +221,7 @@ def _write_quicklook(labels, colours, path, group):
     """A PNG of the segment colours, at most QUICKLOOK_SIDE px on its longer side (nearest sampling)."""
     scale = min(1.0, QUICKLOOK_SIDE / max(labels.width, labels.height))
     width, height = max(1, round(labels.width * scale)), max(1, round(labels.height * scale))
-    ids = labels.band.ReadAsArray(0, 0, labels.width, labels.height, buf_xsize=width, buf_ysize=height)
+    ids = read_window(labels.band, 0, 0, labels.width, labels.height, labels.path, buf_xsize=width, buf_ysize=height)
     ids = labels.as_ids(ids)
     table = _lookup(colours).astype(np.uint8)
     memory = gdal.GetDriverByName("MEM").Create("", width, height, 4, gdal.GDT_Byte)

@@ -615,127 +615,127 @@ Quicklook (optional): PNG of the segment colours, at most 1024 px on its longer 
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="75"/>
+        <location filename="../algorithms/base.py" line="76"/>
         <source>Post-processing</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="129"/>
+        <location filename="../algorithms/base.py" line="130"/>
         <source>Bands (default: first three)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="129"/>
+        <location filename="../algorithms/base.py" line="130"/>
         <source>Bands to segment. Empty: the first three bands that are not alpha. Needed for a grey-scale raster (choose band 1).</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="135"/>
+        <location filename="../algorithms/base.py" line="136"/>
         <source>Number of segments (K)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="135"/>
+        <location filename="../algorithms/base.py" line="136"/>
         <source>How many kinds of region to find (2-254).</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="139"/>
+        <location filename="../algorithms/base.py" line="140"/>
         <source>Random seed</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="139"/>
+        <location filename="../algorithms/base.py" line="140"/>
         <source>Seed of the sample and of the initialisation: the same seed gives the same result.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="142"/>
+        <location filename="../algorithms/base.py" line="143"/>
         <source>Reference segmentation (reuse its centres)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="142"/>
+        <location filename="../algorithms/base.py" line="143"/>
         <source>Optional: a segmentation made earlier by this algorithm. Its segment centres are reused instead of fitting new ones, so several rasters get the same segment for the same kind of surface.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="164"/>
+        <location filename="../algorithms/base.py" line="165"/>
         <source>Memory budget (MB)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="164"/>
+        <location filename="../algorithms/base.py" line="165"/>
         <source>Working memory to use. The raster is processed in windows that fit it; the result does not depend on it.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="169"/>
+        <location filename="../algorithms/base.py" line="170"/>
         <source>Label raster on the input&apos;s grid: segment 1..K, 0 = nodata, styled with one colour and name per segment.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="172"/>
+        <location filename="../algorithms/base.py" line="173"/>
         <source>Number of segments produced</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="184"/>
+        <location filename="../algorithms/base.py" line="185"/>
         <source>{label}: layer &apos;{layer}&apos; is not a file GDAL can read ({provider}). Save it as a GeoTIFF first (Raster &gt; Conversion &gt; Translate).</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="191"/>
+        <location filename="../algorithms/base.py" line="192"/>
         <source>{label}: no raster given.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="124"/>
+        <location filename="../algorithms/base.py" line="125"/>
         <source>Input layer</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="124"/>
+        <location filename="../algorithms/base.py" line="125"/>
         <source>The layer to segment: a raster GDAL reads (GeoTIFF, JPEG, VRT...; 8-bit, 16-bit or float), or any other map layer (XYZ or WMS basemap, vector layer...), which is drawn with its style over Area to segment at Pixel size first. Nodata and transparent pixels stay nodata.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="149"/>
+        <location filename="../algorithms/base.py" line="150"/>
         <source>Area to segment</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="149"/>
+        <location filename="../algorithms/base.py" line="150"/>
         <source>Optional: segment only this area. A raster file is cut on its own pixel grid, so the result lines up pixel for pixel with a run over the whole raster. Required for web layers (a tile service covers the world).</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="153"/>
+        <location filename="../algorithms/base.py" line="154"/>
         <source>Pixel size for drawn layers (0 = native)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="153"/>
+        <location filename="../algorithms/base.py" line="154"/>
         <source>For layers that are drawn first (web and vector layers): the size of a pixel in the layer&apos;s CRS units. 0 = the layer&apos;s own finest resolution (a tile service&apos;s deepest zoom); required for vector layers. Raster files keep their own pixels.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="158"/>
+        <location filename="../algorithms/base.py" line="159"/>
         <source>Mask polygons</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="158"/>
+        <location filename="../algorithms/base.py" line="159"/>
         <source>Optional: only pixels inside these polygons are segmented; the others are nodata in every output and take no part in the fit.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="209"/>
+        <location filename="../algorithms/base.py" line="226"/>
         <source>Input layer: no layer given, or it cannot be opened.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="221"/>
+        <location filename="../algorithms/base.py" line="238"/>
         <source>Bands is ignored for a drawn layer: its red, green and blue are used.</source>
         <translation type="unfinished"></translation>
     </message>

@@ -94,3 +94,42 @@ def test_unwritable_output_folder(processing_run, tmp_path, kampala_crop):
     finally:
         locked.chmod(0o700)
     assert os.listdir(locked) == []
+
+
+def test_bands_written_as_text_are_read_as_band_numbers_and_logged(processing_run, tmp_path):
+    """qgis_process passes BANDS=4,1,2 as the text '4,1,2', which QGIS itself read as band 0."""
+    from qgis.core import QgsProcessingFeedback
+
+    class Log(QgsProcessingFeedback):
+        def __init__(self):
+            super().__init__()
+            self.lines = []
+
+        def pushInfo(self, info):  # noqa: N802 - QGIS API
+            self.lines.append(info)
+
+    naip = str(tmp_path / "naip.tif")
+    gdal.Translate(naip, str(SWISS.parent / "naip_m_4709963_se_14_1_20190904_5m_RGBN.tif"), srcWin=[0, 0, 300, 200])
+    listed = processing_run("segmenter:kmeans", {"INPUT": naip, "BANDS": [4, 1, 2], "SEGMENTS": 4,
+                                                 "OUTPUT": str(tmp_path / "listed.tif")})
+    for number, text in enumerate(("4,1,2", "4;1;2", " 4, 1 ,2 ")):
+        feedback = Log()
+        out = str(tmp_path / f"text{number}.tif")
+        processing_run("segmenter:kmeans", {"INPUT": naip, "BANDS": text, "SEGMENTS": 4, "OUTPUT": out},
+                       feedback=feedback)
+        assert np.array_equal(read_array(out), read_array(listed["OUTPUT"]))
+        assert f"BANDS: bands 4, 1, 2 (from '{text}')" in feedback.lines
+    _bad(processing_run, {"INPUT": naip, "BANDS": "4,one"}, "BANDS '4,one': 'one' is not a band number", tmp_path)
+    _bad(processing_run, {"INPUT": naip, "BANDS": "1,2,9"}, "BANDS [9] out of range", tmp_path)
+
+
+def test_a_truncated_input_is_named_with_where_it_failed(processing_run, tmp_path, kampala_crop):
+    """A GeoTIFF cut short opens, then fails mid-read: an error naming the file, not a raw traceback."""
+    cut = str(tmp_path / "cut.tif")
+    gdal.Translate(cut, kampala_crop, creationOptions=["TILED=YES", "BLOCKXSIZE=64", "BLOCKYSIZE=64",
+                                                       "COMPRESS=DEFLATE"])
+    with open(cut, "r+b") as handle:
+        handle.truncate(int(os.path.getsize(cut) * 0.6))
+    message = _bad(processing_run, {"INPUT": cut}, f"The raster '{cut}' is damaged or incomplete: GDAL failed to "
+                   f"read it in rows 0..388, columns 0..516", tmp_path)
+    assert f"Check it with `gdalinfo -checksum {cut}`" in message

@@ -68,3 +68,13 @@ def test_built_zip_installs_into_a_fresh_qgis_profile(tmp_path, kampala_crop):
                     f"OUTPUT={out}"], env=env, capture_output=True, check=True)
     segment_kmeans(kampala_crop, str(tmp_path / "engine.tif"), segments=4)
     assert np.array_equal(read_array(out), read_array(tmp_path / "engine.tif"))
+
+
+def test_bands_as_a_comma_separated_list(tmp_path, kampala_crop):
+    """BANDS=3,2,1 on the command line (QGIS read it as band 0: "BANDS [0] out of range")."""
+    out = tmp_path / "cli.tif"
+    completed = qgis_process("run", "segmenter:kmeans", "--", f"INPUT={kampala_crop}", "BANDS=3,2,1", "SEGMENTS=4",
+                             f"OUTPUT={out}")
+    assert "BANDS: bands 3, 2, 1 (from '3,2,1')" in completed.stdout
+    segment_kmeans(kampala_crop, str(tmp_path / "engine.tif"), segments=4, bands=[3, 2, 1])
+    assert np.array_equal(read_array(out), read_array(tmp_path / "engine.tif"))
