@@ -216,6 +216,9 @@ class SegmenterAlgorithm(QgsProcessingAlgorithm):
             layer = self.parameterAsLayer(parameters, "INPUT", context)
             if layer is not None and not is_gdal_file(layer):
                 self._to_draw = layer.clone()
+                # owned by the run's context, so it is deleted with the run: a Python-owned clone still held by a
+                # traceback at interpreter exit is destroyed after QGIS, which crashes the process
+                context.temporaryLayerStore().addMapLayer(self._to_draw)
         return True
 
     def segmentation_input(self, parameters, context, feedback):
@@ -248,12 +251,15 @@ class SegmenterAlgorithm(QgsProcessingAlgorithm):
     def segment(self, function, parameters, context, feedback, **arguments):
         """Run the segmentation engine ``function`` with the arguments kmeans and cnn share plus ``arguments``;
         the drawn layer and the mask written for it are removed afterwards, whatever happens."""
-        input_path, region, bands = self.segmentation_input(parameters, context, feedback)
-        temporary = [path for path in (input_path if self._to_draw is not None else None, region.mask_path) if path]
+        temporary = []
         try:
+            input_path, region, bands = self.segmentation_input(parameters, context, feedback)
+            temporary = [path for path in (input_path if self._to_draw is not None else None, region.mask_path)
+                         if path]
             return self.run_engine(function, feedback, **arguments, **self.segmentation_arguments(
                 parameters, context, input_path, region, bands))
         finally:
+            self._to_draw = None  # the clone dies with the run, not at interpreter exit after QGIS is gone
             for path in temporary:
                 gdal.Unlink(path)
 
