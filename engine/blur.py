@@ -37,6 +37,7 @@ from .labels import (
     read_metadata,
     scan_ids,
 )
+from .memory import within_budget
 from .palette import qualitative
 from .progress import Progress
 from .raster_io import AtomicRaster, check_destination, damaged, open_raster, read_window
@@ -484,6 +485,7 @@ def _output_metadata(labels, kernel, stride, strength, segments):
     return metadata, names if isinstance(names, list) and len(names) == segments else None
 
 
+@within_budget
 def blur_labels(input_path, output_path, method="majority", strength="medium", radius=0, iterations=1,
                 memory_mb=256, progress=None):
     """Smooth the label raster ``input_path`` into ``output_path``: same grid, ids, metadata and style."""

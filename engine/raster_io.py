@@ -90,6 +90,7 @@ class InputRaster:
     data_type: int
     block_height: int
     _mask_bands: list = field(default_factory=list)
+    block_width: int = 0
 
     @property
     def geotransform(self):
@@ -186,7 +187,7 @@ def open_input(path, bands=None, grey_as_rgb=False):
                 continue
             per_dataset_seen = True
         masks.append(raster_band.GetMaskBand())
-    _, block_height = first.GetBlockSize()
+    block_width, block_height = first.GetBlockSize()
     return InputRaster(
         path=path,
         dataset=dataset,
@@ -196,6 +197,7 @@ def open_input(path, bands=None, grey_as_rgb=False):
         data_type=data_type,
         block_height=block_height,
         _mask_bands=masks,
+        block_width=block_width,
     )
 
 

@@ -24,6 +24,7 @@ from .labels import (
     open_label_raster,
     segment_names,
 )
+from .memory import within_budget
 from .palette import qualitative, ramp
 from .progress import Progress
 from .raster_io import (
@@ -100,6 +101,7 @@ def mean_colours(labels, image, windows, progress):
     return [tuple(int(round(v)) for v in np.clip(means[:, i], 0, 255)) for i in range(k)]
 
 
+@within_budget
 def render_labels(
     input_path,
     output_path,
