@@ -1,10 +1,38 @@
 """What every Map Segmenter algorithm shares: engine calls with progress, cancel and readable errors."""
 
-from qgis.core import QgsProcessingAlgorithm, QgsProcessingException, QgsProcessingParameterDefinition
+import time
+
+from qgis.core import QgsApplication, QgsProcessingAlgorithm, QgsProcessingException, QgsProcessingParameterDefinition
+from qgis.PyQt.QtCore import QCoreApplication, QThread
 
 from ..engine import checks
 from ..engine.errors import SegmenterError
 from ..engine.progress import Progress
+
+EVENT_INTERVAL = 0.1  # s: how often a run in qgis_process lets a Ctrl+C through
+
+
+def cancel_check(feedback):
+    """``feedback.isCanceled``; in qgis_process, one that also lets a Ctrl+C reach ``feedback``.
+
+    qgis_process (3.22 and later) turns SIGINT into ``feedback.cancel()`` through a Qt socket notifier, that is on
+    the next turn of its event loop. While an algorithm runs the loop turns only when the progress bar moves and
+    2 s have passed since the last turn, and never with --json: a Ctrl+C took up to 2 s or more, or was ignored.
+    Here the main thread's pending events are processed every EVENT_INTERVAL seconds of a check, in qgis_process
+    only (inside QGIS, algorithms run in a task thread and QGIS's own Cancel button sets the feedback)."""
+    application = QgsApplication.instance()
+    if application is None or application.platform() != "qgis_process":
+        return feedback.isCanceled
+    last = [0.0]
+
+    def is_cancelled():
+        now = time.monotonic()
+        if now - last[0] >= EVENT_INTERVAL and QThread.currentThread() == application.thread():
+            last[0] = now
+            QCoreApplication.processEvents()
+        return feedback.isCanceled()
+
+    return is_cancelled
 
 
 class SegmenterAlgorithm(QgsProcessingAlgorithm):
@@ -97,7 +125,7 @@ class SegmenterAlgorithm(QgsProcessingAlgorithm):
     def run_engine(function, feedback, **arguments):
         progress = Progress(
             report=lambda fraction, message: (feedback.setProgress(100.0 * fraction), feedback.setProgressText(message)),
-            is_cancelled=feedback.isCanceled,
+            is_cancelled=cancel_check(feedback),
             log=feedback.pushInfo,
             warn=feedback.pushWarning,
         )

@@ -497,7 +497,7 @@ def blur_labels(input_path, output_path, method="majority", strength="medium", r
     labels = _open_labels(input_path)
     present_in = None  # without Map Segmenter metadata (or K): which ids are there, from a scan
     if not labels.segments or not labels.metadata:
-        present_in = scan_ids(labels.dataset.GetRasterBand(1), input_path, labels.other_nodata)
+        present_in = scan_ids(labels.dataset.GetRasterBand(1), input_path, labels.other_nodata, progress.check)
         if not present_in.count:
             raise InputError(_NO_IDS.format(path=input_path))
         doubt = label_doubt(input_path, labels.metadata, present_in)

@@ -131,7 +131,7 @@ class LabelRaster:
         return nodata_as_zero(values, self.other_nodata)
 
 
-def open_label_raster(path, purpose="label raster"):
+def open_label_raster(path, purpose="label raster", check=None):
     """Open a label raster written by a segmentation step: one Byte/UInt16 band; K from metadata or the maximum."""
     dataset = open_raster(path, purpose=purpose)
     band, other_nodata = check_label_band(dataset, path, purpose)
@@ -144,7 +144,7 @@ def open_label_raster(path, purpose="label raster"):
     metadata = read_metadata(dataset)
     if metadata.get("k"):
         return LabelRaster(path, dataset, band, int(metadata["k"]), metadata, other_nodata)
-    ids = scan_ids(band, path, other_nodata)  # no K in the metadata: the highest id is K
+    ids = scan_ids(band, path, other_nodata, check)  # no K in the metadata: the highest id is K
     return LabelRaster(path, dataset, band, ids.highest, metadata, other_nodata, ids)
 
 
@@ -187,8 +187,9 @@ class PresentIds:
         return int(present[-1]) if len(present) else 0
 
 
-def scan_ids(band, path, other_nodata=None):
-    """The ``PresentIds`` of a whole label band (Byte or UInt16), read in strips of whole blocks.
+def scan_ids(band, path, other_nodata=None, check=None):
+    """The ``PresentIds`` of a whole label band (Byte or UInt16), read in strips of whole blocks; ``check()`` is
+    called between strips (it raises to cancel).
 
     (GDAL's histogram would do it in C, but it saves itself in an .aux.xml beside the input.)"""
     width, height = band.XSize, band.YSize
@@ -198,6 +199,8 @@ def scan_ids(band, path, other_nodata=None):
     for y in range(0, height, rows):
         values = read_window(band, 0, y, width, min(rows, height - y), path)
         present.add(nodata_as_zero(values, other_nodata))
+        if check:
+            check()
     band.GetDataset().FlushCache()
     return present
 

@@ -123,7 +123,7 @@ def render_labels(
     palette, memory_mb = checks.choice("PALETTE", palette, PALETTES), checks.memory(memory_mb)
     opacity = checks.number("OPACITY", opacity, 0, 1)
     names = checks.names(names)
-    labels = open_label_raster(input_path)
+    labels = open_label_raster(input_path, check=progress.check)
     doubt = label_doubt(input_path, labels.metadata, labels.present)
     if doubt:
         progress.warn(doubt)
