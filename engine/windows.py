@@ -32,8 +32,9 @@ def plan_windows(width, height, max_pixels, step=1, row_step=None, col_step=None
 
     With ``col_step`` (the input's block width, when its blocks are tiles): where a full-width strip of
     ``row_step`` rows does not fit but a tile of ``row_step`` x ``col_step`` does, windows are tiles of
-    ``row_step`` rows and a multiple of ``col_step`` columns, row by row. Thin strips would decode every
-    compressed block row many times (once per strip) and recompute their halo for a few rows each.
+    ``row_step`` rows and a multiple of ``col_step`` columns, column by column (the blocks a window's halo
+    shares with the window above were read just before, and are still in GDAL's cache). Thin strips would decode
+    every compressed block row many times (once per strip) and recompute their halo for a few rows each.
     """
     step = max(1, int(step))
     row_step = step if not row_step else step * row_step // math.gcd(step, row_step)
