@@ -2,9 +2,11 @@
 declare alike, engine calls with progress, cancel and readable errors, and styled label outputs."""
 
 import os
+import time
 
 from osgeo import gdal
 from qgis.core import (
+    QgsApplication,
     QgsProcessing,
     QgsProcessingAlgorithm,
     QgsProcessingException,
@@ -19,7 +21,7 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
     QgsRasterLayer,
 )
-from qgis.PyQt.QtCore import QCoreApplication
+from qgis.PyQt.QtCore import QCoreApplication, QThread
 from qgis.PyQt.QtGui import QIcon
 
 from ..engine import checks
@@ -53,8 +55,33 @@ class StageLog:
             self.feedback.setProgressText(self.stage)
 
     def progress(self):
-        return Progress(report=self.report, is_cancelled=self.feedback.isCanceled, log=self.feedback.pushInfo,
+        return Progress(report=self.report, is_cancelled=cancel_check(self.feedback), log=self.feedback.pushInfo,
                         warn=self.feedback.pushWarning)
+
+EVENT_INTERVAL = 0.1  # s: how often a run in qgis_process lets a Ctrl+C through
+
+
+def cancel_check(feedback):
+    """``feedback.isCanceled``; in qgis_process, one that also lets a Ctrl+C reach ``feedback``.
+
+    qgis_process (3.22 and later) turns SIGINT into ``feedback.cancel()`` through a Qt socket notifier, that is on
+    the next turn of its event loop. While an algorithm runs the loop turns only when the progress bar moves and
+    2 s have passed since the last turn, and never with --json: a Ctrl+C took up to 2 s or more, or was ignored.
+    Here the main thread's pending events are processed every EVENT_INTERVAL seconds of a check, in qgis_process
+    only (inside QGIS, algorithms run in a task thread and QGIS's own Cancel button sets the feedback)."""
+    application = QgsApplication.instance()
+    if application is None or application.platform() != "qgis_process":
+        return feedback.isCanceled
+    last = [0.0]
+
+    def is_cancelled():
+        now = time.monotonic()
+        if now - last[0] >= EVENT_INTERVAL and QThread.currentThread() == application.thread():
+            last[0] = now
+            QCoreApplication.processEvents()
+        return feedback.isCanceled()
+
+    return is_cancelled
 
 
 class SegmenterAlgorithm(QgsProcessingAlgorithm):

@@ -37,6 +37,7 @@ from .labels import (
     read_metadata,
     scan_ids,
 )
+from .memory import within_budget
 from .outputs import Destination, prepare_outputs
 from .palette import qualitative
 from .progress import Progress
@@ -485,6 +486,7 @@ def _output_metadata(labels, kernel, stride, strength, segments):
     return metadata, names if isinstance(names, list) and len(names) == segments else None
 
 
+@within_budget
 def blur_labels(input_path, output_path, method="majority", strength="medium", radius=0, iterations=1,
                 memory_mb=256, progress=None):
     """Smooth the label raster ``input_path`` into ``output_path``: same grid, ids, metadata and style."""
@@ -496,7 +498,7 @@ def blur_labels(input_path, output_path, method="majority", strength="medium", r
     labels = _open_labels(input_path)
     present_in = None  # without Map Segmenter metadata (or K): which ids are there, from a scan
     if not labels.segments or not labels.metadata:
-        present_in = scan_ids(labels.dataset.GetRasterBand(1), input_path, labels.other_nodata)
+        present_in = scan_ids(labels.dataset.GetRasterBand(1), input_path, labels.other_nodata, progress.check)
         if not present_in.count:
             raise InputError(_NO_IDS.format(path=input_path))
         doubt = label_doubt(input_path, labels.metadata, present_in)

@@ -27,6 +27,7 @@ from . import checks, kmeans
 from .errors import InputError
 from .label_pass import centres_for, tag_features, write_label_raster, write_labels, write_labels_bilinear
 from .labels import MAX_SEGMENTS, read_reference
+from .memory import within_budget
 from .onnx_runtime import DEVICES, import_onnxruntime, load_model, normaliser
 from .outputs import Destination, prepare_outputs, scratch_folder
 from .progress import Progress
@@ -175,6 +176,7 @@ def _validate(segments, batch_size, tile_size, device, sample_size, upsample):
         raise InputError(f"upsample must be one of {', '.join(UPSAMPLING)}; got {upsample!r}.")
 
 
+@within_budget
 def segment_cnn(
     input_path,
     output_path,

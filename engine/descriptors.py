@@ -40,16 +40,41 @@ def block_sums(values, valid, block):
     """Integer sums over r x r blocks: (sum, sum of squares) per band and valid count.
 
     ``values``: integer array (bands, h, w) with values <= 255 * QUANT; ``valid``: bool (h, w) or None. Partial
-    blocks at the right and bottom edges are summed over the pixels they have.
+    blocks at the right and bottom edges are summed over the pixels they have: only those edge strips are padded
+    (a padded copy of the whole window cost memory and time on every raster whose size is not a multiple of r).
     """
     bands, height, width = values.shape
+    full_h, full_w = height // block * block, width // block * block
+    if full_h == height and full_w == width:
+        return _whole_block_sums(values, valid, block)
     rows, cols = -(-height // block), -(-width // block)
-    pad_h, pad_w = rows * block - height, cols * block - width
-    if valid is None and (pad_h or pad_w):
-        valid = np.ones((height, width), bool)
-    if pad_h or pad_w:
-        values = np.pad(values, ((0, 0), (0, pad_h), (0, pad_w)))
-        valid = np.pad(valid, ((0, pad_h), (0, pad_w)))
+    sums = np.zeros((bands, rows, cols), np.int64)
+    squares = np.zeros((bands, rows, cols), np.int64)
+    counts = np.zeros((rows, cols), np.int64)
+    # whole blocks, the right edge (with the corner), the bottom edge
+    parts = [(0, full_h, 0, full_w), (0, height, full_w, width), (full_h, height, 0, full_w)]
+    for y0, y1, x0, x1 in parts:
+        if y1 == y0 or x1 == x0:
+            continue
+        part = values[:, y0:y1, x0:x1]
+        part_valid = None if valid is None else valid[y0:y1, x0:x1]
+        pad_h, pad_w = -(y1 - y0) % block, -(x1 - x0) % block
+        if pad_h or pad_w:
+            if part_valid is None:
+                part_valid = np.ones(part.shape[1:], bool)
+            part = np.pad(part, ((0, 0), (0, pad_h), (0, pad_w)))
+            part_valid = np.pad(part_valid, ((0, pad_h), (0, pad_w)))
+        part_sums, part_squares, part_counts = _whole_block_sums(part, part_valid, block)
+        r0, c0 = y0 // block, x0 // block
+        r1, c1 = r0 + part_counts.shape[0], c0 + part_counts.shape[1]
+        sums[:, r0:r1, c0:c1], squares[:, r0:r1, c0:c1], counts[r0:r1, c0:c1] = part_sums, part_squares, part_counts
+    return sums, squares, counts
+
+
+def _whole_block_sums(values, valid, block):
+    """``block_sums`` of an array whose height and width are multiples of ``block``."""
+    bands, height, width = values.shape
+    rows, cols = height // block, width // block
     small = values.dtype == np.uint8
     top = 255 if small else 255 * QUANT
     sums = np.empty((bands, rows, cols), np.int64)

@@ -35,6 +35,7 @@ from osgeo import gdal, osr
 from . import checks
 from .errors import InputError
 from .labels import check_label_band, finish_label_raster, label_type, nodata_as_zero, read_metadata
+from .memory import within_budget
 from .neighbours import NeighbourIndex, require_ckdtree
 from .outputs import Destination, prepare_outputs
 from .palette import qualitative
@@ -86,6 +87,7 @@ class _Model:
     posteriors: list = None  # P_0 .. P_(iterations - 1), each (n, K) float32
 
 
+@within_budget
 def refine_knn(
     labels_path,
     features_path,

@@ -57,7 +57,6 @@ def write_labels(raster, windows, stride, features, centres, labels, progress, p
         pixel_valid = None
         if raster.has_mask:
             pixel_valid = raster.read_valid(window.xoff, window.yoff, window.width, window.height)
-            raster.release_cache()
         return window, descriptors.reshape(-1, rows * cols).T, pixel_valid
 
     def compute(window, descriptors, pixel_valid):
@@ -74,8 +73,7 @@ def write_labels(raster, windows, stride, features, centres, labels, progress, p
     for number, (window, pixels) in enumerate(ordered_map(read, compute, windows)):
         if present is not None:
             present.add(pixels)
-        labels.write(pixels, window.xoff, window.yoff)
-        labels.release_cache()
+        labels.write(pixels, window.xoff, window.yoff)  # blocks cut by windows stay in GDAL's (capped) cache
         progress.update((number + 1) / len(windows), f"Assigning segments ({number + 1}/{len(windows)} windows)")
 
 
@@ -159,8 +157,6 @@ def write_labels_bilinear(raster, windows, stride, features, centres, labels, pr
         if present is not None:
             present.add(pixels)
         labels.write(pixels, window.xoff, window.yoff)
-        raster.release_cache()
-        labels.release_cache()
         progress.update((number + 1) / len(windows), f"Assigning segments ({number + 1}/{len(windows)} windows)")
 
 

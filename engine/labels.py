@@ -132,7 +132,7 @@ class LabelRaster:
         return nodata_as_zero(values, self.other_nodata)
 
 
-def open_label_raster(path, purpose="label raster"):
+def open_label_raster(path, purpose="label raster", check=None):
     """Open a label raster written by a segmentation step: one Byte/UInt16 band; K from metadata or the maximum."""
     dataset = open_raster(path, purpose=purpose)
     band, other_nodata = check_label_band(dataset, path, purpose)
@@ -145,16 +145,16 @@ def open_label_raster(path, purpose="label raster"):
     metadata = read_metadata(dataset)
     if metadata.get("k"):
         return LabelRaster(path, dataset, band, int(metadata["k"]), metadata, other_nodata)
-    ids = scan_ids(band, path, other_nodata)  # no K in the metadata: the highest id is K
+    ids = scan_ids(band, path, other_nodata, check)  # no K in the metadata: the highest id is K
     return LabelRaster(path, dataset, band, ids.highest, metadata, other_nodata, ids)
 
 
 class PresentIds:
     """Which ids (1..65535) occur in windows of labels, exactly, for little work.
 
-    A window (cut in chunks) whose ids from its smallest to its largest have all been seen already costs a min and
-    a max; only windows that may hold an unseen id are counted. Labels hold every id in their first windows as a
-    rule, so counting the ids of a whole raster costs about two reductions per pixel."""
+    A window (cut in chunks) whose ids up to its largest have all been seen already costs a max (from its smallest
+    to its largest: a min and a max); only windows that may hold an unseen id are counted. Labels hold every id in
+    their first windows as a rule, so counting the ids of a whole raster costs about one max per pixel."""
 
     CHUNK = 2**20  # pixels: bounds the temporaries of a count
 
@@ -166,7 +166,7 @@ class PresentIds:
         for start in range(0, flat.size, self.CHUNK):
             part = flat[start : start + self.CHUNK]
             top = int(part.max())
-            if top == NODATA:
+            if top == NODATA or self.seen[1 : top + 1].all():  # the rule once the first windows are counted
                 continue
             low = int((part - np.ones(1, part.dtype)).min()) + 1  # nodata wraps round to the largest value
             if self.seen[low : top + 1].all():
@@ -188,8 +188,9 @@ class PresentIds:
         return int(present[-1]) if len(present) else 0
 
 
-def scan_ids(band, path, other_nodata=None):
-    """The ``PresentIds`` of a whole label band (Byte or UInt16), read in strips of whole blocks.
+def scan_ids(band, path, other_nodata=None, check=None):
+    """The ``PresentIds`` of a whole label band (Byte or UInt16), read in strips of whole blocks; ``check()`` is
+    called between strips (it raises to cancel).
 
     (GDAL's histogram would do it in C, but it saves itself in an .aux.xml beside the input.)"""
     width, height = band.XSize, band.YSize
@@ -199,6 +200,8 @@ def scan_ids(band, path, other_nodata=None):
     for y in range(0, height, rows):
         values = read_window(band, 0, y, width, min(rows, height - y), path)
         present.add(nodata_as_zero(values, other_nodata))
+        if check:
+            check()
     band.GetDataset().FlushCache()
     return present
 

@@ -5,6 +5,7 @@ A run is split into weighted stages so the bar moves through every stage of the 
 """
 
 from .errors import Cancelled
+from .memory import release_freed
 
 
 class Progress:
@@ -34,8 +35,11 @@ class Progress:
         self.update(0.0)
 
     def update(self, fraction_of_stage, message=None):
-        """Report how far the current stage is (0..1) and raise ``Cancelled`` if asked to stop."""
+        """Report how far the current stage is (0..1) and raise ``Cancelled`` if asked to stop.
+
+        Engines call it after every window: it also gives the memory the windows freed back to the system."""
         self.check()
+        release_freed()
         name, weight = self._stages[max(self._stage, 0)]
         fraction = (self._done_weight + weight * min(max(fraction_of_stage, 0.0), 1.0)) / self._total_weight
         self._report(fraction, message or name)

@@ -90,6 +90,7 @@ class InputRaster:
     data_type: int
     block_height: int
     _mask_bands: list = field(default_factory=list)
+    block_width: int = 0
 
     @property
     def geotransform(self):
@@ -193,7 +194,7 @@ def open_input(path, bands=None, grey_as_rgb=False, region=None):
         polygons = PolygonMask(region.mask_path, dataset)
         check_mask_overlaps(polygons, path)
         masks.append(polygons)
-    _, block_height = first.GetBlockSize()
+    block_width, block_height = first.GetBlockSize()
     return InputRaster(
         path=path,
         dataset=dataset,
@@ -203,6 +204,7 @@ def open_input(path, bands=None, grey_as_rgb=False, region=None):
         data_type=data_type,
         block_height=block_height,
         _mask_bands=masks,
+        block_width=block_width,
     )
 
 

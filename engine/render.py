@@ -24,6 +24,7 @@ from .labels import (
     open_label_raster,
     segment_names,
 )
+from .memory import within_budget
 from .outputs import Destination, prepare_outputs
 from .palette import qualitative, ramp
 from .progress import Progress
@@ -100,6 +101,7 @@ def mean_colours(labels, image, windows, progress):
     return [tuple(int(round(v)) for v in np.clip(means[:, i], 0, 255)) for i in range(k)]
 
 
+@within_budget
 def render_labels(
     input_path,
     output_path,
@@ -121,7 +123,7 @@ def render_labels(
     palette, memory_mb = checks.choice("PALETTE", palette, PALETTES), checks.memory(memory_mb)
     opacity = checks.number("OPACITY", opacity, 0, 1)
     names = checks.names(names)
-    labels = open_label_raster(input_path)
+    labels = open_label_raster(input_path, check=progress.check)
     doubt = label_doubt(input_path, labels.metadata, labels.present)
     if doubt:
         progress.warn(doubt)

@@ -23,16 +23,31 @@ class Window:
         return Window(x0, y0, x1 - x0, y1 - y0)
 
 
-def plan_windows(width, height, max_pixels, step=1, row_step=None):
+def plan_windows(width, height, max_pixels, step=1, row_step=None, col_step=None):
     """Cover a ``width`` x ``height`` raster with windows of at most about ``max_pixels`` pixels.
 
     Full-width strips when a strip of at least ``step`` rows fits (sequential reads, one window per row
     band); square tiles otherwise. Offsets are multiples of ``step``; strip heights are multiples of
     ``row_step`` (itself a multiple of ``step``) when the budget allows.
+
+    With ``col_step`` (the input's block width, when its blocks are tiles): where a full-width strip of
+    ``row_step`` rows does not fit but a tile of ``row_step`` x ``col_step`` does, windows are tiles of
+    ``row_step`` rows and a multiple of ``col_step`` columns, column by column (the blocks a window's halo
+    shares with the window above were read just before, and are still in GDAL's cache). Thin strips would decode
+    every compressed block row many times (once per strip) and recompute their halo for a few rows each.
     """
     step = max(1, int(step))
     row_step = step if not row_step else step * row_step // math.gcd(step, row_step)
     max_pixels = max(int(max_pixels), step * step)
+    if col_step and width * row_step > max_pixels:
+        col_step = step * col_step // math.gcd(step, col_step)
+        if col_step < width and row_step * col_step <= max_pixels:
+            cols = max_pixels // row_step // col_step * col_step
+            return [
+                Window(x, y, min(cols, width - x), min(row_step, height - y))
+                for x in range(0, width, cols)
+                for y in range(0, height, row_step)
+            ]
     if width * step <= max_pixels:
         rows = max_pixels // width
         unit = row_step if rows >= row_step else step

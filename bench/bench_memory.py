@@ -1,0 +1,131 @@
+"""segmenter:kmeans memory and time on VRT mosaics of 25 MPix and 1 GPix, beside gdal_translate of the same VRT.
+
+    python bench/bench_memory.py [--sizes 25 1000] [--budgets 256 32] [--repeats 3] [--skip-translate]
+                                 [--engine FOLDER]
+
+The mosaics are VRTs repeating the bundled Kampala orthophoto (3072 x 2048 px, 256 x 256 px JPEG tiles): no large
+file is written, and every repetition is read through its own file name (a symbolic link in bench/out/tiles), as
+in a mosaic of distinct files, so that no decoded tile is shared between repetitions. Each run is a separate
+process: its wall time and peak RSS (ru_maxrss) are reported; figures are medians (RSS: the largest) of
+``--repeats`` runs, with the CPU time (user + system, all threads), steadier than wall time on a shared machine.
+gdal_translate copies the VRT to a compressed tiled GeoTIFF (the options the engine writes with) under its own
+defaults (GDAL_CACHEMAX = 5 % of RAM), then the copy is deleted. ``--engine FOLDER`` runs the map_segmenter package
+in FOLDER instead of this checkout's (e.g. ``git archive`` of an older commit extracted into FOLDER/map_segmenter),
+to compare versions in the same conditions.
+"""
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+from osgeo import gdal
+
+from common import KAMPALA, OUT, PLUGINS, engine_command, output_options
+
+gdal.UseExceptions()
+
+TILES = OUT / "tiles"
+
+
+def mosaic_vrt(megapixels, source=KAMPALA):
+    """A square VRT of about ``megapixels`` MPix tiling copies of ``source`` (each under its own link)."""
+    side = int(round((megapixels * 1e6) ** 0.5))
+    path = OUT / f"kampala_mosaic_{megapixels:g}mp.vrt"
+    dataset = gdal.Open(str(source))
+    width, height = dataset.RasterXSize, dataset.RasterYSize
+    block_w, block_h = dataset.GetRasterBand(1).GetBlockSize()
+    TILES.mkdir(parents=True, exist_ok=True)
+    parts = [f'<VRTDataset rasterXSize="{side}" rasterYSize="{side}">', f"<SRS>{dataset.GetProjection()}</SRS>",
+             f"<GeoTransform>{', '.join(map(str, dataset.GetGeoTransform()))}</GeoTransform>"]
+    sources = []
+    for row in range(-(-side // height)):
+        for col in range(-(-side // width)):
+            link = TILES / f"kampala_{row:03d}_{col:03d}.tif"
+            if not link.exists():
+                link.symlink_to(source)
+            sources.append((link, col * width, row * height))
+    for band in range(1, 4):
+        colour = dataset.GetRasterBand(band).GetColorInterpretation()
+        parts.append(f'<VRTRasterBand dataType="Byte" band="{band}" blockXSize="{block_w}" blockYSize="{block_h}">'
+                     f"<ColorInterp>{gdal.GetColorInterpretationName(colour)}</ColorInterp>")
+        for link, x, y in sources:
+            w, h = min(width, side - x), min(height, side - y)
+            parts.append(
+                f"<SimpleSource><SourceFilename relativeToVRT=\"0\">{link}</SourceFilename>"
+                f"<SourceBand>{band}</SourceBand>"
+                f'<SourceProperties RasterXSize="{width}" RasterYSize="{height}" DataType="Byte" '
+                f'BlockXSize="{block_w}" BlockYSize="{block_h}"/>'
+                f'<SrcRect xOff="0" yOff="0" xSize="{w}" ySize="{h}"/>'
+                f'<DstRect xOff="{x}" yOff="{y}" xSize="{w}" ySize="{h}"/></SimpleSource>'
+            )
+        parts.append("</VRTRasterBand>")
+    parts.append("</VRTDataset>")
+    path.write_text("\n".join(parts))
+    return path
+
+
+def measured(command, repeats):
+    """Median wall time, largest peak RSS and median CPU time (user + system, all threads) of ``repeats`` runs,
+    from a wait4 on the child; and the last line it printed."""
+    walls, peaks, cpus, note = [], [], [], ""
+    for _ in range(repeats):
+        start = time.perf_counter()
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        output = process.stdout.read()
+        errors = process.stderr.read()
+        _, status, usage = os.wait4(process.pid, 0)
+        walls.append(time.perf_counter() - start)
+        if status:
+            raise RuntimeError(f"{command} failed: {errors[-2000:]}")
+        peaks.append(usage.ru_maxrss / 1024)
+        cpus.append(usage.ru_utime + usage.ru_stime)
+        note = (output.strip().splitlines() or [""])[-1]
+    return statistics.median(walls), max(peaks), statistics.median(cpus), note
+
+
+def kmeans_command(source, output, memory_mb, engine=None):
+    command = engine_command(
+        "from map_segmenter.engine.kmeans_segmentation import segment_kmeans; "
+        "from map_segmenter.engine.progress import Progress; "
+        "notes = []; "
+        f"segment_kmeans({str(source)!r}, {str(output)!r}, segments=8, block=4, memory_mb={memory_mb}, "
+        "progress=Progress(log=notes.append)); print(notes[0])"
+    )
+    if engine:  # the package in that folder instead of this checkout's
+        command[-1] = command[-1].replace(repr(str(PLUGINS)), repr(str(engine)), 1)
+    return command
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=float, nargs="+", default=[25, 1000], help="MPix")
+    parser.add_argument("--budgets", type=float, nargs="+", default=[256, 32], help="MEMORY_MB values")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--skip-translate", action="store_true")
+    parser.add_argument("--engine", help="folder holding the map_segmenter package to run (default: this checkout)")
+    args = parser.parse_args()
+    labels, copy = OUT / "memory_labels.tif", OUT / "memory_translate.tif"
+    print(f"{'MPix':>6} {'MEMORY_MB':>9} {'kmeans s':>9} {'CPU s':>6} {'RSS MB':>7} {'translate s':>11} "
+          f"{'CPU s':>6} {'RSS MB':>7} {'ratio':>6}  windows", flush=True)
+    for size in args.sizes:
+        source = mosaic_vrt(size)
+        translate = (None, None, None)
+        if not args.skip_translate:
+            translate = measured(["gdal_translate", "-q", *output_options(), str(source), str(copy)],
+                                 args.repeats)[:3]
+            copy.unlink(missing_ok=True)
+        for budget in args.budgets:
+            wall, peak, cpu, note = measured(kmeans_command(source, labels, budget, args.engine), args.repeats)
+            ratio = f"{wall / translate[0]:6.2f}" if translate[0] else "     -"
+            shown = (f"{translate[0]:11.2f} {translate[2]:6.1f} {translate[1]:7.0f}" if translate[0]
+                     else f"{'-':>11} {'-':>6} {'-':>7}")
+            print(f"{size:6g} {budget:9g} {wall:9.2f} {cpu:6.1f} {peak:7.0f} {shown} {ratio}  {note}", flush=True)
+            for leftover in (labels, labels.with_suffix(".qml")):
+                leftover.unlink(missing_ok=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
