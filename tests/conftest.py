@@ -1,24 +1,39 @@
-"""Shared test set-up: the plugin importable as ``map_segmenter``, headless QGIS, real sample rasters."""
+"""Shared test set-up: the plugin installed as ``map_segmenter`` from this checkout, headless QGIS, real rasters.
+
+``tests/`` is on sys.path (pyproject's ``pythonpath``) for ``helpers``; ``map_segmenter`` comes from
+``pip install -e .`` (scripts/setup.sh), which also links the checkout where QGIS and qgis_process find plugins.
+"""
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-PLUGINS = ROOT / ".build" / "plugins"
-PLUGINS.mkdir(parents=True, exist_ok=True)
-if not (PLUGINS / "map_segmenter").exists():
-    (PLUGINS / "map_segmenter").symlink_to(ROOT, target_is_directory=True)
-sys.path.insert(0, str(PLUGINS))
+from helpers import KAMPALA, PLUGINS, ROOT, crop_real
+
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("QGIS_PLUGINPATH", str(PLUGINS))
 os.environ.setdefault("QGIS_CUSTOM_CONFIG_PATH", str(ROOT / ".build" / "qgis-profile"))
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from helpers import KAMPALA, crop_real  # noqa: E402
+def _installed_here():
+    """Stop at once, saying what to run, when ``map_segmenter`` is not this checkout: the tests would test
+    another copy of the code (a venv shared with another checkout) or fail on every import."""
+    try:
+        import map_segmenter
+    except ImportError:
+        return "map_segmenter is not installed in this Python. Run `bash scripts/setup.sh` (pip install -e .)."
+    where = Path(map_segmenter.__file__).resolve().parent
+    if where != ROOT:
+        return (f"map_segmenter is imported from {where}, not from this checkout {ROOT}. Run "
+                f"`python -m pip install --no-deps --no-build-isolation -e {ROOT}` in this venv (or use a venv of "
+                f"its own).")
+    return None
+
+
+_PROBLEM = _installed_here()
+if _PROBLEM:
+    pytest.exit(_PROBLEM, returncode=4)
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ from onnx_builders import SHIPPED, tiny_model
 from map_segmenter.engine import model_contract, onnx_runtime
 from map_segmenter.engine.errors import InputError
 
-from helpers import PLUGINS, write_raster
+from helpers import write_raster
 
 
 @pytest.fixture(autouse=True)
@@ -164,7 +164,6 @@ def test_bad_device_and_threads(tmp_path):
 HIDDEN = """
 import sys
 sys.modules["onnxruntime"] = None  # as if it were not installed
-sys.path.insert(0, {plugins!r})
 from map_segmenter.engine.errors import InputError
 from map_segmenter.engine import onnx_runtime, cnn_segmentation
 from map_segmenter.engine.kmeans_segmentation import segment_kmeans
@@ -181,7 +180,7 @@ print("PYTHON", onnx_runtime.python_executable())
 def test_without_onnxruntime_kmeans_works_and_cnn_gives_the_install_command(tmp_path):
     rng = np.random.default_rng(0)
     raster = write_raster(tmp_path / "in.tif", rng.integers(0, 255, (3, 32, 32), np.uint8))
-    code = HIDDEN.format(plugins=str(PLUGINS), raster=raster, out=str(tmp_path / "k.tif"),
+    code = HIDDEN.format(raster=raster, out=str(tmp_path / "k.tif"),
                          out2=str(tmp_path / "c.tif"), model=str(SHIPPED))
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert completed.returncode == 0, completed.stderr

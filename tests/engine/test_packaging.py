@@ -1,0 +1,54 @@
+"""Imports without path hacks: the checkout is the installed package ``map_segmenter`` (pyproject.toml maps the
+root to it; scripts/setup.sh runs ``pip install -e .``), so any process of this Python imports it, wherever it
+runs, and no code outside the tests edits sys.path or makes links to import it."""
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from helpers import ROOT
+
+tomllib = pytest.importorskip("tomllib", reason="Python 3.11+ reads pyproject.toml with tomllib")
+
+SKIP = {".build", ".venv", ".git", "tests", "bench/out", "dist", "build"}
+
+
+def _python_files():
+    for path in sorted(ROOT.rglob("*.py")):
+        relative = path.relative_to(ROOT)
+        if not any(str(relative).startswith(prefix + "/") for prefix in SKIP):
+            yield path, relative
+
+
+def test_a_fresh_process_anywhere_imports_the_package_from_this_checkout(tmp_path):
+    code = ("import sys, map_segmenter, map_segmenter.engine.cnn_segmentation, map_segmenter.evaluation.scoring; "
+            "print(map_segmenter.__file__); print('qgis' in sys.modules, 'torch' in sys.modules)")
+    completed = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                               timeout=120, check=True)
+    location, heavy = completed.stdout.split("\n")[:2]
+    assert location == str(ROOT / "__init__.py")
+    assert heavy == "False False"  # the engine and the evaluation package import neither QGIS nor torch
+
+
+def test_no_sys_path_edits_or_import_links_outside_the_tests():
+    edits, links = [], []
+    for path, relative in _python_files():
+        text = path.read_text()
+        edits += [f"{relative}: {line.strip()}" for line in text.splitlines()
+                  if re.search(r"sys\.path\s*(\.\s*(insert|append|extend)|\[|\+?=)", line)]
+        if "symlink_to" in text or "os.symlink" in text:
+            links.append(str(relative))
+    assert not edits, edits
+    assert not links, links
+
+
+def test_every_python_package_of_the_checkout_is_declared():
+    declared = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {"map_segmenter"} | {
+        "map_segmenter." + str(relative.parent).replace("/", ".")
+        for path, relative in _python_files() if path.name == "__init__.py" and str(relative.parent) != "."
+    }
+    assert found == declared
+
