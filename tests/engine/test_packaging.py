@@ -52,3 +52,27 @@ def test_every_python_package_of_the_checkout_is_declared():
     }
     assert found == declared
 
+
+def _pytest_in_a_subprocess(*arguments):
+    code = ("import sys, pytest; code = pytest.main(sys.argv[1:]); "
+            "print('RESULT', int(code), 'qgis.core' in sys.modules, 'pytest_qgis.plugin' in sys.modules)")
+    completed = subprocess.run([sys.executable, "-c", code, "-p", "no:cacheprovider", *arguments], cwd=ROOT,
+                               capture_output=True, text=True, timeout=300)
+    return completed.stdout
+
+
+def test_engine_tests_run_without_starting_or_importing_qgis():
+    out = _pytest_in_a_subprocess("-q", "-m", "not qgis", "tests/engine/test_windows.py")
+    assert out.splitlines()[-1] == "RESULT 0 False False", out
+    out = _pytest_in_a_subprocess("-q", "tests/engine/test_windows.py")  # a path without qgis tests: the same
+    assert out.splitlines()[-1] == "RESULT 0 False False", out
+
+
+def test_markers_follow_the_folders():
+    out = _pytest_in_a_subprocess("-q", "--collect-only", "-m", "not qgis and not torch")
+    collected = [line for line in out.splitlines() if "::" in line]
+    assert collected and all(line.startswith("tests/engine/") for line in collected), collected[:5]
+    assert any(line.startswith("tests/engine/test_pixel_identity.py") for line in collected)
+    out = _pytest_in_a_subprocess("-q", "--collect-only", "-m", "torch", "tests/training", "tests/engine")
+    collected = [line for line in out.splitlines() if "::" in line]
+    assert collected and all(line.startswith("tests/training/") for line in collected), collected[:5]
