@@ -2,6 +2,7 @@
 declare alike, engine calls with progress, cancel and readable errors, and styled label outputs."""
 
 import os
+import traceback
 
 from osgeo import gdal
 from qgis.core import (
@@ -248,12 +249,20 @@ class SegmenterAlgorithm(QgsProcessingAlgorithm):
     def segment(self, function, parameters, context, feedback, **arguments):
         """Run the segmentation engine ``function`` with the arguments kmeans and cnn share plus ``arguments``;
         the drawn layer and the mask written for it are removed afterwards, whatever happens."""
-        input_path, region, bands = self.segmentation_input(parameters, context, feedback)
+        try:
+            input_path, region, bands = self.segmentation_input(parameters, context, feedback)
+        except BaseException as error:
+            # The exception outlives the run (QGIS keeps a reference to it) and its frames hold the layer: free
+            # their locals now, while QGIS runs. A layer deleted after QGIS has shut down crashes the interpreter.
+            self._to_draw = None
+            traceback.clear_frames(error.__traceback__)
+            raise
         temporary = [path for path in (input_path if self._to_draw is not None else None, region.mask_path) if path]
         try:
             return self.run_engine(function, feedback, **arguments, **self.segmentation_arguments(
                 parameters, context, input_path, region, bands))
         finally:
+            self._to_draw = None
             for path in temporary:
                 gdal.Unlink(path)
 
