@@ -38,7 +38,10 @@ def test_shipped_model_follows_the_contract_and_runs_on_cpu():
     assert info.tile_size == 512 and info.metadata["training"]["status"] == "untrained"
     assert model.provider == "CPUExecutionProvider" and model.warnings == ()
     assert messages == [f"ONNX Runtime {onnxruntime.__version__}: running student_s4_untrained on "
-                        f"CPUExecutionProvider (DEVICE=auto; available: {', '.join(model.available)})"]
+                        f"CPUExecutionProvider (DEVICE=auto; available: {', '.join(model.available)}) with "
+                        f"THREADS 0 (ONNX Runtime's default: one per core)"]
+    assert model.threads == 0
+    assert load(SHIPPED, threads=1)[0].threads == 1
     out = model.run(np.zeros((2, 3, 60, 36), np.float32))
     assert out.shape == (2, 32, 15, 9) and out.dtype == np.float32
     assert SHIPPED.stat().st_size < 5e6
@@ -120,7 +123,8 @@ def test_unavailable_device_falls_back_to_cpu_with_a_warning(device, provider):
     assert messages[0].startswith(f"Warning: DEVICE={device}: {provider} is not available in this onnxruntime "
                                   f"(available: {available});")
     assert messages[0].endswith("Running on CPU instead.")
-    assert messages[1].endswith(f"on CPUExecutionProvider (DEVICE={device}; available: {available})")
+    assert messages[1].endswith(f"on CPUExecutionProvider (DEVICE={device}; available: {available}) with THREADS 0 "
+                                "(ONNX Runtime's default: one per core)")
     assert model.run(np.zeros((1, 3, 8, 8), np.float32)).shape == (1, 32, 2, 2)
 
 
