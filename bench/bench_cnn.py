@@ -26,17 +26,14 @@ from pathlib import Path
 import numpy as np
 from osgeo import gdal
 
-from common import OUT, PLUGINS, ROOT, mosaic
+from map_segmenter.engine import model_contract, onnx_runtime
 
-sys.path.insert(0, str(PLUGINS))
-
-from map_segmenter.engine import model_contract, onnx_runtime  # noqa: E402
+from common import OUT, ROOT, mosaic
 
 MODEL = ROOT / "tests" / "models" / "student_s4_untrained.onnx"
 
 END_TO_END = """
-import json, sys, time
-sys.path.insert(0, {plugins!r})
+import json, time
 from map_segmenter.engine.cnn_segmentation import segment_cnn
 from map_segmenter.engine.progress import Progress
 marks = []
@@ -195,7 +192,7 @@ def quantised_copy(path):
 
 
 def end_to_end(source, output, model, threads, tile_size=0):
-    code = END_TO_END.format(plugins=str(PLUGINS), source=str(source), output=str(output), model=str(model),
+    code = END_TO_END.format(source=str(source), output=str(output), model=str(model),
                              threads=threads, tile_size=tile_size)
     out, wall, rss = run_child(code)
     report = json.loads(out.strip().splitlines()[-1])

@@ -24,7 +24,6 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 OUT = HERE / "out" / "knn"
 MOSAIC = ROOT / "data" / "kampala_oam" / "kampala_oam_z21_mosaic.tif"
-sys.path.insert(0, str(ROOT / ".build" / "plugins"))
 
 from osgeo import gdal  # noqa: E402
 
@@ -82,8 +81,7 @@ def prepare(mpix):
 
 
 CHILD = """
-import json, resource, sys, time
-sys.path.insert(0, {plugins!r})
+import json, resource, time
 start = time.perf_counter()
 from map_segmenter.engine.knn_refine import refine_knn
 result = refine_knn({labels!r}, {features!r}, {output!r})
@@ -183,7 +181,7 @@ def main():
           f"K 8; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start")
 
     output = str(OUT / f"refined_{side}.tif")
-    child = CHILD.format(plugins=str(ROOT / ".build" / "plugins"), labels=labels, features=features, output=output)
+    child = CHILD.format(labels=labels, features=features, output=output)
     wall, rss, out = run_measured([sys.executable, "-c", child])
     inner = json.loads(out.strip().splitlines()[-1])
     print(f"knn_refine (defaults)      : {wall:6.1f} s wall ({inner['seconds']:.1f} s in refine_knn), "

@@ -4,7 +4,7 @@
                                  [--engine FOLDER]
 
 The mosaics are VRTs repeating the bundled Kampala orthophoto (3072 x 2048 px, 256 x 256 px JPEG tiles): no large
-file is written, and every repetition is read through its own file name (a symbolic link in bench/out/tiles), as
+file is written, and every repetition is read through its own file name (a hard link in bench/out/tiles), as
 in a mosaic of distinct files, so that no decoded tile is shared between repetitions. Each run is a separate
 process: its wall time and peak RSS (ru_maxrss) are reported; figures are medians (RSS: the largest) of
 ``--repeats`` runs, with the CPU time (user + system, all threads), steadier than wall time on a shared machine.
@@ -23,7 +23,7 @@ import time
 
 from osgeo import gdal
 
-from common import KAMPALA, OUT, PLUGINS, engine_command, output_options
+from common import KAMPALA, OUT, engine_command, output_options
 
 gdal.UseExceptions()
 
@@ -45,7 +45,7 @@ def mosaic_vrt(megapixels, source=KAMPALA):
         for col in range(-(-side // width)):
             link = TILES / f"kampala_{row:03d}_{col:03d}.tif"
             if not link.exists():
-                link.symlink_to(source)
+                os.link(source, link)  # a hard link: one more file name, no copy
             sources.append((link, col * width, row * height))
     for band in range(1, 4):
         colour = dataset.GetRasterBand(band).GetColorInterpretation()
@@ -94,8 +94,8 @@ def kmeans_command(source, output, memory_mb, engine=None):
         f"segment_kmeans({str(source)!r}, {str(output)!r}, segments=8, block=4, memory_mb={memory_mb}, "
         "progress=Progress(log=notes.append)); print(notes[0])"
     )
-    if engine:  # the package in that folder instead of this checkout's
-        command[-1] = command[-1].replace(repr(str(PLUGINS)), repr(str(engine)), 1)
+    if engine:  # the package in that folder instead of this checkout's (PYTHONPATH comes before the installed one)
+        command = ["env", f"PYTHONPATH={engine}", *command]
     return command
 
 

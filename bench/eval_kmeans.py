@@ -1,31 +1,20 @@
 """Score segmenter:kmeans on the labelled Dubai tiles (K = 5 per image, Hungarian matching, mIoU).
 
-Runs the same engine function as the plugin. Usage:
+Runs the same engine function as the plugin and scores with the evaluation package (map_segmenter.evaluation), as
+`python -m training.eval` does. Usage:
     python bench/eval_kmeans.py [--block 4] [--context 1] [--texture 0.5] [--images N]
 """
 
 import argparse
-import sys
 import tempfile
-from pathlib import Path
 
 import numpy as np
 from osgeo import gdal
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / ".build" / "plugins"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from map_segmenter.engine import descriptors  # noqa: E402
-from map_segmenter.engine.kmeans_segmentation import segment_kmeans  # noqa: E402
-from map_segmenter.engine.metrics import confusion, hungarian_scores  # noqa: E402
-
-from dubai import load_classes, pairs  # noqa: E402
-
-
-def score_labels(labels, mask_path, k):
-    classes, ignore = load_classes(mask_path)
-    matrix = confusion(labels.astype(np.int64) - 1, classes, k, 5, ignore | (labels == 0))
-    return hungarian_scores(matrix)
+from map_segmenter.engine import descriptors
+from map_segmenter.engine.kmeans_segmentation import segment_kmeans
+from map_segmenter.evaluation.dubai import pairs
+from map_segmenter.evaluation.scoring import score_labels
 
 
 def main():

@@ -1,6 +1,5 @@
 """Regenerate docs/kampala_result.png: the bundled Kampala sample beside its segmenter:kmeans labels."""
 
-import sys
 import tempfile
 from pathlib import Path
 
@@ -8,10 +7,9 @@ import numpy as np
 from osgeo import gdal
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / ".build" / "plugins"))
+from map_segmenter.engine.kmeans_segmentation import segment_kmeans
 
-from map_segmenter.engine.kmeans_segmentation import segment_kmeans  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 SOURCE = ROOT / "data" / "kampala_oam" / "kampala_oam_z21_mosaic.tif"
 XOFF, YOFF, SIZE, SCALE = 1024, 512, 1024, 2

@@ -7,24 +7,21 @@ The polygons are styled by the same categorised renderer the algorithm gives the
 renderer (offscreen).
 """
 
-import sys
 import tempfile
 from pathlib import Path
 
 from osgeo import gdal
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / ".build" / "plugins"))
-
-from qgis.core import (  # noqa: E402
+from qgis.core import (
     QgsApplication,
     QgsMapRendererCustomPainterJob,
     QgsMapSettings,
     QgsRasterLayer,
     QgsVectorLayer,
 )
-from qgis.PyQt.QtCore import QSize  # noqa: E402
-from qgis.PyQt.QtGui import QColor, QImage, QPainter  # noqa: E402
+from qgis.PyQt.QtCore import QSize
+from qgis.PyQt.QtGui import QColor, QImage, QPainter
+
+ROOT = Path(__file__).resolve().parents[1]
 
 SOURCE = ROOT / "data" / "kampala_oam" / "kampala_oam_z21_mosaic.tif"
 XOFF, YOFF, SIZE, PIXELS = 1024, 512, 1024, 640

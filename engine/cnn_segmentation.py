@@ -53,6 +53,8 @@ class CnnResult:
     provider: str
     model: dict
     present: int = 0  # segments that occur in the output (the SEGMENTS output)
+    threads: int = 0  # the session's intra-op threads (0 = ONNX Runtime's default)
+    windows: int = 0  # windows of the label pass (MEMORY_MB)
 
 
 @dataclass(frozen=True)
@@ -238,7 +240,7 @@ def segment_cnn(
     tile_pixels = layout.width * layout.height
     fitting = max(1, int(memory_mb * 2**20 // (TILE_BYTES_PER_PIXEL * tile_pixels)))
     if fitting < batch_size:
-        progress.log(f"BATCH_SIZE {batch_size} lowered to {fitting} to stay within MEMORY_MB {memory_mb}")
+        progress.log(f"BATCH_SIZE {batch_size} lowered to {fitting} to stay within MEMORY_MB {memory_mb:g}")
         batch_size = fitting
     grid_w, grid_h = -(-raster.width // stride), -(-raster.height // stride)
     batches = -(-len(layout.origins) // batch_size)
@@ -280,6 +282,7 @@ def segment_cnn(
             assign_bytes = 16 + (info.embed_dim + 3 * segments) * 4 / stride**2
             windows = plan_windows(raster.width, raster.height, int(memory_mb * 2**20 / assign_bytes), step=stride,
                                    row_step=raster.block_height)
+            progress.log(f"Labels written in {len(windows)} windows (MEMORY_MB {memory_mb:g})")
             present = write_label_raster(raster, windows, stride, features.dataset, centres, output_path, dict(
                 method=KIND, seed=seed, centres=centres.tolist(), features=feature_meta,
                 provider=model.provider, upsample=upsample,
@@ -295,7 +298,8 @@ def segment_cnn(
         if scratch:
             shutil.rmtree(scratch, ignore_errors=True)
     return CnnResult(output_path, features_path, centres, valid_cells, len(layout.origins), batches,
-                     (layout.height, layout.width), model.provider, info.summary(), present)
+                     (layout.height, layout.width), model.provider, info.summary(), present, model.threads,
+                     len(windows))
 
 
 def fit_centres(sample, segments, seed, check=None):

@@ -114,6 +114,15 @@ class LoadedModel:
     warnings: tuple
     onnxruntime_version: str
 
+    @property
+    def threads(self):
+        """The session's intra-op thread count as set (0 = ONNX Runtime's default: one per physical core)."""
+        return int(self.session.get_session_options().intra_op_num_threads)
+
+    def threads_text(self):
+        threads = self.threads
+        return f"THREADS {threads}" if threads else "THREADS 0 (ONNX Runtime's default: one per core)"
+
     def run(self, batch, cancel_check=None):
         """Embeddings (N, C, H/stride, W/stride) float32 of a normalised batch (N, 3, H, W) float32.
 
@@ -151,7 +160,7 @@ class LoadedModel:
         for warning in self.warnings:
             (warn or (lambda message: log(f"Warning: {message}")))(warning)
         log(f"ONNX Runtime {self.onnxruntime_version}: running {self.info.name} on {self.provider} "
-            f"(DEVICE={self.device}; available: {', '.join(self.available)})")
+            f"(DEVICE={self.device}; available: {', '.join(self.available)}) with {self.threads_text()}")
 
 
 def load_model(path, device="auto", threads=0, log=None, warn=None):

@@ -323,6 +323,7 @@ class StatisticsResult:
     band_names: list
     method: str
     polygon_count: int = 0
+    windows: int = 0  # windows the labels were counted in (MEMORY_MB)
 
 
 def _legend(dataset, band, path, values):
@@ -771,8 +772,9 @@ def segment_statistics(input_path, output_path, image_path=None, polygons_path=N
     if not segments:
         raise InputError(f"The label raster '{input_path}' has no valid pixels (everything is nodata).")
     result = StatisticsResult(output_path, polygons_path, report_path, segments, model.fields, band_names,
-                              model.method)
-    progress.log(f"{len(segments)} segments, {int(tally.counts.sum()):,} valid pixels. {model.method}")
+                              model.method, windows=len(windows))
+    progress.log(f"{len(segments)} segments, {int(tally.counts.sum()):,} valid pixels, counted in {len(windows)} "
+                 f"windows (MEMORY_MB {memory_mb:g}). {model.method}")
     staging = Staging()
     try:
         progress.start("Writing the table")

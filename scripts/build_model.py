@@ -7,7 +7,6 @@ polygons and report).
 Built with the QGIS API rather than by hand so the file is exactly what the Graphical Modeler would save.
 """
 
-import sys
 from pathlib import Path
 
 from qgis.core import (
@@ -31,7 +30,6 @@ ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "processing_provider" / "models"
 TARGET = MODELS / "segment_smooth_refine_render.model3"
 STATISTICS_TARGET = MODELS / "segment_smooth_refine_render_statistics.model3"
-sys.path.insert(0, str(ROOT / ".build" / "plugins"))
 
 Source = QgsProcessingModelChildParameterSource
 BOX = QSizeF(220, 50)  # every box the same size; the grid below keeps them 40 px apart

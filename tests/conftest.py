@@ -1,24 +1,108 @@
-"""Shared test set-up: the plugin importable as ``map_segmenter``, headless QGIS, real sample rasters."""
+"""Shared test set-up: the plugin installed as ``map_segmenter`` from this checkout, QGIS only when needed, real
+rasters.
 
+``tests/`` is on sys.path (pyproject's ``pythonpath``) for ``helpers``; ``map_segmenter`` comes from
+``pip install -e .`` (scripts/setup.sh), which also links the checkout where QGIS and qgis_process find plugins.
+
+Markers (registered in pyproject.toml), given here by folder: ``qgis`` for tests/algorithms, tests/gui and tests/cli
+(a QgsApplication in the test process, or qgis_process), ``torch`` for tests/training; ``slow`` is set per test.
+pytest-qgis is not auto-loaded (``-p no:pytest_qgis``): it is registered, and so QGIS started, only when the run
+can select a ``qgis`` test, so ``pytest -m "not qgis"`` or ``pytest tests/engine`` never starts (or imports) QGIS.
+"""
+
+import itertools
 import os
-import sys
+import re
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-PLUGINS = ROOT / ".build" / "plugins"
-PLUGINS.mkdir(parents=True, exist_ok=True)
-if not (PLUGINS / "map_segmenter").exists():
-    (PLUGINS / "map_segmenter").symlink_to(ROOT, target_is_directory=True)
-sys.path.insert(0, str(PLUGINS))
+from helpers import KAMPALA, PLUGINS, ROOT, crop_real
+
+TESTS = Path(__file__).resolve().parent
+FOLDER_MARKERS = {"algorithms": "qgis", "gui": "qgis", "cli": "qgis", "training": "torch"}
+
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("QGIS_PLUGINPATH", str(PLUGINS))
 os.environ.setdefault("QGIS_CUSTOM_CONFIG_PATH", str(ROOT / ".build" / "qgis-profile"))
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from helpers import KAMPALA, crop_real  # noqa: E402
+def _installed_here():
+    """Stop at once, saying what to run, when ``map_segmenter`` is not this checkout: the tests would test
+    another copy of the code (a venv shared with another checkout) or fail on every import."""
+    try:
+        import map_segmenter
+    except ImportError:
+        return "map_segmenter is not installed in this Python. Run `bash scripts/setup.sh` (pip install -e .)."
+    where = Path(map_segmenter.__file__).resolve().parent
+    if where != ROOT:
+        return (f"map_segmenter is imported from {where}, not from this checkout {ROOT}. Run "
+                f"`python -m pip install --no-deps --no-build-isolation -e {ROOT}` in this venv (or use a venv of "
+                f"its own).")
+    return None
+
+
+_PROBLEM = _installed_here()
+if _PROBLEM:
+    pytest.exit(_PROBLEM, returncode=4)
+
+
+def pytest_addoption(parser):
+    # pytest-qgis's ini key, declared here too so that runs without QGIS do not warn about it
+    parser.addini("qgis_gui_enabled", "Set whether the graphical user interface is wanted or not.", type="bool",
+                  default=True)
+
+
+def _expression_allows_qgis(markexpr):
+    """Whether a test marked ``qgis`` (and perhaps other markers) can match the ``-m`` expression."""
+    if not markexpr:
+        return True
+    try:
+        from _pytest.mark.expression import Expression
+
+        expression = Expression.compile(markexpr)
+        names = sorted(set(re.findall(r"[A-Za-z_][\w]*", markexpr)) - {"and", "or", "not", "qgis"})
+        for count in range(len(names) + 1):
+            for others in itertools.combinations(names, count):
+                chosen = {"qgis", *others}
+                if expression.evaluate(lambda name, chosen=chosen, **kwargs: name in chosen):
+                    return True
+        return False
+    except Exception:  # an expression this cannot read: start QGIS, as if nothing were deselected
+        return True
+
+
+def _paths_may_hold_qgis_tests(config):
+    """Whether any path given on the command line (or testpaths) is, or contains, a folder of ``qgis`` tests."""
+    qgis_folders = [TESTS / name for name, marker in FOLDER_MARKERS.items() if marker == "qgis"]
+    base = config.rootpath if config.args_source == pytest.Config.ArgsSource.TESTPATHS else \
+        config.invocation_params.dir
+    for argument in config.args:
+        path = Path(base, argument.split("::")[0]).resolve()
+        if any(path == folder or folder in path.parents or path in folder.parents for folder in qgis_folders):
+            return True
+    return False
+
+
+def wants_qgis(config):
+    return _expression_allows_qgis(config.option.markexpr) and _paths_may_hold_qgis_tests(config)
+
+
+def pytest_configure(config):
+    config.qgis_started = False
+    if wants_qgis(config):
+        from pytest_qgis import plugin
+
+        config.pluginmanager.register(plugin, "pytest_qgis_when_needed")
+        config.qgis_started = True
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        parts = Path(str(item.path)).resolve().relative_to(TESTS).parts
+        if len(parts) > 1 and parts[0] in FOLDER_MARKERS:
+            item.add_marker(FOLDER_MARKERS[parts[0]])
 
 
 @pytest.fixture(scope="session")
@@ -28,9 +112,13 @@ def kampala_crop(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True, scope="session")
-def collect_qgis_garbage_before_exit(qgis_app):
+def collect_qgis_garbage_before_exit(request):
     """Free cyclic garbage that holds QGIS objects (layers, exceptions in tracebacks) while QGIS still runs:
     collected after pytest-qgis's exitQgis(), they crash the interpreter on its way out."""
+    if not request.config.qgis_started:
+        yield
+        return
+    request.getfixturevalue("qgis_app")  # set up first, so torn down after this
     yield
     import gc
 

@@ -7,7 +7,8 @@ segments to classes, mIoU (over the classes present) and pixel accuracy, then th
 
 Methods run the plugin's own engine code: ``cnn`` is segmenter:cnn (engine.cnn_segmentation.segment_cnn,
 default parameters, ONNX Runtime), ``kmeans`` is segmenter:kmeans (engine.kmeans_segmentation.segment_kmeans,
-defaults). Scoring reuses engine/metrics.py and the Dubai protocol of bench/dubai.py and bench/eval_kmeans.py.
+defaults). Scoring is the evaluation package's (map_segmenter.evaluation: metrics, the Dubai protocol, scoring),
+the same code bench/eval_kmeans.py scores with.
 Datasets: ``dubai`` (data/dubai_hitl, 5 classes; --tiles picks tiles, e.g. the held-out tile6,tile8),
 ``kampala`` (data/kampala_oam building mask, 2 classes), or any --image/--labels pair (class ids in a raster).
 """
@@ -22,14 +23,10 @@ from pathlib import Path
 import numpy as np
 from osgeo import gdal
 
+from map_segmenter.evaluation.dubai import CLASS_COLOURS, pairs
+from map_segmenter.evaluation.scoring import read_class_raster, score_class_raster, score_labels
+
 from . import ROOT
-
-sys.path.insert(0, str(ROOT / "bench"))
-from eval_kmeans import score_labels  # noqa: E402
-
-from map_segmenter.engine.metrics import confusion, hungarian_scores  # noqa: E402
-
-from dubai import CLASS_COLOURS, pairs  # noqa: E402
 
 KAMPALA = (ROOT / "data" / "kampala_oam" / "kampala_oam_z21_mosaic.tif",
            ROOT / "data" / "kampala_oam" / "kampala_osm_buildings_mask.tif")
@@ -54,26 +51,6 @@ def run_method(method, image, k, scratch, model=None, seed=0):
     labels = gdal.Open(out).ReadAsArray()
     Path(out).unlink(missing_ok=True)
     return labels
-
-
-def read_class_raster(path, ignore=None):
-    """(classes 0..C-1 int64, ignore mask, C) from a raster of class values (sorted distinct values -> 0..C-1)."""
-    dataset = gdal.Open(str(path))
-    band = dataset.GetRasterBand(1)
-    values = band.ReadAsArray().astype(np.int64)
-    skip = np.zeros(values.shape, bool)
-    for value in (ignore, band.GetNoDataValue()):
-        if value is not None:
-            skip |= values == int(value)
-    present = np.unique(values[~skip])
-    classes = np.searchsorted(present, values)
-    classes[skip] = 0
-    return classes, skip, len(present)
-
-
-def score_class_raster(labels, classes, ignore, k):
-    matrix = confusion(labels.astype(np.int64) - 1, classes, k, k, ignore | (labels == 0))
-    return hungarian_scores(matrix)
 
 
 def items(args):

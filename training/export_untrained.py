@@ -10,10 +10,11 @@ whole CNN path (tiling, batching, execution providers, clustering) run end to en
 random texture filters, not of a trained model. The training issue replaces it with a trained network that
 keeps the same architecture and contract.
 
-Architecture (``Student``): two stride-2 3x3 conv stems (3 -> stem -> width channels), ``blocks`` residual
-blocks of two 3x3 convs at stride 4, and a 1x1 head to ``embed_dim``. No normalisation that pools over space
-(GroupNorm, InstanceNorm): an embedding must depend only on the pixels in its receptive field, or tiled
-inference could not equal untiled inference. BatchNorm is folded into the convolutions at export.
+Architecture: training/models.py's ``Student`` (the trained model's own class, without dilation): two stride-2
+3x3 conv stems (3 -> stem -> width channels), ``blocks`` residual blocks of two 3x3 convs at stride 4, and a 1x1
+head to ``embed_dim``. No normalisation that pools over space (GroupNorm, InstanceNorm): an embedding must depend
+only on the pixels in its receptive field, or tiled inference could not equal untiled inference. BatchNorm is
+folded into the convolutions at export.
 """
 
 import argparse
@@ -30,59 +31,23 @@ from map_segmenter.engine import model_contract
 
 from . import ROOT
 from .export import contract_rows, export_onnx
-from .models import measured_reach
+from .models import (
+    INPUT_MEAN,
+    INPUT_SCALE,
+    INPUT_STD,
+    STRIDE,
+    Student,
+    flops_per_pixel,
+    measured_reach,
+    parameter_count,
+    receptive_reach,
+)
 
-INPUT_MEAN = [0.485, 0.456, 0.406]
-INPUT_STD = [0.229, 0.224, 0.225]
 CALIBRATION_IMAGES = [
     ROOT / "data" / "kampala_oam" / "kampala_oam_z21_mosaic.tif",
     ROOT / "data" / "georef" / "swissimage_zurich_detectree_1091-322_00.tif",
     *sorted((ROOT / "data" / "dubai_hitl" / "images").glob("*.jpg"))[::6],
 ]
-
-
-def conv_bn(cin, cout, stride=1):
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout))
-
-
-class ResidualBlock(nn.Module):
-    def __init__(self, width):
-        super().__init__()
-        self.first = conv_bn(width, width)
-        self.second = conv_bn(width, width)
-
-    def forward(self, x):
-        return torch.relu(x + self.second(torch.relu(self.first(x))))
-
-
-class Student(nn.Module):
-    """Stride-4 embedding network: input [N, 3, H, W] (H, W multiples of 4) -> [N, embed_dim, H/4, W/4]."""
-
-    def __init__(self, stem=32, width=64, embed_dim=32, blocks=3):
-        super().__init__()
-        self.stem = nn.Sequential(conv_bn(3, stem, 2), nn.ReLU(), conv_bn(stem, width, 2), nn.ReLU())
-        self.blocks = nn.Sequential(*[ResidualBlock(width) for _ in range(blocks)])
-        self.head = nn.Conv2d(width, embed_dim, 1)
-
-    def forward(self, rgb):
-        return self.head(self.blocks(self.stem(rgb)))
-
-
-def conv_layers(model):
-    """(kernel, stride, padding) of every convolution on the path from input to output, in order."""
-    return [(m.kernel_size[0], m.stride[0], m.padding[0]) for m in model.modules() if isinstance(m, nn.Conv2d)]
-
-
-def receptive_reach(layers, stride):
-    """How far (px) beyond an output cell's own ``stride`` x ``stride`` pixels an input pixel can change it.
-
-    Output cell o depends on input pixels [stride*o + lo, stride*o + hi]; the reach is max(-lo, hi - stride + 1).
-    The residual skips add no reach beyond their convolutions' (they bypass, never extend, a path).
-    """
-    lo, hi = 0, 0
-    for kernel, step, padding in reversed(layers):
-        lo, hi = step * lo - padding, step * hi - padding + kernel - 1
-    return max(-lo, hi - (stride - 1)), hi - lo + 1
 
 
 def calibration_patches(count=96, size=256, seed=0):
@@ -112,35 +77,24 @@ def calibrate_batchnorm(model, patches, batch=8):
     model.eval()
 
 
-def flops_per_pixel(model):
-    """Multiply-adds x 2 of every convolution per input pixel (exact for H, W multiples of the stride)."""
-    total, stride = 0.0, 1
-    for module in model.modules():
-        if isinstance(module, nn.Conv2d):
-            stride *= module.stride[0]  # convolutions run in sequence: this one's output cell is stride^2 px
-            taps = module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
-            total += 2.0 * taps * module.out_channels / stride**2
-    return total
-
-
 def export(out_dir, name, stem, width, embed_dim, blocks, tile_size, seed):
     torch.manual_seed(seed)
-    model = Student(stem, width, embed_dim, blocks)
-    stride = 4
+    model = Student(stem=stem, width=width, blocks=blocks, embed_dim=embed_dim)
+    stride = STRIDE
     calibrate_batchnorm(model, calibration_patches())
-    reach, rf_width = receptive_reach(conv_layers(model), stride)
+    reach, rf_width = receptive_reach(model, stride)
     measured = measured_reach(model, stride)
     if measured != reach:
         raise SystemExit(f"receptive field: computed reach {reach} px but measured {measured} px")
     flops = flops_per_pixel(model)
-    parameters = sum(p.numel() for p in model.parameters())
+    parameters = parameter_count(model)
     date = datetime.date.today().isoformat()
     metadata = {
         "model_type": model_contract.MODEL_TYPE,
         "stride": stride,
         "embed_dim": embed_dim,
         "receptive_field": reach,
-        "input_scale": 1.0 / 255.0,
+        "input_scale": INPUT_SCALE,
         "input_mean": INPUT_MEAN,
         "input_std": INPUT_STD,
         "tile_size": tile_size,

@@ -20,12 +20,11 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from . import ROOT
-from .datasets.targets import descriptors, slic_labels
-from .quick_eval import score_grid, segment
+from map_segmenter.evaluation.dubai import pairs
+from map_segmenter.evaluation.scoring import score_grid
 
-sys.path.insert(0, str(ROOT / "bench"))
-from dubai import pairs  # noqa: E402
+from .datasets.targets import descriptors, slic_labels
+from .quick_eval import segment
 
 FAMILIES = ("smoothing", "texture", "prototypes", "teacher")
 HOLDOUT = ("tile6", "tile8")

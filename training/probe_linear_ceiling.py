@@ -9,9 +9,12 @@ features could reach; nothing trained or shipped uses them.
 import numpy as np
 from PIL import Image
 
+from map_segmenter.evaluation.dubai import load_classes, pairs
+from map_segmenter.evaluation.scoring import score_grid
+
 from .datasets.targets import descriptors
-from .probe_features import HOLDOUT, pairs, teacher_cells
-from .quick_eval import load_classes, score_grid, segment
+from .probe_features import HOLDOUT, teacher_cells
+from .quick_eval import segment
 from .teacher import load_teacher
 
 FEATURE_SETS = {

@@ -1,22 +1,16 @@
 """A fast held-out score during training: torch embeddings of whole images, the engine's K-Means (K = 5) on
-them, Hungarian mIoU with the engine's metrics and the Dubai protocol of bench/dubai.py. Close to, but not
+them, Hungarian mIoU with the evaluation package (map_segmenter.evaluation). Close to, but not
 the same code path as, `python -m training.eval` (which runs the plugin's ONNX path); used to pick
 checkpoints and watch training, not to report."""
-
-import sys
 
 import numpy as np
 import torch
 from PIL import Image
 
-from . import ROOT
+from map_segmenter.engine import kmeans
+from map_segmenter.evaluation.scoring import score_grid
+
 from .models import normalise
-
-sys.path.insert(0, str(ROOT / "bench"))
-from map_segmenter.engine import kmeans  # noqa: E402
-from map_segmenter.engine.metrics import confusion, hungarian_scores  # noqa: E402
-
-from dubai import load_classes  # noqa: E402
 
 
 @torch.no_grad()
@@ -35,13 +29,6 @@ def segment(embeddings, k=5, seed=0, sample=20000):
     rng = np.random.default_rng(seed)
     centres = kmeans.fit(cells[rng.permutation(len(cells))[:sample]], k, seed=seed)
     return kmeans.assign(cells, centres).reshape(embeddings.shape[:2])
-
-
-def score_grid(grid, mask, k=5):
-    """(mIoU, accuracy) of stride-4 cluster ids ``grid`` (0..k-1) against a Dubai mask (5 classes)."""
-    classes, ignore = load_classes(mask)
-    labels = np.repeat(np.repeat(grid, 4, 0), 4, 1)[: classes.shape[0], : classes.shape[1]]
-    return hungarian_scores(confusion(labels.astype(np.int64), classes, k, 5, ignore))
 
 
 def score_pairs(model, pairs, k=5):

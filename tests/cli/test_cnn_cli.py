@@ -10,7 +10,7 @@ import pytest
 
 from map_segmenter.engine.cnn_segmentation import segment_cnn
 
-from helpers import KAMPALA, PLUGINS, ROOT, crop_real, qgis_process, read_array
+from helpers import KAMPALA, ROOT, crop_real, qgis_process, read_array
 
 MODEL = str(ROOT / "tests" / "models" / "student_s4_untrained.onnx")
 
@@ -58,7 +58,6 @@ def test_run_reports_a_bad_model_and_writes_nothing(tmp_path, crop):
 WITHOUT_ONNXRUNTIME = """
 import sys
 sys.modules["onnxruntime"] = None  # as if it were not installed
-sys.path.insert(0, {plugins!r})
 from qgis.core import QgsApplication, QgsProcessingException
 app = QgsApplication([], False)
 app.initQgis()
@@ -84,7 +83,7 @@ app.exitQgis()
 
 
 def test_without_onnxruntime_the_provider_loads_kmeans_runs_and_cnn_says_how_to_install(tmp_path, crop):
-    code = WITHOUT_ONNXRUNTIME.format(plugins=str(PLUGINS), crop=crop, kmeans=str(tmp_path / "k.tif"),
+    code = WITHOUT_ONNXRUNTIME.format(crop=crop, kmeans=str(tmp_path / "k.tif"),
                                       cnn=str(tmp_path / "c.tif"))
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen", QGIS_CUSTOM_CONFIG_PATH=str(ROOT / ".build" / "qgis-profile"))
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
@@ -99,7 +98,7 @@ def test_without_onnxruntime_the_provider_loads_kmeans_runs_and_cnn_says_how_to_
 
 def test_loading_the_plugin_imports_neither_onnxruntime_nor_torch():
     code = (
-        f"import sys; sys.path.insert(0, {str(PLUGINS)!r}); from qgis.core import QgsApplication; "
+        "import sys; from qgis.core import QgsApplication; "
         "app = QgsApplication([], False); app.initQgis(); import map_segmenter; "
         "plugin = map_segmenter.classFactory(None); plugin.initProcessing(); "
         "provider = QgsApplication.processingRegistry().providerById('segmenter'); "

@@ -14,7 +14,7 @@ from onnx_builders import SHIPPED, tiny_model
 from map_segmenter.engine import model_contract, onnx_runtime
 from map_segmenter.engine.errors import InputError
 
-from helpers import PLUGINS, write_raster
+from helpers import write_raster
 
 
 @pytest.fixture(autouse=True)
@@ -38,7 +38,10 @@ def test_shipped_model_follows_the_contract_and_runs_on_cpu():
     assert info.tile_size == 512 and info.metadata["training"]["status"] == "untrained"
     assert model.provider == "CPUExecutionProvider" and model.warnings == ()
     assert messages == [f"ONNX Runtime {onnxruntime.__version__}: running student_s4_untrained on "
-                        f"CPUExecutionProvider (DEVICE=auto; available: {', '.join(model.available)})"]
+                        f"CPUExecutionProvider (DEVICE=auto; available: {', '.join(model.available)}) with "
+                        f"THREADS 0 (ONNX Runtime's default: one per core)"]
+    assert model.threads == 0
+    assert load(SHIPPED, threads=1)[0].threads == 1
     out = model.run(np.zeros((2, 3, 60, 36), np.float32))
     assert out.shape == (2, 32, 15, 9) and out.dtype == np.float32
     assert SHIPPED.stat().st_size < 5e6
@@ -120,7 +123,8 @@ def test_unavailable_device_falls_back_to_cpu_with_a_warning(device, provider):
     assert messages[0].startswith(f"Warning: DEVICE={device}: {provider} is not available in this onnxruntime "
                                   f"(available: {available});")
     assert messages[0].endswith("Running on CPU instead.")
-    assert messages[1].endswith(f"on CPUExecutionProvider (DEVICE={device}; available: {available})")
+    assert messages[1].endswith(f"on CPUExecutionProvider (DEVICE={device}; available: {available}) with THREADS 0 "
+                                "(ONNX Runtime's default: one per core)")
     assert model.run(np.zeros((1, 3, 8, 8), np.float32)).shape == (1, 32, 2, 2)
 
 
@@ -164,7 +168,6 @@ def test_bad_device_and_threads(tmp_path):
 HIDDEN = """
 import sys
 sys.modules["onnxruntime"] = None  # as if it were not installed
-sys.path.insert(0, {plugins!r})
 from map_segmenter.engine.errors import InputError
 from map_segmenter.engine import onnx_runtime, cnn_segmentation
 from map_segmenter.engine.kmeans_segmentation import segment_kmeans
@@ -181,7 +184,7 @@ print("PYTHON", onnx_runtime.python_executable())
 def test_without_onnxruntime_kmeans_works_and_cnn_gives_the_install_command(tmp_path):
     rng = np.random.default_rng(0)
     raster = write_raster(tmp_path / "in.tif", rng.integers(0, 255, (3, 32, 32), np.uint8))
-    code = HIDDEN.format(plugins=str(PLUGINS), raster=raster, out=str(tmp_path / "k.tif"),
+    code = HIDDEN.format(raster=raster, out=str(tmp_path / "k.tif"),
                          out2=str(tmp_path / "c.tif"), model=str(SHIPPED))
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert completed.returncode == 0, completed.stderr

@@ -26,7 +26,7 @@ from map_segmenter.engine.knn_refine import refine_knn
 from map_segmenter.engine.progress import Progress
 from map_segmenter.engine.render import render_labels
 
-from helpers import PLUGINS, read_array, write_raster
+from helpers import read_array, write_raster
 
 try:
     import resource
@@ -210,7 +210,7 @@ def limited(code, limit, tmp_path):
         "import resource, signal, sys\n"
         "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
         f"resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))\n"
-        f"sys.path[:0] = [{str(PLUGINS)!r}, {TESTS!r}]\n"
+        f"sys.path[:0] = [{TESTS!r}]\n"
         "from map_segmenter.engine.errors import OutputError\n"
         "try:\n"
     )
@@ -405,8 +405,7 @@ def test_a_name_longer_than_the_file_system_allows_is_refused_as_such(tmp_path, 
 # ------------------------------------------------------------------ 13. leftovers of killed runs
 
 KILLED_RUN = """
-import sys, time
-sys.path[:0] = [{plugins!r}, {tests!r}]
+import time
 from map_segmenter.engine.kmeans_segmentation import segment_kmeans
 from map_segmenter.engine.progress import Progress
 
@@ -425,7 +424,7 @@ def test_leftovers_of_a_killed_run_are_removed_by_the_next_run_and_live_ones_kep
     folder.mkdir()
     scratch.mkdir()
     out = folder / "labels.tif"
-    code = KILLED_RUN.format(plugins=str(PLUGINS), tests=TESTS, image=image, out=str(out))
+    code = KILLED_RUN.format(image=image, out=str(out))
     run = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
                            env=dict(os.environ, TMPDIR=str(scratch), PYTHONDONTWRITEBYTECODE="1"))
     try:

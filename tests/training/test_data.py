@@ -7,13 +7,13 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="torch is not installed: pip install torch==2.13.0 (training only)")
 
-from training.augment import Geometry, photometric, random_geometry  # noqa: E402
-from training.batches import make_batch  # noqa: E402
-from training.config import Config  # noqa: E402
-from training.datasets import build_shards  # noqa: E402
-from training.datasets.shards import ShardSource, read_index  # noqa: E402
-from training.datasets.synthetic import SyntheticSource  # noqa: E402
-from training.datasets.targets import descriptor_targets, slic_labels  # noqa: E402
+from map_segmenter.training.augment import Geometry, photometric, random_geometry  # noqa: E402
+from map_segmenter.training.batches import make_batch  # noqa: E402
+from map_segmenter.training.config import Config  # noqa: E402
+from map_segmenter.training.datasets import build_shards  # noqa: E402
+from map_segmenter.training.datasets.shards import ShardSource, read_index  # noqa: E402
+from map_segmenter.training.datasets.synthetic import SyntheticSource  # noqa: E402
+from map_segmenter.training.datasets.targets import descriptor_targets, slic_labels  # noqa: E402
 
 from helpers import DUBAI_IMAGES, KAMPALA, crop_real  # noqa: E402
 

@@ -6,10 +6,10 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="torch is not installed: pip install torch==2.13.0 (training only)")
 
-from training import losses  # noqa: E402
-from training.augment import Geometry  # noqa: E402
-from training.config import ModelConfig  # noqa: E402
-from training.models import Heads, Student, measured_reach, parameter_count, receptive_reach  # noqa: E402
+from map_segmenter.training import losses  # noqa: E402
+from map_segmenter.training.augment import Geometry  # noqa: E402
+from map_segmenter.training.config import ModelConfig  # noqa: E402
+from map_segmenter.training.models import Heads, Student, measured_reach, parameter_count, receptive_reach  # noqa: E402
 
 
 def small_student(**kw):

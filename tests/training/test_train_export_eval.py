@@ -13,13 +13,13 @@ pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
 
 from map_segmenter.engine import model_contract  # noqa: E402
 from map_segmenter.engine.onnx_runtime import check_contract  # noqa: E402
-from training import ROOT  # noqa: E402
-from training.config import build_config  # noqa: E402
-from training.eval import evaluate, items, table  # noqa: E402
-from training.export import build_metadata, export, export_onnx, parity  # noqa: E402
-from training.models import Student  # noqa: E402
-from training.teacher import TeacherMissingError, load_teacher  # noqa: E402
-from training.train import build, parse_args, train  # noqa: E402
+from map_segmenter.training import ROOT  # noqa: E402
+from map_segmenter.training.config import build_config  # noqa: E402
+from map_segmenter.training.eval import evaluate, items, table  # noqa: E402
+from map_segmenter.training.export import build_metadata, export, export_onnx, parity  # noqa: E402
+from map_segmenter.training.models import Student  # noqa: E402
+from map_segmenter.training.teacher import TeacherMissingError, load_teacher  # noqa: E402
+from map_segmenter.training.train import build, parse_args, train  # noqa: E402
 
 from helpers import read_array, write_raster  # noqa: E402
 
@@ -152,7 +152,7 @@ def test_eval_known_answer(tiny_labelled, monkeypatch):
     """Segments = the true classes under a permutation of ids: Hungarian matching finds it (100 %); against
     labels with half a quadrant wrong the scores are the hand-computed ones."""
     image, labels, wrong = tiny_labelled
-    from training import eval as evaluation
+    from map_segmenter.training import eval as evaluation
 
     truth = evaluation.read_class_raster(labels)[0]
     monkeypatch.setattr(evaluation, "run_method", lambda *a, **k: (3 - truth + 1).astype(np.uint8))
@@ -179,7 +179,7 @@ def test_eval_cnn_runs_the_engine_path(run, tiny_labelled, tmp_path):
     name, k, miou, accuracy, _ = result["cnn"][0]
     # the scores are those of segmenter:cnn's engine function on the same raster, not of a re-implementation
     from map_segmenter.engine.cnn_segmentation import segment_cnn
-    from training import eval as evaluation
+    from map_segmenter.training import eval as evaluation
 
     segment_cnn(image, str(tmp_path / "direct.tif"), str(model), segments=4, seed=0)
     classes, ignore, _ = evaluation.read_class_raster(labels)

@@ -1,13 +1,11 @@
 """Read shards written by build_shards: random crops of tiles with their precomputed SLIC labels."""
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 from osgeo import gdal
 
-from .. import ROOT
 from .build_shards import INDEX
 
 
@@ -37,16 +35,14 @@ class ShardSource:
         self.masks = {}
 
     def class_crop(self, entry, x, y, size):
-        """Class ids of a crop from the source image's Dubai mask (bench/dubai.py's colours); -1 elsewhere."""
+        """Class ids of a crop from the source image's Dubai mask (the evaluation package's colours); -1 elsewhere."""
         source = entry["source"]
         if source not in self.masks:
             from .rasters import DATA
 
             mask = DATA / "dubai_hitl" / "masks" / (Path(source).stem + ".png")
             if mask.exists():
-                if str(ROOT / "bench") not in sys.path:
-                    sys.path.insert(0, str(ROOT / "bench"))
-                from dubai import load_classes  # the Dubai protocol's colours (bench/dubai.py)
+                from map_segmenter.evaluation.dubai import load_classes  # the Dubai protocol's colours
 
                 classes, ignore = load_classes(mask)
                 classes[ignore] = -1

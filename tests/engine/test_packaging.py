@@ -1,0 +1,78 @@
+"""Imports without path hacks: the checkout is the installed package ``map_segmenter`` (pyproject.toml maps the
+root to it; scripts/setup.sh runs ``pip install -e .``), so any process of this Python imports it, wherever it
+runs, and no code outside the tests edits sys.path or makes links to import it."""
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from helpers import ROOT
+
+tomllib = pytest.importorskip("tomllib", reason="Python 3.11+ reads pyproject.toml with tomllib")
+
+SKIP = {".build", ".venv", ".git", "tests", "bench/out", "dist", "build"}
+
+
+def _python_files():
+    for path in sorted(ROOT.rglob("*.py")):
+        relative = path.relative_to(ROOT)
+        if not any(str(relative).startswith(prefix + "/") for prefix in SKIP):
+            yield path, relative
+
+
+def test_a_fresh_process_anywhere_imports_the_package_from_this_checkout(tmp_path):
+    code = ("import sys, map_segmenter, map_segmenter.engine.cnn_segmentation, map_segmenter.evaluation.scoring; "
+            "print(map_segmenter.__file__); print('qgis' in sys.modules, 'torch' in sys.modules)")
+    completed = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                               timeout=120, check=True)
+    location, heavy = completed.stdout.split("\n")[:2]
+    assert location == str(ROOT / "__init__.py")
+    assert heavy == "False False"  # the engine and the evaluation package import neither QGIS nor torch
+
+
+def test_no_sys_path_edits_or_import_links_outside_the_tests():
+    edits, links = [], []
+    for path, relative in _python_files():
+        text = path.read_text()
+        edits += [f"{relative}: {line.strip()}" for line in text.splitlines()
+                  if re.search(r"sys\.path\s*(\.\s*(insert|append|extend)|\[|\+?=)", line)]
+        if "symlink_to" in text or "os.symlink" in text:
+            links.append(str(relative))
+    assert not edits, edits
+    assert not links, links
+
+
+def test_every_python_package_of_the_checkout_is_declared():
+    declared = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {"map_segmenter"} | {
+        "map_segmenter." + str(relative.parent).replace("/", ".")
+        for path, relative in _python_files() if path.name == "__init__.py" and str(relative.parent) != "."
+    }
+    assert found == declared
+
+
+def _pytest_in_a_subprocess(*arguments):
+    code = ("import sys, pytest; code = pytest.main(sys.argv[1:]); "
+            "print('RESULT', int(code), 'qgis.core' in sys.modules, 'pytest_qgis.plugin' in sys.modules)")
+    completed = subprocess.run([sys.executable, "-c", code, "-p", "no:cacheprovider", *arguments], cwd=ROOT,
+                               capture_output=True, text=True, timeout=300)
+    return completed.stdout
+
+
+def test_engine_tests_run_without_starting_or_importing_qgis():
+    out = _pytest_in_a_subprocess("-q", "-m", "not qgis", "tests/engine/test_windows.py")
+    assert out.splitlines()[-1] == "RESULT 0 False False", out
+    out = _pytest_in_a_subprocess("-q", "tests/engine/test_windows.py")  # a path without qgis tests: the same
+    assert out.splitlines()[-1] == "RESULT 0 False False", out
+
+
+def test_markers_follow_the_folders():
+    out = _pytest_in_a_subprocess("-q", "--collect-only", "-m", "not qgis and not torch")
+    collected = [line for line in out.splitlines() if "::" in line]
+    assert collected and all(line.startswith("tests/engine/") for line in collected), collected[:5]
+    assert any(line.startswith("tests/engine/test_pixel_identity.py") for line in collected)
+    out = _pytest_in_a_subprocess("-q", "--collect-only", "-m", "torch", "tests/training", "tests/engine")
+    collected = [line for line in out.splitlines() if "::" in line]
+    assert collected and all(line.startswith("tests/training/") for line in collected), collected[:5]
