@@ -5,10 +5,13 @@
 Built with the QGIS API rather than by hand so the file is exactly what the Graphical Modeler would save.
 """
 
+import os
 import sys
 from pathlib import Path
 
-from qgis.core import (
+os.environ.setdefault("QT_HASH_SEED", "0")  # Qt writes XML attributes in hash order: a fixed seed keeps diffs small
+
+from qgis.core import (  # noqa: E402
     QgsApplication,
     QgsProcessingModelAlgorithm,
     QgsProcessingModelChildAlgorithm,
@@ -20,7 +23,7 @@ from qgis.core import (
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterLayer,
 )
-from qgis.PyQt.QtCore import QPointF, QSizeF
+from qgis.PyQt.QtCore import QPointF, QSizeF  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET = ROOT / "processing_provider" / "models" / "segment_smooth_refine_render.model3"
