@@ -367,29 +367,6 @@ Block descriptors (optional): the descriptors, one band each, one pixel per bloc
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/knn_refine.py" line="22"/>
-        <source>Cleans a segmentation: every block (a cell of the Features grid) revises its segment from the blocks around it that look like it, so speckle and blocks near a decision boundary join the region they belong to, while boundaries along image edges stay. Boundaries are then drawn at pixel resolution.
-
-Every block starts from calibrated scores for the segments: half from its distances to the segment centres (a softmax whose temperature is fitted on the index so that it predicts the segments of neighbouring blocks; uncertain near a decision boundary, sure elsewhere), half from the segments of its own pixels. Each block is linked to its nearest blocks on the map, and a link counts more the more alike the two blocks look (features and position). Iterations times, every block&apos;s scores become 1 - Mix of its starting scores plus Mix times the weighted mean of its linked blocks&apos; scores (label propagation: each step reaches one ring of blocks further and the scores converge as steps are added). Each pixel finally takes the segment with the highest score interpolated between the four blocks around it. The result does not depend on the memory budget.
-
-Measured on labelled aerial tiles (K-Means or CNN segments, 5 classes): about +1.5 (K-Means) and +1.0 (CNN) mIoU points and two thirds (K-Means) or half (CNN) fewer fragments; Smooth segments before it adds little.
-
-Segments: a label raster (segments 1..K, 0 = nodata), e.g. the Segments of K-Means segmentation. Segment centres are read from its metadata, or computed from the features when it has none.
-Features: the Block descriptors (K-Means) or Embeddings (CNN) saved by the same segmentation run. They must cover the same area in the same CRS.
-Neighbours: how many blocks around each block it is linked to: 4, 8 (the 3 x 3 ring), 12, 20, 24 (5 x 5)... (other values are rounded up to a whole ring). More reach further per iteration and cost more.
-Temperature (relative): softness of the scores from the distances to the segment centres, as a multiple of the fitted temperature (1 = calibrated; higher = less sure).
-Mix per iteration: the share of the linked blocks in each step (0 = none: only the pixels&apos; interpolation changes; towards 1 = stronger cleaning over larger areas).
-Iterations: number of propagation steps (0 keeps the segments exactly as they are). Each step reaches one more ring of Neighbours and costs about as much as the rest of the run.
-Spatial weight: how much the distance between linked blocks (in blocks) counts beside their likeness; 0 = likeness only, higher = the nearest linked blocks count more.
-Random seed: seed of the index sample; the same seed gives the same result.
-Index size (advanced): number of blocks sampled over the whole raster to calibrate the temperature and the features&apos; spread.
-Formulation (advanced): the edge-aware propagation above, or the earlier global KNN: each block averages the scores of its Neighbours nearest sampled blocks in feature space (plus position, Spatial weight in raster units), Iterations times; slower, and it changes few pixels (use Temperature 2, Mix 0.65, Iterations 2, Spatial weight 0.08, Index size 120000 for its original settings).
-Memory budget (advanced): working memory for the windows the raster is processed in.
-
-Refined segments: a label raster on the input&apos;s grid with the same segments, colours and names. Nodata stays nodata; blocks without features keep their segments.</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
         <location filename="../algorithms/knn_refine.py" line="70"/>
         <source>How many blocks around each block it is linked to (4, 8, 12, 20, 24...).</source>
         <translation type="unfinished"></translation>
@@ -437,6 +414,29 @@ Refined segments: a label raster on the input&apos;s grid with the same segments
     <message>
         <location filename="../algorithms/knn_refine.py" line="87"/>
         <source>Edge-aware propagation (default), or the earlier global KNN in feature space.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/knn_refine.py" line="22"/>
+        <source>Cleans a segmentation: every block (a cell of the Features grid) revises its segment from the blocks around it that look like it, so speckle and blocks near a decision boundary join the region they belong to, while boundaries along image edges stay. Boundaries are then drawn at pixel resolution.
+
+Every block starts from calibrated scores for the segments: half from its distances to the segment centres (a softmax whose temperature is fitted on the index so that it predicts the segments of neighbouring blocks; uncertain near a decision boundary, sure elsewhere), half from the segments of its own pixels. Each block is linked to its nearest blocks on the map, and a link counts more the more alike the two blocks look (features and position). Iterations times, every block&apos;s scores become 1 - Mix of its starting scores plus Mix times the weighted mean of its linked blocks&apos; scores (label propagation: each step reaches one ring of blocks further and the scores converge as steps are added). Each pixel finally takes the segment with the highest score interpolated between the four blocks around it. The result does not depend on the memory budget.
+
+Measured on 54 labelled aerial tiles (5 classes): +1.6 mIoU points over K-Means segments and +1.1 over CNN segments, with two thirds (K-Means) or half (CNN) fewer fragments. Smooth segments at Medium before it adds nothing measurable; at High the two together measured best.
+
+Segments: a label raster (segments 1..K, 0 = nodata), e.g. the Segments of K-Means segmentation. Segment centres are read from its metadata, or computed from the features when it has none.
+Features: the Block descriptors (K-Means) or Embeddings (CNN) saved by the same segmentation run. They must cover the same area in the same CRS.
+Neighbours: how many blocks around each block it is linked to: 4, 8 (the 3 x 3 ring), 12, 20, 24 (5 x 5)... (other values are rounded up to a whole ring). More reach further per iteration and cost more.
+Temperature (relative): softness of the scores from the distances to the segment centres, as a multiple of the fitted temperature (1 = calibrated; higher = less sure).
+Mix per iteration: the share of the linked blocks in each step (0 = none: only the pixels&apos; interpolation changes; towards 1 = stronger cleaning over larger areas).
+Iterations: number of propagation steps (0 keeps the segments exactly as they are). Each step reaches one more ring of Neighbours and costs about as much as the rest of the run.
+Spatial weight: how much the distance between linked blocks (in blocks) counts beside their likeness; 0 = likeness only, higher = the nearest linked blocks count more.
+Random seed: seed of the index sample; the same seed gives the same result.
+Index size (advanced): number of blocks sampled over the whole raster to calibrate the temperature and the features&apos; spread.
+Formulation (advanced): the edge-aware propagation above, or the earlier global KNN: each block averages the scores of its Neighbours nearest sampled blocks in feature space (plus position, Spatial weight in raster units), Iterations times; slower, and it changes few pixels (use Temperature 2, Mix 0.65, Iterations 2, Spatial weight 0.08, Index size 120000 for its original settings).
+Memory budget (advanced): working memory for the windows the raster is processed in.
+
+Refined segments: a label raster on the input&apos;s grid with the same segments, colours and names. Nodata stays nodata; blocks without features keep their segments.</source>
         <translation type="unfinished"></translation>
     </message>
 </context>
