@@ -145,7 +145,8 @@ def refine_knn(
         feature_meta = read_metadata(features)
         grid = _check_grids(labels, features, labels_path, features_path, feature_meta)
         check_destination(output_path, labels_path, features_path)
-        require_ckdtree() if method == "predecessor" else None
+        if method == "predecessor":
+            require_ckdtree()  # the graph formulation needs numpy and GDAL only
         label_meta = read_metadata(labels)
         centres, segments, reason = _metadata_centres(label_meta, feature_meta, features.RasterCount)
         made_with = label_meta.get("features") if isinstance(label_meta.get("features"), dict) else {}
