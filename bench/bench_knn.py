@@ -1,13 +1,17 @@
-"""Benchmark segmenter:knn_refine on a large real-content raster (not a test).
+"""Benchmark segmenter:knn_refine on a large real-content raster (not a test), beside kmeans and blur.
 
-Builds (once, cached under bench/out/) a ~100 MPix mosaic by tiling the Kampala orthophoto in a VRT, segments it
-with segment_kmeans (block 4, K 8, FEATURES written), then prints in one run:
-  - knn_refine with default parameters: wall time and peak RSS (in a subprocess),
-  - gdal_translate of the same labels (reference for the cost of reading + writing a label raster),
-  - the query stage with cKDTree vs brute force on the same index and the same query points.
+Builds (once, cached under bench/out/knn/) a ~100 MPix mosaic by tiling the Kampala orthophoto in a VRT, segments it
+with segment_kmeans (block 4, K 8, FEATURES written), then times in interleaved rounds, each run in its own
+process (median wall time, largest peak RSS):
+  - segment_kmeans with FEATURES (the step that makes knn_refine's inputs),
+  - blur_labels majority medium of its labels,
+  - refine_knn with default parameters (the graph formulation), and with --predecessor also the predecessor's
+    formulation with its defaults,
+  - gdal_translate of the labels (the cost of reading + writing a label raster).
+With --query-stage, also the predecessor's query stage with cKDTree vs brute force on the same index.
 Usage:
-    python bench/bench_knn.py [--mpix 100] [--brute-points 2000] [--tree-points 200000]
-Targets on 100 MPix: knn_refine <= 60 s and peak RSS <= 1 GB.
+    python bench/bench_knn.py [--mpix 100] [--repeats 3] [--predecessor] [--query-stage]
+Targets on 100 MPix (issue 15): knn_refine <= 12 s on 2 cores and peak RSS <= 500 MB, beside kmeans and blur.
 """
 
 import argparse
@@ -83,12 +87,14 @@ def prepare(mpix):
 CHILD = """
 import json, resource, time
 start = time.perf_counter()
-from map_segmenter.engine.knn_refine import refine_knn
-result = refine_knn({labels!r}, {features!r}, {output!r})
+{code}
 usage = resource.getrusage(resource.RUSAGE_SELF)
-print(json.dumps(dict(seconds=time.perf_counter() - start, index_points=result.index_points, windows=result.windows,
-                      cpu=usage.ru_utime + usage.ru_stime, rss_mb=usage.ru_maxrss / 1024)))
+print(json.dumps(dict(seconds=time.perf_counter() - start, cpu=usage.ru_utime + usage.ru_stime)))
 """
+
+
+def child(code):
+    return [sys.executable, "-c", CHILD.format(code=code)]
 
 
 def run_measured(command):
@@ -142,7 +148,7 @@ def query_stage(labels, features, tree_points, brute_points):
     counts = np.pad(counts, (0, segments + 1 - len(counts)))[1:]
     index = knn._sample(reader, everything, knn._quotas(counts, 120_000), 0, Progress())
     model = knn._Model(centres=centres, scale2=knn._scale2(index[0], index[1], centres), temperature=2.0,
-                       spatial_weight=0.08, mix=0.65, neighbours=12, grid=grid)
+                       spatial_weight=0.08, mix=0.65, neighbours=12, grid=grid)  # the predecessor's defaults
     index_points = knn.embed(index[0], index[2], index[3], model)
     total_blocks = int(counts.sum())
     # query points: consecutive blocks (raster order, as the engine queries them) from the middle of the raster
@@ -170,43 +176,67 @@ def query_stage(labels, features, tree_points, brute_points):
 
 
 def main():
+    import statistics
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mpix", type=float, default=100.0, help="raster size in megapixels (default 100)")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds (each command once per round)")
+    parser.add_argument("--predecessor", action="store_true", help="also time the predecessor's formulation")
+    parser.add_argument("--query-stage", action="store_true", help="also time the predecessor's query stage")
     parser.add_argument("--tree-points", type=int, default=200_000, help="query points timed with cKDTree")
     parser.add_argument("--brute-points", type=int, default=2_000, help="query points timed by brute force")
     args = parser.parse_args()
     image, labels, features = prepare(args.mpix)
     side = gdal.Open(labels).RasterXSize
-    print(f"\nknn_refine benchmark: {side} x {side} px = {side * side / 1e6:.0f} MPix labels, block-4 features, "
-          f"K 8; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start")
+    print(f"\nknn_refine benchmark: {side} x {side} px = {side * side / 1e6:.0f} MPix, block-4 features, K 8; "
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start; medians of {args.repeats} "
+          f"interleaved rounds, each run in its own process", flush=True)
+    scratch = {name: str(OUT / f"bench_{name}_{side}.tif") for name in ("kmeans", "features", "blur", "knn", "old",
+                                                                          "copy")}
+    commands = {
+        "kmeans (+ FEATURES)": child(
+            "from map_segmenter.engine.kmeans_segmentation import segment_kmeans; "
+            f"segment_kmeans({image!r}, {scratch['kmeans']!r}, segments=8, block=4, seed=0, "
+            f"features_path={scratch['features']!r})"),
+        "blur (majority, medium)": child(
+            f"from map_segmenter.engine.blur import blur_labels; blur_labels({labels!r}, {scratch['blur']!r})"),
+        "knn_refine (defaults)": child(
+            "from map_segmenter.engine.knn_refine import refine_knn; "
+            f"refine_knn({labels!r}, {features!r}, {scratch['knn']!r})"),
+        "gdal_translate of the labels": ["gdal_translate", "-q", "-co", "TILED=YES", "-co", "COMPRESS=DEFLATE",
+                                         "-co", "ZLEVEL=1", labels, scratch["copy"]],
+    }
+    if args.predecessor:
+        commands["knn_refine (predecessor)"] = child(
+            "from map_segmenter.engine.knn_refine import PREDECESSOR_DEFAULTS, refine_knn; "
+            f"refine_knn({labels!r}, {features!r}, {scratch['old']!r}, method='predecessor', "
+            "**PREDECESSOR_DEFAULTS)")
+    runs = {name: [] for name in commands}
+    for _ in range(args.repeats):
+        for name, command in commands.items():
+            wall, rss, out = run_measured(command)
+            cpu = json.loads(out.strip().splitlines()[-1])["cpu"] if out.strip() else None
+            runs[name].append((wall, rss, cpu))
+    reference = statistics.median(w for w, _, _ in runs["kmeans (+ FEATURES)"])
+    print(f"{'':32s} {'seconds':>8} {'/ kmeans':>9} {'CPU s':>7} {'peak RSS MB':>12}")
+    for name, results in runs.items():
+        wall = statistics.median(w for w, _, _ in results)
+        cpus = [c for _, _, c in results if c is not None]
+        cpu = f"{statistics.median(cpus):7.1f}" if cpus else f"{'':7s}"
+        print(f"{name:32s} {wall:8.2f} {wall / reference:9.2f} {cpu} {max(r for _, r, _ in results):12.0f}")
+    print("targets: knn_refine (defaults) <= 12 s and <= 500 MB")
 
-    output = str(OUT / f"refined_{side}.tif")
-    child = CHILD.format(labels=labels, features=features, output=output)
-    wall, rss, out = run_measured([sys.executable, "-c", child])
-    inner = json.loads(out.strip().splitlines()[-1])
-    print(f"knn_refine (defaults)      : {wall:6.1f} s wall ({inner['seconds']:.1f} s in refine_knn), "
-          f"peak RSS {rss:6.0f} MB, CPU time {inner['cpu']:.1f} s ({inner['cpu'] / wall:.2f} cores busy), "
-          f"{inner['windows']} windows, index {inner['index_points']} points [targets: <= 60 s, <= 1024 MB]")
-
-    copy = str(OUT / f"translated_{side}.tif")
-    translate_wall, translate_rss, _ = run_measured(
-        ["gdal_translate", "-q", "-co", "TILED=YES", "-co", "COMPRESS=DEFLATE", "-co", "ZLEVEL=1", labels, copy])
-    print(f"gdal_translate of labels   : {translate_wall:6.1f} s wall, peak RSS {translate_rss:6.0f} MB "
-          f"(knn_refine / gdal_translate = {wall / translate_wall:.1f} x)")
-
-    stage = query_stage(labels, features, args.tree_points, args.brute_points)
-    blocks = stage["blocks"]
-    print(f"query stage, {blocks} blocks x 12 neighbours in an index of {stage['index']} points (C + 2 = 8 dims):")
-    for name, per_point, points in (("cKDTree, 1 worker", stage["tree1"], stage["tree_points"]),
-                                    ("cKDTree, all workers", stage["tree_all"], stage["tree_points"]),
-                                    ("brute force, exact", stage["brute"], stage["brute_points"]),
-                                    ("brute force, BLAS", stage["blas"], stage["brute_points"])):
-        print(f"  {name:22s}: {per_point * 1e6:9.1f} us/point (timed on {points} points) -> "
-              f"{per_point * blocks:8.1f} s for all blocks")
-    print(f"  brute force / cKDTree (1 worker) = {stage['brute'] / stage['tree1']:.0f} x (exact), "
-          f"{stage['blas'] / stage['tree1']:.0f} x (BLAS); exact brute force and cKDTree give the same "
-          f"neighbour sets on {100 * stage['agree']:.1f} % of the brute-force points")
-    for path in (output, copy):
+    if args.query_stage:
+        stage = query_stage(labels, features, args.tree_points, args.brute_points)
+        blocks = stage["blocks"]
+        print(f"predecessor's query stage, {blocks} blocks x 12 neighbours in an index of {stage['index']} points:")
+        for name, per_point, points in (("cKDTree, 1 worker", stage["tree1"], stage["tree_points"]),
+                                        ("cKDTree, all workers", stage["tree_all"], stage["tree_points"]),
+                                        ("brute force, exact", stage["brute"], stage["brute_points"]),
+                                        ("brute force, BLAS", stage["blas"], stage["brute_points"])):
+            print(f"  {name:22s}: {per_point * 1e6:9.1f} us/point (timed on {points} points) -> "
+                  f"{per_point * blocks:8.1f} s for all blocks")
+    for path in scratch.values():
         for leftover in (path, os.path.splitext(path)[0] + ".qml"):
             if os.path.exists(leftover):
                 os.remove(leftover)

@@ -1,28 +1,31 @@
-"""Latent KNN soft refinement: re-label each block by the labels of its nearest neighbours in feature space.
+"""Latent KNN refinement: each block revises its segment from the blocks that look like it.
 
-The predecessor's method, made exact, streaming and independent of feature units:
+Two formulations share the checks, the reading of LABELS and FEATURES and the writing of the output:
 
-1. Points. Every cell of the FEATURES grid (stride r) is one point: its features f (C values), its position
-   x, y in [-1, 1] over the raster (cell centres), and its seed label: the first non-zero pixel of its r x r
-   block of LABELS in row-major order. For segmenter:kmeans labels every valid pixel of a block carries the
-   block's id, so this is exactly the block's id; a block whose pixels are all 0 has no seed and stays 0.
-2. Centres c_1..c_K: the label raster's SEGMENTER_CENTRES (row i is the centre of id i + 1), or, when they are
-   absent or were fitted in another feature space, the mean features of each id, from one streaming pass with
-   exact sums (so they do not depend on the windows).
-3. Index: up to INDEX_SIZE points drawn once over the whole raster, a quota per segment proportional to its
-   number of blocks (at least one each); within a segment, the blocks with the smallest seeded hash keys
-   (``sampling.BlockSample``), hence the same index whatever the windows.
-4. Units. s^2 = mean over the index points of ||f - c_seed||^2. Points are embedded as [f / s, w x, w y]
-   (w = SPATIAL_WEIGHT) and start with p = 0.5 softmax(-||f - c||^2 / (T s^2)) + 0.5 onehot(seed). TEMPERATURE
-   and SPATIAL_WEIGHT are thus relative to the spread of the features: scaling the features changes nothing.
-5. Index iterations: P_0 = p of the index points; P_t = (1 - mix) P_(t-1) + mix mean(P_(t-1) over the k nearest
-   index points), each index point being its own nearest neighbour.
-6. Query, window by window: every block's p_t = (1 - mix) p_(t-1) + mix mean(P_(t-1) over its k nearest index
-   points) for t = 1..ITERATIONS; its new label is argmax + 1 (ids 1..K). An index block ends exactly where its
-   index posterior does. Every per-point operation is element-wise in a fixed order (no matrix products), so
-   a block's label does not depend on the window or batch it is computed in.
-7. Output on the LABELS grid: each non-zero pixel of a refined block takes the block's new label; pixels that
-   are 0 stay 0; pixels of blocks without valid features keep their label.
+``method="graph"`` (the default; numerics in ``latent_graph``): edge-aware label propagation on the block grid.
+1. One pass ("Sampling the index") checks the ids, counts the usable blocks (a seed label: the first non-zero
+   pixel of the block in row-major order, and valid features), sums their features exactly when the centres
+   must be recomputed, and draws the index: the INDEX_SIZE usable blocks with the smallest seeded hash keys
+   (``sampling.BlockSample``, the same whatever the windows) with the ids of their right and lower neighbours.
+2. Calibration on the index: s^2 = mean ||f - c_seed||^2, and the temperature whose softmax(-||f - c||^2 /
+   (T s^2)) best predicts the neighbours' ids (``latent_graph.fit_temperature``); TEMPERATURE multiplies it.
+3. Window by window, each grown by ITERATIONS x (graph radius) + 1 blocks: the prior of every block (half the
+   calibrated softmax, half the shares of the ids among its pixels), the links to its NEIGHBORS nearest blocks
+   weighted by likeness (features and, through SPATIAL_WEIGHT, position), ITERATIONS propagation steps with
+   MIX, and each pixel's id from the scores interpolated bilinearly between block centres. Pixels that are 0
+   stay 0; pixels of blocks without features keep their label; ITERATIONS = 0 returns LABELS unchanged.
+Every value is computed element-wise in a fixed order, so tiled and untiled runs are byte-identical.
+
+``method="predecessor"``: the predecessor's method, made exact, streaming and independent of feature units
+(its defaults: ``PREDECESSOR_DEFAULTS``). Points are the blocks, embedded as [f / s, w x, w y] (x, y in [-1, 1]
+over the raster, w = SPATIAL_WEIGHT); an index of INDEX_SIZE blocks (a quota per segment proportional to its
+size) is searched with SciPy's cKDTree. Every block starts with p = 0.5 softmax(-||f - c||^2 / (T s^2)) +
+0.5 onehot(seed); the index posteriors are iterated P_t = (1 - mix) P_(t-1) + mix mean(P_(t-1) over the k
+nearest index points), and every block's p_t = (1 - mix) p_(t-1) + mix mean(P_(t-1) over its k nearest index
+points); its new label is argmax + 1, handed only to the pixels that carried its old label.
+
+Centres (both): the label raster's SEGMENTER_CENTRES (row i is the centre of id i + 1), or, when they are absent
+or were fitted in another feature space, the mean features of each id, from exact sums (window-independent).
 """
 
 import os
@@ -35,15 +38,36 @@ from osgeo import gdal, osr
 from . import checks
 from .errors import InputError
 from .labels import check_label_band, finish_label_raster, label_type, nodata_as_zero, read_metadata
+from .latent_graph import (
+    GraphModel,
+    fit_temperature,
+    graph_offsets,
+    label_shares,
+    pixel_labels,
+    refine_window,
+    scale2_of,
+    squared_distances,
+)
 from .memory import within_budget
 from .neighbours import NeighbourIndex, require_ckdtree
 from .outputs import Destination, prepare_outputs
 from .palette import qualitative
 from .progress import Progress
 from .raster_io import AtomicRaster, open_raster, read_window, scaled_geotransform
-from .sampling import BlockSample
-from .windows import plan_windows
+from .sampling import BlockSample, hash_keys
+from .windows import Window, plan_windows
 
+METHODS = ("graph", "predecessor")
+# Defaults of the graph formulation (bench/eval_refine.py, bench/README.md)
+NEIGHBORS = 8
+TEMPERATURE = 1.0
+MIX = 0.9
+ITERATIONS = 8
+SPATIAL_WEIGHT = 0.5
+INDEX_SIZE = 50_000
+# The predecessor's defaults, for method="predecessor"
+PREDECESSOR_DEFAULTS = dict(neighbors=12, temperature=2.0, mix=0.65, iterations=2, spatial_weight=0.08,
+                            index_size=120_000)
 MAX_IDS = 65535  # UInt16 label rasters
 NEIGHBOUR_BYTES = 4  # int32 index of a neighbour in the table of the index points' neighbours
 TABLE_MB = 256  # the neighbour table (INDEX_SIZE x NEIGHBORS) is kept whole: its cap, unless MEMORY_MB / 2 is more
@@ -92,20 +116,23 @@ def refine_knn(
     labels_path,
     features_path,
     output_path,
-    neighbors=12,
-    temperature=2.0,
-    mix=0.65,
-    iterations=2,
-    spatial_weight=0.08,
+    neighbors=NEIGHBORS,
+    temperature=TEMPERATURE,
+    mix=MIX,
+    iterations=ITERATIONS,
+    spatial_weight=SPATIAL_WEIGHT,
     seed=0,
-    index_size=120_000,
+    index_size=INDEX_SIZE,
     memory_mb=256,
     workers=-1,
     progress=None,
+    method="graph",
 ):
-    """Refine ``labels_path`` by latent KNN in the space of ``features_path``; write ``output_path``.
+    """Refine ``labels_path`` by the blocks that look alike in ``features_path``; write ``output_path``.
 
-    ``workers``: threads for the neighbour queries and posteriors (-1 = one per CPU); results do not depend on it.
+    ``method``: "graph" (edge-aware label propagation, the default) or "predecessor" (the predecessor's global
+    KNN among index points; its defaults are PREDECESSOR_DEFAULTS). ``workers``: threads (-1 = one per CPU);
+    results do not depend on it.
     """
     progress = progress or Progress()
     labels_path, features_path = checks.path("LABELS", labels_path), checks.path("FEATURES", features_path)
@@ -116,7 +143,10 @@ def refine_knn(
     index_size, workers = checks.whole("INDEX_SIZE", index_size), checks.whole("workers", workers, -1)
     memory_mb = checks.memory(memory_mb)
     threads = max(1, os.cpu_count() or 1) if workers == -1 else max(1, int(workers))
-    _check_parameters(neighbors, temperature, mix, iterations, spatial_weight, index_size, memory_mb)
+    if method not in METHODS:
+        raise InputError(f"METHOD must be one of {', '.join(METHODS)}; got {method!r}.")
+    _check_parameters(neighbors, temperature, mix, iterations, spatial_weight, index_size, memory_mb,
+                      method == "predecessor")
     labels = open_raster(labels_path, purpose="label raster (LABELS)")
     features = open_raster(features_path, purpose="feature raster (FEATURES)")
     reader = None
@@ -127,7 +157,8 @@ def refine_knn(
         grid = _check_grids(labels, features, labels_path, features_path, feature_meta)
         outputs = prepare_outputs({"LABELS": labels_path, "FEATURES": features_path},
                                   [Destination("OUTPUT", output_path, "labels")], progress)
-        require_ckdtree()
+        if method == "predecessor":
+            require_ckdtree()  # the graph formulation needs numpy and GDAL only
         label_meta = read_metadata(labels)
         centres, segments, reason = _metadata_centres(label_meta, feature_meta, features.RasterCount)
         made_with = label_meta.get("features") if isinstance(label_meta.get("features"), dict) else {}
@@ -138,17 +169,28 @@ def refine_knn(
                           f"made LABELS to keep its detail.")
             output_features = {**feature_meta, "stride": grid.stride}
 
-        progress.plan([("Counting segments", 2), ("Sampling the index", 3), ("Iterating the index", 2),
-                       ("Refining blocks", 93)])
-        progress.start("Counting segments")
         label_bytes = gdal.GetDataTypeSize(label_band.DataType) // 8
-        max_pixels = _window_pixels(memory_mb, grid.stride, features.RasterCount, label_bytes)
-        windows = plan_windows(grid.width, grid.height, max_pixels, step=grid.stride,
-                               row_step=label_band.GetBlockSize()[1])
         reader = _Reader(labels, label_band, label_nodata, features, grid)
-        progress.log(f"{grid.width} x {grid.height} px, feature grid {grid.grid_w} x {grid.grid_h} (stride "
-                     f"{grid.stride}), {features.RasterCount} feature channels, {len(windows)} windows")
-        counts, sums = _count(reader, windows, centres is None, segments, labels_path, progress)
+        if method == "graph":
+            offsets = graph_offsets(neighbors)
+            progress.plan([("Sampling the index", 8), ("Refining blocks", 92)])
+            progress.start("Sampling the index")
+            max_pixels = _graph_window_pixels(memory_mb, grid.stride, features.RasterCount, label_bytes,
+                                              max(segments or 0, 8), len(offsets))
+            windows = plan_windows(grid.width, grid.height, max_pixels, step=grid.stride,
+                                   row_step=label_band.GetBlockSize()[1])
+            _log_grid(progress, grid, features, windows)
+            counts, sums, index = _scan(reader, windows, centres is None, segments, labels_path, index_size, seed,
+                                        progress)
+        else:
+            progress.plan([("Counting segments", 2), ("Sampling the index", 3), ("Iterating the index", 2),
+                           ("Refining blocks", 93)])
+            progress.start("Counting segments")
+            max_pixels = _window_pixels(memory_mb, grid.stride, features.RasterCount, label_bytes)
+            windows = plan_windows(grid.width, grid.height, max_pixels, step=grid.stride,
+                                   row_step=label_band.GetBlockSize()[1])
+            _log_grid(progress, grid, features, windows)
+            counts, sums = _count(reader, windows, centres is None, segments, labels_path, progress)
         if not counts.sum():
             detail = " so the segment centres cannot be recomputed either" if centres is None else ""
             raise InputError(
@@ -163,31 +205,52 @@ def refine_knn(
             progress.log("Segment centres read from the LABELS metadata.")
         counts = np.pad(counts, (0, segments + 1 - len(counts)))[1:]
 
-        progress.start("Sampling the index")
-        index_features, index_seeds, index_rows, index_cols = _sample(
-            reader, windows, _quotas(counts, index_size), seed, progress)
-        model = _Model(centres=centres, scale2=_scale2(index_features, index_seeds, centres),
-                       temperature=temperature, spatial_weight=spatial_weight, mix=mix,
-                       neighbours=min(neighbors, len(index_seeds)), grid=grid)
-        progress.log(f"Index: {len(index_seeds)} points; feature scale s^2 = {model.scale2:.6g}")
+        if method == "graph":
+            model, fitted = _calibrate(index, centres, offsets, temperature, mix, iterations, spatial_weight)
+            index_points, scale2 = len(index[1]), model.scale2
+            progress.log(f"Index: {index_points} blocks; feature scale s^2 = {scale2:.6g}; fitted temperature "
+                         f"{fitted:.4g} (x TEMPERATURE {temperature:g}); {len(offsets)} neighbours per block, halo "
+                         f"{model.halo} blocks")
+            knn = dict(method="graph", neighbors=neighbors, links=len(offsets), temperature=temperature,
+                       fitted_temperature=fitted, mix=mix, iterations=iterations, spatial_weight=spatial_weight,
+                       index_size=index_size, index_points=index_points, scale2=scale2,
+                       centres="metadata" if reason is None else "recomputed")
+        else:
+            progress.start("Sampling the index")
+            index_features, index_seeds, index_rows, index_cols = _sample(
+                reader, windows, _quotas(counts, index_size), seed, progress)
+            model = _Model(centres=centres, scale2=_scale2(index_features, index_seeds, centres),
+                           temperature=temperature, spatial_weight=spatial_weight, mix=mix,
+                           neighbours=min(neighbors, len(index_seeds)), grid=grid)
+            index_points, scale2 = len(index_seeds), model.scale2
+            progress.log(f"Index: {index_points} points; feature scale s^2 = {scale2:.6g}")
+            knn = dict(method="predecessor", neighbors=neighbors, temperature=temperature, mix=mix,
+                       iterations=iterations, spatial_weight=spatial_weight, index_size=index_size,
+                       index_points=index_points, scale2=scale2,
+                       centres="metadata" if reason is None else "recomputed")
 
         with ThreadPoolExecutor(threads) as pool:
-            progress.start("Iterating the index")
-            _fit_index(model, index_features, index_seeds, index_rows, index_cols, iterations, pool, progress)
+            if method == "predecessor":
+                progress.start("Iterating the index")
+                _fit_index(model, index_features, index_seeds, index_rows, index_cols, iterations, pool, progress)
             colours, names = _style(label_band, label_meta, segments)
             output = AtomicRaster(output_path, grid.width, grid.height, 1, label_type(segments),
                                   labels.GetGeoTransform(can_return_null=True), labels.GetProjection(),
                                   palette=colours or qualitative(segments), gcps_from=labels, group=outputs)
             with outputs, output:
                 progress.start("Refining blocks")
-                _refine(reader, windows, model, iterations, output, pool, progress)
+                if method == "graph":
+                    changed = _refine_graph(reader, windows, model, output, pool.map if threads > 1 else map,
+                                            progress)
+                    share = 100 * changed / max(1, grid.width * grid.height)
+                    progress.log(f"Refinement changed {changed} of {grid.width * grid.height} pixels ({share:.1f} %).")
+                else:
+                    _refine(reader, windows, model, iterations, output, pool, progress)
                 finish_label_raster(output, segments, dict(
                     method="knn_refine", seed=seed,
                     centres=[[None if not np.isfinite(v) else float(v) for v in row] for row in centres],
                     features=output_features,
-                    knn=dict(neighbors=neighbors, temperature=temperature, mix=mix, iterations=iterations,
-                             spatial_weight=spatial_weight, index_size=index_size, index_points=len(index_seeds),
-                             scale2=model.scale2, centres="metadata" if reason is None else "recomputed"),
+                    knn=knn,
                     refined_from=dict(method=label_meta.get("method"), labels=os.path.basename(labels_path),
                                       features=os.path.basename(features_path)),
                 ), colours=colours, names=names)
@@ -195,13 +258,18 @@ def refine_knn(
     finally:
         reader = labels = features = label_band = None  # close the inputs even when a traceback keeps this frame
     return KnnResult(output_path, segments, centres, "metadata" if reason is None else "recomputed",
-                     len(index_seeds), model.scale2, len(windows))
+                     index_points, scale2, len(windows))
+
+
+def _log_grid(progress, grid, features, windows):
+    progress.log(f"{grid.width} x {grid.height} px, feature grid {grid.grid_w} x {grid.grid_h} (stride "
+                 f"{grid.stride}), {features.RasterCount} feature channels, {len(windows)} windows")
 
 
 # ---------------------------------------------------------------- checks
 
 
-def _check_parameters(neighbors, temperature, mix, iterations, spatial_weight, index_size, memory_mb):
+def _check_parameters(neighbors, temperature, mix, iterations, spatial_weight, index_size, memory_mb, table=True):
     if not 1 <= neighbors <= 1000:
         raise InputError(f"NEIGHBORS must be between 1 and 1000; got {neighbors}.")
     if not temperature > 0 or not np.isfinite(temperature):
@@ -216,7 +284,7 @@ def _check_parameters(neighbors, temperature, mix, iterations, spatial_weight, i
         raise InputError(f"INDEX_SIZE must be at least 1; got {index_size}.")
     table_mb = index_size * neighbors * NEIGHBOUR_BYTES / 2**20
     allowed = max(TABLE_MB, memory_mb / 2) if memory_mb > 0 else TABLE_MB
-    if iterations > 1 and table_mb > allowed:
+    if table and iterations > 1 and table_mb > allowed:
         raise InputError(
             f"NEIGHBORS {neighbors} x INDEX_SIZE {index_size} needs a {table_mb:.0f} MB neighbour table (at most "
             f"{allowed:.0f} MB: {TABLE_MB} MB, or half of MEMORY_MB when that is more). Lower NEIGHBORS or "
@@ -462,6 +530,132 @@ def _sample(reader, windows, quotas, seed, progress):
     linear = vectors[order, 0].astype(np.int64)
     rows, cols = np.divmod(linear, reader.grid.grid_w)
     return np.ascontiguousarray(vectors[order, 1:].T, np.float32), seeds[order], rows, cols
+
+
+# ---------------------------------------------------------------- the graph formulation
+
+
+def _graph_window_pixels(memory_mb, stride, channels, label_bytes, segments, links):
+    """Label pixels per window core: label copies per pixel plus features, scores and link weights per block."""
+    per_block = 4 * (2 * channels + 7 * segments + links) + 24
+    per_pixel = 7 * label_bytes + 3 + per_block / (stride * stride)
+    return max(stride * stride, int(memory_mb * 2**20 / per_pixel))
+
+
+def _scan(reader, windows, recompute, segments, labels_path, size, seed, progress):
+    """One pass over the rasters: usable blocks per id (the ids checked), exact feature sums per id when the
+    centres are recomputed, and the index: the ``size`` usable blocks with the smallest seeded hash keys (a
+    uniform sample, the same whatever the windows) with their features, their id and the ids of their right and
+    lower neighbours (0 = none). Returns counts, sums and (features (n, C), ids, right, lower) sorted by cell."""
+    grid, stride = reader.grid, reader.grid.stride
+    counts = np.zeros(1, np.int64)
+    sums = _ExactSums() if recompute else None
+    sampler = BlockSample(size, seed)
+    for number, window in enumerate(windows):
+        # one more block row and column: the neighbours of the window's last blocks
+        grown = Window(window.xoff, window.yoff, min(grid.width - window.xoff, window.width + stride),
+                       min(grid.height - window.yoff, window.height + stride))
+        grown_pixels = reader.pixels(grown)
+        pixels = grown_pixels[: window.height, : window.width]
+        _check_ids(pixels, segments, labels_path)
+        linear, seeds, rows, cols, values, _ = reader.cells(window, pixels)
+        window_counts = np.bincount(seeds, minlength=len(counts))
+        counts = np.pad(counts, (0, len(window_counts) - len(counts))) + window_counts
+        if sums is not None and len(seeds):
+            sums.add(seeds, values)
+        if len(sampler) >= size:  # only blocks whose key beats the sample's largest can enter it
+            chosen = np.flatnonzero(hash_keys(linear, seed) < sampler.keys[-1])
+        else:
+            chosen = np.arange(len(linear))
+        around = block_seeds(grown_pixels, stride)
+        padded = np.zeros((around.shape[0] + 1, around.shape[1] + 1), np.float64)
+        padded[: around.shape[0], : around.shape[1]] = around
+        local_rows, local_cols = rows[chosen] - window.yoff // stride, cols[chosen] - window.xoff // stride
+        vectors = np.concatenate([linear[chosen, None].astype(np.float64), values[:, chosen].T.astype(np.float64),
+                                  seeds[chosen, None].astype(np.float64), padded[local_rows, local_cols + 1, None],
+                                  padded[local_rows + 1, local_cols, None]], axis=1)
+        sampler.offer(linear[chosen], vectors)
+        reader.release_cache()
+        progress.update((number + 1) / len(windows), f"Sampling the index ({number + 1}/{len(windows)} windows)")
+    if not len(sampler):
+        return counts, sums, None
+    vectors = sampler.vectors[np.argsort(sampler.vectors[:, 0], kind="stable")]
+    ids = vectors[:, -3:].astype(np.int64)
+    return counts, sums, (vectors[:, 1:-3], ids[:, 0], ids[:, 1], ids[:, 2])
+
+
+def _check_ids(pixels, segments, labels_path):
+    low, high = (int(pixels.min()), int(pixels.max())) if pixels.size else (0, 0)
+    if low < 0:
+        raise InputError(f"LABELS '{labels_path}' has a negative segment id ({low}); ids are 1..K, 0 = nodata.")
+    limit = segments or MAX_IDS
+    if high > limit:
+        what = f"its metadata says K = {segments}" if segments else f"ids must be at most {MAX_IDS}"
+        raise InputError(
+            f"LABELS '{labels_path}' has segment id {high}, but {what}. Choose a label raster with ids 1..K."
+        )
+
+
+def _calibrate(index, centres, offsets, temperature, mix, iterations, spatial_weight):
+    """The graph model: s^2 and the prior's temperature fitted on the index (see latent_graph.fit_temperature)."""
+    features, ids, right, lower = index
+    distances = squared_distances(features, centres)
+    scale2 = scale2_of(distances, ids)
+    rows = np.arange(len(ids))
+    sources = np.concatenate([rows[right > 0], rows[lower > 0]])
+    neighbour_ids = np.concatenate([right[right > 0], lower[lower > 0]])
+    fitted = fit_temperature(distances, scale2, sources, neighbour_ids)
+    model = GraphModel(centres=np.asarray(centres, np.float64), scale2=scale2, temperature=temperature * fitted,
+                       offsets=offsets, spatial_weight=spatial_weight, mix=mix, iterations=iterations)
+    return model, fitted
+
+
+def _graph_cells(reader, window):
+    """LABELS pixels of ``window`` (at a block corner), block seeds, features (C, h, w) float32 and the usable
+    blocks (a seed label and valid features)."""
+    stride = reader.grid.stride
+    pixels = reader.pixels(window)
+    seeds = block_seeds(pixels, stride)
+    rows, cols = seeds.shape
+    values = read_window(reader.features, window.xoff // stride, window.yoff // stride, cols, rows,
+                         buf_type=gdal.GDT_Float32).reshape(-1, rows, cols)
+    usable = seeds > 0
+    for channel, nodata in enumerate(reader.feature_nodata):
+        usable &= np.isfinite(values[channel])
+        if nodata is not None:
+            usable &= values[channel] != nodata
+    return pixels, seeds, values, usable
+
+
+def _refine_graph(reader, windows, model, output, mapper, progress):
+    """Refine window by window (each grown by the model's halo); returns the number of pixels changed. ``mapper``
+    spreads bands of block rows over threads (``map`` for one)."""
+    grid, stride = reader.grid, reader.grid.stride
+    dtype = np.uint8 if output.band(1).DataType == gdal.GDT_Byte else np.uint16
+    halo = model.halo * stride
+    changed = 0
+    for number, window in enumerate(windows):
+        grown = window.grown(halo, grid.width, grid.height)
+        pixels, seeds, values, usable = _graph_cells(reader, grown)
+        reader.release_cache()
+        if model.iterations == 0:  # the segments as they are
+            result = pixels[window.yoff - grown.yoff :, window.xoff - grown.xoff :][: window.height, : window.width]
+        else:
+            shares = label_shares(pixels, seeds, stride, model.segments)
+            scores = refine_window(values, shares, usable, model, mapper=mapper)
+            progress.update((number + 0.8) / len(windows), f"Refining blocks ({number + 1}/{len(windows)} windows)")
+            top, left = (window.yoff - grown.yoff) // stride, (window.xoff - grown.xoff) // stride
+            core = (top, top + -(-window.height // stride), left, left + -(-window.width // stride))
+            refined = pixel_labels(scores, usable, stride, core, dtype, mapper)[: window.height, : window.width]
+            y0, x0 = window.yoff - grown.yoff, window.xoff - grown.xoff
+            original = pixels[y0 : y0 + window.height, x0 : x0 + window.width]
+            # pixels of blocks that are not refined (no features) keep their label; nodata stays nodata
+            result = np.where((refined > 0) & (original != 0), refined, original).astype(dtype)
+            changed += int(np.count_nonzero(result != original))
+        output.write(result, window.xoff, window.yoff)
+        output.release_cache()
+        progress.update((number + 1) / len(windows), f"Refining blocks ({number + 1}/{len(windows)} windows)")
+    return changed
 
 
 # ---------------------------------------------------------------- per-point numerics

@@ -351,128 +351,151 @@ Block descriptors (optional): the descriptors, one band each, one pixel per bloc
 <context>
     <name>KnnRefineAlgorithm</name>
     <message>
-        <location filename="../algorithms/knn_refine.py" line="14"/>
+        <location filename="../algorithms/knn_refine.py" line="15"/>
         <source>Latent KNN refinement</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/knn_refine.py" line="17"/>
-        <source>Refines segments by the blocks that look most alike (nearest neighbours in feature space).</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../algorithms/knn_refine.py" line="20"/>
-        <source>Refines a segmentation by letting each block follow the segments of the blocks that look most like it (its nearest neighbours among the block descriptors), not only the nearest segment centre. Cleans speckle and mislabelled blocks without blurring boundaries.
-
-Every block starts with a soft choice between segments: half its own segment, half a score from its distances to the segment centres. A seeded sample of blocks (the index) is drawn over the whole raster; then, Iterations times, every block&apos;s soft choice moves towards the mean of its nearest neighbours in the index. Each block finally takes the segment with the highest score; when that changes, the block&apos;s pixels of its old segment take the new one. The result does not depend on the memory budget.
-
-Segments: a label raster (segments 1..K, 0 = nodata), e.g. the Segments of K-Means segmentation. Segment centres are read from its metadata, or computed from the features when it has none.
-Features: the Block descriptors (K-Means) or Embeddings (CNN) saved by the same segmentation run. They must cover the same area in the same CRS.
-Neighbours: how many similar blocks each block looks at.
-Temperature: softness of the scores from the distances to the centres, relative to the spread of the features; higher = softer.
-Mix per iteration: how far each iteration moves towards the neighbours (0 = not at all, 1 = all the way).
-Iterations: number of refinement steps (0 keeps the segments as they are).
-Spatial weight: how much the position of a block counts beside its appearance; 0 = appearance only, higher = neighbours closer on the map.
-Random seed: seed of the index sample; the same seed gives the same result.
-Index size (advanced): number of blocks in the index; more = closer to using every block, slower.
-Memory budget (advanced): working memory for the windows the raster is processed in.
-
-Refined segments: a label raster on the input&apos;s grid with the same segments, colours and names. Nodata stays nodata. Needs SciPy.</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../algorithms/knn_refine.py" line="50"/>
+        <location filename="../algorithms/knn_refine.py" line="66"/>
         <source>Segments</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/knn_refine.py" line="50"/>
+        <location filename="../algorithms/knn_refine.py" line="66"/>
         <source>A label raster, e.g. the Segments of K-Means segmentation (or their smoothed version).</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/knn_refine.py" line="52"/>
+        <location filename="../algorithms/knn_refine.py" line="68"/>
         <source>Features (of the same segmentation run)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/knn_refine.py" line="52"/>
+        <location filename="../algorithms/knn_refine.py" line="68"/>
         <source>The Block descriptors or Embeddings output of the segmentation that made Segments.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/knn_refine.py" line="54"/>
+        <location filename="../algorithms/knn_refine.py" line="70"/>
         <source>Neighbours</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/knn_refine.py" line="54"/>
-        <source>How many similar blocks each block looks at.</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../algorithms/knn_refine.py" line="56"/>
+        <location filename="../algorithms/knn_refine.py" line="72"/>
         <source>Temperature (relative)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/knn_refine.py" line="56"/>
-        <source>Softness of the scores from the distances to the segment centres; higher = softer.</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../algorithms/knn_refine.py" line="58"/>
+        <location filename="../algorithms/knn_refine.py" line="75"/>
         <source>Mix per iteration</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/knn_refine.py" line="58"/>
-        <source>How far each iteration moves towards the neighbours (0 = not at all, 1 = all the way).</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../algorithms/knn_refine.py" line="61"/>
+        <location filename="../algorithms/knn_refine.py" line="77"/>
         <source>Iterations</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/knn_refine.py" line="61"/>
-        <source>Number of refinement steps; 0 keeps the segments.</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../algorithms/knn_refine.py" line="63"/>
+        <location filename="../algorithms/knn_refine.py" line="79"/>
         <source>Spatial weight</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/knn_refine.py" line="63"/>
-        <source>Weight of a block&apos;s position beside its appearance; 0 = appearance only.</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../algorithms/knn_refine.py" line="65"/>
+        <location filename="../algorithms/knn_refine.py" line="82"/>
         <source>Random seed</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/knn_refine.py" line="65"/>
+        <location filename="../algorithms/knn_refine.py" line="82"/>
         <source>Seed of the index sample: the same seed gives the same result.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/knn_refine.py" line="67"/>
+        <location filename="../algorithms/knn_refine.py" line="84"/>
         <source>Index size (blocks)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/knn_refine.py" line="67"/>
-        <source>Number of blocks in the index; more = closer to using every block, slower.</source>
+        <location filename="../algorithms/knn_refine.py" line="94"/>
+        <source>Refined segments</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/knn_refine.py" line="71"/>
-        <source>Refined segments</source>
+        <location filename="../algorithms/knn_refine.py" line="18"/>
+        <source>Cleans speckle and mislabelled blocks: segments spread between neighbouring blocks that look alike, not across image edges.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/knn_refine.py" line="70"/>
+        <source>How many blocks around each block it is linked to (4, 8, 12, 20, 24...).</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/knn_refine.py" line="72"/>
+        <source>Softness of the scores from the distances to the segment centres, times the fitted temperature; higher = softer.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/knn_refine.py" line="75"/>
+        <source>Share of the linked blocks in each step (0 = none; towards 1 = stronger cleaning).</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/knn_refine.py" line="77"/>
+        <source>Number of propagation steps; 0 keeps the segments.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/knn_refine.py" line="79"/>
+        <source>Weight of the distance between linked blocks beside their likeness; 0 = likeness only.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/knn_refine.py" line="84"/>
+        <source>Number of blocks sampled to calibrate the temperature and the features&apos; spread.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/knn_refine.py" line="87"/>
+        <source>Formulation</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/knn_refine.py" line="87"/>
+        <source>Edge-aware propagation between neighbouring blocks</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/knn_refine.py" line="87"/>
+        <source>Global KNN among sampled blocks (earlier method)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/knn_refine.py" line="87"/>
+        <source>Edge-aware propagation (default), or the earlier global KNN in feature space.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/knn_refine.py" line="22"/>
+        <source>Cleans a segmentation: every block (a cell of the Features grid) revises its segment from the blocks around it that look like it, so speckle and blocks near a decision boundary join the region they belong to, while boundaries along image edges stay. Boundaries are then drawn at pixel resolution.
+
+Every block starts from calibrated scores for the segments: half from its distances to the segment centres (a softmax whose temperature is fitted on the index so that it predicts the segments of neighbouring blocks; uncertain near a decision boundary, sure elsewhere), half from the segments of its own pixels. Each block is linked to its nearest blocks on the map, and a link counts more the more alike the two blocks look (features and position). Iterations times, every block&apos;s scores become 1 - Mix of its starting scores plus Mix times the weighted mean of its linked blocks&apos; scores (label propagation: each step reaches one ring of blocks further and the scores converge as steps are added). Each pixel finally takes the segment with the highest score interpolated between the four blocks around it. The result does not depend on the memory budget.
+
+Measured on 54 labelled aerial tiles (5 classes): +1.6 mIoU points over K-Means segments and +1.1 over CNN segments, with two thirds (K-Means) or half (CNN) fewer fragments. Smooth segments at Medium before it adds nothing measurable; at High the two together measured best.
+
+Segments: a label raster (segments 1..K, 0 = nodata), e.g. the Segments of K-Means segmentation. Segment centres are read from its metadata, or computed from the features when it has none.
+Features: the Block descriptors (K-Means) or Embeddings (CNN) saved by the same segmentation run. They must cover the same area in the same CRS.
+Neighbours: how many blocks around each block it is linked to: 4, 8 (the 3 x 3 ring), 12, 20, 24 (5 x 5)... (other values are rounded up to a whole ring). More reach further per iteration and cost more.
+Temperature (relative): softness of the scores from the distances to the segment centres, as a multiple of the fitted temperature (1 = calibrated; higher = less sure).
+Mix per iteration: the share of the linked blocks in each step (0 = none: only the pixels&apos; interpolation changes; towards 1 = stronger cleaning over larger areas).
+Iterations: number of propagation steps (0 keeps the segments exactly as they are). Each step reaches one more ring of Neighbours and costs about as much as the rest of the run.
+Spatial weight: how much the distance between linked blocks (in blocks) counts beside their likeness; 0 = likeness only, higher = the nearest linked blocks count more.
+Random seed: seed of the index sample; the same seed gives the same result.
+Index size (advanced): number of blocks sampled over the whole raster to calibrate the temperature and the features&apos; spread.
+Formulation (advanced): the edge-aware propagation above, or the earlier global KNN: each block averages the scores of its Neighbours nearest sampled blocks in feature space (plus position, Spatial weight in raster units), Iterations times; slower, and it changes few pixels (use Temperature 2, Mix 0.65, Iterations 2, Spatial weight 0.08, Index size 120000 for its original settings).
+Memory budget (advanced): working memory for the windows the raster is processed in.
+
+Refined segments: a label raster on the input&apos;s grid with the same segments, colours and names. Nodata stays nodata; blocks without features keep their segments.</source>
         <translation type="unfinished"></translation>
     </message>
 </context>

@@ -44,6 +44,32 @@ def write_raster(path, array, geotransform=(500000.0, 0.5, 0.0, 5200000.0, 0.0, 
     return str(path)
 
 
+GT = (500000.0, 0.5, 0.0, 5200000.0, 0.0, -0.5)
+
+
+def write_pair(tmp_path, seeds, features, stride=2, size=None, centres=None, name="pair", feature_gt=None,
+               feature_meta=None, epsg=32633):
+    """A LABELS + FEATURES pair for segmenter:knn_refine. LABELS: ``seeds`` (gh, gw) repeated over stride x stride
+    blocks, cropped to ``size`` (h, w); FEATURES: (C, gh, gw) on the matching grid. ``centres`` (K, C) go to the
+    label metadata."""
+    from map_segmenter.engine.labels import write_metadata
+    from map_segmenter.engine.raster_io import scaled_geotransform
+
+    height, width = size or (seeds.shape[0] * stride, seeds.shape[1] * stride)
+    pixels = np.repeat(np.repeat(seeds, stride, axis=0), stride, axis=1)[:height, :width].astype(np.uint8)
+    labels = write_raster(tmp_path / f"{name}_labels.tif", pixels, GT, nodata=0)
+    features_path = write_raster(tmp_path / f"{name}_features.tif", np.asarray(features, np.float32),
+                                 feature_gt or scaled_geotransform(GT, stride), epsg=epsg)
+    dataset = gdal.Open(features_path, gdal.GA_Update)
+    write_metadata(dataset, **(feature_meta if feature_meta is not None else dict(kind="test", stride=stride)))
+    dataset = None
+    if centres is not None:
+        dataset = gdal.Open(labels, gdal.GA_Update)
+        write_metadata(dataset, k=len(centres), centres=np.asarray(centres, float).tolist(), method="test")
+        dataset = None
+    return labels, features_path
+
+
 def read_array(path, band=None):
     dataset = gdal.Open(str(path))
     return dataset.ReadAsArray() if band is None else dataset.GetRasterBand(band).ReadAsArray()

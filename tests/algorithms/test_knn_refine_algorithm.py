@@ -45,6 +45,12 @@ def test_every_parameter_reaches_the_engine(processing_run, tmp_path, pair):
     assert np.array_equal(read_array(result["OUTPUT"]), read_array(tmp_path / "b.tif"))
     refine_knn(labels, features, str(tmp_path / "c.tif"))
     assert not np.array_equal(read_array(result["OUTPUT"]), read_array(tmp_path / "c.tif"))
+    earlier = processing_run("segmenter:knn_refine", {
+        "LABELS": labels, "FEATURES": features, "OUTPUT": str(tmp_path / "d.tif"), "METHOD": 1,
+        **{name.upper(): value for name, value in options.items()}})
+    refine_knn(labels, features, str(tmp_path / "e.tif"), method="predecessor", **options)
+    assert np.array_equal(read_array(earlier["OUTPUT"]), read_array(tmp_path / "e.tif"))
+    assert not np.array_equal(read_array(earlier["OUTPUT"]), read_array(result["OUTPUT"]))
 
 
 def test_algorithm_description(processing_run):
@@ -52,10 +58,10 @@ def test_algorithm_description(processing_run):
     assert algorithm.group() == "Post-processing" and algorithm.groupId() == "postprocessing"
     advanced = {p.name() for p in algorithm.parameterDefinitions()
                 if p.flags() & QgsProcessingParameterDefinition.FlagAdvanced}
-    assert advanced == {"INDEX_SIZE", "MEMORY_MB"}
+    assert advanced == {"INDEX_SIZE", "METHOD", "MEMORY_MB"}
     names = [p.name() for p in algorithm.parameterDefinitions()]
     assert names == ["LABELS", "FEATURES", "NEIGHBORS", "TEMPERATURE", "MIX", "ITERATIONS", "SPATIAL_WEIGHT",
-                     "SEED", "INDEX_SIZE", "MEMORY_MB", "OUTPUT"]
+                     "SEED", "INDEX_SIZE", "METHOD", "MEMORY_MB", "OUTPUT"]
     help_text = algorithm.shortHelpString()
     labels = [p.description().split(" (")[0] for p in algorithm.parameterDefinitions()]
     assert "<" not in help_text and all(label in help_text for label in labels)

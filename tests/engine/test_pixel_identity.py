@@ -46,14 +46,14 @@ HASHES = {
     "kmeans_kampala_features": "0b5caeed682e3c66952e3491a45e1f1a04f147c217a42736929cca0acea001c6",
     "kmeans_naip": "d133edbe939165cb9d361b5f81360916ffd7a5338cc76c1d7eac260f20866b0d",
     "kmeans_swiss": "1065c7a9c4c99a58a4d7549b999dd32f38ea8e770b2671cb9baa4a3268cee47b",
-    "knn_cnn_naip": "b57e775f690321207ad8d8b92d67fdd7c4ead92f16fc1a62a3e9356c8428b1f0",
-    "knn_kmeans_kampala": "9ab8f947e6d604a05cce3983831afa3ff7252219e49550f21f0c2a03ea8fec19",
+    "knn_cnn_naip": "984355b1d0964f3f7a62831b43c04462246493d56dcddb27091546e331776b99",
+    "knn_kmeans_kampala": "a416ed14e026222cbaf5924184ec1c4c769d420d95a13907a6e4f7375bf91032",
     "render_kampala": "d7bd21e503f26f684d3671505e231d77a19e2d5a9b0d859d3c17be7c375bec7c",
     "render_kampala_composite": "1a471cac92184f9ffac901d9e0ec1a4e58391b79e3b78905c32fd27a1e20f65a",
     "render_kampala_quicklook": "5f6108f0d00d57bae4648005cd9a84dbb3fa4379a050fc8f7796747e5d509a0c",
     "render_naip": "94f628bea832b906238addb0550b96d184b22fc9fe90cc7c82af9d1b6713f4af",
     "statistics_kampala": "255df06fa92cf4a273a98e788004deda7b77c64f6f8a12ac2fd0004e0ee769fd",
-    "statistics_naip": "7b7a47308d60607172ebde9361cbe27a7cc9f083d02685cea54ebf7af3a74cec",
+    "statistics_naip": "ddb1f11813d7bf55e7fc755c207b80d5600c9f155d319a0da06cdafb02770670",
 }
 
 
