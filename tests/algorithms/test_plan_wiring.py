@@ -15,6 +15,7 @@ from map_segmenter.engine.blur import blur_labels
 from map_segmenter.engine.cnn_segmentation import segment_cnn
 from map_segmenter.engine.kmeans_segmentation import segment_kmeans
 from map_segmenter.engine.knn_refine import refine_knn
+from map_segmenter.engine.onnx_runtime import cpu_cores
 from map_segmenter.engine.statistics import segment_statistics
 
 from helpers import KAMPALA, crop_real
@@ -79,14 +80,15 @@ def test_cnn_tile_size_batch_size_and_threads_set_the_tiles_batches_and_session(
                                                "TILE_SIZE": 100, "BATCH_SIZE": 3, "THREADS": 1,
                                                "OUTPUT": str(tmp_path / "a.tif")})
     assert log.find(CNN_PLAN) == (20, 100, 100, 7, 3)
-    assert log.find(r"CPUExecutionProvider .* with THREADS (\d+)") == (1,)
+    assert log.find(r"CPUExecutionProvider .* with THREADS (\d+): (\d+) network run at a time") == (1, 1)
 
     default = segment_cnn(crop, str(tmp_path / "d.tif"), str(SHIPPED), segments=4)
-    assert (default.tiles, default.tile_shape, default.batches, default.threads) == (1, (216, 260), 1, 0)
+    cores = cpu_cores()
+    assert (default.tiles, default.tile_shape, default.batches, default.threads) == (1, (216, 260), 1, cores)
     log = run(processing_run, "segmenter:cnn", {"INPUT": crop, "MODEL_PATH": str(SHIPPED), "SEGMENTS": 4,
                                                "OUTPUT": str(tmp_path / "b.tif")})
     assert log.find(CNN_PLAN) == (1, 260, 216, 1, 4)  # width x height
-    assert log.find(r"CPUExecutionProvider .* with THREADS (\d+) \(ONNX Runtime's default") == (0,)
+    assert log.find(r"CPUExecutionProvider .* with THREADS (\d+) \(one per core\): (\d+) network run") == (0, cores)
 
 
 def test_cnn_memory_budget_lowers_the_batch_and_sets_the_label_windows(processing_run, tmp_path, crop):
