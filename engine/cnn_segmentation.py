@@ -25,14 +25,15 @@ from osgeo import gdal
 
 from . import checks, kmeans
 from .errors import InputError
-from .label_pass import centres_for, tag_features, write_label_raster, write_labels, write_labels_bilinear
+from .label_pass import centres_for, tag_features, write_label_raster, write_labels
 from .labels import MAX_SEGMENTS, read_reference
 from .onnx_runtime import DEVICES, import_onnxruntime, load_model, normaliser
 from .outputs import Destination, prepare_outputs, scratch_folder
-from .pipeline import ordered_map
+from .pipeline import WORKERS, ordered_map
 from .progress import Progress
 from .raster_io import AtomicRaster, byte_stretch, open_input, scaled_geotransform, value_ranges
 from .sampling import BlockSample
+from .upsampling import write_labels_bilinear
 from .windows import plan_windows
 
 KIND = "cnn"
@@ -319,8 +320,9 @@ def segment_cnn(
             )
             tag_features(features, feature_meta)
 
-            # per pixel: features read, distances (cells, then two interpolation buffers), ids, masks
-            assign_bytes = 16 + (info.embed_dim + 3 * segments) * 4 / stride**2
+            # per pixel: features read, distances (cells, then two interpolation buffers), ids, masks; windows
+            # are computed on WORKERS threads, WORKERS + 1 in flight
+            assign_bytes = (16 + (info.embed_dim + 3 * segments) * 4 / stride**2) * (WORKERS + 1)
             windows = plan_windows(raster.width, raster.height, int(memory_mb * 2**20 / assign_bytes), step=stride,
                                    row_step=raster.block_height)
             progress.log(f"Labels written in {len(windows)} windows (MEMORY_MB {memory_mb:g})")
