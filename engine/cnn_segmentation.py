@@ -106,7 +106,11 @@ class TileLayout:
 
 
 def plan_tiles(width, height, stride, halo, tile_size):
-    """Cores of ``tile_size - 2 * halo`` px (rounded down to the stride; shrunk to the raster if it is smaller)."""
+    """Cores of at most ``tile_size - 2 * halo`` px (rounded down to the stride; shrunk to the raster if it is
+    smaller), as few per row and column as that allows, and then as small as covers the raster in that many: the
+    last row and column of tiles no longer reach far past the raster (5000 px: 11 cores of 456 px, not 472 of
+    which the last holds 280 px), and the network runs over 6 % fewer pixels. Embeddings are the same whatever
+    the tile size, so this changes no result."""
     core = (tile_size - 2 * halo) // stride * stride
     if core < stride:
         raise InputError(
@@ -114,7 +118,12 @@ def plan_tiles(width, height, stride, halo, tile_size):
             f"TILE_SIZE of at least {2 * halo + stride} px (0 = the model's recommended size)."
         )
     padded_w, padded_h = -(-width // stride) * stride, -(-height // stride) * stride
-    core_w, core_h = min(core, padded_w), min(core, padded_h)
+
+    def balanced(size):
+        count = -(-size // core)  # tiles along this side
+        return -(-size // count // stride) * stride  # the smallest stride multiple that covers size in count
+
+    core_w, core_h = balanced(padded_w), balanced(padded_h)
     origins = tuple((x, y) for y in range(0, padded_h, core_h) for x in range(0, padded_w, core_w))
     return TileLayout(halo, core_w, core_h, origins)
 
