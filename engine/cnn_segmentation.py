@@ -391,7 +391,8 @@ def _embed(model, reader, layout, batch_size, features, grid_w, sample_size, see
     This thread reads the tiles (GDAL; a dataset is not thread-safe) and writes the embeddings; worker threads
     scale the pixels, run the network and cut out the cores, ``model.runs`` networks at a time, each on one
     core (on a CPU, runs of one thread each use the cores better than one run over several threads, and no
-    core waits for the reads or the writes). Results are taken in tile order, so the output is the same
+    core waits for the reads or the writes). One worker per run, at least two, so that with one run the next
+    batch is prepared while the network runs. Results are taken in tile order, so the output is the same
     whatever the thread count.
     """
     stride = reader.stride
@@ -433,7 +434,7 @@ def _embed(model, reader, layout, batch_size, features, grid_w, sample_size, see
         return cores
 
     done = 0
-    for chunk, cores in ordered_map(read, compute, chunks, workers=model.runs + 1):
+    for chunk, cores in ordered_map(read, compute, chunks, workers=max(model.runs, 2)):
         for col, row, core, _, _ in cores:
             bands, rows, cols = core.shape
             features.checked(features.dataset.WriteRaster, col, row, cols, rows, core.tobytes(), cols, rows,
