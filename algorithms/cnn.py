@@ -98,7 +98,7 @@ class CnnAlgorithm(SegmenterAlgorithm):
         self.integer("BATCH_SIZE", self.tr("Batch size (tiles)"), 4, 1, 1024,
                      self.tr("Tiles per network call; larger batches can be faster on a GPU."), advanced=True)
         self.integer("THREADS", self.tr("CPU threads (0 = all cores)"), 0, 0, 1024,
-                     self.tr("CPU threads for the network; 0 = ONNX Runtime's default (all cores)."), advanced=True)
+                     self.tr("CPU threads for the network, each running it on tiles of its own; 0 = one per core."), advanced=True)
         self.add_memory()
         self.add_label_output(self.tr("Segments"))
         self.add_features_output(self.tr("Embeddings"),

@@ -21,6 +21,7 @@ import statistics
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -163,14 +164,20 @@ def real_tiles(source, count, size, info):
     return np.stack(tiles)
 
 
-def time_network(function, tiles, batch, repeats):
-    """Median seconds to push all ``tiles`` through ``function`` in batches of ``batch``."""
+def time_network(function, tiles, batch, repeats, at_a_time=1):
+    """Median seconds to push all ``tiles`` through ``function`` in batches of ``batch``, ``at_a_time`` batches
+    at once on as many threads (as segment_cnn runs ONNX Runtime on the CPU: one single-threaded run per core)."""
     function(tiles[:batch])  # warm-up (allocations, kernel choice)
+    batches = [tiles[index : index + batch] for index in range(0, len(tiles), batch)]
     runs = []
     for _ in range(repeats):
         start = time.perf_counter()
-        for index in range(0, len(tiles), batch):
-            function(tiles[index : index + batch])
+        if at_a_time > 1:
+            with ThreadPoolExecutor(at_a_time) as pool:
+                list(pool.map(function, batches))
+        else:
+            for part in batches:
+                function(part)
         runs.append(time.perf_counter() - start)
     return statistics.median(runs)
 
@@ -223,7 +230,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mpix", type=float, default=25)
     parser.add_argument("--model", type=Path, default=MODEL)
-    parser.add_argument("--threads", type=int, default=0, help="0 = onnxruntime's default (all cores)")
+    parser.add_argument("--threads", type=int, default=0, help="THREADS: networks at a time on the CPU (0 = one per "
+                                                               "core), each on one thread")
     parser.add_argument("--tiles", type=int, default=8, help="real 512 px tiles for the network-only timing")
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3)
@@ -266,7 +274,7 @@ def main():
     # --- network alone: ORT vs torch eager ---------------------------------------------------------------
     tiles = real_tiles(source, args.tiles, 512, model.info)
     pixels = tiles.shape[0] * tiles.shape[2] * tiles.shape[3]
-    ort_seconds = time_network(model.run, tiles, args.batch, args.repeats)
+    ort_seconds = time_network(model.run, tiles, args.batch, args.repeats, model.runs)
     import torch
 
     torch.set_num_threads(threads)
@@ -301,7 +309,7 @@ def main():
     if not args.no_int8:
         quantised, ops = quantised_copy(args.model)
         q_model = onnx_runtime.load_model(str(quantised), "cpu", args.threads)
-        q_seconds = time_network(q_model.run, tiles, args.batch, args.repeats)
+        q_seconds = time_network(q_model.run, tiles, args.batch, args.repeats, q_model.runs)
         q_error = float(np.abs(q_model.run(tiles[:1]) - expected).max() / np.abs(expected).max())
         q_labels = OUT / "cnn_labels_int8.tif"
         q_run = end_to_end(source, q_labels, quantised, args.threads)

@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from . import blas
 from .errors import InputError
 
 
@@ -71,12 +72,13 @@ def fit(points, k, seed=0, restarts=4, iterations=100, trial_size=10_000, check=
     rng = np.random.default_rng(seed)
     trial = points[:trial_size]
     best, best_inertia = None, np.inf
-    for _ in range(restarts):
-        centres, inertia = lloyd(trial, kmeans_plus_plus(trial, k, rng), iterations, check)
-        if inertia < best_inertia:
-            best, best_inertia = centres, inertia
-    if len(points) > len(trial):
-        best, _ = lloyd(points, best, iterations, check)
+    with blas.single_thread():  # products too small for two threads (engine/blas.py); the numbers do not change
+        for _ in range(restarts):
+            centres, inertia = lloyd(trial, kmeans_plus_plus(trial, k, rng), iterations, check)
+            if inertia < best_inertia:
+                best, best_inertia = centres, inertia
+        if len(points) > len(trial):
+            best, _ = lloyd(points, best, iterations, check)
     return best
 
 

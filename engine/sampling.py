@@ -27,19 +27,23 @@ class BlockSample:
         self.vectors = None
 
     def offer(self, indices, vectors):
-        """Consider blocks with linear ``indices`` (n,) and descriptors ``vectors`` (n, C)."""
+        """Consider blocks with linear ``indices`` (n,) and descriptors ``vectors`` (n, C).
+
+        The kept keys stay sorted: the newcomers are sorted and merged in (after equal keys already kept, as a
+        stable sort of both would place them), so an offer costs a sort of the newcomers, not of the sample."""
         if len(indices) == 0:
             return
         keys = hash_keys(indices, self.seed)
         if self.vectors is None:
             self.vectors = np.empty((0, vectors.shape[1]), vectors.dtype)
         if len(self.keys) >= self.size:
-            keep = keys < self.keys.max()
+            keep = keys < self.keys[-1]  # the largest kept key
             keys, vectors = keys[keep], vectors[keep]
-        keys = np.concatenate([self.keys, keys])
-        vectors = np.concatenate([self.vectors, vectors])
-        order = np.argsort(keys, kind="stable")[: self.size]
-        self.keys, self.vectors = keys[order], vectors[order]
+        order = np.argsort(keys, kind="stable")
+        keys, vectors = keys[order], vectors[order]
+        at = np.searchsorted(self.keys, keys, side="right")
+        self.keys = np.insert(self.keys, at, keys)[: self.size]
+        self.vectors = np.insert(self.vectors, at, vectors, axis=0)[: self.size]
 
     def __len__(self):
         return len(self.keys)

@@ -231,11 +231,6 @@ Smoothed segments: a label raster on the input&apos;s grid with the same segment
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="100"/>
-        <source>CPU threads for the network; 0 = ONNX Runtime&apos;s default (all cores).</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
         <location filename="../algorithms/cnn.py" line="103"/>
         <source>Segments</source>
         <translation>Segmente</translation>
@@ -278,6 +273,11 @@ Tile size, Batch size, CPU threads, Memory budget (advanced): how the work is cu
 
 Segments: a label raster on the input&apos;s grid, segments 1..K ordered from dark to light, 0 = nodata, styled with one colour and name per segment.
 Embeddings (optional): the network&apos;s vectors, one band each, one pixel per 4 x 4 cell, for Latent KNN refinement.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/cnn.py" line="100"/>
+        <source>CPU threads for the network, each running it on tiles of its own; 0 = one per core.</source>
         <translation type="unfinished"></translation>
     </message>
 </context>

@@ -91,6 +91,10 @@ def wants_qgis(config):
 def pytest_configure(config):
     config.qgis_started = False
     if wants_qgis(config):
+        link = PLUGINS / "map_segmenter"
+        if not link.exists() or link.resolve() != ROOT:
+            pytest.exit(f"QGIS and qgis_process find the plugin through {link}, which does not lead to this checkout: "
+                        f"run `bash scripts/setup.sh`.", returncode=4)
         from pytest_qgis import plugin
 
         config.pluginmanager.register(plugin, "pytest_qgis_when_needed")

@@ -15,6 +15,7 @@ from map_segmenter.engine.blur import blur_labels
 from map_segmenter.engine.cnn_segmentation import segment_cnn
 from map_segmenter.engine.kmeans_segmentation import segment_kmeans
 from map_segmenter.engine.knn_refine import refine_knn
+from map_segmenter.engine.onnx_runtime import cpu_cores
 from map_segmenter.engine.statistics import segment_statistics
 
 from helpers import KAMPALA, crop_real
@@ -74,19 +75,21 @@ CNN_PLAN = r"(\d+) tiles of (\d+) x (\d+) px .* in (\d+) batches of up to (\d+);
 def test_cnn_tile_size_batch_size_and_threads_set_the_tiles_batches_and_session(processing_run, tmp_path, crop):
     engine = segment_cnn(crop, str(tmp_path / "e.tif"), str(SHIPPED), segments=4, tile_size=100, batch_size=3,
                          threads=1)
-    assert (engine.tiles, engine.tile_shape, engine.batches, engine.threads) == (20, (100, 100), 7, 1)
+    # cores of at most 44 px over 204 x 160 px (padded): 5 x 4, balanced to 44 x 40 px: tiles of 100 x 96 px
+    assert (engine.tiles, engine.tile_shape, engine.batches, engine.threads) == (20, (96, 100), 7, 1)
     log = run(processing_run, "segmenter:cnn", {"INPUT": crop, "MODEL_PATH": str(SHIPPED), "SEGMENTS": 4,
                                                "TILE_SIZE": 100, "BATCH_SIZE": 3, "THREADS": 1,
                                                "OUTPUT": str(tmp_path / "a.tif")})
-    assert log.find(CNN_PLAN) == (20, 100, 100, 7, 3)
-    assert log.find(r"CPUExecutionProvider .* with THREADS (\d+)") == (1,)
+    assert log.find(CNN_PLAN) == (20, 100, 96, 7, 3)  # width x height
+    assert log.find(r"CPUExecutionProvider .* with THREADS (\d+): (\d+) network run at a time") == (1, 1)
 
     default = segment_cnn(crop, str(tmp_path / "d.tif"), str(SHIPPED), segments=4)
-    assert (default.tiles, default.tile_shape, default.batches, default.threads) == (1, (216, 260), 1, 0)
+    cores = cpu_cores()
+    assert (default.tiles, default.tile_shape, default.batches, default.threads) == (1, (216, 260), 1, cores)
     log = run(processing_run, "segmenter:cnn", {"INPUT": crop, "MODEL_PATH": str(SHIPPED), "SEGMENTS": 4,
                                                "OUTPUT": str(tmp_path / "b.tif")})
     assert log.find(CNN_PLAN) == (1, 260, 216, 1, 4)  # width x height
-    assert log.find(r"CPUExecutionProvider .* with THREADS (\d+) \(ONNX Runtime's default") == (0,)
+    assert log.find(r"CPUExecutionProvider .* with THREADS (\d+) \(one per core\): (\d+) network run") == (0, cores)
 
 
 def test_cnn_memory_budget_lowers_the_batch_and_sets_the_label_windows(processing_run, tmp_path, crop):
@@ -98,7 +101,7 @@ def test_cnn_memory_budget_lowers_the_batch_and_sets_the_label_windows(processin
                                                "TILE_SIZE": 100, "BATCH_SIZE": 3, "MEMORY_MB": 1,
                                                "OUTPUT": str(tmp_path / "a.tif")})
     assert log.find(r"BATCH_SIZE (\d+) lowered to (\d+) to stay within MEMORY_MB (\d+)") == (3, 1, 1)
-    assert log.find(CNN_PLAN) == (20, 100, 100, 20, 1)
+    assert log.find(CNN_PLAN) == (20, 100, 96, 20, 1)
     assert log.find(r"Labels written in (\d+) windows \(MEMORY_MB (\d+)\)") == (engine.windows, 1)
 
 

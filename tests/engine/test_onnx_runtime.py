@@ -32,6 +32,7 @@ def load(path, device="auto", threads=0):
 
 def test_shipped_model_follows_the_contract_and_runs_on_cpu():
     model, messages = load(SHIPPED)
+    cores = onnx_runtime.cpu_cores()
     info = model.info
     assert (info.name, info.stride, info.embed_dim, info.receptive_field, info.halo) == (
         "student_s4_untrained", 4, 32, 27, 28)
@@ -39,9 +40,11 @@ def test_shipped_model_follows_the_contract_and_runs_on_cpu():
     assert model.provider == "CPUExecutionProvider" and model.warnings == ()
     assert messages == [f"ONNX Runtime {onnxruntime.__version__}: running student_s4_untrained on "
                         f"CPUExecutionProvider (DEVICE=auto; available: {', '.join(model.available)}) with "
-                        f"THREADS 0 (ONNX Runtime's default: one per core)"]
-    assert model.threads == 0
-    assert load(SHIPPED, threads=1)[0].threads == 1
+                        f"THREADS 0 (one per core): {cores} network run{'s' if cores > 1 else ''} at a time, one "
+                        f"thread each"]
+    assert (model.threads, model.runs) == (cores, cores)
+    assert model.session.get_session_options().intra_op_num_threads == 1
+    assert (load(SHIPPED, threads=3)[0].threads, load(SHIPPED, threads=3)[0].runs) == (3, 3)
     out = model.run(np.zeros((2, 3, 60, 36), np.float32))
     assert out.shape == (2, 32, 15, 9) and out.dtype == np.float32
     assert SHIPPED.stat().st_size < 5e6
@@ -123,8 +126,8 @@ def test_unavailable_device_falls_back_to_cpu_with_a_warning(device, provider):
     assert messages[0].startswith(f"Warning: DEVICE={device}: {provider} is not available in this onnxruntime "
                                   f"(available: {available});")
     assert messages[0].endswith("Running on CPU instead.")
-    assert messages[1].endswith(f"on CPUExecutionProvider (DEVICE={device}; available: {available}) with THREADS 0 "
-                                "(ONNX Runtime's default: one per core)")
+    assert messages[1].startswith("ONNX Runtime ") and f"on CPUExecutionProvider (DEVICE={device}; available: " \
+        f"{available}) with THREADS 0 (one per core): " in messages[1]
     assert model.run(np.zeros((1, 3, 8, 8), np.float32)).shape == (1, 32, 2, 2)
 
 

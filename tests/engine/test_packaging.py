@@ -68,6 +68,7 @@ def test_engine_tests_run_without_starting_or_importing_qgis():
     assert out.splitlines()[-1] == "RESULT 0 False False", out
 
 
+@pytest.mark.slow  # collects the whole suite twice (about 8 s)
 def test_markers_follow_the_folders():
     out = _pytest_in_a_subprocess("-q", "--collect-only", "-m", "not qgis and not torch")
     collected = [line for line in out.splitlines() if "::" in line]

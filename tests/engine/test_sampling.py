@@ -36,3 +36,20 @@ def test_seed_changes_the_sample_and_reruns_do_not():
     a, b, c = offered(10, seed=1), offered(10, seed=1), offered(10, seed=2)
     assert np.array_equal(a.vectors, b.vectors)
     assert not np.array_equal(np.sort(a.vectors[:, 0]), np.sort(c.vectors[:, 0]))
+
+
+def test_offers_give_what_one_stable_sort_of_everything_gives():
+    """The merge of each offer equals the stable sort of all keys offered (the smallest `size`), ties included."""
+    rng = np.random.default_rng(5)
+    sample = BlockSample(300, 0)
+    offered_keys, offered_vectors = [], []
+    for _ in range(40):
+        indices = rng.integers(0, 2000, rng.integers(0, 90))  # repeated indices: equal keys
+        vectors = rng.normal(size=(len(indices), 2)).astype(np.float32)
+        sample.offer(indices, vectors)
+        offered_keys.append(hash_keys(indices, 0))
+        offered_vectors.append(vectors)
+    keys, vectors = np.concatenate(offered_keys), np.concatenate(offered_vectors)
+    order = np.argsort(keys, kind="stable")[:300]
+    assert np.array_equal(sample.keys, keys[order])
+    assert np.array_equal(sample.vectors, vectors[order])

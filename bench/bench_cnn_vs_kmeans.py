@@ -1,0 +1,118 @@
+"""segmenter:cnn beside segmenter:kmeans on the same raster: end to end, start-up excluded, medians of interleaved
+runs, and optionally the same two calls of another version of the engine in the same rounds (before / after).
+
+    python bench/bench_cnn_vs_kmeans.py [--mpix 25] [--repeats 5] [--before main] [--model M.onnx]
+
+Each run is a fresh process that imports the engine, then times the engine call the algorithm makes with its
+defaults (``segment_cnn`` with the shipped model, ``segment_kmeans``): wall seconds, CPU seconds (all threads) and
+the time of each stage. Rounds run every command once in turn, so a change in the machine's load hits all alike;
+the table gives medians over the rounds and the cnn / kmeans ratio of the medians.
+
+``--before REF`` exports the engine of git revision REF (``git archive``) to bench/out/before-REF/ and runs it
+through PYTHONPATH in the same rounds: the figures of that version and of this checkout, measured side by side.
+The 25 MPix raster is the Kampala mosaic of bench/common.py (cached in bench/out/).
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+from common import OUT, ROOT, mosaic
+
+MODEL = ROOT / "onnx_models" / "student_s4_v1.onnx"
+
+CHILD = """
+import json, sys, time
+from map_segmenter.engine.progress import Progress
+marks, last = [], [None]
+def report(fraction, message):
+    stage = message.split(" (")[0]
+    if stage != last[0]:
+        marks.append((stage, time.perf_counter()))
+        last[0] = stage
+method, source, output, model = sys.argv[1:5]
+if method == "cnn":
+    from map_segmenter.engine.cnn_segmentation import segment_cnn as run
+    arguments = (source, output, model)
+else:
+    from map_segmenter.engine.kmeans_segmentation import segment_kmeans as run
+    arguments = (source, output)
+import map_segmenter
+start, cpu = time.perf_counter(), time.process_time()
+run(*arguments, progress=Progress(report=report))
+end, cpu = time.perf_counter(), time.process_time() - cpu
+stages = {}
+for (name, t0), (_, t1) in zip(marks, marks[1:] + [("end", end)]):
+    stages[name] = stages.get(name, 0.0) + t1 - t0
+print(json.dumps(dict(seconds=end - start, cpu=cpu, stages=stages, engine=map_segmenter.__file__)))
+"""
+
+
+def export(revision):
+    """The engine of git ``revision`` as an importable map_segmenter folder; returns the folder to put on
+    PYTHONPATH."""
+    folder = OUT / f"before-{revision.replace('/', '_')}"
+    target = folder / "map_segmenter"
+    if not target.exists():
+        target.mkdir(parents=True)
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", revision], capture_output=True, check=True)
+        subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
+    return folder
+
+
+def run(method, source, model, pythonpath=None):
+    env = dict(os.environ)
+    if pythonpath:
+        env["PYTHONPATH"] = str(pythonpath) + os.pathsep + env.get("PYTHONPATH", "")
+    output = OUT / f"versus_{method}.tif"
+    completed = subprocess.run([sys.executable, "-c", CHILD, method, str(source), str(output), str(model)],
+                               capture_output=True, text=True, env=env)
+    if completed.returncode != 0:
+        raise SystemExit(f"{method} failed:\n{completed.stderr[-3000:]}")
+    for leftover in (output, output.with_suffix(".qml")):
+        leftover.unlink(missing_ok=True)
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mpix", type=float, default=25)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--model", type=Path, default=MODEL)
+    parser.add_argument("--before", help="git revision whose engine runs in the same rounds (e.g. main)")
+    args = parser.parse_args()
+    source = mosaic(args.mpix)
+    versions = {"this checkout": None}
+    if args.before:
+        versions = {args.before: export(args.before), **versions}
+    commands = [(version, method) for version in versions for method in ("kmeans", "cnn")]
+    runs = {command: [] for command in commands}
+    loads = [os.getloadavg()[0]]
+    for _ in range(args.repeats):
+        for version, method in commands:
+            runs[version, method].append(run(method, source, args.model, versions[version]))
+        loads.append(os.getloadavg()[0])
+    print(f"{source.name}: {args.mpix:g} MPix; model {args.model.name}; {os.cpu_count()} CPUs; load average "
+          f"{min(loads):.1f}-{max(loads):.1f}; medians of {args.repeats} interleaved rounds, start-up excluded")
+    print(f"{'version':<16} {'method':<7} {'wall s':>7} {'CPU s':>6} {'cnn/kmeans':>10}  stages (median s)")
+    for version in versions:
+        medians = {}
+        for method in ("kmeans", "cnn"):
+            results = runs[version, method]
+            medians[method] = statistics.median(r["seconds"] for r in results)
+            cpu = statistics.median(r["cpu"] for r in results)
+            names = list(results[0]["stages"])
+            stages = ", ".join(f"{name} {statistics.median(r['stages'].get(name, 0) for r in results):.2f}"
+                               for name in names)
+            ratio = f"{medians['cnn'] / medians['kmeans']:.2f}" if method == "cnn" else ""
+            print(f"{version:<16} {method:<7} {medians[method]:7.2f} {cpu:6.2f} {ratio:>10}  {stages}")
+        each = ", ".join(f"{r['seconds']:.2f}" for r in runs[version, "cnn"])
+        print(f"{'':<42}  (cnn runs: {each} s)")
+
+
+if __name__ == "__main__":
+    main()
