@@ -42,7 +42,7 @@ from .outputs import Destination, prepare_outputs
 from .palette import qualitative
 from .progress import Progress
 from .raster_io import AtomicRaster, damaged, open_raster, read_window
-from .windows import plan_windows
+from .windows import cells, plan_windows
 
 METHODS = ("majority", "gaussian")
 # Box side (px) at block size 4 and passes per iteration: the predecessor's low / medium / high.
@@ -432,7 +432,7 @@ class _StripReader:
 
     def read(self, y0, y1):
         if y1 > self.end:
-            end = min(self.labels.height, -(-y1 // self.block_height) * self.block_height)
+            end = min(self.labels.height, cells(y1, self.block_height) * self.block_height)
             fresh = self.labels.read(0, self.end, self.labels.width, end - self.end)
             if self.rows is not None and y0 < self.end:
                 keep = max(y0, self.start)

@@ -35,7 +35,7 @@ from .progress import Progress
 from .raster_io import AtomicRaster, byte_stretch, open_input, scaled_geotransform, value_ranges
 from .sampling import BlockSample
 from .upsampling import write_labels_bilinear
-from .windows import plan_windows
+from .windows import Window, cells, plan_windows
 
 KIND = "cnn"
 FEATURE_OPTIONS = ["TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256", "INTERLEAVE=BAND", "BIGTIFF=IF_SAFER"]
@@ -118,11 +118,11 @@ def plan_tiles(width, height, stride, halo, tile_size):
             f"TILE_SIZE {tile_size} px leaves no room for the model's halo of {halo} px on each side. Choose a "
             f"TILE_SIZE of at least {2 * halo + stride} px (0 = the model's recommended size)."
         )
-    padded_w, padded_h = -(-width // stride) * stride, -(-height // stride) * stride
+    padded_w, padded_h = cells(width, stride) * stride, cells(height, stride) * stride
 
     def balanced(size):
-        count = -(-size // core)  # tiles along this side
-        return -(-size // count // stride) * stride  # the smallest stride multiple that covers size in count
+        count = cells(size, core)  # tiles along this side
+        return cells(cells(size, count), stride) * stride  # the smallest stride multiple that covers size in count
 
     core_w, core_h = balanced(padded_w), balanced(padded_h)
     origins = tuple((x, y) for y in range(0, padded_h, core_h) for x in range(0, padded_w, core_w))
@@ -294,8 +294,9 @@ def segment_cnn(
     if fitting < batch_size:
         progress.log(f"BATCH_SIZE {batch_size} lowered to {fitting} to stay within MEMORY_MB {memory_mb:g}")
         batch_size = fitting
-    grid_w, grid_h = -(-raster.width // stride), -(-raster.height // stride)
-    batches = -(-len(layout.origins) // batch_size)
+    grid = Window.whole(raster.width, raster.height).on_grid(stride)
+    grid_w, grid_h = grid.width, grid.height
+    batches = cells(len(layout.origins), batch_size)
     progress.log(
         f"{raster.width} x {raster.height} px; model {info.name}: stride {stride}, {info.embed_dim}-d embeddings, "
         f"receptive field {info.receptive_field} px -> halo {halo} px; {len(layout.origins)} tiles of "

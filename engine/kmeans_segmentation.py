@@ -27,7 +27,7 @@ from .pipeline import WORKERS, ordered_map
 from .progress import Progress
 from .raster_io import AtomicRaster, open_input, scaled_geotransform, value_ranges
 from .sampling import BlockSample
-from .windows import plan_windows
+from .windows import Window, plan_windows
 
 BYTES_PER_PIXEL = 24  # working memory per window pixel in pass 1 (input, int32 copies, padding, masks)
 # Tiles 16 cells tall: a window writes (and pass 2 reads) whole tiles but for the two it shares with its neighbours.
@@ -117,7 +117,8 @@ def segment_kmeans(
     quantise, quant, ranges = _quantiser(raster, reference)
     max_pixels = memory_mb * 2**20 // (BYTES_PER_PIXEL * (WORKERS + 1))  # windows in flight
     windows = plan_windows(raster.width, raster.height, max_pixels, step=block, **block_alignment(raster))
-    grid_w, grid_h = -(-raster.width // block), -(-raster.height // block)
+    grid = Window.whole(raster.width, raster.height).on_grid(block)
+    grid_w, grid_h = grid.width, grid.height
     progress.log(f"{raster.width} x {raster.height} px, {len(windows)} windows, block grid {grid_w} x {grid_h}")
 
     scratch = None
@@ -179,26 +180,26 @@ def _check_reference(reference, path, channels, block):
 
 def _describe(raster, windows, block, context, quantise, describe, features, sample_size, seed, progress):
     sample = BlockSample(sample_size, seed)
-    grid_w = -(-raster.width // block)
+    grid_w = Window.whole(raster.width, raster.height).on_grid(block).width
     valid_blocks = 0
 
     def read(window):
         grown = window.grown(context * block, raster.width, raster.height)
-        pixels = raster.read(grown.xoff, grown.yoff, grown.width, grown.height)
-        valid = raster.read_valid(grown.xoff, grown.yoff, grown.width, grown.height, pixels)
+        pixels = raster.read(*grown.box)
+        valid = raster.read_valid(*grown.box, pixels)
         return window, grown, pixels, valid  # the input's blocks stay in GDAL's capped cache for the next windows
 
     def compute(window, grown, pixels, valid):
         descriptors, block_valid = describe(quantise(pixels), valid)
-        top, left = (window.yoff - grown.yoff) // block, (window.xoff - grown.xoff) // block
-        rows, cols = -(-window.height // block), -(-window.width // block)
-        return descriptors[top : top + rows, left : left + cols], block_valid[top : top + rows, left : left + cols]
+        core = window.on_grid(block).within(grown.on_grid(block)).slices
+        return descriptors[core], block_valid[core]
 
     for number, (window, (descriptors, block_valid)) in enumerate(ordered_map(read, compute, windows)):
+        cell_window = window.on_grid(block)
         for channel in range(descriptors.shape[-1]):
-            features.write(descriptors[..., channel], window.xoff // block, window.yoff // block, channel + 1)
+            features.write(descriptors[..., channel], cell_window.xoff, cell_window.yoff, channel + 1)
         row_index, col_index = np.nonzero(block_valid)
-        linear = (row_index + window.yoff // block).astype(np.int64) * grid_w + col_index + window.xoff // block
+        linear = (row_index + cell_window.yoff).astype(np.int64) * grid_w + col_index + cell_window.xoff
         sample.offer(linear, descriptors[row_index, col_index])
         valid_blocks += len(linear)
         features.release_cache()

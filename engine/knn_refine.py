@@ -324,7 +324,8 @@ def _check_grids(labels, features, labels_path, features_path, feature_meta):
                 f"segmenter:kmeans."
             )
         stride = max(1, int(round(feature_gt[1] / label_gt[1])))
-    grid = _Grid(width, height, stride, -(-width // stride), -(-height // stride))
+    cell_grid = Window.whole(width, height).on_grid(stride)
+    grid = _Grid(width, height, stride, cell_grid.width, cell_grid.height)
     problems = []
     if (features.RasterXSize, features.RasterYSize) != (grid.grid_w, grid.grid_h):
         problems.append(f"with stride {stride} it should be {grid.grid_w} x {grid.grid_h} cells, it is "
@@ -644,8 +645,8 @@ def _refine_graph(reader, windows, model, output, mapper, progress):
             shares = label_shares(pixels, seeds, stride, model.segments)
             scores = refine_window(values, shares, usable, model, mapper=mapper)
             progress.update((number + 0.8) / len(windows), f"Refining blocks ({number + 1}/{len(windows)} windows)")
-            top, left = (window.yoff - grown.yoff) // stride, (window.xoff - grown.xoff) // stride
-            core = (top, top + -(-window.height // stride), left, left + -(-window.width // stride))
+            core_rows, core_cols = window.on_grid(stride).within(grown.on_grid(stride)).slices
+            core = (core_rows.start, core_rows.stop, core_cols.start, core_cols.stop)
             refined = pixel_labels(scores, usable, stride, core, dtype, mapper)[: window.height, : window.width]
             y0, x0 = window.yoff - grown.yoff, window.xoff - grown.xoff
             original = pixels[y0 : y0 + window.height, x0 : x0 + window.width]

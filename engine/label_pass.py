@@ -51,16 +51,18 @@ def write_labels(raster, windows, stride, features, centres, labels, progress, p
     """
 
     def read(window):
-        rows, cols = -(-window.height // stride), -(-window.width // stride)
-        descriptors = features.ReadAsArray(window.xoff // stride, window.yoff // stride, cols, rows)
+        cell_window = window.on_grid(stride)
+        rows, cols = cell_window.height, cell_window.width
+        descriptors = features.ReadAsArray(*cell_window.box)
         features.FlushCache()  # drop the blocks just read: memory follows the window, not the raster
         pixel_valid = None
         if raster.has_mask:
-            pixel_valid = raster.read_valid(window.xoff, window.yoff, window.width, window.height)
+            pixel_valid = raster.read_valid(*window.box)
         return window, descriptors.reshape(-1, rows * cols).T, pixel_valid
 
     def compute(window, descriptors, pixel_valid):
-        rows, cols = -(-window.height // stride), -(-window.width // stride)
+        cell_window = window.on_grid(stride)
+        rows, cols = cell_window.height, cell_window.width
         valid = ~np.isnan(descriptors[:, 0])
         grid = np.zeros(rows * cols, np.uint8 if len(centres) <= 255 else np.uint16)
         grid[valid] = kmeans.assign(descriptors[valid], centres) + 1
@@ -115,8 +117,8 @@ def write_labels_bilinear(raster, windows, stride, features, centres, labels, pr
     phases = _phases(stride)
     dtype = np.uint8 if len(centres) <= 255 else np.uint16
     for number, window in enumerate(windows):
-        row0, col0 = window.yoff // stride, window.xoff // stride
-        rows, cols = -(-window.height // stride), -(-window.width // stride)
+        cell_window = window.on_grid(stride)
+        row0, col0, rows, cols = cell_window.yoff, cell_window.xoff, cell_window.height, cell_window.width
         top, left = max(0, row0 - 1), max(0, col0 - 1)
         bottom, right = min(grid_h, row0 + rows + 1), min(grid_w, col0 + cols + 1)
         cells = features.ReadAsArray(left, top, right - left, bottom - top)

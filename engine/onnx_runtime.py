@@ -20,6 +20,7 @@ import numpy as np
 
 from . import model_contract
 from .errors import Cancelled, InputError
+from .windows import cells
 
 DEVICES = ("auto", "cuda", "coreml", "cpu")
 PROVIDERS = {"cuda": "CUDAExecutionProvider", "coreml": "CoreMLExecutionProvider", "cpu": "CPUExecutionProvider"}
@@ -95,7 +96,7 @@ class ModelInfo:
     @property
     def halo(self):
         """Pixels of context on every side of a tile's core: the receptive field rounded up to the stride."""
-        return -(-self.receptive_field // self.stride) * self.stride
+        return cells(self.receptive_field, self.stride) * self.stride
 
     def summary(self):
         """JSON-able description stored in output metadata (and compared by REFERENCE)."""

@@ -169,15 +169,15 @@ def write_labels_bilinear(raster, windows, stride, features, centres, labels, pr
     dtype = np.uint8 if len(centres) <= 255 else np.uint16
 
     def read(window):
-        row0, col0 = window.yoff // stride, window.xoff // stride
-        rows, cols = -(-window.height // stride), -(-window.width // stride)
+        cell_window = window.on_grid(stride)
+        row0, col0, rows, cols = cell_window.yoff, cell_window.xoff, cell_window.height, cell_window.width
         top, left = max(0, row0 - 1), max(0, col0 - 1)
         bottom, right = min(grid_h, row0 + rows + 1), min(grid_w, col0 + cols + 1)
         cells = features.ReadAsArray(left, top, right - left, bottom - top)
         features.FlushCache()  # drop the blocks just read: memory follows the window, not the raster
         pixel_valid = None
         if raster.has_mask:
-            pixel_valid = raster.read_valid(window.xoff, window.yoff, window.width, window.height)
+            pixel_valid = raster.read_valid(*window.box)
             raster.release_cache()
         pad = (int(row0 - top == 0), row0 + rows + 1 - bottom, int(col0 - left == 0), col0 + cols + 1 - right)
         return window, cells, pad, rows, cols, pixel_valid
