@@ -22,9 +22,11 @@ import numpy as np
 from osgeo import gdal
 
 from . import checks
+from .colour_tables import table_colours
 from .errors import InputError
 from .labels import (
     LABEL_TYPES,
+    MAX_ID,
     NODATA,
     PresentIds,
     check_label_band,
@@ -59,7 +61,6 @@ MAX_WINDOW_PIXELS = 2**24  # larger strips only cost memory: the halo is already
 MAX_READ_AHEAD = 1024  # rows; inputs with taller blocks (one-strip files) are read row range by row range
 OUTPUT_BLOCK = 256  # block height of the written GeoTIFF (GTIFF_OPTIONS): strips are cut on block rows
 MANY_CANDIDATES = 64  # beyond this range of ids in a chunk, find the present ids by counting
-MAX_LABEL = 65535
 
 
 @dataclass(frozen=True)
@@ -386,9 +387,9 @@ def _open_labels(path):
         dtype, output_type = np.dtype(LABEL_TYPES[data_type]), data_type
     else:
         low, high = _value_range(band, path)  # other integer types: ids must fit the label contract
-        if low < 0 or high > MAX_LABEL:
+        if low < 0 or high > MAX_ID:
             raise InputError(
-                f"The raster '{path}' holds values from {low:g} to {high:g}; segment ids must be 0..{MAX_LABEL} "
+                f"The raster '{path}' holds values from {low:g} to {high:g}; segment ids must be 0..{MAX_ID} "
                 f"(0 = nodata). Choose a label raster."
             )
         segments = max(segments, int(high))
@@ -468,14 +469,6 @@ def _chunk_side(kernel, memory_mb, dtype):
     return int(max(MIN_CHUNK, kernel.pass_reach, min(CHUNK, side)))
 
 
-def _colours(dataset, segments):
-    """The input's colours for ids 1..K, so a palette chosen upstream survives."""
-    table = dataset.GetRasterBand(1).GetRasterColorTable()
-    if table is None or table.GetCount() <= segments:
-        return None
-    return [tuple(table.GetColorEntry(index)[:3]) for index in range(1, segments + 1)]
-
-
 def _output_metadata(labels, kernel, stride, strength, segments):
     """The input's metadata (centres, features, method...) plus this run, appended to any earlier blur."""
     metadata = {key: value for key, value in labels.metadata.items() if key not in ("k", "names", "version")}
@@ -537,10 +530,11 @@ def blur_labels(input_path, output_path, method="majority", strength="medium", r
     try:
         # Smoothing never makes new ids: K is known now (a scan when the metadata does not say).
         expected_k = labels.segments or present_in.highest
+        palette = table_colours(labels.dataset.GetRasterBand(1), expected_k) or qualitative(expected_k)
         with outputs, AtomicRaster(output_path, width, height, 1, labels.output_type,
                                    labels.dataset.GetGeoTransform(can_return_null=True),
                                    labels.dataset.GetProjection(),
-                                   palette=_colours(labels.dataset, expected_k) or qualitative(expected_k),
+                                   palette=palette,
                                    gcps_from=labels.dataset, group=outputs) as output:
             io = ThreadPoolExecutor(1, thread_name_prefix="blur-io")
             try:  # the thread stops before a failed or cancelled output is removed
@@ -571,7 +565,8 @@ def blur_labels(input_path, output_path, method="majority", strength="medium", r
                 io.shutdown(wait=True, cancel_futures=True)
             segments = expected_k
             metadata, names = _output_metadata(labels, kernel, stride, None if radius else strength, segments)
-            finish_label_raster(output, segments, metadata, _colours(labels.dataset, segments), names)
+            colours = table_colours(labels.dataset.GetRasterBand(1), segments)
+            finish_label_raster(output, segments, metadata, colours, names)
             outputs.commit()
     finally:
         labels.dataset = None

@@ -36,8 +36,9 @@ import numpy as np
 from osgeo import gdal, osr
 
 from . import checks
+from .colour_tables import table_colours
 from .errors import InputError
-from .labels import check_label_band, finish_label_raster, label_type, nodata_as_zero, read_metadata
+from .labels import MAX_ID, check_label_band, finish_label_raster, label_type, nodata_as_zero, read_metadata
 from .latent_graph import (
     GraphModel,
     fit_temperature,
@@ -68,7 +69,6 @@ INDEX_SIZE = 50_000
 # The predecessor's defaults, for method="predecessor"
 PREDECESSOR_DEFAULTS = dict(neighbors=12, temperature=2.0, mix=0.65, iterations=2, spatial_weight=0.08,
                             index_size=120_000)
-MAX_IDS = 65535  # UInt16 label rasters
 NEIGHBOUR_BYTES = 4  # int32 index of a neighbour in the table of the index points' neighbours
 TABLE_MB = 256  # the neighbour table (INDEX_SIZE x NEIGHBORS) is kept whole: its cap, unless MEMORY_MB / 2 is more
 CHUNK = 32768  # query points per batch (for K <= 8; fewer for more segments): bounds the temporaries, keeps
@@ -351,7 +351,7 @@ def _check_grids(labels, features, labels_path, features_path, feature_meta):
 def _metadata_centres(label_meta, feature_meta, channels):
     """(centres, K, None) from the LABELS metadata when they fit FEATURES, else (None, K or None, reason)."""
     segments = label_meta.get("k")
-    segments = segments if isinstance(segments, int) and 1 <= segments <= MAX_IDS else None
+    segments = segments if isinstance(segments, int) and 1 <= segments <= MAX_ID else None
     raw = label_meta.get("centres")
     if raw is None:
         return None, segments, "LABELS has no centres in its metadata"
@@ -480,9 +480,9 @@ def _count(reader, windows, recompute, segments, labels_path, progress):
         low, high = int(pixels.min()), int(pixels.max())
         if low < 0:
             raise InputError(f"LABELS '{labels_path}' has a negative segment id ({low}); ids are 1..K, 0 = nodata.")
-        limit = segments or MAX_IDS
+        limit = segments or MAX_ID
         if high > limit:
-            what = f"its metadata says K = {segments}" if segments else f"ids must be at most {MAX_IDS}"
+            what = f"its metadata says K = {segments}" if segments else f"ids must be at most {MAX_ID}"
             raise InputError(
                 f"LABELS '{labels_path}' has segment id {high}, but {what}. Choose a label raster with ids 1..K."
             )
@@ -589,9 +589,9 @@ def _check_ids(pixels, segments, labels_path):
     low, high = (int(pixels.min()), int(pixels.max())) if pixels.size else (0, 0)
     if low < 0:
         raise InputError(f"LABELS '{labels_path}' has a negative segment id ({low}); ids are 1..K, 0 = nodata.")
-    limit = segments or MAX_IDS
+    limit = segments or MAX_ID
     if high > limit:
-        what = f"its metadata says K = {segments}" if segments else f"ids must be at most {MAX_IDS}"
+        what = f"its metadata says K = {segments}" if segments else f"ids must be at most {MAX_ID}"
         raise InputError(
             f"LABELS '{labels_path}' has segment id {high}, but {what}. Choose a label raster with ids 1..K."
         )
@@ -814,10 +814,7 @@ def _refine(reader, windows, model, iterations, output, pool, progress):
 
 def _style(band, label_meta, segments):
     """Keep the input's colours and segment names when it has them for every id."""
-    colours = None
-    table = band.GetRasterColorTable()
-    if table is not None and table.GetCount() > segments:
-        colours = [tuple(table.GetColorEntry(index)[:3]) for index in range(1, segments + 1)]
+    colours = table_colours(band, segments)
     names = label_meta.get("names")
     if not (isinstance(names, list) and len(names) == segments and all(isinstance(n, str) for n in names)):
         names = None

@@ -9,6 +9,7 @@ import numpy as np
 from osgeo import gdal
 
 from . import VERSION
+from .colour_tables import colour_table, table_colours, table_entries
 from .errors import InputError
 from .outputs import CommitGroup, style_path
 from .palette import qualitative
@@ -30,25 +31,12 @@ def segment_names(segments):
     return [f"Segment {index}" for index in range(1, segments + 1)]
 
 
-def colour_table(colours):
-    """A GDAL colour table: 0 transparent (nodata), then ``colours`` for ids 1..K."""
-    table = gdal.ColorTable()
-    table.SetColorEntry(0, (0, 0, 0, 0))
-    for index, colour in enumerate(colours, start=1):
-        table.SetColorEntry(index, (*colour, 255))
-    return table
-
-
-def _entries(table):
-    return None if table is None else [table.GetColorEntry(i) for i in range(table.GetCount())]
-
-
 def style_label_band(band, segments, colours=None):
     """Nodata 0 and a colour table on a label band (names go to metadata and the .qml: GeoTIFF cannot hold
     category names without an .aux.xml sidecar). The table is left alone when it is already right."""
     band.SetNoDataValue(NODATA)
     table = colour_table(colours or qualitative(segments))
-    if _entries(band.GetRasterColorTable()) != _entries(table):
+    if table_entries(band.GetRasterColorTable()) != table_entries(table):
         band.SetRasterColorTable(table)
 
 
@@ -356,10 +344,6 @@ def read_legend(path):
     names = metadata.get("names")
     if not (isinstance(names, list) and len(names) == segments):
         names = segment_names(segments)
-    table = dataset.GetRasterBand(1).GetRasterColorTable()
-    if table is not None and table.GetCount() > segments:
-        colours = [tuple(table.GetColorEntry(index)[:3]) for index in range(1, segments + 1)]
-    else:
-        colours = qualitative(segments)
+    colours = table_colours(dataset.GetRasterBand(1), segments) or qualitative(segments)
     return [LegendEntry(index, colour, str(name))
             for index, (colour, name) in enumerate(zip(colours, names), start=1)]

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from osgeo import gdal
 
+from .colour_tables import colour_table
 from .errors import InputError, OutputError
 from .outputs import STALE_SIDECARS, is_write_failure, put_in_place, temporary_path, write_failure
 from .region import PolygonMask, check_mask_overlaps, window_dataset
@@ -317,8 +318,6 @@ class AtomicRaster:
         if palette:
             # A GeoTIFF cannot always take a colour table once data is written: set it before writing
             # (``palette``: RGB colours of ids 1..K).
-            from .labels import colour_table  # labels builds on this module
-
             self.dataset.GetRasterBand(1).SetRasterColorTable(colour_table(palette))
 
     def band(self, index=1):

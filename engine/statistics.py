@@ -21,6 +21,7 @@ import numpy as np
 from osgeo import gdal, ogr
 
 from . import VERSION
+from .colour_tables import table_colours
 from .errors import Cancelled, InputError, OutputError
 from .labels import check_label_band, read_legend
 from .outputs import Destination, prepare_outputs
@@ -331,16 +332,13 @@ def _legend(dataset, band, path, values):
     raster's from its category names and colour table where it has them."""
     ours = {entry.value: entry for entry in read_legend(path) or []}
     categories = band.GetCategoryNames() or []
-    table = band.GetRasterColorTable()
     spare = qualitative(len(values))
     legend = []
     for index, value in enumerate(values):
         if value in ours:
             legend.append((tuple(ours[value].colour), ours[value].name))
             continue
-        colour = spare[index]
-        if table is not None and 0 <= value < table.GetCount():
-            colour = tuple(table.GetColorEntry(value)[:3])
+        colour = (table_colours(band, [value]) or [spare[index]])[0]
         name = categories[value] if 0 <= value < len(categories) and categories[value] else f"Segment {value}"
         legend.append((colour, name))
     return legend
