@@ -1,4 +1,5 @@
-"""Streaming K-Means segmentation of a raster of any size with bounded memory and exact results.
+"""Streaming K-Means segmentation of a raster of any size with bounded memory and exact results: the block
+descriptors' ``FeatureExtractor`` in the pipeline of engine/segmentation.py.
 
 Pass 1 reads the input once, window by window, and writes the block descriptors (a Float32 raster on the
 block grid) while keeping a seeded sample spread over the whole raster. The centres are fitted on that
@@ -8,31 +9,23 @@ to its nearest centre and writes the labels on the input's pixel grid.
 
 from __future__ import annotations
 
-import os
-import shutil
 from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
-from osgeo import gdal
 
 from . import checks, kmeans
 from .descriptors import QUANT, TEXTURE_WEIGHT, block_descriptors, feature_names
 from .errors import InputError
-from .label_pass import centres_for, tag_features, write_label_raster
-from .labels import MAX_SEGMENTS, read_reference
+from .feature_raster import STRIP_OPTIONS, FeatureMeta
 from .memory import block_alignment, within_budget
-from .outputs import Destination, prepare_outputs, scratch_folder
-from .pipeline import WORKERS, ordered_map
+from .pipeline import WORKERS
 from .progress import Progress
-from .raster_io import AtomicRaster, open_input, scaled_geotransform, value_ranges
-from .sampling import BlockSample
+from .raster_io import value_ranges
+from .segmentation import Cells, FeatureExtractor, Settings, linear_indices, segment
 from .windows import Window, plan_windows
 
 BYTES_PER_PIXEL = 24  # working memory per window pixel in pass 1 (input, int32 copies, padding, masks)
-# Tiles 16 cells tall: a window writes (and pass 2 reads) whole tiles but for the two it shares with its neighbours.
-# With 256-cell tiles, every window of a wide raster rewrote a whole row of 1.8 MB tiles (3x slower at 1 GPix).
-FEATURE_OPTIONS = ["TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=16", "BIGTIFF=IF_SAFER"]
 DESCRIPTOR = "lab_mean_std"
 
 
@@ -44,18 +37,6 @@ class KMeansResult:
     valid_blocks: int
     windows: int
     present: int = 0  # segments that occur in the output (the SEGMENTS output; fewer than K on uniform rasters)
-
-
-def _validate(raster, segments, block):
-    if not 2 <= segments <= MAX_SEGMENTS:
-        raise InputError(f"SEGMENTS must be between 2 and {MAX_SEGMENTS}; got {segments}.")
-    if block < 1:
-        raise InputError(f"BLOCK_SIZE must be at least 1 pixel; got {block}.")
-    if block > max(raster.width, raster.height):  # thinner rasters are fine: their blocks are partial
-        raise InputError(
-            f"BLOCK_SIZE {block} px is larger than the raster ({raster.width} x {raster.height} px). "
-            f"Choose a BLOCK_SIZE of at most {max(raster.width, raster.height)}."
-        )
 
 
 def _quantiser(raster, reference=None):
@@ -71,6 +52,84 @@ def _quantiser(raster, reference=None):
         return np.clip(np.rint(scaled), 0, 255 * QUANT).astype(np.int32)
 
     return quantise, QUANT, ranges
+
+
+class BlockDescriptors(FeatureExtractor):
+    """Colour and texture of every ``block`` x ``block`` px block and its ``context`` ring (engine/descriptors.py),
+    window by window: GDAL reads in the pipeline's thread, the descriptors on ``ordered_map``'s workers."""
+
+    method = "kmeans"
+    stage = "Describing blocks"
+    stages = (("Measuring the raster", 1), ("Describing blocks", 55), ("Fitting centres", 5),
+              ("Assigning segments", 39))
+    unit = "windows"
+    cell_units = "blocks"
+    advice = "Choose fewer SEGMENTS or a smaller BLOCK_SIZE."
+    feature_options = STRIP_OPTIONS
+
+    def __init__(self, block=4, context=1, texture_weight=TEXTURE_WEIGHT):
+        self.stride = checks.whole("BLOCK_SIZE", block)
+        self.context = checks.whole("context", context, 0)
+        self.texture_weight = checks.number("texture_weight", texture_weight, 0)
+        if self.stride < 1:
+            raise InputError(f"BLOCK_SIZE must be at least 1 pixel; got {self.stride}.")
+        self.halo = self.context * self.stride
+
+    def check_raster(self, raster):
+        self.raster, block = raster, self.stride
+        self.channels = len(feature_names(len(raster.bands)))
+        if block > max(raster.width, raster.height):  # thinner rasters are fine: their blocks are partial
+            raise InputError(
+                f"BLOCK_SIZE {block} px is larger than the raster ({raster.width} x {raster.height} px). "
+                f"Choose a BLOCK_SIZE of at most {max(raster.width, raster.height)}."
+            )
+
+    def reference_mismatch(self, reference, feature_meta):
+        centres = reference["centres"]
+        if centres.ndim != 2 or centres.shape[1] != self.channels or feature_meta.kind != DESCRIPTOR:
+            return (f"was made with other features ({feature_meta.kind}, {centres.shape[-1]} channels); this run "
+                    f"has {self.channels} {DESCRIPTOR} channels. Use the same BANDS count and method as the "
+                    f"reference.")
+        if feature_meta.stride != self.stride:
+            return f"used BLOCK_SIZE {feature_meta.stride}; this run uses {self.stride}. Use the same BLOCK_SIZE."
+        return None
+
+    def plan(self, raster, settings, reference, progress):
+        self.quantise, quant, self.ranges = _quantiser(raster, reference)
+        self.describe = partial(block_descriptors, block=self.stride, context=self.context, quant=quant,
+                                texture_weight=self.texture_weight)
+        max_pixels = settings.memory_bytes // (BYTES_PER_PIXEL * (WORKERS + 1))  # windows in flight
+        self.windows = plan_windows(raster.width, raster.height, max_pixels, step=self.stride,
+                                    **block_alignment(raster))
+        self.grid = Window.whole(raster.width, raster.height).on_grid(self.stride)
+        progress.log(f"{raster.width} x {raster.height} px, {len(self.windows)} windows, block grid "
+                     f"{self.grid.width} x {self.grid.height}")
+        return self.windows
+
+    def read(self, window):
+        grown = window.grown(self.halo, self.raster.width, self.raster.height)
+        pixels = self.raster.read(*grown.box)
+        valid = self.raster.read_valid(*grown.box, pixels)
+        return window, grown, pixels, valid  # the input's blocks stay in GDAL's capped cache for the next windows
+
+    def compute(self, window, grown, pixels, valid):
+        descriptors, block_valid = self.describe(self.quantise(pixels), valid)
+        cells = window.on_grid(self.stride)
+        core = cells.within(grown.on_grid(self.stride)).slices
+        descriptors, block_valid = descriptors[core], block_valid[core]
+        rows, cols = np.nonzero(block_valid)
+        return [Cells(cells, np.moveaxis(descriptors, -1, 0), linear_indices(rows, cols, cells, self.grid.width),
+                      descriptors[rows, cols])]
+
+    def fit(self, sample, segments, seed, check):
+        return kmeans.order_by_brightness(kmeans.fit(sample, segments, seed=seed, check=check))
+
+    def feature_meta(self, raster):
+        return FeatureMeta(DESCRIPTOR, feature_names(len(raster.bands)), self.stride,
+                           dict(context=self.context, texture_weight=self.texture_weight), raster.bands, self.ranges)
+
+    def label_windows(self, raster, settings, segments, progress):
+        return self.windows
 
 
 @within_budget
@@ -91,117 +150,7 @@ def segment_kmeans(
     progress=None,
 ):
     """Segment ``input_path`` into ``segments`` kinds of region; write labels (and optionally features)."""
-    progress = progress or Progress()
-    input_path, output_path = checks.path("INPUT", input_path), checks.path("OUTPUT", output_path)
-    features_path = checks.path("FEATURES", features_path, optional=True)
-    reference_path = checks.path("REFERENCE", reference_path, optional=True)
-    segments, block = checks.whole("SEGMENTS", segments), checks.whole("BLOCK_SIZE", block)
-    seed, bands, memory_mb = checks.whole("SEED", seed, 0), checks.bands(bands), checks.memory(memory_mb)
-    context, sample_size = checks.whole("context", context, 0), checks.whole("sample_size", sample_size, 1)
-    texture_weight = checks.number("texture_weight", texture_weight, 0)
-    raster = open_input(input_path, bands, region=region)
-    _validate(raster, segments, block)
-    outputs = prepare_outputs(
-        {"INPUT": input_path, "REFERENCE": reference_path, "MASK": region.mask_path if region else None},
-        [Destination("OUTPUT", output_path, "labels"), Destination("FEATURES", features_path, optional=True)],
-        progress)
-    reference = read_reference(reference_path) if reference_path else None
-    channels = len(feature_names(len(raster.bands)))
-    if reference is not None:
-        _check_reference(reference, reference_path, channels, block)
-        segments = int(reference["k"])
-
-    progress.plan([("Measuring the raster", 1), ("Describing blocks", 55), ("Fitting centres", 5),
-                   ("Assigning segments", 39)])
-    progress.start("Measuring the raster")
-    quantise, quant, ranges = _quantiser(raster, reference)
-    max_pixels = memory_mb * 2**20 // (BYTES_PER_PIXEL * (WORKERS + 1))  # windows in flight
-    windows = plan_windows(raster.width, raster.height, max_pixels, step=block, **block_alignment(raster))
-    grid = Window.whole(raster.width, raster.height).on_grid(block)
-    grid_w, grid_h = grid.width, grid.height
-    progress.log(f"{raster.width} x {raster.height} px, {len(windows)} windows, block grid {grid_w} x {grid_h}")
-
-    scratch = None
-    if not features_path:
-        scratch = scratch_folder()
-    feature_target = features_path or os.path.join(scratch, "features.tif")
-    try:
-        with outputs, AtomicRaster(
-            feature_target, grid_w, grid_h, channels, gdal.GDT_Float32,
-            scaled_geotransform(raster.geotransform, block), raster.projection, FEATURE_OPTIONS,
-            gcps_from=raster.dataset, gcp_scale=block, group=outputs if features_path else None,
-            name=None if features_path else "the scratch feature raster",
-        ) as features:
-            progress.start("Describing blocks")
-            describe = partial(block_descriptors, block=block, context=context, quant=quant,
-                               texture_weight=texture_weight)
-            sample, valid_blocks = _describe(raster, windows, block, context, quantise, describe, features,
-                                             sample_size, seed, progress)
-            centres = centres_for(
-                sample, valid_blocks, segments, reference,
-                lambda points: kmeans.order_by_brightness(kmeans.fit(points, segments, seed=seed,
-                                                                     check=progress.check)),
-                progress, input_path, raster.bands, "blocks", "Choose fewer SEGMENTS or a smaller BLOCK_SIZE.")
-            feature_meta = dict(kind=DESCRIPTOR, names=feature_names(len(raster.bands)), stride=block,
-                                context=context, texture_weight=texture_weight, bands=raster.bands, input_ranges=ranges)
-            tag_features(features, feature_meta)
-
-            present = write_label_raster(raster, windows, block, features.dataset, centres, output_path, dict(
-                method="kmeans", seed=seed, centres=centres.tolist(), features=feature_meta,
-                reference=os.path.basename(reference_path) if reference_path else None,
-            ), progress, group=outputs)
-            if features_path:
-                features.commit()
-            else:
-                features.abort()
-            outputs.commit()
-    finally:
-        raster.dataset = None
-        if scratch:
-            shutil.rmtree(scratch, ignore_errors=True)
-    return KMeansResult(output_path, features_path, centres, valid_blocks, len(windows), present)
-
-
-def _check_reference(reference, path, channels, block):
-    centres = reference["centres"]
-    features = reference.get("features") or {}
-    if centres.ndim != 2 or centres.shape[1] != channels or features.get("kind") != DESCRIPTOR:
-        raise InputError(
-            f"The reference '{path}' was made with other features ({features.get('kind')}, "
-            f"{centres.shape[-1]} channels); this run has {channels} {DESCRIPTOR} channels. Use the same BANDS "
-            f"count and method as the reference."
-        )
-    if features.get("stride") != block:
-        raise InputError(
-            f"The reference '{path}' used BLOCK_SIZE {features.get('stride')}; this run uses {block}. "
-            f"Use the same BLOCK_SIZE."
-        )
-
-
-def _describe(raster, windows, block, context, quantise, describe, features, sample_size, seed, progress):
-    sample = BlockSample(sample_size, seed)
-    grid_w = Window.whole(raster.width, raster.height).on_grid(block).width
-    valid_blocks = 0
-
-    def read(window):
-        grown = window.grown(context * block, raster.width, raster.height)
-        pixels = raster.read(*grown.box)
-        valid = raster.read_valid(*grown.box, pixels)
-        return window, grown, pixels, valid  # the input's blocks stay in GDAL's capped cache for the next windows
-
-    def compute(window, grown, pixels, valid):
-        descriptors, block_valid = describe(quantise(pixels), valid)
-        core = window.on_grid(block).within(grown.on_grid(block)).slices
-        return descriptors[core], block_valid[core]
-
-    for number, (window, (descriptors, block_valid)) in enumerate(ordered_map(read, compute, windows)):
-        cell_window = window.on_grid(block)
-        for channel in range(descriptors.shape[-1]):
-            features.write(descriptors[..., channel], cell_window.xoff, cell_window.yoff, channel + 1)
-        row_index, col_index = np.nonzero(block_valid)
-        linear = (row_index + cell_window.yoff).astype(np.int64) * grid_w + col_index + cell_window.xoff
-        sample.offer(linear, descriptors[row_index, col_index])
-        valid_blocks += len(linear)
-        features.release_cache()
-        progress.update((number + 1) / len(windows), f"Describing blocks ({number + 1}/{len(windows)} windows)")
-    return sample.vectors, valid_blocks
+    settings = Settings.checked(input_path, output_path, segments, seed, bands, features_path, memory_mb,
+                                reference_path, sample_size, region)
+    run = segment(BlockDescriptors(block, context, texture_weight), settings, progress or Progress())
+    return KMeansResult(run.output, run.features, run.centres, run.valid_cells, run.label_windows, run.present)

@@ -8,38 +8,10 @@ its nearest centre and write the labels on the input's pixel grid, window by win
 import numpy as np
 
 from . import kmeans
-from .errors import InputError
-from .labels import NODATA, PresentIds, fewer_segments, finish_label_raster, label_type, write_metadata
+from .labels import NODATA, PresentIds, fewer_segments, finish_label_raster, label_type
 from .palette import qualitative
 from .pipeline import ordered_map
 from .raster_io import AtomicRaster
-
-
-def centres_for(sample, valid, segments, reference, fit, progress, input_path, bands, units, advice):
-    """The segment centres: the reference's, or ``fit(sample)``, once the sample is known to be usable.
-
-    ``valid`` cells were described (``units`` names them in messages); ``advice`` says what to change when there
-    are fewer than ``segments``."""
-    if valid == 0:
-        raise InputError(
-            f"The raster '{input_path}' has no valid pixels in BANDS {bands} (all nodata or "
-            f"transparent). Choose another raster or other bands."
-        )
-    if valid < segments:
-        raise InputError(f"Only {valid} valid {units} for {segments} segments. {advice}")
-    progress.start("Fitting centres")
-    centres = reference["centres"] if reference is not None else fit(sample)
-    progress.update(1.0)
-    return centres
-
-
-def tag_features(features, meta):
-    """Band names, NaN nodata and SEGMENTER_* metadata on an ``AtomicRaster`` of features."""
-    for index, name in enumerate(meta["names"], start=1):
-        features.band(index).SetDescription(name)
-        features.band(index).SetNoDataValue(float("nan"))
-    write_metadata(features.dataset, **meta)
-    features.release_cache()
 
 
 def write_labels(raster, windows, stride, features, centres, labels, progress, present=None):
