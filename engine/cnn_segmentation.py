@@ -22,9 +22,10 @@ import numpy as np
 
 from . import checks, kmeans
 from .errors import InputError
-from .feature_raster import TILE_OPTIONS, FeatureMeta
+from .feature_raster import TILE_OPTIONS
 from .label_pass import write_labels
 from .memory import within_budget
+from .metadata import FeatureMeta
 from .onnx_runtime import DEVICES, import_onnxruntime, load_model, normaliser
 from .pipeline import WORKERS
 from .progress import Progress
@@ -245,11 +246,11 @@ class CnnEmbeddings(FeatureExtractor):
         self.cell_units = f"cells ({info.stride} x {info.stride} px each)"
         self.workers = max(self.model.runs, 2)
 
-    def reference_mismatch(self, reference, feature_meta):
-        centres, info = reference["centres"], self.info
+    def reference_mismatch(self, reference):
+        centres, feature_meta, info = reference.centres, reference.features, self.info
         used = feature_meta.details.get("model") or {}
         if feature_meta.kind != KIND or centres.ndim != 2:
-            return (f"was made by {reference.get('method', 'another method')}, not segmenter:cnn. Choose a label "
+            return (f"was made by {reference.method or 'another method'}, not segmenter:cnn. Choose a label "
                     f"raster made by segmenter:cnn with the same model.")
         if used.get("sha256") != info.sha256 or centres.shape[1] != info.embed_dim:
             return (f"was made with model {used.get('name')} (version {used.get('version')}, sha256 "

@@ -7,12 +7,11 @@ the ``FeatureMeta`` of the run that made it, which a new run must match.
 """
 
 import os
-from dataclasses import dataclass, field
 
 import numpy as np
 from osgeo import gdal
 
-from .labels import write_metadata
+from .metadata import write_metadata
 from .raster_io import AtomicRaster, read_window, scaled_geotransform
 from .windows import Window
 
@@ -21,45 +20,6 @@ from .windows import Window
 # at 1 GPix).
 STRIP_OPTIONS = ["TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=16", "BIGTIFF=IF_SAFER"]
 TILE_OPTIONS = ["TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256", "INTERLEAVE=BAND", "BIGTIFF=IF_SAFER"]
-
-
-@dataclass
-class FeatureMeta:
-    """What a feature raster holds: ``kind`` of features (one per method), band ``names``, cell ``stride`` (px),
-    the method's own settings (``details``: context and texture weight, or the model and its halo), the input
-    ``bands`` and the ``input_ranges`` that mapped them onto 0..255 (None for 8-bit input)."""
-
-    kind: str = None
-    names: list = None
-    stride: int = None
-    details: dict = field(default_factory=dict)
-    bands: list = None
-    input_ranges: list = None
-
-    def as_dict(self):
-        """The SEGMENTER_FEATURES value (and the ``features`` item of a label raster), keys in the order written
-        since the first version."""
-        return dict(kind=self.kind, names=self.names, stride=self.stride, **self.details, bands=self.bands,
-                    input_ranges=self.input_ranges)
-
-    @classmethod
-    def parse(cls, value):
-        """The ``FeatureMeta`` of a metadata value (a dict as ``as_dict`` gives; anything else: all unknown).
-        A stride that is not a whole number of at least 1 is unknown (None)."""
-        if not isinstance(value, dict):
-            return cls()
-        known = {"kind", "names", "stride", "bands", "input_ranges"}
-        stride = value.get("stride")
-        return cls(value.get("kind"), value.get("names"),
-                   stride if isinstance(stride, int) and not isinstance(stride, bool) and stride >= 1 else None,
-                   {key: item for key, item in value.items() if key not in known}, value.get("bands"),
-                   value.get("input_ranges"))
-
-    @classmethod
-    def of_labels(cls, metadata):
-        """The ``FeatureMeta`` of the run that made a label raster (its ``features`` metadata item; a blur of it
-        keeps the item)."""
-        return cls.parse(metadata.get("features"))
 
 
 class _MemoryDataset:

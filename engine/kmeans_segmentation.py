@@ -17,8 +17,9 @@ import numpy as np
 from . import checks, kmeans
 from .descriptors import QUANT, TEXTURE_WEIGHT, block_descriptors, feature_names
 from .errors import InputError
-from .feature_raster import STRIP_OPTIONS, FeatureMeta
+from .feature_raster import STRIP_OPTIONS
 from .memory import block_alignment, within_budget
+from .metadata import FeatureMeta
 from .pipeline import WORKERS
 from .progress import Progress
 from .raster_io import value_ranges
@@ -84,8 +85,8 @@ class BlockDescriptors(FeatureExtractor):
                 f"Choose a BLOCK_SIZE of at most {max(raster.width, raster.height)}."
             )
 
-    def reference_mismatch(self, reference, feature_meta):
-        centres = reference["centres"]
+    def reference_mismatch(self, reference):
+        centres, feature_meta = reference.centres, reference.features
         if centres.ndim != 2 or centres.shape[1] != self.channels or feature_meta.kind != DESCRIPTOR:
             return (f"was made with other features ({feature_meta.kind}, {centres.shape[-1]} channels); this run "
                     f"has {self.channels} {DESCRIPTOR} channels. Use the same BANDS count and method as the "

@@ -38,7 +38,7 @@ from osgeo import gdal, osr
 from . import checks
 from .colour_tables import table_colours
 from .errors import InputError
-from .labels import MAX_ID, check_label_band, finish_label_raster, label_type, nodata_as_zero, read_metadata
+from .labels import MAX_ID, LabelRaster, finish_label_raster, label_type
 from .latent_graph import (
     GraphModel,
     fit_temperature,
@@ -50,6 +50,7 @@ from .latent_graph import (
     squared_distances,
 )
 from .memory import within_budget
+from .metadata import FeatureMeta
 from .neighbours import NeighbourIndex, require_ckdtree
 from .outputs import Destination, prepare_outputs
 from .palette import qualitative
@@ -147,30 +148,30 @@ def refine_knn(
         raise InputError(f"METHOD must be one of {', '.join(METHODS)}; got {method!r}.")
     _check_parameters(neighbors, temperature, mix, iterations, spatial_weight, index_size, memory_mb,
                       method == "predecessor")
-    labels = open_raster(labels_path, purpose="label raster (LABELS)")
+    label_raster = LabelRaster.open(labels_path, "label raster (LABELS)",
+                                    " (A segmentation's Float32 FEATURES raster goes to FEATURES.)")
+    labels, label_band = label_raster.dataset, label_raster.band
     features = open_raster(features_path, purpose="feature raster (FEATURES)")
     reader = None
     try:
-        label_band, label_nodata = check_label_band(labels, labels_path, "label raster (LABELS)",
-                                                    " (A segmentation's Float32 FEATURES raster goes to FEATURES.)")
-        feature_meta = read_metadata(features)
+        feature_meta = FeatureMeta.read(features)
         grid = _check_grids(labels, features, labels_path, features_path, feature_meta)
         outputs = prepare_outputs({"LABELS": labels_path, "FEATURES": features_path},
                                   [Destination("OUTPUT", output_path, "labels")], progress)
         if method == "predecessor":
             require_ckdtree()  # the graph formulation needs numpy and GDAL only
-        label_meta = read_metadata(labels)
+        label_meta = label_raster.meta
         centres, segments, reason = _metadata_centres(label_meta, feature_meta, features.RasterCount)
-        made_with = label_meta.get("features") if isinstance(label_meta.get("features"), dict) else {}
-        output_features = made_with or feature_meta or None
-        if made_with.get("stride") not in (None, grid.stride):
-            progress.warn(f"LABELS were made on a grid of {made_with['stride']} px but FEATURES has {grid.stride} px "
+        made_with = label_meta.features
+        output_features = made_with.raw or feature_meta.raw or None
+        if made_with.stride not in (None, grid.stride):
+            progress.warn(f"LABELS were made on a grid of {made_with.stride} px but FEATURES has {grid.stride} px "
                           f"cells: the output follows the {grid.stride} px cells. Use the FEATURES of the run that "
                           f"made LABELS to keep its detail.")
-            output_features = {**feature_meta, "stride": grid.stride}
+            output_features = {**feature_meta.raw, "stride": grid.stride}
 
         label_bytes = gdal.GetDataTypeSize(label_band.DataType) // 8
-        reader = _Reader(labels, label_band, label_nodata, features, grid)
+        reader = _Reader(label_raster, features, grid)
         if method == "graph":
             offsets = graph_offsets(neighbors)
             progress.plan([("Sampling the index", 8), ("Refining blocks", 92)])
@@ -251,12 +252,13 @@ def refine_knn(
                     centres=[[None if not np.isfinite(v) else float(v) for v in row] for row in centres],
                     features=output_features,
                     knn=knn,
-                    refined_from=dict(method=label_meta.get("method"), labels=os.path.basename(labels_path),
+                    refined_from=dict(method=label_meta.method, labels=os.path.basename(labels_path),
                                       features=os.path.basename(features_path)),
                 ), colours=colours, names=names)
                 outputs.commit()
     finally:
-        reader = labels = features = label_band = None  # close the inputs even when a traceback keeps this frame
+        label_raster.close()  # close the inputs even when a traceback keeps this frame
+        reader = labels = features = label_band = None
     return KnnResult(output_path, segments, centres, "metadata" if reason is None else "recomputed",
                      index_points, scale2, len(windows))
 
@@ -315,8 +317,8 @@ def _check_grids(labels, features, labels_path, features_path, feature_meta):
     width, height = labels.RasterXSize, labels.RasterYSize
     label_gt = labels.GetGeoTransform(can_return_null=True)
     feature_gt = features.GetGeoTransform(can_return_null=True)
-    stride = feature_meta.get("stride")
-    if not isinstance(stride, int) or stride < 1:
+    stride = feature_meta.stride
+    if stride is None:
         if label_gt is None or feature_gt is None or not label_gt[1]:
             raise InputError(
                 f"FEATURES '{features_path}' does not say its stride (SEGMENTER_STRIDE metadata) and is not "
@@ -350,9 +352,8 @@ def _check_grids(labels, features, labels_path, features_path, feature_meta):
 
 def _metadata_centres(label_meta, feature_meta, channels):
     """(centres, K, None) from the LABELS metadata when they fit FEATURES, else (None, K or None, reason)."""
-    segments = label_meta.get("k")
-    segments = segments if isinstance(segments, int) and 1 <= segments <= MAX_ID else None
-    raw = label_meta.get("centres")
+    segments = label_meta.k
+    raw = label_meta.centres
     if raw is None:
         return None, segments, "LABELS has no centres in its metadata"
     try:
@@ -363,10 +364,10 @@ def _metadata_centres(label_meta, feature_meta, channels):
         return None, segments, "the centres in the LABELS metadata are unreadable"
     if centres.shape[1] != channels:
         return None, segments, f"its centres have {centres.shape[1]} channels, FEATURES has {channels}"
-    made_with = label_meta.get("features") if isinstance(label_meta.get("features"), dict) else {}
     for key in ("kind", "stride", "names"):
-        if made_with.get(key) is not None and feature_meta.get(key) is not None and made_with[key] != feature_meta[key]:
-            return None, segments, f"its centres were fitted on other features ({key} {made_with[key]!r})"
+        made_with, features_have = getattr(label_meta.features, key), getattr(feature_meta, key)
+        if made_with is not None and features_have is not None and made_with != features_have:
+            return None, segments, f"its centres were fitted on other features ({key} {made_with!r})"
     if segments is not None and segments != len(centres):
         return None, segments, f"it has {len(centres)} centres for K = {segments}"
     return centres, len(centres), None
@@ -405,16 +406,15 @@ def block_seeds(pixels, stride):
 class _Reader:
     """Windows of LABELS (pixels, block seeds) and of FEATURES (the matching cells), nodata made explicit."""
 
-    def __init__(self, labels, band, nodata, features, grid):
-        self.labels, self.band, self.nodata, self.features, self.grid = labels, band, nodata, features, grid
+    def __init__(self, labels, features, grid):
+        self.labels, self.features, self.grid = labels, features, grid
         self.feature_nodata = []
         for index in range(1, features.RasterCount + 1):
             value = features.GetRasterBand(index).GetNoDataValue()
             self.feature_nodata.append(value if value is not None and np.isfinite(value) else None)
 
     def pixels(self, window):
-        return nodata_as_zero(read_window(self.band, window.xoff, window.yoff, window.width, window.height),
-                              self.nodata)
+        return self.labels.read(window)
 
     def cells(self, window, pixels=None):
         """The window's usable cells (a seed label and valid features): linear index, seed, row, col (m,),
@@ -436,7 +436,7 @@ class _Reader:
                 values[:, position], seeds)
 
     def release_cache(self):
-        self.labels.FlushCache()
+        self.labels.release_cache()
         self.features.FlushCache()
 
 
@@ -815,7 +815,4 @@ def _refine(reader, windows, model, iterations, output, pool, progress):
 def _style(band, label_meta, segments):
     """Keep the input's colours and segment names when it has them for every id."""
     colours = table_colours(band, segments)
-    names = label_meta.get("names")
-    if not (isinstance(names, list) and len(names) == segments and all(isinstance(n, str) for n in names)):
-        names = None
-    return colours, names
+    return colours, label_meta.names_for(segments)

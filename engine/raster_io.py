@@ -10,6 +10,7 @@ from osgeo import gdal
 
 from .colour_tables import colour_table
 from .errors import InputError, OutputError
+from .metadata import FeatureMeta
 from .outputs import STALE_SIDECARS, is_write_failure, put_in_place, temporary_path, write_failure
 from .region import PolygonMask, check_mask_overlaps, window_dataset
 
@@ -239,7 +240,7 @@ def value_ranges(raster, reference=None):
     surface gets the same descriptor, and so the same id, in every raster segmented against it."""
     if raster.data_type == gdal.GDT_Byte:
         return None
-    stored = ((reference or {}).get("features") or {}).get("input_ranges")
+    stored = FeatureMeta.parse((reference or {}).get("features")).input_ranges
     if stored and len(stored) == len(raster.bands):
         return [(float(lo), float(hi)) for lo, hi in stored]
     return robust_range(raster)

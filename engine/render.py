@@ -140,7 +140,7 @@ def render_labels(
          Destination("QUICKLOOK", quicklook_path, "png", optional=True)],
         progress)
     segments = labels.segments
-    names = names or labels.metadata.get("names") or segment_names(segments)
+    names = names or labels.meta.names_for(segments) or segment_names(segments)
     if len(names) != segments:
         raise InputError(f"{len(names)} segment names given for {segments} segments.")
     windows = _windows(labels, memory_mb)
@@ -165,7 +165,7 @@ def render_labels(
                 out.write(ids, window.xoff, window.yoff)
                 out.release_cache()
                 progress.update((number + 1) / len(windows))
-            meta = {key: value for key, value in labels.metadata.items() if key not in ("k", "names", "version")}
+            meta = labels.meta.carried()
             finish_label_raster(out, segments, {**meta, "palette": palette}, colours, names)
 
         few = fewer_segments(present, segments, f"the other ids do not occur in '{input_path}'.")

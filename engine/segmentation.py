@@ -21,9 +21,10 @@ import numpy as np
 
 from . import checks
 from .errors import InputError
-from .feature_raster import FeatureMeta, FeatureRaster
+from .feature_raster import FeatureRaster
 from .label_pass import write_label_raster, write_labels
 from .labels import MAX_SEGMENTS, read_reference
+from .metadata import LabelMeta
 from .outputs import Destination, prepare_outputs, scratch_folder
 from .pipeline import WORKERS, ordered_map
 from .raster_io import open_input
@@ -118,9 +119,9 @@ class FeatureExtractor:
         """The first progress stage (load a model, measure the raster)."""
         progress.start(self.stages[0][0])
 
-    def reference_mismatch(self, reference, feature_meta):
-        """Why a REFERENCE (its metadata, ``centres`` as an array; ``feature_meta`` its ``FeatureMeta``) cannot be
-        used by this run (the rest of "The reference 'path' ..."), or None."""
+    def reference_mismatch(self, reference):
+        """Why a REFERENCE (its ``LabelMeta``, ``centres`` as an array) cannot be used by this run (the rest of
+        "The reference 'path' ..."), or None."""
         raise NotImplementedError
 
     def plan(self, raster, settings, reference, progress):
@@ -174,7 +175,7 @@ class Segmentation:
 
 
 def check_reference(reference, path, extractor):
-    problem = extractor.reference_mismatch(reference, FeatureMeta.of_labels(reference))
+    problem = extractor.reference_mismatch(LabelMeta.parse(reference))
     if problem:
         raise InputError(f"The reference '{path}' {problem}")
     return int(reference["k"])

@@ -23,7 +23,7 @@ from osgeo import gdal, ogr
 from . import VERSION
 from .colour_tables import table_colours
 from .errors import Cancelled, InputError, OutputError
-from .labels import check_label_band, read_legend
+from .labels import LabelRaster, read_legend
 from .outputs import Destination, prepare_outputs
 from .palette import qualitative
 from .progress import Progress
@@ -736,8 +736,8 @@ def segment_statistics(input_path, output_path, image_path=None, polygons_path=N
         raise InputError(f"The sieve threshold must be 0 (off) or a number of pixels; got {sieve}.")
     if memory_mb <= 0:
         raise InputError(f"MEMORY_MB must be more than 0; got {memory_mb}.")
-    dataset = open_raster(input_path, purpose="label raster")
-    band, _ = check_label_band(dataset, input_path)
+    labels = LabelRaster.open(input_path)
+    dataset, band = labels.dataset, labels.band
     model = area_model(dataset, input_path)
     image, band_names = (None, [])
     if image_path:
