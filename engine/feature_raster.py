@@ -11,8 +11,9 @@ import os
 import numpy as np
 from osgeo import gdal
 
-from .metadata import write_metadata
-from .raster_io import AtomicRaster, read_window, scaled_geotransform
+from .errors import InputError
+from .metadata import FeatureMeta, write_metadata
+from .raster_io import AtomicRaster, open_raster, read_window, scaled_geotransform
 from .windows import Window
 
 # Tiles 16 cells tall: a window writes (and the label pass reads) whole tiles but for the two it shares with its
@@ -20,6 +21,19 @@ from .windows import Window
 # at 1 GPix).
 STRIP_OPTIONS = ["TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=16", "BIGTIFF=IF_SAFER"]
 TILE_OPTIONS = ["TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256", "INTERLEAVE=BAND", "BIGTIFF=IF_SAFER"]
+
+
+class _OpenedDataset:
+    """A feature raster opened for reading, with the calls a reader makes."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def release_cache(self):
+        self.dataset.FlushCache()
+
+    def abort(self):
+        self.dataset = None
 
 
 class _MemoryDataset:
@@ -46,14 +60,39 @@ class _MemoryDataset:
 
 
 class FeatureRaster:
-    """A feature raster being written by a segmentation run: cells by ``Window`` on the cell grid in, and read
-    back by the label pass through ``dataset``.
+    """A feature raster: written by a segmentation run (``create``) or read by a later step (``open``), cells by
+    ``Window`` on its cell grid.
 
     ``create`` makes it where the run wants it: the FEATURES destination (committed with the run's outputs), a
-    scratch GeoTIFF in ``scratch`` (removed), or, with ``in_memory``, a MEM dataset."""
+    scratch GeoTIFF in ``scratch`` (removed), or, with ``in_memory``, a MEM dataset; the label pass reads it back
+    through ``dataset``."""
 
-    def __init__(self, target, grid, channels):
-        self.target, self.grid, self.channels = target, grid, channels
+    def __init__(self, target, grid, channels, path=None):
+        self.target, self.grid, self.channels, self.path = target, grid, channels, path
+        self.nodata = [None] * channels  # per band: a declared nodata value other than NaN
+
+    @classmethod
+    def open(cls, path, purpose="feature raster (FEATURES)"):
+        """Open a feature raster written earlier (FEATURES of segmenter:kmeans or segmenter:cnn): float bands."""
+        dataset = open_raster(path, purpose=purpose)
+        band_types = {dataset.GetRasterBand(i).DataType for i in range(1, dataset.RasterCount + 1)}
+        if band_types - {gdal.GDT_Float32, gdal.GDT_Float64}:
+            names = ", ".join(sorted(gdal.GetDataTypeName(t) for t in band_types))
+            raise InputError(
+                f"FEATURES '{path}' holds {names} values; it should be the Float32 FEATURES raster written "
+                f"by segmenter:kmeans (or segmenter:cnn) with LABELS."
+            )
+        features = cls(_OpenedDataset(dataset), Window.whole(dataset.RasterXSize, dataset.RasterYSize),
+                       dataset.RasterCount, path)
+        for index in range(dataset.RasterCount):
+            value = dataset.GetRasterBand(index + 1).GetNoDataValue()
+            features.nodata[index] = value if value is not None and np.isfinite(value) else None
+        return features
+
+    @property
+    def meta(self):
+        """What the raster's metadata says of its features (a ``FeatureMeta``)."""
+        return FeatureMeta.read(self.dataset)
 
     @classmethod
     def create(cls, raster, stride, channels, options, path=None, group=None, scratch=None, in_memory=False):
@@ -79,8 +118,18 @@ class FeatureRaster:
                             list(range(1, bands + 1)))
 
     def read(self, cells):
-        """The features (C, rows, cols) of the cells of ``cells``."""
-        return read_window(self.dataset, *cells.box)
+        """The features (C, rows, cols) float32 of the cells of ``cells``."""
+        values = read_window(self.dataset, *cells.box, self.path, buf_type=gdal.GDT_Float32)
+        return values.reshape(self.channels, cells.height, cells.width)
+
+    def usable(self, values):
+        """Which cells of ``values`` (C, ...) hold features: finite, and not a declared nodata, in every band."""
+        usable = np.ones(values.shape[1:], bool)
+        for channel, nodata in enumerate(self.nodata):
+            usable &= np.isfinite(values[channel])
+            if nodata is not None:
+                usable &= values[channel] != nodata
+        return usable
 
     def release_cache(self):
         self.target.release_cache()

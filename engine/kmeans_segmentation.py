@@ -109,8 +109,8 @@ class BlockDescriptors(FeatureExtractor):
 
     def read(self, window):
         grown = window.grown(self.halo, self.raster.width, self.raster.height)
-        pixels = self.raster.read(*grown.box)
-        valid = self.raster.read_valid(*grown.box, pixels)
+        pixels = self.raster.read(grown)
+        valid = self.raster.read_valid(grown, pixels)
         return window, grown, pixels, valid  # the input's blocks stay in GDAL's capped cache for the next windows
 
     def compute(self, window, grown, pixels, valid):

@@ -38,6 +38,7 @@ from osgeo import gdal, osr
 from . import checks
 from .colour_tables import table_colours
 from .errors import InputError
+from .feature_raster import FeatureRaster
 from .labels import MAX_ID, LabelRaster, finish_label_raster, label_type
 from .latent_graph import (
     GraphModel,
@@ -50,12 +51,11 @@ from .latent_graph import (
     squared_distances,
 )
 from .memory import within_budget
-from .metadata import FeatureMeta
 from .neighbours import NeighbourIndex, require_ckdtree
 from .outputs import Destination, prepare_outputs
 from .palette import qualitative
 from .progress import Progress
-from .raster_io import AtomicRaster, open_raster, read_window, scaled_geotransform
+from .raster_io import AtomicRaster, scaled_geotransform
 from .sampling import BlockSample, hash_keys
 from .windows import Window, plan_windows
 
@@ -151,10 +151,11 @@ def refine_knn(
     label_raster = LabelRaster.open(labels_path, "label raster (LABELS)",
                                     " (A segmentation's Float32 FEATURES raster goes to FEATURES.)")
     labels, label_band = label_raster.dataset, label_raster.band
-    features = open_raster(features_path, purpose="feature raster (FEATURES)")
+    feature_raster = FeatureRaster.open(features_path)
+    features = feature_raster.dataset
     reader = None
     try:
-        feature_meta = FeatureMeta.read(features)
+        feature_meta = feature_raster.meta
         grid = _check_grids(labels, features, labels_path, features_path, feature_meta)
         outputs = prepare_outputs({"LABELS": labels_path, "FEATURES": features_path},
                                   [Destination("OUTPUT", output_path, "labels")], progress)
@@ -171,7 +172,7 @@ def refine_knn(
             output_features = {**feature_meta.raw, "stride": grid.stride}
 
         label_bytes = gdal.GetDataTypeSize(label_band.DataType) // 8
-        reader = _Reader(label_raster, features, grid)
+        reader = _Reader(label_raster, feature_raster, grid)
         if method == "graph":
             offsets = graph_offsets(neighbors)
             progress.plan([("Sampling the index", 8), ("Refining blocks", 92)])
@@ -258,7 +259,7 @@ def refine_knn(
                 outputs.commit()
     finally:
         label_raster.close()  # close the inputs even when a traceback keeps this frame
-        reader = labels = features = label_band = None
+        reader = labels = features = feature_raster = label_band = None
     return KnnResult(output_path, segments, centres, "metadata" if reason is None else "recomputed",
                      index_points, scale2, len(windows))
 
@@ -307,13 +308,6 @@ def _same_crs(first, second):
 
 def _check_grids(labels, features, labels_path, features_path, feature_meta):
     """The feature grid must be the label grid scaled by the stride: same origin and CRS, sizes rounded up."""
-    band_types = {features.GetRasterBand(i).DataType for i in range(1, features.RasterCount + 1)}
-    if band_types - {gdal.GDT_Float32, gdal.GDT_Float64}:
-        names = ", ".join(sorted(gdal.GetDataTypeName(t) for t in band_types))
-        raise InputError(
-            f"FEATURES '{features_path}' holds {names} values; it should be the Float32 FEATURES raster written "
-            f"by segmenter:kmeans (or segmenter:cnn) with LABELS."
-        )
     width, height = labels.RasterXSize, labels.RasterYSize
     label_gt = labels.GetGeoTransform(can_return_null=True)
     feature_gt = features.GetGeoTransform(can_return_null=True)
@@ -408,10 +402,6 @@ class _Reader:
 
     def __init__(self, labels, features, grid):
         self.labels, self.features, self.grid = labels, features, grid
-        self.feature_nodata = []
-        for index in range(1, features.RasterCount + 1):
-            value = features.GetRasterBand(index).GetNoDataValue()
-            self.feature_nodata.append(value if value is not None and np.isfinite(value) else None)
 
     def pixels(self, window):
         return self.labels.read(window)
@@ -422,22 +412,18 @@ class _Reader:
         stride = self.grid.stride
         seeds = block_seeds(self.pixels(window) if pixels is None else pixels, stride)
         rows, cols = seeds.shape
-        values = read_window(self.features, window.xoff // stride, window.yoff // stride, cols, rows,
-                             buf_type=gdal.GDT_Float32).reshape(-1, rows * cols)
-        usable = seeds.reshape(-1) > 0
-        for channel, nodata in enumerate(self.feature_nodata):
-            usable &= np.isfinite(values[channel])
-            if nodata is not None:
-                usable &= values[channel] != nodata
+        cells = window.on_grid(stride)
+        values = self.features.read(cells).reshape(-1, rows * cols)
+        usable = (seeds.reshape(-1) > 0) & self.features.usable(values)
         position = np.flatnonzero(usable)
-        row = position // cols + window.yoff // stride
-        col = position % cols + window.xoff // stride
+        row = position // cols + cells.yoff
+        col = position % cols + cells.xoff
         return (row * self.grid.grid_w + col, seeds.reshape(-1)[position].astype(np.int64), row, col,
                 values[:, position], seeds)
 
     def release_cache(self):
         self.labels.release_cache()
-        self.features.FlushCache()
+        self.features.release_cache()
 
 
 class _ExactSums:
@@ -571,7 +557,8 @@ def _scan(reader, windows, recompute, segments, labels_path, size, seed, progres
         around = block_seeds(grown_pixels, stride)
         padded = np.zeros((around.shape[0] + 1, around.shape[1] + 1), np.float64)
         padded[: around.shape[0], : around.shape[1]] = around
-        local_rows, local_cols = rows[chosen] - window.yoff // stride, cols[chosen] - window.xoff // stride
+        cells = window.on_grid(stride)
+        local_rows, local_cols = rows[chosen] - cells.yoff, cols[chosen] - cells.xoff
         vectors = np.concatenate([linear[chosen, None].astype(np.float64), values[:, chosen].T.astype(np.float64),
                                   seeds[chosen, None].astype(np.float64), padded[local_rows, local_cols + 1, None],
                                   padded[local_rows + 1, local_cols, None]], axis=1)
@@ -617,15 +604,8 @@ def _graph_cells(reader, window):
     stride = reader.grid.stride
     pixels = reader.pixels(window)
     seeds = block_seeds(pixels, stride)
-    rows, cols = seeds.shape
-    values = read_window(reader.features, window.xoff // stride, window.yoff // stride, cols, rows,
-                         buf_type=gdal.GDT_Float32).reshape(-1, rows, cols)
-    usable = seeds > 0
-    for channel, nodata in enumerate(reader.feature_nodata):
-        usable &= np.isfinite(values[channel])
-        if nodata is not None:
-            usable &= values[channel] != nodata
-    return pixels, seeds, values, usable
+    values = reader.features.read(window.on_grid(stride))
+    return pixels, seeds, values, (seeds > 0) & reader.features.usable(values)
 
 
 def _refine_graph(reader, windows, model, output, mapper, progress):
@@ -792,7 +772,8 @@ def _refine(reader, windows, model, iterations, output, pool, progress):
         pixels = reader.pixels(window)
         linear, seeds, rows, cols, values, grid_seeds = reader.cells(window, pixels)
         refined = np.zeros(grid_seeds.size, dtype)
-        local = (rows - window.yoff // stride) * grid_seeds.shape[1] + (cols - window.xoff // stride)
+        cells = window.on_grid(stride)
+        local = (rows - cells.yoff) * grid_seeds.shape[1] + (cols - cells.xoff)
         chunk = _query_chunk(max(min(CHUNK, 1024), CHUNK * 8 // max(len(model.centres), 8)), model.neighbours)
         parts = [slice(start, start + chunk) for start in range(0, len(seeds), chunk)]
         found = _in_order(pool, refine_points,

@@ -29,7 +29,7 @@ def write_labels(raster, windows, stride, features, centres, labels, progress, p
         features.FlushCache()  # drop the blocks just read: memory follows the window, not the raster
         pixel_valid = None
         if raster.has_mask:
-            pixel_valid = raster.read_valid(*window.box)
+            pixel_valid = raster.read_valid(window)
         return window, descriptors.reshape(-1, rows * cols).T, pixel_valid
 
     def compute(window, descriptors, pixel_valid):
@@ -125,7 +125,7 @@ def write_labels_bilinear(raster, windows, stride, features, centres, labels, pr
             grid[np.repeat(np.repeat(own_invalid, stride, axis=0), stride, axis=1)] = NODATA
         pixels = grid[: window.height, : window.width]
         if raster.has_mask:
-            pixel_valid = raster.read_valid(window.xoff, window.yoff, window.width, window.height)
+            pixel_valid = raster.read_valid(window)
             if pixel_valid is not None:
                 pixels = np.where(pixel_valid, pixels, NODATA).astype(dtype)
         if present is not None:

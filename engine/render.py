@@ -84,8 +84,8 @@ def mean_colours(labels, image, windows, progress):
     counts = np.zeros(k + 1)
     for number, window in enumerate(windows):
         ids = labels.read(window).ravel()
-        pixels = image.read(window.xoff, window.yoff, window.width, window.height)[:3]
-        valid = image.read_valid(window.xoff, window.yoff, window.width, window.height, pixels)
+        pixels = image.read(window)[:3]
+        valid = image.read_valid(window, pixels)
         weights = None if valid is None else valid.ravel().astype(np.float64)
         counts += np.bincount(ids, weights, minlength=k + 1)[: k + 1]
         for band in range(min(3, pixels.shape[0])):
@@ -206,7 +206,7 @@ def _write_composite(labels, image, windows, colours, opacity, path, progress, g
             out.band(band).SetColorInterpretation(interpretation)
         for number, window in enumerate(windows):
             ids = labels.read(window)
-            pixels = display(image.read(window.xoff, window.yoff, window.width, window.height).astype(np.float32))
+            pixels = display(image.read(window).astype(np.float32))
             if pixels.shape[0] < 3:
                 pixels = np.repeat(pixels[:1], 3, axis=0)
             overlay = np.moveaxis(table[ids], -1, 0)

@@ -277,8 +277,8 @@ def _count(dataset, band, image, model, windows, progress):
                                           ids.shape)[keep]
             tally.add_counts(rows, weights)
             if image is not None:
-                pixels = image.read(window.xoff, window.yoff, window.width, window.height)
-                valid = image.read_valid(window.xoff, window.yoff, window.width, window.height, pixels)
+                pixels = image.read(window)
+                valid = image.read_valid(window, pixels)
                 if valid is not None:
                     valid = valid[keep]
                     rows = rows[valid]

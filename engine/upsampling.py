@@ -177,7 +177,7 @@ def write_labels_bilinear(raster, windows, stride, features, centres, labels, pr
         features.FlushCache()  # drop the blocks just read: memory follows the window, not the raster
         pixel_valid = None
         if raster.has_mask:
-            pixel_valid = raster.read_valid(*window.box)
+            pixel_valid = raster.read_valid(window)
             raster.release_cache()
         pad = (int(row0 - top == 0), row0 + rows + 1 - bottom, int(col0 - left == 0), col0 + cols + 1 - right)
         return window, cells, pad, rows, cols, pixel_valid
