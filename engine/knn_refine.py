@@ -463,15 +463,7 @@ def _count(reader, windows, recompute, segments, labels_path, progress):
     for number, window in enumerate(windows):
         pixels = reader.pixels(window)
         _, seeds, _, _, values, _ = reader.cells(window, pixels)
-        low, high = int(pixels.min()), int(pixels.max())
-        if low < 0:
-            raise InputError(f"LABELS '{labels_path}' has a negative segment id ({low}); ids are 1..K, 0 = nodata.")
-        limit = segments or MAX_ID
-        if high > limit:
-            what = f"its metadata says K = {segments}" if segments else f"ids must be at most {MAX_ID}"
-            raise InputError(
-                f"LABELS '{labels_path}' has segment id {high}, but {what}. Choose a label raster with ids 1..K."
-            )
+        _check_ids(pixels, segments, labels_path)
         window_counts = np.bincount(seeds, minlength=len(counts))
         counts = np.pad(counts, (0, len(window_counts) - len(counts))) + window_counts
         if sums is not None and len(seeds):

@@ -1,7 +1,7 @@
 """Cell labels to pixel labels by distances interpolated bilinearly between cell centres, on worker threads.
 
-The same arithmetic, element by element and in the same order, as ``label_pass.write_labels_bilinear`` (the
-result is identical, bit for bit), organised to be fast:
+The same arithmetic, element by element and in the same order, as the first bilinear label pass
+(tests/bilinear_reference.py; the result is identical, bit for bit), organised to be fast:
 
 * windows are computed on ``pipeline.ordered_map``'s worker threads (numpy releases the GIL); GDAL reads and
   writes stay in the calling thread, in window order;
@@ -84,7 +84,7 @@ def _nearest_cells(distances):
 
 
 def squared_distances(cells, centres):
-    """(K, h, w) float32 squared distances of cells (C, h, w) to every centre: label_pass.squared_distances's
+    """(K, h, w) float32 squared distances of cells (C, h, w) to every centre: the first label pass's
     arithmetic (from 0, channel after channel, in float32) on the channel planes as read, without transposing."""
     distances = np.zeros((len(centres),) + cells.shape[1:], np.float32)
     difference = np.empty(cells.shape[1:], np.float32)
@@ -159,7 +159,7 @@ def _grid(cells, invalid, pad, rows, cols, stride, centres, dtype):
 
 def write_labels_bilinear(raster, windows, stride, features, centres, labels, progress, present=None,
                           workers=WORKERS):
-    """``label_pass.write_labels_bilinear``'s labels, windows computed on ``workers`` threads.
+    """The bilinear label pass, windows computed on ``workers`` threads.
 
     Each pixel takes the centre nearest in distances interpolated bilinearly between the four cells around it
     (cell centres at the middle of their stride x stride pixels); next to a nodata cell a pixel keeps its own
