@@ -236,13 +236,19 @@ def _describe(extractor, items, features, settings, progress):
     for item, pieces in ordered_map(extractor.read, extractor.compute, items, extractor.workers):
         for cells in pieces:
             features.write(cells.window, cells.values)
-            sample.offer(cells.linear, cells.vectors)
-            valid += len(cells.linear)
+        # one offer per piece of work: an offer costs a copy of the whole sample (the same sample either way)
+        linear, vectors = _joined([cells.linear for cells in pieces]), _joined([cells.vectors for cells in pieces])
+        sample.offer(linear, vectors)
+        valid += len(linear)
         if extractor.releases_cache(item):
             features.release_cache()
         done += extractor.weight(item)
         progress.update(done / total, f"{extractor.stage} ({done}/{total} {extractor.unit})")
     return sample.vectors, valid
+
+
+def _joined(arrays):
+    return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
 
 
 def _centres(extractor, sample, valid, segments, reference, settings, raster, progress):
