@@ -262,13 +262,13 @@ def _count(dataset, band, image, model, windows, progress):
     tally = _Tally(bins, len(image.bands) if image is not None else 0)
     fast = bins.direct and image is None and mask is None and not model.geographic
     for number, window in enumerate(windows):
-        ids = band.ReadAsArray(window.xoff, window.yoff, window.width, window.height)
+        ids = band.ReadAsArray(*window.box)
         if fast:  # every pixel counted, the nodata bin dropped at the end
             tally.add_counts(bins.rows(ids.ravel()))
         else:
             keep = np.ones(ids.shape, bool) if nodata is None else ids != nodata
             if mask is not None:
-                keep &= mask.ReadAsArray(window.xoff, window.yoff, window.width, window.height) > 0
+                keep &= mask.ReadAsArray(*window.box) > 0
             rows = bins.rows(ids[keep])
             tally.grow()
             weights = None

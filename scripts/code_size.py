@@ -1,6 +1,8 @@
 """Line counts of a package's largest files and functions (the figures the redesign's closing note quotes).
 
-    python scripts/code_size.py [folder ...] [--top N]      (default: engine algorithms, top 12)
+    python scripts/code_size.py [folder ...] [--top N] [--root DIR]   (default: engine algorithms, top 12)
+
+Another revision: git archive REV engine algorithms | tar -x -C DIR, then --root DIR.
 """
 
 import argparse
@@ -10,12 +12,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def measure(folders, top):
+def measure(folders, top, root=ROOT):
     files, functions = [], []
     for folder in folders:
-        for path in sorted((ROOT / folder).glob("*.py")):
+        for path in sorted((root / folder).glob("*.py")):
             text = path.read_text(encoding="utf-8")
-            name = path.relative_to(ROOT).as_posix()
+            name = path.relative_to(root).as_posix()
             files.append((len(text.splitlines()), name))
             for node in ast.walk(ast.parse(text)):
                 if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
@@ -38,5 +40,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folders", nargs="*", default=["engine", "algorithms"])
     parser.add_argument("--top", type=int, default=12)
+    parser.add_argument("--root", type=Path, default=ROOT, help="the tree to measure (default: this checkout)")
     options = parser.parse_args()
-    measure(options.folders, options.top)
+    measure(options.folders, options.top, options.root.resolve())
