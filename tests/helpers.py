@@ -108,3 +108,67 @@ def two_surfaces(path, left, right, seed, width=64):
     values = np.empty((3, 48, width))
     values[:, :, : width // 2], values[:, :, width // 2 :] = left, right
     return write_raster(path, (values + rng.normal(0, 40, values.shape)).astype(np.uint16))
+
+
+class DaskProcesses:
+    """A real ``dask scheduler`` and ``dask worker`` processes on localhost (the venv's ``dask`` command, one thread
+    each, no nanny so that killing a worker's process kills the worker); workers import ``map_segmenter`` from this
+    checkout (installed editable in the venv)."""
+
+    def __init__(self, folder, workers=2):
+        import json
+        import shutil
+        import sys
+        import time
+
+        self.folder = Path(folder)
+        self.dask = shutil.which("dask", path=str(Path(sys.executable).parent)) or "dask"
+        self.env = dict(os.environ, PYTHONUNBUFFERED="1", DASK_DISTRIBUTED__WORKER__DAEMON="False",
+                        OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+        scheduler_file = self.folder / "scheduler.json"
+        self.logs = []
+        self.scheduler = self._start([self.dask, "scheduler", "--host", "127.0.0.1", "--port", "0",
+                                      "--no-dashboard", "--scheduler-file", str(scheduler_file)], "scheduler")
+        deadline = time.monotonic() + 60
+        while not scheduler_file.exists():
+            if self.scheduler.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"dask scheduler did not start: {self.log_text()}")
+            time.sleep(0.1)
+        time.sleep(0.1)
+        self.address = json.loads(scheduler_file.read_text())["address"]
+        self.workers = [self.add_worker() for _ in range(workers)]
+        self.wait_for(workers)
+
+    def _start(self, command, name):
+        log = open(self.folder / f"{name}-{len(self.logs)}.log", "w")
+        self.logs.append(log)
+        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=self.folder)
+
+    def add_worker(self):
+        return self._start([self.dask, "worker", self.address, "--nthreads", "1", "--no-nanny", "--no-dashboard",
+                            "--host", "127.0.0.1", "--memory-limit", "0"], "worker")
+
+    def client(self):
+        from distributed import Client
+
+        return Client(self.address, timeout="20s", set_as_default=False)
+
+    def wait_for(self, count, timeout=60):
+        with self.client() as client:
+            client.wait_for_workers(count, timeout=timeout)
+
+    def log_text(self):
+        return "\n".join(Path(log.name).read_text()[-3000:] for log in self.logs)
+
+    def close(self):
+        for process in [*getattr(self, "workers", []), self.scheduler]:
+            if process.poll() is None:
+                process.terminate()
+        for process in [*getattr(self, "workers", []), self.scheduler]:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        for log in self.logs:
+            log.close()
