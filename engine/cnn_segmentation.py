@@ -18,12 +18,14 @@ from __future__ import annotations
 import os
 import shutil
 import threading
+from contextlib import nullcontext
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 from osgeo import gdal
 
-from . import checks, kmeans
+from . import checks, distributed, kmeans
 from .errors import InputError
 from .label_pass import centres_for, tag_features, write_label_raster, write_labels
 from .labels import MAX_SEGMENTS, read_reference
@@ -249,8 +251,12 @@ def segment_cnn(
     upsample="bilinear",
     region=None,
     progress=None,
+    scheduler=None,
 ):
     """Segment ``input_path`` into ``segments`` kinds of region with the embeddings of an ONNX model.
+
+    ``scheduler``: a Dask scheduler's address or a ``distributed.Client`` to run the tiles and the label windows on
+    (``engine/distributed.py``); None or empty: this process. The model is sent to the workers once.
 
     ``upsample``: how cell labels become pixel labels: "bilinear" (distances to the centres interpolated
     between cell centres; measured better on the Dubai tiles) or "nearest" (each cell's id on its pixels).
@@ -305,6 +311,13 @@ def segment_cnn(
     progress.update(1.0)
     reader = TileReader(raster, info, layout, reference)
 
+    cluster = distributed.connect(scheduler, progress)
+    on_cluster = None
+    if cluster is not None:
+        with open(model_path, "rb") as handle:
+            shipped = cluster.share((handle.read(), info.sha256, os.path.basename(model_path), device, threads))
+        on_cluster = (cluster, distributed.RasterSource(input_path, tuple(bands) if bands else None, region, True),
+                      shipped, reader.ranges)
     scratch = None
     in_memory = not features_path and grid_w * grid_h * info.embed_dim * 4 <= memory_mb * 2**20 * MEMORY_SHARE
     if not features_path and not in_memory:
@@ -319,7 +332,7 @@ def segment_cnn(
         )) as features:
             progress.start("Computing embeddings")
             sample, valid_cells = _embed(model, reader, layout, batch_size, features, grid_w, sample_size, seed,
-                                         progress)
+                                         progress, on_cluster)
             centres = centres_for(
                 sample, valid_cells, segments, reference,
                 lambda points: fit_centres(points, segments, seed, progress.check),
@@ -341,7 +354,8 @@ def segment_cnn(
                 method=KIND, seed=seed, centres=centres.tolist(), features=feature_meta,
                 provider=model.provider, upsample=upsample,
                 reference=os.path.basename(reference_path) if reference_path else None,
-            ), progress, assign=write_labels_bilinear if upsample == "bilinear" else write_labels, group=outputs)
+            ), progress, assign=partial(write_labels_bilinear if upsample == "bilinear" else write_labels,
+                                        mapper=cluster.mapper if cluster else ordered_map), group=outputs)
             if features_path:
                 features.commit()
             else:
@@ -349,6 +363,8 @@ def segment_cnn(
             outputs.commit()
     finally:
         raster.dataset = None
+        if cluster is not None:
+            cluster.close()
         if scratch:
             shutil.rmtree(scratch, ignore_errors=True)
     return CnnResult(output_path, features_path, centres, valid_cells, len(layout.origins), batches,
@@ -387,7 +403,41 @@ def _check_reference(reference, path, info):
         )
 
 
-def _embed(model, reader, layout, batch_size, features, grid_w, sample_size, seed, progress):
+def _embed_tiles(model, reader, layout, chunk, tiles, grid_w, grid_h, cancel_check=None, networks=None):
+    """Scale a chunk's tiles (read by ``reader.read``), run the network and cut out the cores: per tile (col, row,
+    core embeddings with NaN on invalid cells, linear indices and [embedding, brightness] rows of valid cells)."""
+    stride = reader.stride
+    cells_h, cells_w, first = layout.core_height // stride, layout.core_width // stride, layout.halo // stride
+    batch = np.empty((len(chunk), 3, layout.height, layout.width), np.float32)
+    prepared = [reader.prepare(x, y, *tile, out=batch[i]) for i, ((x, y), tile) in enumerate(zip(chunk, tiles))]
+    del tiles
+    with networks or nullcontext():
+        output = model.run(batch, cancel_check=cancel_check)
+    del batch
+    cores = []
+    for (x, y), (_, cell_valid, brightness), embedding in zip(chunk, prepared, output):
+        col, row = x // stride, y // stride
+        rows, cols = min(cells_h, grid_h - row), min(cells_w, grid_w - col)
+        core = embedding[:, first : first + rows, first : first + cols]
+        cell_valid, brightness = cell_valid[:rows, :cols], brightness[:rows, :cols]
+        core = np.where(cell_valid, core, np.float32(np.nan)).astype(np.float32)
+        r, c = np.nonzero(cell_valid)
+        cores.append((col, row, core, (r + row).astype(np.int64) * grid_w + c + col,
+                      np.concatenate([core[:, r, c].T, brightness[r, c, None].astype(np.float32)], axis=1)))
+    return cores
+
+
+def embed_task(chunk, source, shipped, ranges, layout, grid_w, grid_h):
+    """Worker task of the inference pass: ``_embed_tiles`` of a chunk, the input opened by the worker and the model
+    (``shipped`` = bytes, sha256, name, DEVICE, THREADS) loaded from its worker-local copy."""
+    data, sha256, name, device, threads = shipped
+    model = load_model(distributed.model_file(data, sha256, name), device, threads)
+    raster = source.open()
+    reader = TileReader(raster, model.info, layout, {"features": {"input_ranges": ranges}} if ranges else None)
+    return _embed_tiles(model, reader, layout, chunk, [reader.read(x, y) for x, y in chunk], grid_w, grid_h)
+
+
+def _embed(model, reader, layout, batch_size, features, grid_w, sample_size, seed, progress, on_cluster=None):
     """The one inference pass: write every core's embeddings and keep a seeded sample of valid cells.
 
     This thread reads the tiles (GDAL; a dataset is not thread-safe) and writes the embeddings; worker threads
@@ -395,14 +445,13 @@ def _embed(model, reader, layout, batch_size, features, grid_w, sample_size, see
     core (on a CPU, runs of one thread each use the cores better than one run over several threads, and no
     core waits for the reads or the writes). One worker per run, at least two, so that with one run the next
     batch is prepared while the network runs. Results are taken in tile order, so the output is the same
-    whatever the thread count.
+    whatever the thread count. On a cluster (``on_cluster``) the workers read their tiles themselves.
     """
     stride = reader.stride
     sample = BlockSample(sample_size, seed)
     valid_cells = 0
     origins = layout.origins
     grid_h = features.dataset.RasterYSize
-    cells_h, cells_w, first = layout.core_height // stride, layout.core_width // stride, layout.halo // stride
     padded_width = grid_w * stride
     chunks = [origins[start : start + batch_size] for start in range(0, len(origins), batch_size)]
     networks = threading.BoundedSemaphore(model.runs)
@@ -417,26 +466,15 @@ def _embed(model, reader, layout, batch_size, features, grid_w, sample_size, see
         return chunk, tiles
 
     def compute(chunk, tiles):
-        batch = np.empty((len(chunk), 3, layout.height, layout.width), np.float32)
-        prepared = [reader.prepare(x, y, *tile, out=batch[i]) for i, ((x, y), tile) in enumerate(zip(chunk, tiles))]
-        del tiles
-        with networks:
-            output = model.run(batch, cancel_check=progress.check)
-        del batch
-        cores = []
-        for (x, y), (_, cell_valid, brightness), embedding in zip(chunk, prepared, output):
-            col, row = x // stride, y // stride
-            rows, cols = min(cells_h, grid_h - row), min(cells_w, grid_w - col)
-            core = embedding[:, first : first + rows, first : first + cols]
-            cell_valid, brightness = cell_valid[:rows, :cols], brightness[:rows, :cols]
-            core = np.where(cell_valid, core, np.float32(np.nan)).astype(np.float32)
-            r, c = np.nonzero(cell_valid)
-            cores.append((col, row, core, (r + row).astype(np.int64) * grid_w + c + col,
-                          np.concatenate([core[:, r, c].T, brightness[r, c, None].astype(np.float32)], axis=1)))
-        return cores
+        return _embed_tiles(model, reader, layout, chunk, tiles, grid_w, grid_h, progress.check, networks)
 
+    if on_cluster is None:
+        results = ordered_map(read, compute, chunks, workers=max(model.runs, 2))
+    else:
+        cluster, source, shipped, ranges = on_cluster
+        results = cluster.ordered_map(embed_task, chunks, source, shipped, ranges, layout, grid_w, grid_h)
     done = 0
-    for chunk, cores in ordered_map(read, compute, chunks, workers=max(model.runs, 2)):
+    for chunk, cores in results:
         for col, row, core, _, _ in cores:
             bands, rows, cols = core.shape
             features.checked(features.dataset.WriteRaster, col, row, cols, rows, core.tobytes(), cols, rows,

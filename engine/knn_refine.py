@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 from osgeo import gdal, osr
 
-from . import checks
+from . import checks, distributed
 from .errors import InputError
 from .labels import check_label_band, finish_label_raster, label_type, nodata_as_zero, read_metadata
 from .latent_graph import (
@@ -127,12 +127,15 @@ def refine_knn(
     workers=-1,
     progress=None,
     method="graph",
+    scheduler=None,
 ):
     """Refine ``labels_path`` by the blocks that look alike in ``features_path``; write ``output_path``.
 
     ``method``: "graph" (edge-aware label propagation, the default) or "predecessor" (the predecessor's global
     KNN among index points; its defaults are PREDECESSOR_DEFAULTS). ``workers``: threads (-1 = one per CPU);
-    results do not depend on it.
+    results do not depend on it. ``scheduler``: a Dask scheduler's address or a ``distributed.Client`` to refine
+    the windows on (method "graph"; the workers read LABELS and FEATURES themselves: shared storage); None or
+    empty: this process. The same bytes either way.
     """
     progress = progress or Progress()
     labels_path, features_path = checks.path("LABELS", labels_path), checks.path("FEATURES", features_path)
@@ -149,7 +152,7 @@ def refine_knn(
                       method == "predecessor")
     labels = open_raster(labels_path, purpose="label raster (LABELS)")
     features = open_raster(features_path, purpose="feature raster (FEATURES)")
-    reader = None
+    reader = cluster = None
     try:
         label_band, label_nodata = check_label_band(labels, labels_path, "label raster (LABELS)",
                                                     " (A segmentation's Float32 FEATURES raster goes to FEATURES.)")
@@ -229,6 +232,10 @@ def refine_knn(
                        index_points=index_points, scale2=scale2,
                        centres="metadata" if reason is None else "recomputed")
 
+        if scheduler and method == "predecessor":
+            progress.warn("The earlier formulation (METHOD 1) runs in this process only: SCHEDULER is not used.")
+        elif scheduler:
+            cluster = distributed.connect(scheduler, progress)
         with ThreadPoolExecutor(threads) as pool:
             if method == "predecessor":
                 progress.start("Iterating the index")
@@ -239,7 +246,10 @@ def refine_knn(
                                   palette=colours or qualitative(segments), gcps_from=labels, group=outputs)
             with outputs, output:
                 progress.start("Refining blocks")
-                if method == "graph":
+                if cluster is not None:
+                    changed = _refine_graph_on_cluster(cluster, labels_path, features_path, grid, windows, model,
+                                                       output, progress)
+                elif method == "graph":
                     changed = _refine_graph(reader, windows, model, output, pool.map if threads > 1 else map,
                                             progress)
                     share = 100 * changed / max(1, grid.width * grid.height)
@@ -257,6 +267,8 @@ def refine_knn(
                 outputs.commit()
     finally:
         reader = labels = features = label_band = None  # close the inputs even when a traceback keeps this frame
+        if cluster is not None:
+            cluster.close()
     return KnnResult(output_path, segments, centres, "metadata" if reason is None else "recomputed",
                      index_points, scale2, len(windows))
 
@@ -627,31 +639,68 @@ def _graph_cells(reader, window):
     return pixels, seeds, values, usable
 
 
+def _refine_graph_window(reader, window, model, dtype, mapper=map, tick=None):
+    """(labels of ``window``, pixels changed): the window grown by the model's halo, refined, cut back."""
+    grid, stride = reader.grid, reader.grid.stride
+    grown = window.grown(model.halo * stride, grid.width, grid.height)
+    pixels, seeds, values, usable = _graph_cells(reader, grown)
+    reader.release_cache()
+    if model.iterations == 0:  # the segments as they are
+        return pixels[window.yoff - grown.yoff :, window.xoff - grown.xoff :][: window.height, : window.width], 0
+    shares = label_shares(pixels, seeds, stride, model.segments)
+    scores = refine_window(values, shares, usable, model, mapper=mapper)
+    if tick:
+        tick(0.8)
+    top, left = (window.yoff - grown.yoff) // stride, (window.xoff - grown.xoff) // stride
+    core = (top, top + -(-window.height // stride), left, left + -(-window.width // stride))
+    refined = pixel_labels(scores, usable, stride, core, dtype, mapper)[: window.height, : window.width]
+    y0, x0 = window.yoff - grown.yoff, window.xoff - grown.xoff
+    original = pixels[y0 : y0 + window.height, x0 : x0 + window.width]
+    # pixels of blocks that are not refined (no features) keep their label; nodata stays nodata
+    result = np.where((refined > 0) & (original != 0), refined, original).astype(dtype)
+    return result, int(np.count_nonzero(result != original))
+
+
 def _refine_graph(reader, windows, model, output, mapper, progress):
     """Refine window by window (each grown by the model's halo); returns the number of pixels changed. ``mapper``
     spreads bands of block rows over threads (``map`` for one)."""
-    grid, stride = reader.grid, reader.grid.stride
     dtype = np.uint8 if output.band(1).DataType == gdal.GDT_Byte else np.uint16
-    halo = model.halo * stride
     changed = 0
     for number, window in enumerate(windows):
-        grown = window.grown(halo, grid.width, grid.height)
-        pixels, seeds, values, usable = _graph_cells(reader, grown)
-        reader.release_cache()
-        if model.iterations == 0:  # the segments as they are
-            result = pixels[window.yoff - grown.yoff :, window.xoff - grown.xoff :][: window.height, : window.width]
-        else:
-            shares = label_shares(pixels, seeds, stride, model.segments)
-            scores = refine_window(values, shares, usable, model, mapper=mapper)
-            progress.update((number + 0.8) / len(windows), f"Refining blocks ({number + 1}/{len(windows)} windows)")
-            top, left = (window.yoff - grown.yoff) // stride, (window.xoff - grown.xoff) // stride
-            core = (top, top + -(-window.height // stride), left, left + -(-window.width // stride))
-            refined = pixel_labels(scores, usable, stride, core, dtype, mapper)[: window.height, : window.width]
-            y0, x0 = window.yoff - grown.yoff, window.xoff - grown.xoff
-            original = pixels[y0 : y0 + window.height, x0 : x0 + window.width]
-            # pixels of blocks that are not refined (no features) keep their label; nodata stays nodata
-            result = np.where((refined > 0) & (original != 0), refined, original).astype(dtype)
-            changed += int(np.count_nonzero(result != original))
+
+        def tick(fraction, number=number):
+            progress.update((number + fraction) / len(windows),
+                            f"Refining blocks ({number + 1}/{len(windows)} windows)")
+
+        result, window_changed = _refine_graph_window(reader, window, model, dtype, mapper, tick)
+        changed += window_changed
+        output.write(result, window.xoff, window.yoff)
+        output.release_cache()
+        tick(1.0)
+    return changed
+
+
+def _open_reader(labels_path, features_path, grid):
+    labels = open_raster(labels_path, purpose="label raster (LABELS)")
+    features = open_raster(features_path, purpose="feature raster (FEATURES)")
+    band, nodata = check_label_band(labels, labels_path, "label raster (LABELS)")
+    return _Reader(labels, band, nodata, features, grid)
+
+
+def refine_task(window, labels_path, features_path, grid, model, dtype):
+    """Worker task: ``_refine_graph_window`` of one window, LABELS and FEATURES opened by the worker."""
+    reader = distributed.cached(("knn_refine", labels_path, features_path, grid.stride),
+                                lambda: _open_reader(labels_path, features_path, grid), labels_path, features_path)
+    return _refine_graph_window(reader, window, model, dtype)
+
+
+def _refine_graph_on_cluster(cluster, labels_path, features_path, grid, windows, model, output, progress):
+    """``_refine_graph`` with the windows refined on the cluster and written here, in order."""
+    dtype = np.uint8 if output.band(1).DataType == gdal.GDT_Byte else np.uint16
+    changed = 0
+    results = cluster.ordered_map(refine_task, windows, labels_path, features_path, grid, cluster.share(model), dtype)
+    for number, (window, (result, window_changed)) in enumerate(results):
+        changed += window_changed
         output.write(result, window.xoff, window.yoff)
         output.release_cache()
         progress.update((number + 1) / len(windows), f"Refining blocks ({number + 1}/{len(windows)} windows)")
