@@ -68,7 +68,9 @@ class CnnAlgorithm(SegmenterAlgorithm):
             "0 = the layer's finest resolution (required for vector layers).\n"
             "Mask polygons: optional; pixels outside them are nodata and take no part in the fit.\n"
             "Tile size, Batch size, CPU threads, Memory budget (advanced): how the work is cut up; they change "
-            "speed and memory, never the result.\n\n"
+            "speed and memory, never the result.\n"
+            "Dask scheduler (advanced): optional address of a Dask cluster's scheduler, e.g. tcp://10.0.0.5:8786; "
+            "its workers run the network and process the windows, with the same result. Empty = this computer.\n\n"
             "Segments: a label raster on the input's grid, segments 1..K ordered from dark to light, 0 = nodata, "
             "styled with one colour and name per segment.\n"
             "Embeddings (optional): the network's vectors, one band each, one pixel per 4 x 4 cell, for Latent KNN "
@@ -100,6 +102,7 @@ class CnnAlgorithm(SegmenterAlgorithm):
         self.integer("THREADS", self.tr("CPU threads (0 = all cores)"), 0, 0, 1024,
                      self.tr("CPU threads for the network, each running it on tiles of its own; 0 = one per core."), advanced=True)
         self.add_memory()
+        self.add_scheduler()
         self.add_label_output(self.tr("Segments"))
         self.add_features_output(self.tr("Embeddings"),
                                  self.tr("Optional: the network's embeddings (Float32, one band each, one pixel per "

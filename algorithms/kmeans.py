@@ -36,7 +36,9 @@ class KMeansAlgorithm(SegmenterAlgorithm):
             "Pixel size for drawn layers: the pixel size web and vector layers are drawn at, in their CRS units; "
             "0 = the layer's finest resolution (required for vector layers).\n"
             "Mask polygons: optional; pixels outside them are nodata and take no part in the fit.\n"
-            "Memory budget (advanced): working memory; large rasters are processed in windows that fit it.\n\n"
+            "Memory budget (advanced): working memory; large rasters are processed in windows that fit it.\n"
+            "Dask scheduler (advanced): optional address of a Dask cluster's scheduler, e.g. tcp://10.0.0.5:8786; "
+            "its workers process the windows, with the same result. Empty = this computer.\n\n"
             "Segments: a label raster on the input's grid, segments 1..K ordered from dark to light, 0 = nodata, "
             "styled with one colour and name per segment.\n"
             "Block descriptors (optional): the descriptors, one band each, one pixel per block, for Latent KNN "
@@ -52,6 +54,7 @@ class KMeansAlgorithm(SegmenterAlgorithm):
         self.add_seed_and_reference()
         self.add_region()
         self.add_memory()
+        self.add_scheduler()
         self.add_label_output(self.tr("Segments"))
         self.add_features_output(self.tr("Block descriptors"),
                                  self.tr("Optional: the block descriptors (Float32, one band each, one pixel per "

@@ -124,7 +124,8 @@ class DaskProcesses:
         self.folder = Path(folder)
         self.dask = shutil.which("dask", path=str(Path(sys.executable).parent)) or "dask"
         self.env = dict(os.environ, PYTHONUNBUFFERED="1", DASK_DISTRIBUTED__WORKER__DAEMON="False",
-                        OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+                        OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
+                        DASK_DISTRIBUTED__ADMIN__LOW_LEVEL_LOG_LENGTH="10000000")  # tasks_run counts in that log
         scheduler_file = self.folder / "scheduler.json"
         self.logs = []
         self.scheduler = self._start([self.dask, "scheduler", "--host", "127.0.0.1", "--port", "0",
@@ -156,6 +157,12 @@ class DaskProcesses:
     def wait_for(self, count, timeout=60):
         with self.client() as client:
             client.wait_for_workers(count, timeout=timeout)
+
+    def tasks_run(self):
+        """{worker address: Map Segmenter tasks it has run so far}, from the workers' own transition logs."""
+        with self.client() as client:  # a lambda travels by value (tests/ is not importable on the workers)
+            return client.run(lambda dask_worker: len({entry[0] for entry in dask_worker.state.log
+                                                       if str(entry[0]).startswith("segmenter-")}))
 
     def log_text(self):
         return "\n".join(Path(log.name).read_text()[-3000:] for log in self.logs)

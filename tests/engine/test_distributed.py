@@ -17,13 +17,6 @@ def digest(path):
         return hashlib.sha256(handle.read()).hexdigest()
 
 
-def tasks_per_worker(cluster):
-    """{worker address: Map Segmenter tasks it has run so far}, from the workers' own transition logs."""
-    with cluster.client() as client:  # a lambda travels by value (this module is not importable on the workers)
-        return client.run(lambda dask_worker: len({entry[0] for entry in dask_worker.state.log
-                                                   if str(entry[0]).startswith("segmenter-")}))
-
-
 def same_files(first, second):
     """Byte-identical files, and (for a readable message) identical pixels."""
     np.testing.assert_array_equal(read_array(first), read_array(second))
@@ -39,7 +32,7 @@ def crop(tmp_path_factory):
 def test_kmeans_on_the_cluster_equals_a_local_run(dask_cluster, crop, tmp_path, features):
     local, remote = tmp_path / "local.tif", tmp_path / "remote.tif"
     notes = []
-    before = tasks_per_worker(dask_cluster)
+    before = dask_cluster.tasks_run()
     # MEMORY_MB 1: 14 windows, so both workers get some of them
     expected = segment_kmeans(crop, str(local), segments=6, memory_mb=1,
                               features_path=str(tmp_path / "local_features.tif") if features else None)
@@ -52,7 +45,7 @@ def test_kmeans_on_the_cluster_equals_a_local_run(dask_cluster, crop, tmp_path, 
     np.testing.assert_array_equal(expected.centres, result.centres)
     if features:
         same_files(tmp_path / "local_features.tif", tmp_path / "remote_features.tif")
-    after = tasks_per_worker(dask_cluster)
+    after = dask_cluster.tasks_run()
     assert len(after) == 2 and all(after[worker] > before.get(worker, 0) for worker in after), (before, after)
 
 
@@ -62,7 +55,7 @@ def test_cnn_on_the_cluster_equals_a_local_run(dask_cluster, crop, tmp_path, ups
 
     model = str(ROOT / "onnx_models" / "student_s4_v1.onnx")
     local, remote = tmp_path / "local.tif", tmp_path / "remote.tif"
-    before = tasks_per_worker(dask_cluster)
+    before = dask_cluster.tasks_run()
     # TILE_SIZE 128, BATCH_SIZE 2, MEMORY_MB 1: 35 tiles in 18 tasks and 14 label windows
     arguments = dict(segments=5, tile_size=128, batch_size=2, memory_mb=1, upsample=upsample)
     expected = segment_cnn(crop, str(local), model, features_path=str(tmp_path / "local_features.tif"), **arguments)
@@ -71,7 +64,7 @@ def test_cnn_on_the_cluster_equals_a_local_run(dask_cluster, crop, tmp_path, ups
     assert (expected.tiles, expected.windows) == (result.tiles, result.windows) and result.windows > 4
     same_files(tmp_path / "local_features.tif", tmp_path / "remote_features.tif")
     same_files(local, remote)
-    after = tasks_per_worker(dask_cluster)
+    after = dask_cluster.tasks_run()
     assert all(after[worker] > before.get(worker, 0) for worker in after), (before, after)
 
 
