@@ -180,7 +180,7 @@ def _compute(compute, arguments):
 class Cluster:
     """A connected ``distributed.Client`` and the run's progress: submits windows, yields results in order."""
 
-    def __init__(self, client, address, owned, progress, timeout=TIMEOUT):
+    def __init__(self, client, address, owned, progress, timeout):
         self.client, self.address, self.owned, self.progress, self.timeout = client, address, owned, progress, timeout
         self.run_id = uuid.uuid4().hex[:8]
         self._maps = 0
@@ -237,22 +237,24 @@ class Cluster:
 
     def _result(self, future):
         """The future's result, checking cancel every POLL s and that the cluster still answers."""
-        silent_since = None
+        failing_since = None
         finished = threading.Event()
         future.add_done_callback(lambda _: finished.set())
         while True:
             self.progress.check()
             if finished.wait(POLL) or future.done():
                 break
-            if self.client.status not in ("running", "connecting"):
-                raise ClusterError(f"The connection to the Dask scheduler at {self.address} was lost "
-                                   f"({self.client.status}); no output was written.")
-            healthy = bool(self.client.scheduler_info().get("workers"))
-            silent_since = None if healthy else (silent_since or time.monotonic())
-            if silent_since is not None and time.monotonic() - silent_since > self.timeout:
-                raise ClusterError(f"The Dask cluster at {self.address} has had no workers for {self.timeout:g} s; "
-                                   f"no output was written. Start workers (dask worker {self.address}) and run "
-                                   f"again.")
+            if self.client.status != "running":
+                problem = (f"The connection to the Dask scheduler at {self.address} was lost "
+                           f"({self.client.status}) and not restored within {self.timeout:g} s")
+            elif not self.client.scheduler_info().get("workers"):
+                problem = (f"The Dask cluster at {self.address} has had no workers for {self.timeout:g} s (start "
+                           f"some: dask worker {self.address})")
+            else:
+                problem = None
+            failing_since = None if problem is None else (failing_since or time.monotonic())
+            if failing_since is not None and time.monotonic() - failing_since > self.timeout:
+                raise ClusterError(f"{problem}; no output was written.")
         try:
             return future.result()
         except SegmenterError:
@@ -276,14 +278,15 @@ class Cluster:
         return False
 
 
-def connect(scheduler, progress, timeout=TIMEOUT):
+def connect(scheduler, progress, timeout=None):
     """A ``Cluster`` for ``scheduler`` (an address or a ``distributed.Client``), or None for empty (this process).
 
-    Checks within ``timeout`` seconds that the scheduler answers and has workers, and that every worker runs this
+    Checks within ``timeout`` seconds (default ``TIMEOUT``) that the scheduler answers and has workers, and that every worker runs this
     engine (``engine_fingerprint``); raises ``ClusterError`` (or ``InputError`` without the package) otherwise."""
     if scheduler is None or (isinstance(scheduler, str) and not scheduler.strip()):
         return None
     distributed = import_distributed()
+    timeout = TIMEOUT if timeout is None else timeout
     if isinstance(scheduler, distributed.Client):
         client, owned = scheduler, False
         address = getattr(client.scheduler, "address", None) or str(client)

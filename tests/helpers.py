@@ -138,16 +138,22 @@ class DaskProcesses:
         time.sleep(0.1)
         self.address = json.loads(scheduler_file.read_text())["address"]
         self.workers = [self.add_worker() for _ in range(workers)]
-        self.wait_for(workers)
+        if workers:
+            self.wait_for(workers)
 
-    def _start(self, command, name):
+    def _start(self, command, name, env=None):
         log = open(self.folder / f"{name}-{len(self.logs)}.log", "w")
         self.logs.append(log)
-        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=self.folder)
+        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**self.env, **(env or {})},
+                                cwd=self.folder)
 
-    def add_worker(self):
-        return self._start([self.dask, "worker", self.address, "--nthreads", "1", "--no-nanny", "--no-dashboard",
-                            "--host", "127.0.0.1", "--memory-limit", "0"], "worker")
+    def add_worker(self, env=None):
+        """Start one more worker process (``env``: variables to add to its environment)."""
+        worker = self._start([self.dask, "worker", self.address, "--nthreads", "1", "--no-nanny", "--no-dashboard",
+                              "--host", "127.0.0.1", "--memory-limit", "0"], "worker", env)
+        if hasattr(self, "workers"):
+            self.workers.append(worker)
+        return worker
 
     def client(self):
         from distributed import Client
@@ -168,14 +174,17 @@ class DaskProcesses:
         return "\n".join(Path(log.name).read_text()[-3000:] for log in self.logs)
 
     def close(self):
-        for process in [*getattr(self, "workers", []), self.scheduler]:
-            if process.poll() is None:
-                process.terminate()
-        for process in [*getattr(self, "workers", []), self.scheduler]:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        """Stop the workers, then the scheduler (a worker stopping while the scheduler goes away may wait for it:
+        whatever is still running after 3 s is killed)."""
+        for group in (getattr(self, "workers", []), [self.scheduler]):
+            for process in group:
+                if process.poll() is None:
+                    process.terminate()
+            for process in group:
+                try:
+                    process.wait(timeout=3)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
         for log in self.logs:
             log.close()

@@ -2,14 +2,19 @@
 as runs in this process, and a cluster that cannot be used fails fast with nothing at the destination."""
 
 import hashlib
+import os
+import shutil
+import time
 
 import numpy as np
 import pytest
 
+from map_segmenter.engine import distributed
+from map_segmenter.engine.errors import Cancelled, ClusterError, InputError
 from map_segmenter.engine.kmeans_segmentation import segment_kmeans
 from map_segmenter.engine.progress import Progress
 
-from helpers import KAMPALA, ROOT, crop_real, read_array
+from helpers import KAMPALA, ROOT, DaskProcesses, crop_real, read_array
 
 
 def digest(path):
@@ -99,3 +104,117 @@ def test_knn_refine_on_the_cluster_equals_a_local_run(dask_cluster, segmented, t
     assert expected.windows == result.windows > 2
     same_files(local, remote)
     assert not np.array_equal(read_array(remote), read_array(segmented[0]))  # the refinement did something
+
+
+def _worker_address(client, process):
+    return next(address for address, pid in client.run(os.getpid).items() if pid == process.pid)
+
+
+def test_a_worker_killed_mid_run_changes_nothing(dask_cluster, crop, tmp_path):
+    """A third worker is killed (SIGKILL) while it holds windows of the run, computed or being computed: the
+    scheduler runs them again elsewhere and the output is the same bytes."""
+    local, remote = tmp_path / "local.tif", tmp_path / "remote.tif"
+    segment_kmeans(crop, str(local), segments=6, memory_mb=1, features_path=str(tmp_path / "local_features.tif"))
+    victim = dask_cluster.add_worker()
+    dask_cluster.wait_for(3)
+    killed = []
+    with dask_cluster.client() as client:
+        address = _worker_address(client, victim)
+
+        def report(fraction, message):
+            if killed or not message.startswith("Describing blocks ("):
+                return
+            held = [key for key in client.has_what().get(address, ()) + client.processing().get(address, ())
+                    if str(key).startswith("segmenter-")]
+            if held:  # this process gathers in order and waits here: the victim's windows are not gathered yet
+                victim.kill()
+                victim.wait()
+                killed.extend(held)
+
+        segment_kmeans(crop, str(remote), segments=6, memory_mb=1, scheduler=dask_cluster.address,
+                       features_path=str(tmp_path / "remote_features.tif"), progress=Progress(report=report))
+        assert killed, "the third worker never held a window of the run"
+        assert address not in client.scheduler_info()["workers"]
+    same_files(local, remote)
+    same_files(tmp_path / "local_features.tif", tmp_path / "remote_features.tif")
+
+
+def test_cancel_stops_within_a_second_and_cancels_the_outstanding_tasks(dask_cluster, crop, tmp_path):
+    out = tmp_path / "segments.tif"
+    asked = []
+
+    def report(fraction, message):
+        if message.startswith("Describing blocks (2/") and not asked:
+            asked.append(time.monotonic())
+
+    with pytest.raises(Cancelled):
+        segment_kmeans(crop, str(out), memory_mb=1, scheduler=dask_cluster.address,
+                       progress=Progress(report=report, is_cancelled=lambda: bool(asked)))
+    assert time.monotonic() - asked[0] < 1.0
+    assert list(tmp_path.iterdir()) == []
+    with dask_cluster.client() as client:
+        deadline = time.monotonic() + 5
+        while True:  # the scheduler forgets the run's tasks once their futures are cancelled
+            left = client.run_on_scheduler(lambda dask_scheduler: [str(key) for key in dask_scheduler.tasks
+                                                                   if str(key).startswith("segmenter-")])
+            if not left or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+    assert left == []
+
+
+def test_a_scheduler_that_does_not_answer_is_reported_within_the_timeout(tmp_path):
+    started = time.monotonic()
+    with pytest.raises(ClusterError, match=r"Could not reach the Dask scheduler at tcp://127\.0\.0\.1:9 within 2 s"):
+        distributed.connect("127.0.0.1:9", Progress(), timeout=2)
+    assert time.monotonic() - started < 4
+
+
+def test_a_scheduler_without_workers_is_reported(tmp_path, crop, monkeypatch):
+    monkeypatch.setattr(distributed, "TIMEOUT", 2.0)
+    cluster = DaskProcesses(tmp_path, workers=0)
+    try:
+        with pytest.raises(ClusterError, match="has no workers .* Start some with: dask worker tcp://"):
+            segment_kmeans(crop, str(tmp_path / "segments.tif"), scheduler=cluster.address)
+    finally:
+        cluster.close()
+    assert not (tmp_path / "segments.tif").exists()
+
+
+def test_workers_with_another_engine_are_named(tmp_path, crop):
+    """A worker importing another copy of map_segmenter whose engine differs by one line is refused by name."""
+    other = tmp_path / "other" / "map_segmenter"
+    shutil.copytree(ROOT / "engine", other / "engine", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "__init__.py", other / "__init__.py")
+    shutil.copy(ROOT / "metadata.txt", other / "metadata.txt")
+    with open(other / "engine" / "errors.py", "a") as handle:
+        handle.write("# a changed line\n")
+    cluster = DaskProcesses(tmp_path, workers=1)
+    try:
+        odd = cluster.add_worker(env={"PYTHONPATH": str(tmp_path / "other")})
+        cluster.wait_for(2)
+        with cluster.client() as client:
+            address = _worker_address(client, odd)
+        with pytest.raises(ClusterError, match="1 of 2 Dask workers at .* run another Map Segmenter engine") as error:
+            segment_kmeans(crop, str(tmp_path / "segments.tif"), scheduler=cluster.address)
+    finally:
+        cluster.close()
+    assert address in str(error.value) and distributed.engine_fingerprint()["engine_sha256"] in str(error.value)
+    assert not (tmp_path / "segments.tif").exists()
+
+
+def test_without_distributed_the_message_gives_the_install_command(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_distributed(name, *arguments, **keywords):
+        if name == "distributed" or name.startswith("distributed."):
+            raise ImportError(name)
+        return real_import(name, *arguments, **keywords)
+
+    monkeypatch.setattr(builtins, "__import__", no_distributed)
+    with pytest.raises(InputError) as error:
+        distributed.connect("tcp://10.0.0.5:8786", Progress())
+    assert f'{distributed.python_executable()} -m pip install "dask[distributed]"' in str(error.value)
+    assert distributed.connect("", Progress()) is None  # empty: this process, no import needed
