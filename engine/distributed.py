@@ -281,8 +281,9 @@ class Cluster:
 def connect(scheduler, progress, timeout=None):
     """A ``Cluster`` for ``scheduler`` (an address or a ``distributed.Client``), or None for empty (this process).
 
-    Checks within ``timeout`` seconds (default ``TIMEOUT``) that the scheduler answers and has workers, and that every worker runs this
-    engine (``engine_fingerprint``); raises ``ClusterError`` (or ``InputError`` without the package) otherwise."""
+    Checks within ``timeout`` seconds (default ``TIMEOUT``) that the scheduler answers and has workers, and that
+    every worker runs this engine (``engine_fingerprint``); raises ``ClusterError`` (or ``InputError`` without the
+    package) otherwise."""
     if scheduler is None or (isinstance(scheduler, str) and not scheduler.strip()):
         return None
     distributed = import_distributed()
