@@ -205,7 +205,8 @@ class Cluster:
 
     def _run(self, pairs, function, name):
         self._maps += 1
-        prefix = f"segmenter-{name or getattr(function, '__name__', 'task')}-{self.run_id}-{self._maps}"
+        kind = (name or getattr(function, "__name__", "task")).removesuffix("_task").replace("_", "")
+        prefix = f"segmenter-{kind}-{self.run_id}-{self._maps}"  # dask's key_split (dashboard, metrics): kind
         pending = deque()
         limit = max(2, IN_FLIGHT_PER_THREAD * self.threads)
         number = 0

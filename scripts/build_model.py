@@ -53,7 +53,7 @@ HELP = {
                   "segmentation, smoothing and refinement windows, with the same result; empty = this computer. "
                   "The workers must see the input under the same path."),
 }
-PER_ROW = 4
+PER_ROW = 5  # nine inputs in two rows above the steps
 
 
 def child(child_id, algorithm_id, description, sources, column, row):
