@@ -298,8 +298,8 @@ def connect(scheduler, progress, timeout=None):
             address = f"tcp://{address}"
         started = time.monotonic()
         try:
-            client = distributed.Client(address, timeout=f"{timeout}s", set_as_default=False,
-                                        direct_to_workers=False)
+            # results come through the scheduler unless dask's config says distributed.client.direct-to-workers
+            client = distributed.Client(address, timeout=f"{timeout}s", set_as_default=False)
         except Exception as error:
             raise ClusterError(
                 f"Could not reach the Dask scheduler at {address} within {timeout:g} s "
