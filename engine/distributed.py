@@ -206,7 +206,9 @@ class Cluster:
     def _run(self, pairs, function, name):
         self._maps += 1
         kind = (name or getattr(function, "__name__", "task")).removesuffix("_task").replace("_", "")
-        prefix = f"segmenter-{kind}-{self.run_id}-{self._maps}"  # dask's key_split (dashboard, metrics): kind
+        # dask's key_split (dashboard, metrics) names the tasks by kind: segmenter-descriptors, segmenter-label...
+        # (a kind of 8 letters a-f first would be taken for a hex token)
+        prefix = f"segmenter-{kind}-{self.run_id}-{self._maps}"
         pending = deque()
         limit = max(2, IN_FLIGHT_PER_THREAD * self.threads)
         number = 0

@@ -224,7 +224,7 @@ def _describe_on_worker(window, source, settings):
     return _window_descriptors(*_read_grown(raster, window, block, context), quantise, describe, block), raster
 
 
-def describe_task(window, source, settings, grid_w, sample_size, seed, keep_descriptors):
+def descriptors_task(window, source, settings, grid_w, sample_size, seed, keep_descriptors):
     """Worker task of pass 1: (descriptors or None, linear indices, vectors, valid count) of a window. Without
     ``keep_descriptors`` only the ``sample_size`` valid blocks with the smallest seeded keys come back: the
     global sample (the smallest keys of all) is among them, so the driver's sample is the same."""
@@ -273,7 +273,7 @@ def _describe(raster, windows, block, context, quantise, describe, features, sam
         results = ordered_map(read, compute, windows)
     else:
         cluster, source, settings = on_cluster
-        results = cluster.ordered_map(describe_task, windows, source, settings, grid_w, sample_size, seed,
+        results = cluster.ordered_map(descriptors_task, windows, source, settings, grid_w, sample_size, seed,
                                       keep_descriptors)
     for number, (window, (descriptors, linear, vectors, count)) in enumerate(results):
         if descriptors is not None:

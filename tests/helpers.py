@@ -127,19 +127,24 @@ class DaskProcesses:
                         OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
                         DASK_DISTRIBUTED__ADMIN__LOW_LEVEL_LOG_LENGTH="10000000")  # tasks_run counts in that log
         scheduler_file = self.folder / "scheduler.json"
-        self.logs = []
-        self.scheduler = self._start([self.dask, "scheduler", "--host", "127.0.0.1", "--port", "0",
-                                      "--no-dashboard", "--scheduler-file", str(scheduler_file)], "scheduler")
-        deadline = time.monotonic() + 60
-        while not scheduler_file.exists():
-            if self.scheduler.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"dask scheduler did not start: {self.log_text()}")
+        self.logs, self.workers = [], []
+        try:
+            self.scheduler = self._start([self.dask, "scheduler", "--host", "127.0.0.1", "--port", "0",
+                                          "--no-dashboard", "--scheduler-file", str(scheduler_file)], "scheduler")
+            deadline = time.monotonic() + 60
+            while not scheduler_file.exists():
+                if self.scheduler.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"dask scheduler did not start: {self.log_text()}")
+                time.sleep(0.1)
             time.sleep(0.1)
-        time.sleep(0.1)
-        self.address = json.loads(scheduler_file.read_text())["address"]
-        self.workers = [self.add_worker() for _ in range(workers)]
-        if workers:
-            self.wait_for(workers)
+            self.address = json.loads(scheduler_file.read_text())["address"]
+            for _ in range(workers):
+                self.add_worker()
+            if workers:
+                self.wait_for(workers)
+        except BaseException:  # nothing left running when the start fails
+            self.close()
+            raise
 
     def _start(self, command, name, env=None):
         log = open(self.folder / f"{name}-{len(self.logs)}.log", "w")
@@ -151,8 +156,7 @@ class DaskProcesses:
         """Start one more worker process (``env``: variables to add to its environment)."""
         worker = self._start([self.dask, "worker", self.address, "--nthreads", "1", "--no-nanny", "--no-dashboard",
                               "--host", "127.0.0.1", "--memory-limit", "0"], "worker", env)
-        if hasattr(self, "workers"):
-            self.workers.append(worker)
+        self.workers.append(worker)
         return worker
 
     def client(self):
@@ -176,7 +180,7 @@ class DaskProcesses:
     def close(self):
         """Stop the workers, then the scheduler (a worker stopping while the scheduler goes away may wait for it:
         whatever is still running after 3 s is killed)."""
-        for group in (getattr(self, "workers", []), [self.scheduler]):
+        for group in (self.workers, [self.scheduler] if hasattr(self, "scheduler") else []):
             for process in group:
                 if process.poll() is None:
                     process.terminate()
