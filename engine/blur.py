@@ -535,7 +535,7 @@ def blur_labels(input_path, output_path, method="majority", strength="medium", r
 
     changed = 0
     input_ids, output_ids = present_in or PresentIds(), PresentIds()  # the input's counted as read if not scanned
-    cluster = distributed.connect(scheduler, progress)
+    cluster = distributed.connect(scheduler, progress, memory_mb)
     here = windows if cluster is None else []  # windows smoothed in this process
     # GDAL reads the next window and writes the last one in a second thread (it releases the GIL) while
     # numpy votes: the one thread touching the datasets until all is written, in window order.

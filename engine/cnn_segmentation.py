@@ -311,7 +311,7 @@ def segment_cnn(
     progress.update(1.0)
     reader = TileReader(raster, info, layout, reference)
 
-    cluster = distributed.connect(scheduler, progress)
+    cluster = distributed.connect(scheduler, progress, memory_mb)
     on_cluster = None
     if cluster is not None:
         with open(model_path, "rb") as handle:

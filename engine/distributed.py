@@ -40,6 +40,7 @@ import numpy as np
 from osgeo import gdal
 
 from .errors import Cancelled, ClusterError, InputError, SegmenterError
+from .memory import block_cache, release_freed
 from .onnx_runtime import python_executable
 
 TIMEOUT = 10.0  # s: connecting, waiting for workers, and a scheduler or cluster that stops answering
@@ -177,11 +178,22 @@ def _compute(compute, arguments):
     return compute(*arguments)
 
 
+def _task(function, memory_mb, *arguments):
+    """Every task on a worker: ``function(*arguments)`` with GDAL's block cache capped as in a local run of
+    MEMORY_MB (``memory.block_cache``; by default GDAL keeps 5 % of the machine's RAM of decoded blocks per worker
+    process), freed heap memory given back afterwards."""
+    with block_cache(memory_mb):
+        result = function(*arguments)
+    release_freed()
+    return result
+
+
 class Cluster:
     """A connected ``distributed.Client`` and the run's progress: submits windows, yields results in order."""
 
-    def __init__(self, client, address, owned, progress, timeout):
+    def __init__(self, client, address, owned, progress, timeout, memory_mb=256):
         self.client, self.address, self.owned, self.progress, self.timeout = client, address, owned, progress, timeout
+        self.memory_mb = memory_mb  # each worker thread's budget, as MEMORY_MB is this process's
         self.run_id = uuid.uuid4().hex[:8]
         self._maps = 0
         self.threads = max(1, sum(client.nthreads().values()))
@@ -221,8 +233,8 @@ class Cluster:
                         break
                     item, arguments = pair
                     self.progress.check()
-                    future = self.client.submit(function, *arguments, key=f"{prefix}-{number}", pure=False,
-                                                retries=0)
+                    future = self.client.submit(_task, function, self.memory_mb, *arguments,
+                                                key=f"{prefix}-{number}", pure=False, retries=0)
                     number += 1
                     pending.append((item, future))
                 if not pending:
@@ -281,10 +293,11 @@ class Cluster:
         return False
 
 
-def connect(scheduler, progress, timeout=None):
+def connect(scheduler, progress, memory_mb=256, timeout=None):
     """A ``Cluster`` for ``scheduler`` (an address or a ``distributed.Client``), or None for empty (this process).
 
-    Checks within ``timeout`` seconds (default ``TIMEOUT``) that the scheduler answers and has workers, and that
+    ``memory_mb``: the run's MEMORY_MB, each worker thread's budget too (its windows are planned for it). Checks
+    within ``timeout`` seconds (default ``TIMEOUT``) that the scheduler answers and has workers, and that
     every worker runs this engine (``engine_fingerprint``); raises ``ClusterError`` (or ``InputError`` without the
     package) otherwise."""
     if scheduler is None or (isinstance(scheduler, str) and not scheduler.strip()):
@@ -316,7 +329,7 @@ def connect(scheduler, progress, timeout=None):
         except Exception:
             raise ClusterError(f"The Dask scheduler at {address} has no workers (waited {timeout:g} s); no output "
                                f"was written. Start some with: dask worker {address}") from None
-        cluster = Cluster(client, address, owned, progress, timeout)
+        cluster = Cluster(client, address, owned, progress, timeout, memory_mb)
         _check_versions(client, address)
     except BaseException:
         if owned:

@@ -129,7 +129,7 @@ def segment_kmeans(
     grid_w, grid_h = -(-raster.width // block), -(-raster.height // block)
     progress.log(f"{raster.width} x {raster.height} px, {len(windows)} windows, block grid {grid_w} x {grid_h}")
 
-    cluster = distributed.connect(scheduler, progress)
+    cluster = distributed.connect(scheduler, progress, memory_mb)
     scratch = None
     if not features_path:
         scratch = scratch_folder()

@@ -235,7 +235,7 @@ def refine_knn(
         if scheduler and method == "predecessor":
             progress.warn("The earlier formulation (METHOD 1) runs in this process only: SCHEDULER is not used.")
         elif scheduler:
-            cluster = distributed.connect(scheduler, progress)
+            cluster = distributed.connect(scheduler, progress, memory_mb)
         with ThreadPoolExecutor(threads) as pool:
             if method == "predecessor":
                 progress.start("Iterating the index")
