@@ -120,7 +120,7 @@ class RasterSource:
     def open(self):
         from .raster_io import open_input
 
-        return _cached(("input", self.path, self.bands, self.region, self.grey_as_rgb),
+        return cached(("input", self.path, self.bands, self.region, self.grey_as_rgb),
                        lambda: open_input(self.path, list(self.bands) if self.bands else None,
                                           grey_as_rgb=self.grey_as_rgb, region=self.region),
                        self.path, self.region.mask_path if self.region else None)
@@ -137,7 +137,7 @@ def _stamp(path):
     return None if stat is None else (stat.size, stat.mtime)
 
 
-def _cached(key, opener, *paths):
+def cached(key, opener, *paths):
     """``opener()``, kept open per worker thread (a GDAL dataset is not thread-safe) while the files are the same."""
     cache = getattr(_local, "opened", None)
     if cache is None:
@@ -150,11 +150,6 @@ def _cached(key, opener, *paths):
     while len(cache) > OPEN_CACHE:
         cache.popitem(last=False)
     return value
-
-
-def cached(key, opener, *paths):
-    """Public form of the per-thread cache, for the steps' own openers (label rasters, models)."""
-    return _cached(key, opener, *paths)
 
 
 def model_file(data, sha256, name):

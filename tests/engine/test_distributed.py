@@ -218,3 +218,15 @@ def test_without_distributed_the_message_gives_the_install_command(monkeypatch):
         distributed.connect("tcp://10.0.0.5:8786", Progress())
     assert f'{distributed.python_executable()} -m pip install "dask[distributed]"' in str(error.value)
     assert distributed.connect("", Progress()) is None  # empty: this process, no import needed
+
+
+def test_the_python_api_takes_a_client_of_a_local_cluster_and_leaves_it_open(crop, tmp_path):
+    from distributed import Client, LocalCluster
+
+    local, remote = tmp_path / "local.tif", tmp_path / "remote.tif"
+    segment_kmeans(crop, str(local), segments=4, memory_mb=1)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        segment_kmeans(crop, str(remote), segments=4, memory_mb=1, scheduler=client)
+        assert client.status == "running" and client.submit(sum, [1, 2]).result() == 3  # still the caller's
+    same_files(local, remote)
