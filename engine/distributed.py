@@ -9,7 +9,8 @@ Only the per-window work becomes tasks, each a pure function of (input path, win
 * ``Cluster.ordered_map(function, items, *arguments)``: ``function(item, *arguments)`` runs on a worker, which
   opens the input itself (``RasterSource.open``, cached per worker thread) and returns the window's result;
 * ``Cluster.mapper(read, compute, items)``: the drop-in for ``pipeline.ordered_map`` where the data lives only
-  here (the feature raster of a label pass): ``read`` runs here, ``compute`` on a worker.
+  here (cnn's feature raster, for its label pass): ``read`` runs here, ``compute`` on a worker, as many windows
+  in flight as in a local run (this process holds them), so that pass is bound by this process's reads.
 
 Results come back in item order, at most ``IN_FLIGHT_PER_THREAD`` tasks per worker thread in flight; the
 progress bar moves as windows complete, and a cancel cancels every outstanding future at once. A worker that
@@ -42,6 +43,7 @@ from osgeo import gdal
 from .errors import Cancelled, ClusterError, InputError, SegmenterError
 from .memory import block_cache, release_freed
 from .onnx_runtime import python_executable
+from .pipeline import WORKERS
 
 TIMEOUT = 10.0  # s: connecting, waiting for workers, and a scheduler or cluster that stops answering
 IN_FLIGHT_PER_THREAD = 2  # tasks submitted ahead per worker thread: workers never wait, memory stays bounded
@@ -205,19 +207,20 @@ class Cluster:
         """Yield ``(item, function(item, *arguments))`` in the order of ``items``, computed on the workers."""
         return self._run(((item, (item, *arguments)) for item in items), function, name)
 
-    def mapper(self, read, compute, items, workers=None):
+    def mapper(self, read, compute, items, workers=WORKERS):
         """``pipeline.ordered_map`` with ``compute`` on the workers: ``read(item)`` runs here (the one thread that
-        touches this process's datasets), its result is sent with the task. ``workers`` is ignored."""
-        return self._run(((item, (compute, read(item))) for item in items), _compute, "compute")
+        touches this process's datasets), its result is sent with the task. At most ``workers + 1`` items are in
+        flight, as in a local run: the windows were planned for that many of them in this process's MEMORY_MB."""
+        return self._run(((item, (compute, read(item))) for item in items), _compute, "compute", workers + 1)
 
-    def _run(self, pairs, function, name):
+    def _run(self, pairs, function, name, limit=None):
         self._maps += 1
         kind = (name or getattr(function, "__name__", "task")).removesuffix("_task").replace("_", "")
         # dask's key_split (dashboard, metrics) names the tasks by kind: segmenter-descriptors, segmenter-label...
         # (a kind of 8 letters a-f first would be taken for a hex token)
         prefix = f"segmenter-{kind}-{self.run_id}-{self._maps}"
         pending = deque()
-        limit = max(2, IN_FLIGHT_PER_THREAD * self.threads)
+        limit = limit or max(2, IN_FLIGHT_PER_THREAD * self.threads)
         number = 0
         pairs = iter(pairs)
         try:

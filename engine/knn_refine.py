@@ -176,6 +176,7 @@ def refine_knn(
         reader = _Reader(labels, label_band, label_nodata, features, grid)
         if method == "graph":
             offsets = graph_offsets(neighbors)
+            cluster = distributed.connect(scheduler, progress, memory_mb)
             progress.plan([("Sampling the index", 8), ("Refining blocks", 92)])
             progress.start("Sampling the index")
             max_pixels = _graph_window_pixels(memory_mb, grid.stride, features.RasterCount, label_bytes,
@@ -184,8 +185,10 @@ def refine_knn(
                                    row_step=label_band.GetBlockSize()[1])
             _log_grid(progress, grid, features, windows)
             counts, sums, index = _scan(reader, windows, centres is None, segments, labels_path, index_size, seed,
-                                        progress)
+                                        progress, cluster, features_path)
         else:
+            if scheduler:
+                progress.warn("The earlier formulation (METHOD 1) runs in this process only: SCHEDULER is not used.")
             progress.plan([("Counting segments", 2), ("Sampling the index", 3), ("Iterating the index", 2),
                            ("Refining blocks", 93)])
             progress.start("Counting segments")
@@ -232,10 +235,6 @@ def refine_knn(
                        index_points=index_points, scale2=scale2,
                        centres="metadata" if reason is None else "recomputed")
 
-        if scheduler and method == "predecessor":
-            progress.warn("The earlier formulation (METHOD 1) runs in this process only: SCHEDULER is not used.")
-        elif scheduler:
-            cluster = distributed.connect(scheduler, progress, memory_mb)
         with ThreadPoolExecutor(threads) as pool:
             if method == "predecessor":
                 progress.start("Iterating the index")
@@ -471,6 +470,11 @@ class _ExactSums:
                 index = (segment, channel)
                 self.totals[index] = self.totals.get(index, 0) + (int(sums[key]) << shift)
 
+    def merge(self, other):
+        """Add the sums of another ``_ExactSums`` (of other windows): integers, so in any order."""
+        for index, value in other.totals.items():
+            self.totals[index] = self.totals.get(index, 0) + value
+
     def means(self, counts, segments, channels):
         centres = np.full((segments, channels), np.nan)
         for segment in range(1, min(segments, len(counts) - 1) + 1):
@@ -554,40 +558,71 @@ def _graph_window_pixels(memory_mb, stride, channels, label_bytes, segments, lin
     return max(stride * stride, int(memory_mb * 2**20 / per_pixel))
 
 
-def _scan(reader, windows, recompute, segments, labels_path, size, seed, progress):
+def _scan_window(reader, window, recompute, segments, labels_path, size, seed, largest=None):
+    """One window of ``_scan``: (usable blocks per id, their exact feature sums per id or None, and the linear
+    indices and index vectors of the window's candidates for the sample: the blocks whose key is below ``largest``
+    (the sample's largest key so far), or without it the window's ``size`` smallest keys)."""
+    grid, stride = reader.grid, reader.grid.stride
+    # one more block row and column: the neighbours of the window's last blocks
+    grown = Window(window.xoff, window.yoff, min(grid.width - window.xoff, window.width + stride),
+                   min(grid.height - window.yoff, window.height + stride))
+    grown_pixels = reader.pixels(grown)
+    pixels = grown_pixels[: window.height, : window.width]
+    _check_ids(pixels, segments, labels_path)
+    linear, seeds, rows, cols, values, _ = reader.cells(window, pixels)
+    window_counts = np.bincount(seeds, minlength=1)
+    sums = None
+    if recompute and len(seeds):
+        sums = _ExactSums()
+        sums.add(seeds, values)
+    if largest is not None:  # only blocks whose key beats the sample's largest can enter it
+        chosen = np.flatnonzero(hash_keys(linear, seed) < largest)
+    elif len(linear) > size:
+        chosen = np.sort(np.argpartition(hash_keys(linear, seed), size - 1)[:size])
+    else:
+        chosen = np.arange(len(linear))
+    around = block_seeds(grown_pixels, stride)
+    padded = np.zeros((around.shape[0] + 1, around.shape[1] + 1), np.float64)
+    padded[: around.shape[0], : around.shape[1]] = around
+    local_rows, local_cols = rows[chosen] - window.yoff // stride, cols[chosen] - window.xoff // stride
+    vectors = np.concatenate([linear[chosen, None].astype(np.float64), values[:, chosen].T.astype(np.float64),
+                              seeds[chosen, None].astype(np.float64), padded[local_rows, local_cols + 1, None],
+                              padded[local_rows + 1, local_cols, None]], axis=1)
+    return window_counts, sums, linear[chosen], vectors
+
+
+def scan_task(window, labels_path, features_path, grid, recompute, segments, size, seed):
+    """Worker task: ``_scan_window`` of one window, LABELS and FEATURES opened by the worker."""
+    reader = distributed.cached(("knn_refine", labels_path, features_path, grid.stride),
+                                lambda: _open_reader(labels_path, features_path, grid), labels_path, features_path)
+    return _scan_window(reader, window, recompute, segments, labels_path, size, seed)
+
+
+def _scan(reader, windows, recompute, segments, labels_path, size, seed, progress, cluster=None, features_path=None):
     """One pass over the rasters: usable blocks per id (the ids checked), exact feature sums per id when the
     centres are recomputed, and the index: the ``size`` usable blocks with the smallest seeded hash keys (a
     uniform sample, the same whatever the windows) with their features, their id and the ids of their right and
-    lower neighbours (0 = none). Returns counts, sums and (features (n, C), ids, right, lower) sorted by cell."""
-    grid, stride = reader.grid, reader.grid.stride
+    lower neighbours (0 = none). Returns counts, sums and (features (n, C), ids, right, lower) sorted by cell.
+    On a ``cluster`` the windows are scanned by the workers and merged here (integer counts and sums: exact)."""
     counts = np.zeros(1, np.int64)
     sums = _ExactSums() if recompute else None
     sampler = BlockSample(size, seed)
-    for number, window in enumerate(windows):
-        # one more block row and column: the neighbours of the window's last blocks
-        grown = Window(window.xoff, window.yoff, min(grid.width - window.xoff, window.width + stride),
-                       min(grid.height - window.yoff, window.height + stride))
-        grown_pixels = reader.pixels(grown)
-        pixels = grown_pixels[: window.height, : window.width]
-        _check_ids(pixels, segments, labels_path)
-        linear, seeds, rows, cols, values, _ = reader.cells(window, pixels)
-        window_counts = np.bincount(seeds, minlength=len(counts))
-        counts = np.pad(counts, (0, len(window_counts) - len(counts))) + window_counts
-        if sums is not None and len(seeds):
-            sums.add(seeds, values)
-        if len(sampler) >= size:  # only blocks whose key beats the sample's largest can enter it
-            chosen = np.flatnonzero(hash_keys(linear, seed) < sampler.keys[-1])
-        else:
-            chosen = np.arange(len(linear))
-        around = block_seeds(grown_pixels, stride)
-        padded = np.zeros((around.shape[0] + 1, around.shape[1] + 1), np.float64)
-        padded[: around.shape[0], : around.shape[1]] = around
-        local_rows, local_cols = rows[chosen] - window.yoff // stride, cols[chosen] - window.xoff // stride
-        vectors = np.concatenate([linear[chosen, None].astype(np.float64), values[:, chosen].T.astype(np.float64),
-                                  seeds[chosen, None].astype(np.float64), padded[local_rows, local_cols + 1, None],
-                                  padded[local_rows + 1, local_cols, None]], axis=1)
-        sampler.offer(linear[chosen], vectors)
-        reader.release_cache()
+
+    def here():
+        for window in windows:
+            largest = sampler.keys[-1] if len(sampler) >= size else None
+            result = _scan_window(reader, window, recompute, segments, labels_path, size, seed, largest)
+            reader.release_cache()
+            yield window, result
+
+    results = here() if cluster is None else cluster.ordered_map(
+        scan_task, windows, labels_path, features_path, reader.grid, recompute, segments, size, seed)
+    for number, (_, (window_counts, window_sums, linear, vectors)) in enumerate(results):
+        length = max(len(counts), len(window_counts))
+        counts = np.pad(counts, (0, length - len(counts))) + np.pad(window_counts, (0, length - len(window_counts)))
+        if window_sums is not None:
+            sums.merge(window_sums)
+        sampler.offer(linear, vectors)
         progress.update((number + 1) / len(windows), f"Sampling the index ({number + 1}/{len(windows)} windows)")
     if not len(sampler):
         return counts, sums, None

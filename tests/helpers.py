@@ -168,11 +168,13 @@ class DaskProcesses:
         with self.client() as client:
             client.wait_for_workers(count, timeout=timeout)
 
-    def tasks_run(self):
-        """{worker address: Map Segmenter tasks it has run so far}, from the workers' own transition logs."""
+    def tasks_run(self, kind=""):
+        """{worker address: Map Segmenter tasks (of ``kind``: "scan", "label"...) it has run so far}, from the
+        workers' own transition logs."""
+        prefix = f"segmenter-{kind}"
         with self.client() as client:  # a lambda travels by value (tests/ is not importable on the workers)
             return client.run(lambda dask_worker: len({entry[0] for entry in dask_worker.state.log
-                                                       if str(entry[0]).startswith("segmenter-")}))
+                                                       if str(entry[0]).startswith(prefix)}))
 
     def log_text(self):
         return "\n".join(Path(log.name).read_text()[-3000:] for log in self.logs)

@@ -95,13 +95,29 @@ def test_blur_on_the_cluster_equals_a_local_run(dask_cluster, segmented, tmp_pat
     same_files(local, remote)
 
 
-def test_knn_refine_on_the_cluster_equals_a_local_run(dask_cluster, segmented, tmp_path):
+@pytest.mark.parametrize("centres", ["metadata", "recomputed"])
+def test_knn_refine_on_the_cluster_equals_a_local_run(dask_cluster, segmented, tmp_path, centres):
+    from osgeo import gdal
+
     from map_segmenter.engine.knn_refine import refine_knn
 
+    if centres == "recomputed":  # labels without metadata: the centres come from exact sums merged over windows
+        labels = str(tmp_path / "bare_labels.tif")
+        gdal.Translate(labels, segmented[0])
+        dataset = gdal.Open(labels, gdal.GA_Update)
+        dataset.SetMetadata({})
+        dataset = None
+        segmented = (labels, segmented[1])
     local, remote = tmp_path / "local.tif", tmp_path / "remote.tif"
+    before = {kind: sum(dask_cluster.tasks_run(kind).values()) for kind in ("scan", "refine")}
     expected = refine_knn(*segmented, str(local), memory_mb=1)
     result = refine_knn(*segmented, str(remote), memory_mb=1, scheduler=dask_cluster.address)
     assert expected.windows == result.windows > 2
+    assert (expected.index_points, expected.scale) == (result.index_points, result.scale)
+    assert expected.centres_source == result.centres_source == centres
+    np.testing.assert_array_equal(expected.centres, result.centres)
+    for kind in ("scan", "refine"):  # the index scan and the refinement both ran on the workers
+        assert sum(dask_cluster.tasks_run(kind).values()) == before[kind] + result.windows
     same_files(local, remote)
     assert not np.array_equal(read_array(remote), read_array(segmented[0]))  # the refinement did something
 
