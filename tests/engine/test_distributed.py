@@ -241,7 +241,7 @@ def test_the_python_api_takes_a_client_of_a_local_cluster_and_leaves_it_open(cro
 
     local, remote = tmp_path / "local.tif", tmp_path / "remote.tif"
     segment_kmeans(crop, str(local), segments=4, memory_mb=1)
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
             Client(cluster) as client:
         segment_kmeans(crop, str(remote), segments=4, memory_mb=1, scheduler=client)
         assert client.status == "running" and client.submit(sum, [1, 2]).result() == 3  # still the caller's
