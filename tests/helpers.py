@@ -110,6 +110,20 @@ def two_surfaces(path, left, right, seed, width=64):
     return write_raster(path, (values + rng.normal(0, 40, values.shape)).astype(np.uint16))
 
 
+def _die_with_parent():
+    """A preexec_fn (Linux) making the child get SIGKILL when the test process dies, even by SIGKILL, so that no
+    scheduler or worker outlives an interrupted run; prepared here, so the child only calls prctl (no import, no
+    lock: the test process has threads)."""
+    import ctypes
+    import functools
+    import signal
+
+    try:
+        return functools.partial(ctypes.CDLL("libc.so.6", use_errno=True).prctl, 1, int(signal.SIGKILL))
+    except (OSError, AttributeError):  # not glibc: nothing to prepare
+        return None
+
+
 class DaskProcesses:
     """A real ``dask scheduler`` and ``dask worker`` processes on localhost (the venv's ``dask`` command, one thread
     each, no nanny so that killing a worker's process kills the worker); workers import ``map_segmenter`` from this
@@ -127,7 +141,7 @@ class DaskProcesses:
                         OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
                         DASK_DISTRIBUTED__ADMIN__LOW_LEVEL_LOG_LENGTH="10000000")  # tasks_run counts in that log
         scheduler_file = self.folder / "scheduler.json"
-        self.logs, self.workers = [], []
+        self.logs, self.workers, self.die_with_parent = [], [], _die_with_parent()
         try:
             self.scheduler = self._start([self.dask, "scheduler", "--host", "127.0.0.1", "--port", "0",
                                           "--no-dashboard", "--scheduler-file", str(scheduler_file)], "scheduler")
@@ -150,7 +164,7 @@ class DaskProcesses:
         log = open(self.folder / f"{name}-{len(self.logs)}.log", "w")
         self.logs.append(log)
         return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**self.env, **(env or {})},
-                                cwd=self.folder)
+                                cwd=self.folder, preexec_fn=self.die_with_parent)
 
     def add_worker(self, env=None):
         """Start one more worker process (``env``: variables to add to its environment)."""
