@@ -18,12 +18,16 @@ def digest(path):
         return hashlib.sha256(handle.read()).hexdigest()
 
 
-def twice(processing_run, algorithm, parameters, folder, address, outputs=("OUTPUT",)):
-    """Run without and with SCHEDULER; assert every output file is byte-identical; return the two results."""
+def twice(processing_run, algorithm, parameters, folder, cluster, outputs=("OUTPUT",), kinds=()):
+    """Run without and with SCHEDULER; assert every output file is byte-identical and that tasks of each of
+    ``kinds`` ran on the workers; return the two results."""
     results = []
-    for where, scheduler in (("local", ""), ("cluster", address)):
+    for where, scheduler in (("local", ""), ("cluster", cluster.address)):
         files = {name: str(folder / f"{where}_{name.lower().replace(':', '_')}.tif") for name in outputs}
+        before = {kind: sum(cluster.tasks_run(kind).values()) for kind in kinds}
         results.append(processing_run(algorithm, {**parameters, **files, "SCHEDULER": scheduler}))
+        ran = {kind: sum(cluster.tasks_run(kind).values()) - before[kind] for kind in kinds}
+        assert all(ran.values()) if scheduler else not any(ran.values()), (where, ran)
     for name in outputs:
         local, remote = folder / f"local_{name.lower().replace(':', '_')}.tif", \
             folder / f"cluster_{name.lower().replace(':', '_')}.tif"
@@ -45,28 +49,27 @@ def test_scheduler_is_an_optional_advanced_string(processing_run, algorithm):
 
 def test_the_steps_on_the_cluster_equal_local_runs(processing_run, dask_cluster, tmp_path, kampala_crop):
     kmeans = twice(processing_run, "segmenter:kmeans", {"INPUT": kampala_crop, "SEGMENTS": 5, "MEMORY_MB": 1},
-                   tmp_path, dask_cluster.address, ("OUTPUT", "FEATURES"))
+                   tmp_path, dask_cluster, ("OUTPUT", "FEATURES"),
+                   kinds=("descriptors", "label"))
     assert kmeans[0]["SEGMENT_COUNT"] == kmeans[1]["SEGMENT_COUNT"] == 5
     labels, features = kmeans[0]["OUTPUT"], kmeans[0]["FEATURES"]
     blur_folder = tmp_path / "blur"
     blur_folder.mkdir()
     twice(processing_run, "segmenter:blur", {"INPUT": labels, "STRENGTH": 2, "MEMORY_MB": 1}, blur_folder,
-          dask_cluster.address)
+          dask_cluster, kinds=("blur",))
     knn_folder = tmp_path / "knn"
     knn_folder.mkdir()
     twice(processing_run, "segmenter:knn_refine", {"LABELS": labels, "FEATURES": features, "MEMORY_MB": 1},
-          knn_folder, dask_cluster.address)
+          knn_folder, dask_cluster, kinds=("scan", "refine"))
     cnn_folder = tmp_path / "cnn"
     cnn_folder.mkdir()
     cnn = twice(processing_run, "segmenter:cnn", {"INPUT": kampala_crop, "MODEL_PATH": MODEL_FILE, "SEGMENTS": 4,
                                                   "TILE_SIZE": 128, "MEMORY_MB": 1}, cnn_folder,
-                dask_cluster.address)
+                dask_cluster, kinds=("embed", "compute"))
     assert cnn[0]["SEGMENT_COUNT"] == cnn[1]["SEGMENT_COUNT"] == 4
 
 
 def test_the_shipped_model_takes_the_scheduler(processing_run, dask_cluster, tmp_path, kampala_crop):
-    before = sum(dask_cluster.tasks_run().values())
     twice(processing_run, "segmenter:segment_smooth_refine_render",
-          {"INPUT": kampala_crop, "SEGMENTS": 5, "STRENGTH": 2}, tmp_path, dask_cluster.address,
-          ("render:Segments",))
-    assert sum(dask_cluster.tasks_run().values()) > before  # the model's steps did run on the workers
+          {"INPUT": kampala_crop, "SEGMENTS": 5, "STRENGTH": 2}, tmp_path, dask_cluster,
+          ("render:Segments",), kinds=("descriptors", "label", "blur", "scan", "refine"))  # all three steps
