@@ -273,6 +273,10 @@ class Cluster:
         except SegmenterError:
             raise
         except Exception as error:
+            if self.client.status != "running" or "connection-lost" in str(error):
+                raise ClusterError(f"The connection to the Dask scheduler at {self.address} was lost during the run "
+                                   f"(the scheduler stopped, or the network failed); no output was written. Run "
+                                   f"again once the scheduler answers, or leave SCHEDULER empty.") from None
             raise ClusterError(f"A task failed on the Dask cluster at {self.address}: {type(error).__name__}: "
                                f"{error}. No output was written.") from None
 

@@ -179,6 +179,28 @@ def test_cancel_stops_within_a_second_and_cancels_the_outstanding_tasks(dask_clu
     assert left == []
 
 
+def test_a_scheduler_that_dies_mid_run_stops_the_run_with_nothing_written(tmp_path):
+    (tmp_path / "cluster").mkdir()
+    cluster = DaskProcesses(tmp_path / "cluster", workers=1)
+    out = tmp_path / "segments.tif"
+    stopped = []
+
+    def report(fraction, message):
+        if message.startswith("Describing blocks (3/") and not stopped:
+            cluster.scheduler.kill()
+            cluster.scheduler.wait()
+            stopped.append(time.monotonic())
+
+    try:
+        with pytest.raises(ClusterError, match="The connection to the Dask scheduler at .* was lost during the run"):
+            segment_kmeans(str(KAMPALA), str(out), memory_mb=2, scheduler=cluster.address,
+                           progress=Progress(report=report))
+        assert time.monotonic() - stopped[0] < distributed.TIMEOUT
+    finally:
+        cluster.close()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["cluster"]
+
+
 def test_a_scheduler_that_does_not_answer_is_reported_within_the_timeout(tmp_path):
     started = time.monotonic()
     with pytest.raises(ClusterError, match=r"Could not reach the Dask scheduler at tcp://127\.0\.0\.1:9 within 2 s"):
