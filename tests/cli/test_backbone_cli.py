@@ -53,6 +53,7 @@ def test_models_in_the_user_folder_appear_in_the_model_list(tmp_path, models, cr
     text = qgis_process("help", "segmenter:cnn").stdout
     assert "resnet18_s8 (user)" in text and "vit_tiny (user)" in text and "student_s4_v1" in text
     out = tmp_path / "listed.tif"
-    qgis_process("run", "segmenter:cnn", "--", f"INPUT={crop}", "SEGMENTS=4", "MODEL=resnet18_s8 (user)", f"OUTPUT={out}")
+    qgis_process("run", "segmenter:cnn", "--", f"INPUT={crop}", "SEGMENTS=4", "MODEL=resnet18_s8 (user)",
+                 f"OUTPUT={out}")
     segment_cnn(crop, str(tmp_path / "engine.tif"), str(models / "resnet18_s8.onnx"), segments=4)
     assert np.array_equal(read_array(out), read_array(tmp_path / "engine.tif"))
