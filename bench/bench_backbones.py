@@ -43,8 +43,10 @@ print(json.dumps(dict(wall=time.perf_counter() - start, cpu=time.process_time() 
 def export(name, arguments):
     path = OUT / f"backbone_{name}.onnx"
     if not path.exists():
-        subprocess.run([sys.executable, "-m", "training.export_backbone", *arguments, "--random-weights", "--out",
-                        str(path)], cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        completed = subprocess.run([sys.executable, "-m", "training.export_backbone", *arguments, "--random-weights",
+                                    "--out", str(path)], cwd=ROOT, capture_output=True, text=True)
+        if completed.returncode:
+            raise SystemExit(f"export of {name} failed:\n{completed.stdout}{completed.stderr[-3000:]}")
     return path
 
 

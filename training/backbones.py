@@ -22,6 +22,7 @@ from torch.nn import functional
 SOURCES = ("timm", "torchvision", "efficientnet-lite")
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
+DEFAULT_STRIDE = 16  # a CNN's layer when neither a layer nor a stride is given
 PROBE_SIZE = 256  # px: the input the layers' strides are read from
 KEY_PREFIXES = ("module.", "model.", "backbone.", "encoder.", "teacher.", "student.", "_orig_mod.", "net.")
 CONTAINER_KEYS = ("state_dict", "model", "model_state_dict", "teacher", "student", "network", "net", "ema")
@@ -358,7 +359,8 @@ class VitPatchGrid(nn.Module):
 
 
 def feature_network(network, layer=None, stride=None):
-    """(embedding network, layer description, stride, channels, global context) for the chosen layer."""
+    """(embedding network, layer description, stride, channels, global context) for the chosen layer: by name,
+    else by ``stride`` (CNNs: default DEFAULT_STRIDE; ViTs: their patch size)."""
     if is_vit(network):
         patch = int(network.patch_embed.patch_size[0])
         if stride is not None and stride != patch:
@@ -372,7 +374,7 @@ def feature_network(network, layer=None, stride=None):
         wrapped = VitPatchGrid(network, depth, final_norm=depth == len(network.blocks))
         name = f"blocks.{depth - 1}" + (" + norm" if wrapped.final_norm else "")
         return wrapped.eval(), name, patch, int(network.embed_dim), True
-    name, found_stride, channels = choose_layer(network, layer, stride if layer is None else None)
+    name, found_stride, channels = choose_layer(network, layer, None if layer else stride or DEFAULT_STRIDE)
     return FeatureLayer(network, name).eval(), name, found_stride, channels, False
 
 

@@ -151,8 +151,7 @@ def export(spec, out, weights=None, random_weights=False, layer=None, stride=Non
         network, (default_mean, default_std) = backbones.build(spec)
         if random_weights:
             backbones.randomise_norms(network, seed)
-        features, layer_name, stride, channels, global_context = backbones.feature_network(
-            network, layer, stride if (stride or layer) else 16)
+        features, layer_name, stride, channels, global_context = backbones.feature_network(network, layer, stride)
         used = backbones.used_keys(network, features, size=max(64, stride * 4))
         report = backbones.load_weights(network, weights, used) if weights else None
     except backbones.BackboneError as error:
@@ -340,7 +339,7 @@ def main(argv=None):
     which.add_argument("--random-weights", action="store_true", help="untrained network (tests, benchmarks)")
     parser.add_argument("--out", type=Path, required=True, help="the .onnx file to write (the card beside it)")
     layer = parser.add_mutually_exclusive_group()
-    layer.add_argument("--stride", type=int, help="output stride of the feature layer (default 16)")
+    layer.add_argument("--stride", type=int, help="output stride of the feature layer (default 16; a ViT's is its patch size)")
     layer.add_argument("--layer", help="module name of the feature layer (e.g. layer3, blocks.11)")
     parser.add_argument("--pca", type=int, help="reduce the channels to N with a PCA fitted on --pca-rasters")
     parser.add_argument("--pca-rasters", nargs="+", type=Path, default=(), help="rasters to fit the PCA on")
