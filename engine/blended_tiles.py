@@ -105,6 +105,7 @@ def embed_blended(model, reader, layout, batch_size, features, grid_w, sample_si
         sample.offer((r + top).astype(np.int64) * grid_w + c,
                      np.concatenate([core[:, r, c].T, brightness[r, c, None].astype(np.float32)], axis=1))
         counted[0] += len(r)
+        features.release_cache()  # a row of cores is written: its blocks are not needed again
 
     def shift():
         """Drop the emitted row of cores: the band then starts one row of cores lower."""

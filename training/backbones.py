@@ -270,21 +270,27 @@ def probe_layers(network, size=PROBE_SIZE):
 
 
 def choose_layer(network, layer=None, stride=None):
-    """(layer name, stride, channels) of a CNN: the named module, or the last module at ``stride`` (leaving out the
-    first layers of a block that strides further)."""
+    """(layer name, stride, channels) of a CNN: the named module, or the last stage output at ``stride``: timm's
+    feature_info stage, else the last of the outermost modules whose output has that stride (not the first
+    layers of a block that strides further; modules run at several strides are left out)."""
     layers = probe_layers(network)
     if layer is not None:
         match = [entry for entry in layers if entry[0] == layer]
         if not match:
             raise BackboneError(f"no module {layer!r} gives a feature map; layers by stride: {_layer_list(layers)}")
         return match[-1]
-    strides = {name: found for name, found, _ in layers}
-
-    def whole(name):  # not inside a module (a block of the next stage) whose own output has another stride
-        parts = name.split(".")
-        return all(strides.get(".".join(parts[:i]), stride) == stride for i in range(1, len(parts)))
-
-    match = [entry for entry in layers if entry[1] == stride and whole(entry[0])]
+    strides = {}
+    for name, found, _ in layers:
+        strides.setdefault(name, set()).add(found)
+    stages = [info["module"] for info in getattr(network, "feature_info", None) or ()
+              if isinstance(info, dict) and info.get("reduction") == stride and "module" in info]
+    candidates = [entry for entry in layers if entry[1] == stride and len(strides[entry[0]]) == 1]
+    if stages:  # timm's own stage outputs
+        candidates = [entry for entry in candidates if entry[0] in stages] or candidates
+    if candidates:  # the outermost modules at that stride: whole stages or blocks, not the first layers of a block
+        depth = min(name.count(".") for name, _, _ in candidates)
+        candidates = [entry for entry in candidates if entry[0].count(".") == depth]
+    match = candidates
     if not match:
         raise BackboneError(f"no layer has output stride {stride}; layers by stride: {_layer_list(layers)}")
     return match[-1]
