@@ -358,11 +358,13 @@ def main(argv=None):
     which.add_argument("--random-weights", action="store_true", help="untrained network (tests, benchmarks)")
     parser.add_argument("--out", type=Path, required=True, help="the .onnx file to write (the card beside it)")
     layer = parser.add_mutually_exclusive_group()
-    layer.add_argument("--stride", type=int, help="output stride of the feature layer (default 16; a ViT's is its patch size)")
+    layer.add_argument("--stride", type=int,
+                       help="output stride of the feature layer (default 16; a ViT's is its patch size)")
     layer.add_argument("--layer", help="module name of the feature layer (e.g. layer3, blocks.11)")
     parser.add_argument("--pca", type=int, help="reduce the channels to N with a PCA fitted on --pca-rasters")
     parser.add_argument("--pca-rasters", nargs="+", type=Path, default=(), help="rasters to fit the PCA on")
-    parser.add_argument("--tile-size", type=int, help="recommended tile size in px (default: CNNs max(512, 6 halos); ViTs 32 patches)")
+    parser.add_argument("--tile-size", type=int,
+                        help="recommended tile size in px (default: CNNs max(512, 6 halos); ViTs 32 patches)")
     parser.add_argument("--overlap", type=int, help="ViT: px each tile overlaps its neighbours (default tile/4)")
     parser.add_argument("--name", help="model name (default: the file name)")
     parser.add_argument("--mean", type=float, nargs=3, help="input mean (0..1 scale) if not the network's default")
