@@ -196,6 +196,10 @@ def load_weights(network, path, used):
     state, prefix = strip_prefix({k: v for k, v in state.items() if not k.endswith("num_batches_tracked")},
                                  own_keys)
     notes = []
+    converted = _timm_filter(network, state)
+    if converted is not None and converted.keys() != state.keys():
+        notes.append(f"timm's checkpoint conversion for {type(network).__name__} applied")
+        state = converted
     if "pos_embed" in state and "pos_embed" in own and state["pos_embed"].shape != own["pos_embed"].shape:
         state["pos_embed"], note = _resample_pos_embed(network, state["pos_embed"])
         notes.append(note)
@@ -221,6 +225,21 @@ def load_weights(network, path, used):
     network.load_state_dict(loadable, strict=False)
     return dict(prefix=prefix, loaded=len(loadable), used=len(used), missing_unused=missing,
                 unexpected=unexpected, notes=notes)
+
+
+def _timm_filter(network, state):
+    """The state dict converted by timm's own ``checkpoint_filter_fn`` for the network's architecture (what
+    timm applies to released checkpoints: original repositories' key names, e.g. DINOv2's register tokens), or
+    None when there is none or it fails on this file."""
+    module = sys.modules.get(type(network).__module__)
+    convert = getattr(module, "checkpoint_filter_fn", None)
+    if convert is None or not type(network).__module__.startswith("timm."):
+        return None
+    try:
+        converted = convert(dict(state), network)
+    except Exception:  # a file the conversion does not expect: loaded as it is, and reported key by key
+        return None
+    return {key: value for key, value in converted.items() if torch.is_tensor(value)}
 
 
 def _names(keys, limit=8):

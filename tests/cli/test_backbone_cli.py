@@ -1,5 +1,6 @@
 """Networks exported by training/export_backbone run in segmenter:cnn through qgis_process, by MODEL_PATH and from
-the user's model folder (the MODEL list)."""
+the user's model folder (the MODEL list). This machine has no GPU: DEVICE=cuda is checked to fall back to the CPU
+with its warning, as for the shipped model."""
 
 import json
 
@@ -37,11 +38,13 @@ def crop(tmp_path_factory):
 @pytest.mark.parametrize("name", ["resnet18_s8", "vit_tiny"])
 def test_exported_model_runs_through_qgis_process_like_the_engine(tmp_path, models, crop, name):
     out = tmp_path / "cli.tif"
-    completed = qgis_process("run", "segmenter:cnn", "--json", "--", f"INPUT={crop}", "SEGMENTS=4",
+    completed = qgis_process("run", "segmenter:cnn", "--json", "--", f"INPUT={crop}", "SEGMENTS=4", "DEVICE=cuda",
                              f"MODEL_PATH={models / (name + '.onnx')}", f"OUTPUT={out}")
     report = json.loads(completed.stdout)
     assert report["results"]["SEGMENT_COUNT"] == 4
+    assert report["results"]["PROVIDER"] == "CPUExecutionProvider"  # no CUDA here: the fallback, with a warning
     warnings = "\n".join(report["log"]["warning"])
+    assert "DEVICE=cuda: CUDAExecutionProvider is not available" in warnings
     assert "RANDOM weights" in warnings
     assert ("results depend on TILE_SIZE" in warnings) is (name == "vit_tiny")
     segment_cnn(crop, str(tmp_path / "engine.tif"), str(models / f"{name}.onnx"), segments=4)

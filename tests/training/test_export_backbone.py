@@ -221,3 +221,15 @@ def test_a_convnext_gets_its_receptive_field_measured_and_tiles_exactly(tmp_path
         runs.append((result.tiles, read_array(features)))
     assert runs[0][0] == 1 and runs[1][0] > 1
     np.testing.assert_allclose(runs[1][1], runs[0][1], atol=1e-4, rtol=0)
+
+
+def test_a_checkpoint_in_the_original_dinov2_layout_goes_through_timms_conversion(tmp_path):
+    """Meta's DINOv2 files carry a mask_token (and register_tokens) that timm's own checkpoint filter converts;
+    it is applied before the keys are compared. A synthetic checkpoint of that layout, from a ViT-Tiny."""
+    network, _ = backbones.build("timm:vit_tiny_patch16_224")
+    state = dict(network.state_dict(), mask_token=torch.zeros(1, 192))
+    torch.save(state, tmp_path / "dinov2_layout.pth")
+    used = backbones.used_keys(network, backbones.feature_network(network)[0])
+    report = backbones.load_weights(network, tmp_path / "dinov2_layout.pth", used)
+    assert report["unexpected"] == [] and report["missing_unused"] == []
+    assert report["notes"] == ["timm's checkpoint conversion for VisionTransformer applied"]
