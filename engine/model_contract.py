@@ -42,6 +42,7 @@ OPTIONAL_KEYS = (
     "source",  # str: where the architecture comes from, e.g. "timm:resnet50" (training/export_backbone.py)
     "layer",  # str: the network's layer the embeddings are taken from
     "weights",  # dict: the weights file, its sha256, or {"random": true}
+    "positional_embedding",  # dict: a ViT's trained patch grid (interpolated in the graph to each tile's)
     "pca",  # dict: a fixed PCA stored in the graph (components, channels, rasters, explained_variance)
 )
 

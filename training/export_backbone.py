@@ -222,6 +222,11 @@ def export(spec, out, weights=None, random_weights=False, layer=None, stride=Non
     }
     if pca_summary:
         metadata["pca"] = pca_summary
+    if isinstance(features, backbones.VitPatchGrid):
+        grid = list(features.grid)
+        metadata["positional_embedding"] = {
+            "grid": grid, "trained_tile": [g * stride for g in grid],
+            "note": "interpolated (bicubic) in the graph to each tile's patch grid"}
     path = export_onnx(model, out, metadata, tile_size)
 
     rf_note, rf_width = _receptive_field(path, model, stride, global_context, tile_size, overlap, metadata)
@@ -322,6 +327,10 @@ def write_card(path, name, metadata, parameters, rf_note, rf_width, size, digest
          f"exact: halo {metadata['receptive_field']} px"),
         ("recommended tile", f"{metadata['tile_size']} px"),
     ]
+    if "positional_embedding" in metadata:
+        grid = metadata["positional_embedding"]["grid"]
+        rows.append(("positional embedding", f"{grid[0]} x {grid[1]} patches ({grid[0] * stride} px) as trained, "
+                                             f"interpolated (bicubic) inside the graph to each tile's patch grid"))
     if "pca" in metadata:
         pca = metadata["pca"]
         rows.append(("PCA", f"{pca['components']} of {pca['channels']} channels ({pca['explained_variance']:.1%} of "
