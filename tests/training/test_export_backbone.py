@@ -233,3 +233,27 @@ def test_a_checkpoint_in_the_original_dinov2_layout_goes_through_timms_conversio
     report = backbones.load_weights(network, tmp_path / "dinov2_layout.pth", used)
     assert report["unexpected"] == [] and report["missing_unused"] == []
     assert report["notes"] == ["timm's checkpoint conversion for VisionTransformer applied"]
+
+
+def test_blended_runs_reuse_a_reference_and_cancel_cleanly(tmp_path, crop, exported):
+    from map_segmenter.engine.errors import Cancelled
+
+    path = str(exported["vit_tiny"])
+    first = tmp_path / "first.tif"
+    segment_cnn(crop, str(first), path, segments=5, tile_size=160, seed=3)
+    again = tmp_path / "again.tif"
+    segment_cnn(crop, str(again), path, segments=5, tile_size=160, seed=9, reference_path=str(first))
+    assert np.array_equal(read_array(again), read_array(first))  # the reference's centres, the same embeddings
+
+    calls = []
+
+    def cancelled():
+        calls.append(1)
+        return len(calls) > 4
+
+    folder = tmp_path / "cancelled"
+    folder.mkdir()
+    with pytest.raises(Cancelled):
+        segment_cnn(crop, str(folder / "c.tif"), path, tile_size=160, batch_size=2,
+                    features_path=str(folder / "f.tif"), progress=Progress(is_cancelled=cancelled))
+    assert list(folder.iterdir()) == []
