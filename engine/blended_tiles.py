@@ -1,4 +1,5 @@
-"""Inference for models without a finite receptive field (``global_context``: ViTs with global attention).
+"""Inference for models without a finite receptive field (``global_context``: ViTs with global attention, CNNs
+with squeeze-and-excitation, which pools over the whole input).
 
 No halo makes such tiles exact: every embedding depends on the whole tile. The tiles of ``plan_tiles`` still
 have cores that tile the raster and ``halo`` px (the model's ``receptive_field``: its overlap) of context on
@@ -39,7 +40,8 @@ def tile_weights(layout, stride):
 
 def notes(info, layout):
     """What the user is told about a global-context model's tiling."""
-    return (f"{info.name} has global context (attention over the whole tile, no finite receptive field): tiles of "
+    return (f"{info.name} has global context (attention or pooling over the whole tile, no finite receptive "
+            f"field): tiles of "
             f"{layout.width} x {layout.height} px overlap by {layout.halo} px on each side and their embeddings "
             f"are blended, so results depend on TILE_SIZE (0 = the model's {info.tile_size} px). Keep TILE_SIZE "
             f"fixed to compare runs.")

@@ -268,7 +268,7 @@ def _receptive_field(path, model, stride, global_context, tile_size, overlap, me
                 why = "no rule for some of its operations" if found == "unknown" else "it looks unbounded there"
                 return (f"reach {measured} px, measured by back-propagation from a cell in the middle of a {size} px "
                         f"input (not computed from the graph: {why})"), 2 * measured + stride
-        global_context = True  # the gradient reaches the whole input: global context
+        found = None  # the gradient reaches the whole input: global context
     if found is None or global_context:
         overlap = overlap if overlap is not None else tile_size // 4
         overlap = -(-overlap // stride) * stride
@@ -277,8 +277,9 @@ def _receptive_field(path, model, stride, global_context, tile_size, overlap, me
                               f"tiles; choose --overlap <= {tile_size // 3 // stride * stride}")
         metadata["global_context"] = True
         metadata["receptive_field"] = overlap
-        return (f"unbounded (global attention): tiles of {tile_size} px overlap by {overlap} px on each side and "
-                f"their embeddings are blended; results depend on TILE_SIZE"), None
+        why = "global attention" if global_context else "global pooling, e.g. squeeze-and-excitation"
+        return (f"unbounded ({why}): tiles of {tile_size} px overlap by {overlap} px on each side and their "
+                f"embeddings are blended; results depend on TILE_SIZE"), None
     graph_stride, reach, width = found
     if graph_stride != stride:
         raise ExportError(f"the graph's stride {graph_stride} is not the layer's stride {stride}")

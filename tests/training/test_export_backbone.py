@@ -257,3 +257,12 @@ def test_blended_runs_reuse_a_reference_and_cancel_cleanly(tmp_path, crop, expor
         segment_cnn(crop, str(folder / "c.tif"), path, tile_size=160, batch_size=2,
                     features_path=str(folder / "f.tif"), progress=Progress(is_cancelled=cancelled))
     assert list(folder.iterdir()) == []
+
+
+def test_squeeze_and_excitation_makes_a_cnn_global(tmp_path):
+    """MobileNetV3's squeeze-and-excitation pools over the whole input: no finite receptive field, so the model is
+    marked global_context (blended tiles) rather than given a halo that would not make tiles exact."""
+    path, info = export("torchvision:mobilenet_v3_small", tmp_path / "mnv3.onnx", random_weights=True, stride=8,
+                        log=lambda message: None)
+    assert info.global_context and info.receptive_field == 128  # a quarter of the default 512 px tile
+    assert "global pooling, e.g. squeeze-and-excitation" in path.with_suffix(".md").read_text()
