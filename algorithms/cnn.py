@@ -18,12 +18,40 @@ NO_MODEL = "(no model shipped: choose Other model file)"
 DEFAULT_MODEL = "student_s4_v1"  # the trained model (see its card in onnx_models/)
 
 
+USER_MODELS_ENV = "MAP_SEGMENTER_MODELS"
+USER_SUFFIX = " (user)"
+
+
 def shipped_models():
     """Names of the .onnx files in onnx_models/: the default first, then the others sorted."""
     if not os.path.isdir(MODELS_DIR):
         return []
     names = sorted(name[:-5] for name in os.listdir(MODELS_DIR) if name.endswith(".onnx"))
     return sorted(names, key=lambda name: name != DEFAULT_MODEL)
+
+
+def user_models_dir():
+    """The user's model folder: $MAP_SEGMENTER_MODELS, else map_segmenter/models in the active QGIS profile
+    folder (Linux: ~/.local/share/QGIS/QGIS3/profiles/default/map_segmenter/models)."""
+    from qgis.core import QgsApplication
+
+    return os.environ.get(USER_MODELS_ENV) or os.path.join(QgsApplication.qgisSettingsDirPath(), "map_segmenter",
+                                                           "models")
+
+
+def user_models():
+    """Names of the .onnx files in the user's model folder, sorted, each marked " (user)"."""
+    folder = user_models_dir()
+    if not os.path.isdir(folder):
+        return []
+    return [name[:-5] + USER_SUFFIX for name in sorted(os.listdir(folder)) if name.endswith(".onnx")]
+
+
+def model_file(name):
+    """The .onnx file of a MODEL list entry."""
+    if name.endswith(USER_SUFFIX):
+        return os.path.join(user_models_dir(), name[: -len(USER_SUFFIX)] + ".onnx")
+    return os.path.join(MODELS_DIR, name + ".onnx")
 
 
 class CnnAlgorithm(SegmenterAlgorithm):
@@ -43,7 +71,9 @@ class CnnAlgorithm(SegmenterAlgorithm):
             "K-Means finds K typical vectors on a sample spread over the whole raster, then every pixel joins the "
             "nearest one, with distances interpolated between cells so that boundaries are not blocky. The raster "
             "is processed in overlapping tiles, so there are no seams; the result does not depend on the tile "
-            "size, batch size, threads or memory budget.\n\n"
+            "size, batch size, threads or memory budget (except for networks with global attention, such as ViTs "
+            "exported with training.export_backbone: their tiles are blended and the log warns that the result "
+            "depends on the tile size).\n\n"
             "Needs the Python package onnxruntime (the other Map Segmenter algorithms work without it). If it is "
             "missing, the algorithm stops and prints the command that installs it for the Python QGIS runs; "
             "nothing is installed automatically.\n\n"
@@ -52,7 +82,9 @@ class CnnAlgorithm(SegmenterAlgorithm):
             "is first drawn with its style. Nodata and transparent pixels stay nodata.\n"
             "Bands: the three bands to feed the network as red, green, blue; empty means the first three bands "
             "that are not alpha. A single band is fed three times.\n"
-            "Model: a network shipped with the plugin (each has a model card beside it in onnx_models).\n"
+            "Model: a network shipped with the plugin (each has a model card beside it in onnx_models), or one of "
+            "yours, marked (user): .onnx files placed in the folder map_segmenter/models of your QGIS profile "
+            "folder (Settings > User Profiles > Open Active Profile Folder), read when QGIS starts.\n"
             "Other model file: an .onnx file used instead of Model; it must follow the Map Segmenter model "
             "contract (see the README).\n"
             "Number of segments (K): how many kinds of region to find (2-254).\n"
@@ -78,11 +110,11 @@ class CnnAlgorithm(SegmenterAlgorithm):
         )
 
     def initAlgorithm(self, config=None):  # noqa: N802 - QGIS API
-        models = shipped_models() or [NO_MODEL]
+        models = (shipped_models() + user_models()) or [NO_MODEL]
         self.add_input_and_bands()
         self.add(QgsProcessingParameterEnum("MODEL", self.tr("Model"), models, False, models[0], False, True),
-                 self.tr("Embedding network shipped with the plugin; its model card (.md) lies beside it in the "
-                         "plugin's onnx_models folder."))
+                 self.tr("Embedding network shipped with the plugin (its model card lies beside it in the plugin's "
+                         "onnx_models folder), or yours (user) from map_segmenter/models in the QGIS profile folder."))
         self.add(QgsProcessingParameterFile("MODEL_PATH", self.tr("Other model file (.onnx, instead of Model)"),
                                             QgsProcessingParameterFile.File, "onnx", None, True),
                  self.tr("Optional .onnx file used instead of Model (input \"rgb\", output \"embeddings\", "
@@ -115,7 +147,7 @@ class CnnAlgorithm(SegmenterAlgorithm):
         name = self.parameterAsEnumString(parameters, "MODEL", context)
         if not name or name == NO_MODEL:
             return ""
-        return os.path.join(MODELS_DIR, name + ".onnx")
+        return model_file(name)
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 - QGIS API
         result = self.segment(

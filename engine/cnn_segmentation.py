@@ -25,7 +25,7 @@ from functools import partial
 import numpy as np
 from osgeo import gdal
 
-from . import checks, distributed, kmeans
+from . import blended_tiles, checks, distributed, kmeans, model_contract
 from .errors import InputError
 from .label_pass import centres_for, tag_features, write_label_raster, write_labels
 from .labels import MAX_SEGMENTS, read_reference
@@ -295,6 +295,14 @@ def segment_cnn(
     stride, halo = info.stride, info.halo
     tile_size = tile_size or info.tile_size
     layout = plan_tiles(raster.width, raster.height, stride, halo, tile_size)
+    embed = _embed
+    if info.global_context:  # no finite receptive field: overlapping tiles, blended (engine/blended_tiles.py)
+        blended_tiles.check_layout(layout, tile_size)
+        progress.warn(blended_tiles.notes(info, layout))
+        embed = blended_tiles.embed_blended
+    if model_contract.has_random_weights(info.metadata):
+        progress.warn(f"{info.name} has RANDOM weights (exported for tests and benchmarks): its segments mean "
+                      f"nothing.")
     tile_pixels = layout.width * layout.height
     fitting = max(1, int(memory_mb * 2**20 // (TILE_BYTES_PER_PIXEL * tile_pixels)))
     if fitting < batch_size:
@@ -330,9 +338,19 @@ def segment_cnn(
             gcps_from=raster.dataset, gcp_scale=stride, group=outputs if features_path else None,
             name=None if features_path else "the scratch feature raster",
         )) as features:
+            for band in range(1, info.embed_dim + 1):
+                # NaN nodata before any write: GDAL skips blocks that are all 0 while no nodata is set and fills
+                # them with the nodata value at closing, so an embedding channel that is 0 everywhere (a ReLU
+                # output) came back as NaN
+                features.band(band).SetNoDataValue(float("nan"))
             progress.start("Computing embeddings")
-            sample, valid_cells = _embed(model, reader, layout, batch_size, features, grid_w, sample_size, seed,
-                                         progress, on_cluster)
+            if embed is _embed:
+                embed = partial(_embed, on_cluster=on_cluster)
+            elif on_cluster is not None:
+                progress.warn("This model's overlapping tiles are blended in this process; the cluster assigns "
+                              "the segments.")
+            sample, valid_cells = embed(model, reader, layout, batch_size, features, grid_w, sample_size, seed,
+                                        progress)
             centres = centres_for(
                 sample, valid_cells, segments, reference,
                 lambda points: fit_centres(points, segments, seed, progress.check),

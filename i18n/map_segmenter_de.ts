@@ -167,106 +167,101 @@ Smoothed segments: a label raster on the input&apos;s grid with the same segment
 <context>
     <name>CnnAlgorithm</name>
     <message>
-        <location filename="../algorithms/cnn.py" line="33"/>
+        <location filename="../algorithms/cnn.py" line="61"/>
         <source>CNN segmentation</source>
         <translation>CNN-Segmentierung</translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="36"/>
+        <location filename="../algorithms/cnn.py" line="64"/>
         <source>Unsupervised segmentation into K kinds of region from CNN embeddings (ONNX Runtime).</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="83"/>
+        <location filename="../algorithms/cnn.py" line="115"/>
         <source>Model</source>
         <translation>Modell</translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="83"/>
-        <source>Embedding network shipped with the plugin; its model card (.md) lies beside it in the plugin&apos;s onnx_models folder.</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../algorithms/cnn.py" line="86"/>
+        <location filename="../algorithms/cnn.py" line="118"/>
         <source>Other model file (.onnx, instead of Model)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="86"/>
+        <location filename="../algorithms/cnn.py" line="118"/>
         <source>Optional .onnx file used instead of Model (input &quot;rgb&quot;, output &quot;embeddings&quot;, metadata model_type &quot;embedding&quot;).</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="91"/>
+        <location filename="../algorithms/cnn.py" line="123"/>
         <source>Device</source>
         <translation>Gerät</translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="91"/>
+        <location filename="../algorithms/cnn.py" line="123"/>
         <source>auto: CUDA (NVIDIA GPU), else CoreML (Apple), else CPU, whichever this ONNX Runtime offers. An unavailable device falls back to the CPU with a warning.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="97"/>
+        <location filename="../algorithms/cnn.py" line="129"/>
         <source>Tile size (px, 0 = model default)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="97"/>
+        <location filename="../algorithms/cnn.py" line="129"/>
         <source>Side of the tiles given to the network, overlap included; 0 = the size the model recommends.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="100"/>
+        <location filename="../algorithms/cnn.py" line="132"/>
         <source>Batch size (tiles)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="100"/>
+        <location filename="../algorithms/cnn.py" line="132"/>
         <source>Tiles per network call; larger batches can be faster on a GPU.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="102"/>
+        <location filename="../algorithms/cnn.py" line="134"/>
         <source>CPU threads (0 = all cores)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="106"/>
+        <location filename="../algorithms/cnn.py" line="138"/>
         <source>Segments</source>
         <translation>Segmente</translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="107"/>
+        <location filename="../algorithms/cnn.py" line="139"/>
         <source>Embeddings</source>
         <translation>Einbettungen</translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="107"/>
+        <location filename="../algorithms/cnn.py" line="139"/>
         <source>Optional: the network&apos;s embeddings (Float32, one band each, one pixel per 4 x 4 cell), the Features input of Latent KNN refinement.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="110"/>
+        <location filename="../algorithms/cnn.py" line="142"/>
         <source>ONNX Runtime execution provider used</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="102"/>
+        <location filename="../algorithms/cnn.py" line="134"/>
         <source>CPU threads for the network, each running it on tiles of its own; 0 = one per core.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="39"/>
+        <location filename="../algorithms/cnn.py" line="67"/>
         <source>Divides a raster into K kinds of region (segments) using a convolutional network (CNN), without training data.
 
-The network turns every 4 x 4 pixel cell into a vector describing its appearance and surroundings. K-Means finds K typical vectors on a sample spread over the whole raster, then every pixel joins the nearest one, with distances interpolated between cells so that boundaries are not blocky. The raster is processed in overlapping tiles, so there are no seams; the result does not depend on the tile size, batch size, threads or memory budget.
+The network turns every 4 x 4 pixel cell into a vector describing its appearance and surroundings. K-Means finds K typical vectors on a sample spread over the whole raster, then every pixel joins the nearest one, with distances interpolated between cells so that boundaries are not blocky. The raster is processed in overlapping tiles, so there are no seams; the result does not depend on the tile size, batch size, threads or memory budget (except for networks with global attention, such as ViTs exported with training.export_backbone: their tiles are blended and the log warns that the result depends on the tile size).
 
 Needs the Python package onnxruntime (the other Map Segmenter algorithms work without it). If it is missing, the algorithm stops and prints the command that installs it for the Python QGIS runs; nothing is installed automatically.
 
 Input layer: any raster GDAL reads, 8-bit RGB expected (16-bit and float rasters are scaled from their 1st-99th percentiles); or any other map layer (an XYZ or WMS basemap, a vector layer...), which is first drawn with its style. Nodata and transparent pixels stay nodata.
 Bands: the three bands to feed the network as red, green, blue; empty means the first three bands that are not alpha. A single band is fed three times.
-Model: a network shipped with the plugin (each has a model card beside it in onnx_models).
+Model: a network shipped with the plugin (each has a model card beside it in onnx_models), or one of yours, marked (user): .onnx files placed in the folder map_segmenter/models of your QGIS profile folder (Settings &gt; User Profiles &gt; Open Active Profile Folder), read when QGIS starts.
 Other model file: an .onnx file used instead of Model; it must follow the Map Segmenter model contract (see the README).
 Number of segments (K): how many kinds of region to find (2-254).
 Device: where the network runs. auto: an NVIDIA GPU (CUDA) if this ONNX Runtime has it, else Apple&apos;s CoreML, else the CPU; cuda needs onnxruntime-gpu; coreml is for macOS. An unavailable device falls back to the CPU with a warning; the log names the device used.
@@ -280,6 +275,11 @@ Dask scheduler (advanced): optional address of a Dask cluster&apos;s scheduler, 
 
 Segments: a label raster on the input&apos;s grid, segments 1..K ordered from dark to light, 0 = nodata, styled with one colour and name per segment.
 Embeddings (optional): the network&apos;s vectors, one band each, one pixel per 4 x 4 cell, for Latent KNN refinement.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/cnn.py" line="115"/>
+        <source>Embedding network shipped with the plugin (its model card lies beside it in the plugin&apos;s onnx_models folder), or yours (user) from map_segmenter/models in the QGIS profile folder.</source>
         <translation type="unfinished"></translation>
     </message>
 </context>
