@@ -19,6 +19,7 @@ from qgis.core import (
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
+    QgsProcessingParameterString,
     QgsRasterLayer,
 )
 from qgis.PyQt.QtCore import QCoreApplication, QThread
@@ -193,6 +194,19 @@ class SegmenterAlgorithm(QgsProcessingAlgorithm):
                      self.tr("Working memory to use. The raster is processed in windows that fit it; the result "
                              "does not depend on it."), advanced=True)
 
+    def add_scheduler(self):
+        parameter = QgsProcessingParameterString("SCHEDULER", self.tr("Dask scheduler (empty = this computer)"),
+                                                 optional=True)
+        return self.add(parameter, self.tr(
+            "Optional: the address of a running Dask scheduler, e.g. tcp://10.0.0.5:8786, to process the windows on "
+            "its workers; empty runs here, as always. The result is the same. The workers must read the input "
+            "under the same path (a shared folder, or /vsis3/...) and run the same Map Segmenter version; this "
+            "computer writes the output."), advanced=True)
+
+    def scheduler(self, parameters, context):
+        """SCHEDULER as the engine takes it: an address, or None for this process."""
+        return self.parameterAsString(parameters, "SCHEDULER", context).strip() or None
+
     def add_label_output(self, label):
         self.add(QgsProcessingParameterRasterDestination("OUTPUT", label),
                  self.tr("Label raster on the input's grid: segment 1..K, 0 = nodata, styled with one colour and "
@@ -303,6 +317,7 @@ class SegmenterAlgorithm(QgsProcessingAlgorithm):
             features_path=self.parameterAsOutputLayer(parameters, "FEATURES", context) or None,
             memory_mb=self.parameterAsInt(parameters, "MEMORY_MB", context),
             reference_path=self.raster_path(parameters, "REFERENCE", context, required=False),
+            scheduler=self.scheduler(parameters, context),
         )
 
     @staticmethod
@@ -329,7 +344,7 @@ class SegmentationAlgorithm(SegmenterAlgorithm):
     the order the dialogs show them; a method adds its own at the hooks and names its engine function.
 
         INPUT, BANDS, [method inputs], SEGMENTS, [method settings], SEED, REFERENCE, EXTENT, PIXEL_SIZE, MASK,
-        [method advanced settings], MEMORY_MB, OUTPUT, FEATURES, [method outputs]
+        [method advanced settings], MEMORY_MB, SCHEDULER, OUTPUT, FEATURES, [method outputs]
 
     (The shared texts stay in ``SegmenterAlgorithm``'s methods: their translations live under its name.)"""
 
@@ -369,6 +384,7 @@ class SegmentationAlgorithm(SegmenterAlgorithm):
         self.add_region()
         self.add_method_advanced()
         self.add_memory()
+        self.add_scheduler()
         self.add_label_output(output_label)
         self.add_features_output(features_label, features_help)
         self.add_method_outputs()

@@ -35,7 +35,9 @@ class BlurAlgorithm(SegmenterAlgorithm):
             "Radius (advanced): window half-width in pixels, one pass, instead of Strength; 0 = use Strength. "
             "At most 200 (100 for Gaussian).\n"
             "Iterations: how many times the smoothing is repeated; each repetition smooths further.\n"
-            "Memory budget (advanced): working memory; the result does not depend on it.\n\n"
+            "Memory budget (advanced): working memory; the result does not depend on it.\n"
+            "Dask scheduler (advanced): optional address of a Dask cluster's scheduler, e.g. tcp://10.0.0.5:8786; "
+            "its workers process the windows, with the same result. Empty = this computer.\n\n"
             "Ties: a pixel keeps its own segment when it is among the most voted; otherwise the lowest segment "
             "number among the most voted wins.\n\n"
             "Smoothed segments: a label raster on the input's grid with the same segments, colours, names and "
@@ -59,6 +61,7 @@ class BlurAlgorithm(SegmenterAlgorithm):
         self.integer("ITERATIONS", self.tr("Iterations"), 1, 1, 100,
                      self.tr("How many times the smoothing is repeated."))
         self.add_memory()
+        self.add_scheduler()
         self.add_label_output(self.tr("Smoothed segments"))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 - QGIS API
@@ -72,5 +75,6 @@ class BlurAlgorithm(SegmenterAlgorithm):
             radius=self.parameterAsInt(parameters, "RADIUS", context),
             iterations=self.parameterAsInt(parameters, "ITERATIONS", context),
             memory_mb=self.parameterAsInt(parameters, "MEMORY_MB", context),
+            scheduler=self.scheduler(parameters, context),
         )
         return self.label_outputs(context, result.output, result.present)

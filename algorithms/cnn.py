@@ -18,12 +18,40 @@ NO_MODEL = "(no model shipped: choose Other model file)"
 DEFAULT_MODEL = "student_s4_v1"  # the trained model (see its card in onnx_models/)
 
 
+USER_MODELS_ENV = "MAP_SEGMENTER_MODELS"
+USER_SUFFIX = " (user)"
+
+
 def shipped_models():
     """Names of the .onnx files in onnx_models/: the default first, then the others sorted."""
     if not os.path.isdir(MODELS_DIR):
         return []
     names = sorted(name[:-5] for name in os.listdir(MODELS_DIR) if name.endswith(".onnx"))
     return sorted(names, key=lambda name: name != DEFAULT_MODEL)
+
+
+def user_models_dir():
+    """The user's model folder: $MAP_SEGMENTER_MODELS, else map_segmenter/models in the active QGIS profile
+    folder (Linux: ~/.local/share/QGIS/QGIS3/profiles/default/map_segmenter/models)."""
+    from qgis.core import QgsApplication
+
+    return os.environ.get(USER_MODELS_ENV) or os.path.join(QgsApplication.qgisSettingsDirPath(), "map_segmenter",
+                                                           "models")
+
+
+def user_models():
+    """Names of the .onnx files in the user's model folder, sorted, each marked " (user)"."""
+    folder = user_models_dir()
+    if not os.path.isdir(folder):
+        return []
+    return [name[:-5] + USER_SUFFIX for name in sorted(os.listdir(folder)) if name.endswith(".onnx")]
+
+
+def model_file(name):
+    """The .onnx file of a MODEL list entry."""
+    if name.endswith(USER_SUFFIX):
+        return os.path.join(user_models_dir(), name[: -len(USER_SUFFIX)] + ".onnx")
+    return os.path.join(MODELS_DIR, name + ".onnx")
 
 
 class CnnAlgorithm(SegmentationAlgorithm):
@@ -44,7 +72,9 @@ class CnnAlgorithm(SegmentationAlgorithm):
             "K-Means finds K typical vectors on a sample spread over the whole raster, then every pixel joins the "
             "nearest one, with distances interpolated between cells so that boundaries are not blocky. The raster "
             "is processed in overlapping tiles, so there are no seams; the result does not depend on the tile "
-            "size, batch size, threads or memory budget.\n\n"
+            "size, batch size, threads or memory budget (except for networks with global attention, such as ViTs "
+            "exported with training.export_backbone: their tiles are blended and the log warns that the result "
+            "depends on the tile size).\n\n"
             "Needs the Python package onnxruntime (the other Map Segmenter algorithms work without it). If it is "
             "missing, the algorithm stops and prints the command that installs it for the Python QGIS runs; "
             "nothing is installed automatically.\n\n"
@@ -53,7 +83,9 @@ class CnnAlgorithm(SegmentationAlgorithm):
             "is first drawn with its style. Nodata and transparent pixels stay nodata.\n"
             "Bands: the three bands to feed the network as red, green, blue; empty means the first three bands "
             "that are not alpha. A single band is fed three times.\n"
-            "Model: a network shipped with the plugin (each has a model card beside it in onnx_models).\n"
+            "Model: a network shipped with the plugin (each has a model card beside it in onnx_models), or one of "
+            "yours, marked (user): .onnx files placed in the folder map_segmenter/models of your QGIS profile "
+            "folder (Settings > User Profiles > Open Active Profile Folder), read when QGIS starts.\n"
             "Other model file: an .onnx file used instead of Model; it must follow the Map Segmenter model "
             "contract (see the README).\n"
             "Number of segments (K): how many kinds of region to find (2-254).\n"
@@ -69,7 +101,9 @@ class CnnAlgorithm(SegmentationAlgorithm):
             "0 = the layer's finest resolution (required for vector layers).\n"
             "Mask polygons: optional; pixels outside them are nodata and take no part in the fit.\n"
             "Tile size, Batch size, CPU threads, Memory budget (advanced): how the work is cut up; they change "
-            "speed and memory, never the result.\n\n"
+            "speed and memory, never the result.\n"
+            "Dask scheduler (advanced): optional address of a Dask cluster's scheduler, e.g. tcp://10.0.0.5:8786; "
+            "its workers run the network and process the windows, with the same result. Empty = this computer.\n\n"
             "Segments: a label raster on the input's grid, segments 1..K ordered from dark to light, 0 = nodata, "
             "styled with one colour and name per segment.\n"
             "Embeddings (optional): the network's vectors, one band each, one pixel per 4 x 4 cell, for Latent KNN "
@@ -82,10 +116,10 @@ class CnnAlgorithm(SegmentationAlgorithm):
                         "Features input of Latent KNN refinement."))
 
     def add_method_inputs(self):
-        models = shipped_models() or [NO_MODEL]
+        models = (shipped_models() + user_models()) or [NO_MODEL]
         self.add(QgsProcessingParameterEnum("MODEL", self.tr("Model"), models, False, models[0], False, True),
-                 self.tr("Embedding network shipped with the plugin; its model card (.md) lies beside it in the "
-                         "plugin's onnx_models folder."))
+                 self.tr("Embedding network shipped with the plugin (its model card lies beside it in the plugin's "
+                         "onnx_models folder), or yours (user) from map_segmenter/models in the QGIS profile folder."))
         self.add(QgsProcessingParameterFile("MODEL_PATH", self.tr("Other model file (.onnx, instead of Model)"),
                                             QgsProcessingParameterFile.File, "onnx", None, True),
                  self.tr("Optional .onnx file used instead of Model (input \"rgb\", output \"embeddings\", "
@@ -117,7 +151,7 @@ class CnnAlgorithm(SegmentationAlgorithm):
         name = self.parameterAsEnumString(parameters, "MODEL", context)
         if not name or name == NO_MODEL:
             return ""
-        return os.path.join(MODELS_DIR, name + ".onnx")
+        return model_file(name)
 
     def method_arguments(self, parameters, context):
         return dict(

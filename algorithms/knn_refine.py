@@ -57,7 +57,9 @@ class KnnRefineAlgorithm(SegmenterAlgorithm):
             "averages the scores of its Neighbours nearest sampled blocks in feature space (plus position, Spatial "
             "weight in raster units), Iterations times; slower, and it changes few pixels (use Temperature 2, Mix "
             "0.65, Iterations 2, Spatial weight 0.08, Index size 120000 for its original settings).\n"
-            "Memory budget (advanced): working memory for the windows the raster is processed in.\n\n"
+            "Memory budget (advanced): working memory for the windows the raster is processed in.\n"
+            "Dask scheduler (advanced): optional address of a Dask cluster's scheduler, e.g. tcp://10.0.0.5:8786; "
+            "its workers process the windows, with the same result. Empty = this computer.\n\n"
             "Refined segments: a label raster on the input's grid with the same segments, colours and names. "
             "Nodata stays nodata; blocks without features keep their segments."
         )
@@ -91,6 +93,7 @@ class KnnRefineAlgorithm(SegmenterAlgorithm):
                  self.tr("Edge-aware propagation (default), or the earlier global KNN in feature space."),
                  advanced=True)
         self.add_memory()
+        self.add_scheduler()
         self.add_label_output(self.tr("Refined segments"))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 - QGIS API
@@ -108,6 +111,7 @@ class KnnRefineAlgorithm(SegmenterAlgorithm):
             seed=self.parameterAsInt(parameters, "SEED", context),
             index_size=self.parameterAsInt(parameters, "INDEX_SIZE", context),
             memory_mb=self.parameterAsInt(parameters, "MEMORY_MB", context),
+            scheduler=self.scheduler(parameters, context),
             method=engine.METHODS[self.parameterAsEnum(parameters, "METHOD", context)],
         )
         return self.label_outputs(context, result.output, result.segments)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import checks
+from . import checks, distributed
 from .colour_tables import table_colours
 from .errors import InputError
 from .labels import (
@@ -444,8 +444,11 @@ def _output_metadata(labels, kernel, stride, strength, segments):
 
 @within_budget
 def blur_labels(input_path, output_path, method="majority", strength="medium", radius=0, iterations=1,
-                memory_mb=256, progress=None):
-    """Smooth the label raster ``input_path`` into ``output_path``: same grid, ids, metadata and style."""
+                memory_mb=256, progress=None, scheduler=None):
+    """Smooth the label raster ``input_path`` into ``output_path``: same grid, ids, metadata and style.
+
+    ``scheduler``: a Dask scheduler's address or a ``distributed.Client`` to smooth the windows on (the workers
+    read ``input_path`` themselves: shared storage); None or empty: this process. The same bytes either way."""
     progress = progress or Progress()
     input_path, output_path = checks.path("INPUT", input_path), checks.path("OUTPUT", output_path)
     method, strength = checks.choice("METHOD", method, METHODS), checks.choice("STRENGTH", strength, tuple(STRENGTHS))
@@ -490,6 +493,8 @@ def blur_labels(input_path, output_path, method="majority", strength="medium", r
 
     changed = 0
     input_ids, output_ids = present_in or PresentIds(), PresentIds()  # the input's counted as read if not scanned
+    cluster = distributed.connect(scheduler, progress, memory_mb)
+    here = windows if cluster is None else []  # windows smoothed in this process
     # GDAL reads the next window and writes the last one in a second thread (it releases the GIL) while
     # numpy votes: the one thread touching the datasets until all is written, in window order.
     try:
@@ -501,10 +506,13 @@ def blur_labels(input_path, output_path, method="majority", strength="medium", r
                                    labels.dataset.GetProjection(),
                                    palette=palette,
                                    gcps_from=labels.dataset, group=outputs) as output:
+            if cluster is not None:
+                changed = _smooth_on_cluster(cluster, windows, input_path, kernel, voter.size, output,
+                                             input_ids if present_in is None else None, output_ids, progress)
             io = ThreadPoolExecutor(1, thread_name_prefix="blur-io")
             try:  # the thread stops before a failed or cancelled output is removed
-                next_read, last_write = io.submit(read, windows[0]), None
-                for number, window in enumerate(windows):
+                next_read, last_write = io.submit(read, here[0]) if here else None, None
+                for number, window in enumerate(here):
 
                     def tick(fraction, number=number):
                         progress.update((number + fraction) / len(windows),
@@ -525,7 +533,8 @@ def blur_labels(input_path, output_path, method="majority", strength="medium", r
                         last_write.result()
                     last_write = io.submit(write, output, smoothed, window)
                     tick(1.0)
-                last_write.result()
+                if last_write:
+                    last_write.result()
             finally:
                 io.shutdown(wait=True, cancel_futures=True)
             segments = expected_k
@@ -535,6 +544,8 @@ def blur_labels(input_path, output_path, method="majority", strength="medium", r
             outputs.commit()
     finally:
         labels.close()
+        if cluster is not None:
+            cluster.close()
     share = 100 * changed / (width * height)
     progress.log(f"Smoothing changed {changed} of {width * height} pixels ({share:.1f} %).")
     removed = sorted(set(input_ids.ids) - set(output_ids.ids))
@@ -547,3 +558,39 @@ def blur_labels(input_path, output_path, method="majority", strength="medium", r
     if few:
         progress.warn(few)
     return BlurResult(output_path, segments, kernel, len(windows), changed, output_ids.count)
+
+
+def blur_task(window, path, kernel, chunk, count_input):
+    """Worker task: (smoothed core, pixels changed, ids of the input core or None) of one window of the label
+    raster at ``path``, which the worker opens itself."""
+    labels = distributed.cached(("labels", path), lambda: _open_labels(path), path)
+    grown = window.grown(kernel.reach, labels.width, labels.height)
+    ids = labels.read(grown)
+    labels.release_cache()
+    top, left = window.yoff - grown.yoff, window.xoff - grown.xoff
+    margins = (top, grown.height - top - window.height, left, grown.width - left - window.width)
+    voter = distributed.cached(("voter", kernel, labels.dtype.str, chunk),
+                               lambda: make_voter(kernel, labels.dtype, chunk))
+    smoothed = smooth(ids, kernel, margins, voter=voter)
+    original = ids[top : top + window.height, left : left + window.width]
+    present = None
+    if count_input:
+        seen = PresentIds()
+        seen.add(original)
+        present = np.asarray(seen.ids, original.dtype)
+    return smoothed, int(np.count_nonzero(smoothed != original)), present
+
+
+def _smooth_on_cluster(cluster, windows, path, kernel, chunk, output, input_ids, output_ids, progress):
+    """Smooth the windows on the cluster and write them here, in order; returns the pixels changed."""
+    changed = 0
+    results = cluster.ordered_map(blur_task, windows, path, kernel, chunk, input_ids is not None)
+    for number, (window, (smoothed, window_changed, present)) in enumerate(results):
+        changed += window_changed
+        if input_ids is not None and len(present):
+            input_ids.add(present)
+        output_ids.add(smoothed)
+        output.write(smoothed, window.xoff, window.yoff)
+        output.release_cache()
+        progress.update((number + 1) / len(windows), f"Smoothing labels ({number + 1}/{len(windows)} windows)")
+    return changed

@@ -11,16 +11,24 @@ centres (or, with upsample="nearest", its cell's nearest centre). The network ne
 Pixels outside the raster are a reflection of the raster (the same for every tile layout, so tile and batch
 sizes do not change the result beyond float rounding); invalid pixels (nodata, alpha = 0, NaN) enter the
 network as the model's mean colour and stay nodata in every output.
+
+Models without a finite receptive field (``global_context``: ViTs, squeeze-and-excitation CNNs) have their
+overlapping tiles blended instead (engine/blended_tiles.py). On a Dask cluster (SCHEDULER) the batches run as
+``embed_task`` on the workers (the model's bytes sent once) and the label windows through ``Cluster.mapper``; a
+blended model embeds in this process and the cluster assigns the segments.
 """
 
 from __future__ import annotations
 
+import os
 import threading
+from contextlib import nullcontext
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
-from . import checks, kmeans
+from . import blended_tiles, checks, distributed, kmeans, model_contract
 from .errors import InputError
 from .feature_raster import TILE_OPTIONS
 from .label_pass import write_labels
@@ -261,7 +269,14 @@ class CnnEmbeddings(FeatureExtractor):
 
     def plan(self, raster, settings, reference, progress):
         info, stride, halo, batch_size = self.info, self.stride, self.halo, self.batch_size
-        self.layout = layout = plan_tiles(raster.width, raster.height, stride, halo, self.tile_size or info.tile_size)
+        tile_size = self.tile_size or info.tile_size
+        self.layout = layout = plan_tiles(raster.width, raster.height, stride, halo, tile_size)
+        if info.global_context:  # no finite receptive field: overlapping tiles, blended (engine/blended_tiles.py)
+            blended_tiles.check_layout(layout, tile_size)
+            progress.warn(blended_tiles.notes(info, layout))
+        if model_contract.has_random_weights(info.metadata):
+            progress.warn(f"{info.name} has RANDOM weights (exported for tests and benchmarks): its segments mean "
+                          f"nothing.")
         fitting = max(1, int(settings.memory_bytes // (TILE_BYTES_PER_PIXEL * layout.width * layout.height)))
         if fitting < batch_size:
             progress.log(f"BATCH_SIZE {batch_size} lowered to {fitting} to stay within MEMORY_MB "
@@ -289,6 +304,26 @@ class CnnEmbeddings(FeatureExtractor):
         """A row of tiles is done: its input blocks are not needed again, nor the embeddings' blocks written."""
         return any(x + self.layout.core_width >= self.grid.width * self.stride for x, _ in chunk)
 
+    def use_cluster(self, cluster, settings, progress):
+        self.cluster = cluster
+        with open(self.model_path, "rb") as handle:
+            self.shipped = cluster.share((handle.read(), self.info.sha256, os.path.basename(self.model_path),
+                                          self.device, self.threads))
+        self.source = settings.source(grey_as_rgb=True)
+        self.assign = partial(self.assign, mapper=cluster.mapper)
+        if self.info.global_context:
+            progress.warn("This model's overlapping tiles are blended in this process; the cluster assigns the "
+                          "segments.")
+
+    def describe(self, chunks):
+        if self.info.global_context:
+            return blended_tiles.describe_blended(self.model, self.reader, self.layout, chunks, self.grid,
+                                                  self.check, self.workers)
+        if self.cluster is None:
+            return super().describe(chunks)
+        return self.cluster.ordered_map(embed_task, chunks, self.source, self.shipped, self.reader.ranges,
+                                        self.layout, self.grid)
+
     def read(self, chunk):
         tiles = [self.reader.read(x, y) for x, y in chunk]
         if self.releases_cache(chunk):
@@ -296,27 +331,7 @@ class CnnEmbeddings(FeatureExtractor):
         return chunk, tiles
 
     def compute(self, chunk, tiles):
-        layout, stride, grid = self.layout, self.stride, self.grid
-        cells_h, cells_w, first = layout.core_height // stride, layout.core_width // stride, layout.halo // stride
-        batch = np.empty((len(chunk), 3, layout.height, layout.width), np.float32)
-        prepared = [self.reader.prepare(x, y, *tile, out=batch[i])
-                    for i, ((x, y), tile) in enumerate(zip(chunk, tiles))]
-        del tiles
-        with self.networks:
-            output = self.model.run(batch, cancel_check=self.check)
-        del batch
-        cores = []
-        for (x, y), (_, cell_valid, brightness), embedding in zip(chunk, prepared, output):
-            col, row = x // stride, y // stride
-            core_cells = Window(col, row, min(cells_w, grid.width - col), min(cells_h, grid.height - row))
-            rows, cols = core_cells.height, core_cells.width
-            core = embedding[:, first : first + rows, first : first + cols]
-            cell_valid, brightness = cell_valid[:rows, :cols], brightness[:rows, :cols]
-            core = np.where(cell_valid, core, np.float32(np.nan)).astype(np.float32)
-            r, c = np.nonzero(cell_valid)
-            cores.append(Cells(core_cells, core, linear_indices(r, c, core_cells, grid.width),
-                               np.concatenate([core[:, r, c].T, brightness[r, c, None].astype(np.float32)], axis=1)))
-        return cores
+        return embed_tiles(self.model, self.reader, self.layout, chunk, tiles, self.grid, self.check, self.networks)
 
     def fit(self, sample, segments, seed, check):
         return fit_centres(sample, segments, seed, check)
@@ -338,6 +353,42 @@ class CnnEmbeddings(FeatureExtractor):
         return windows
 
 
+def embed_tiles(model, reader, layout, chunk, tiles, grid, cancel_check=None, networks=None):
+    """Scale a chunk's tiles (read by ``reader.read``), run the network and cut out the cores: the ``Cells`` of
+    every tile's core (embeddings with NaN on invalid cells; sample rows [embedding..., brightness]). ``grid``: the
+    whole raster's cell grid; ``networks``: a semaphore bounding the networks run at once."""
+    stride = reader.stride
+    cells_h, cells_w, first = layout.core_height // stride, layout.core_width // stride, layout.halo // stride
+    batch = np.empty((len(chunk), 3, layout.height, layout.width), np.float32)
+    prepared = [reader.prepare(x, y, *tile, out=batch[i]) for i, ((x, y), tile) in enumerate(zip(chunk, tiles))]
+    del tiles
+    with networks or nullcontext():
+        output = model.run(batch, cancel_check=cancel_check)
+    del batch
+    cores = []
+    for (x, y), (_, cell_valid, brightness), embedding in zip(chunk, prepared, output):
+        col, row = x // stride, y // stride
+        core_cells = Window(col, row, min(cells_w, grid.width - col), min(cells_h, grid.height - row))
+        rows, cols = core_cells.height, core_cells.width
+        core = embedding[:, first : first + rows, first : first + cols]
+        cell_valid, brightness = cell_valid[:rows, :cols], brightness[:rows, :cols]
+        core = np.where(cell_valid, core, np.float32(np.nan)).astype(np.float32)
+        r, c = np.nonzero(cell_valid)
+        cores.append(Cells(core_cells, core, linear_indices(r, c, core_cells, grid.width),
+                           np.concatenate([core[:, r, c].T, brightness[r, c, None].astype(np.float32)], axis=1)))
+    return cores
+
+
+def embed_task(chunk, source, shipped, ranges, layout, grid):
+    """Worker task of the inference pass: ``embed_tiles`` of a chunk, the input opened by the worker and the model
+    (``shipped`` = bytes, sha256, name, DEVICE, THREADS) loaded from its worker-local copy."""
+    data, sha256, name, device, threads = shipped
+    model = load_model(distributed.model_file(data, sha256, name), device, threads)
+    raster = source.open()
+    reader = TileReader(raster, model.info, layout, {"features": {"input_ranges": ranges}} if ranges else None)
+    return embed_tiles(model, reader, layout, chunk, [reader.read(x, y) for x, y in chunk], grid)
+
+
 @within_budget
 def segment_cnn(
     input_path,
@@ -357,14 +408,18 @@ def segment_cnn(
     upsample="bilinear",
     region=None,
     progress=None,
+    scheduler=None,
 ):
     """Segment ``input_path`` into ``segments`` kinds of region with the embeddings of an ONNX model.
+
+    ``scheduler``: a Dask scheduler's address or a ``distributed.Client`` to run the tiles and the label windows on
+    (``engine/distributed.py``); None or empty: this process. The model is sent to the workers once.
 
     ``upsample``: how cell labels become pixel labels: "bilinear" (distances to the centres interpolated
     between cell centres; measured better on the Dubai tiles) or "nearest" (each cell's id on its pixels).
     """
     settings = Settings.checked(input_path, output_path, segments, seed, bands, features_path, memory_mb,
-                                reference_path, sample_size, region)
+                                reference_path, sample_size, region, scheduler)
     extractor = CnnEmbeddings(model_path, device, tile_size, batch_size, threads, upsample)
     run = segment(extractor, settings, progress or Progress())
     layout, model = extractor.layout, extractor.model

@@ -18,3 +18,7 @@ class Cancelled(SegmenterError):
 
     def __init__(self, message="Cancelled by the user; no output was written."):
         super().__init__(message)
+
+
+class ClusterError(SegmenterError):
+    """The Dask cluster asked for (SCHEDULER) cannot be reached, has no workers, runs another engine, or failed."""

@@ -98,12 +98,17 @@ class FeatureRaster:
     def create(cls, raster, stride, channels, options, path=None, group=None, scratch=None, in_memory=False):
         grid = Window.whole(raster.width, raster.height).on_grid(stride)
         if in_memory:
-            return cls(_MemoryDataset(grid.width, grid.height, channels), grid, channels)
-        target = AtomicRaster(
-            path or os.path.join(scratch, "features.tif"), grid.width, grid.height, channels, gdal.GDT_Float32,
-            scaled_geotransform(raster.geotransform, stride), raster.projection, options,
-            gcps_from=raster.dataset, gcp_scale=stride, group=group if path else None,
-            name=None if path else "the scratch feature raster")
+            target = _MemoryDataset(grid.width, grid.height, channels)
+        else:
+            target = AtomicRaster(
+                path or os.path.join(scratch, "features.tif"), grid.width, grid.height, channels, gdal.GDT_Float32,
+                scaled_geotransform(raster.geotransform, stride), raster.projection, options,
+                gcps_from=raster.dataset, gcp_scale=stride, group=group if path else None,
+                name=None if path else "the scratch feature raster")
+        for band in range(1, channels + 1):
+            # NaN nodata before any write: GDAL skips blocks that are all 0 while no nodata is set and fills them
+            # with the nodata value at closing, so a channel that is 0 everywhere (a ReLU output) came back as NaN
+            target.band(band).SetNoDataValue(float("nan"))
         return cls(target, grid, channels)
 
     @property

@@ -5,6 +5,10 @@ Pass 1 reads the input once, window by window, and writes the block descriptors 
 block grid) while keeping a seeded sample spread over the whole raster. The centres are fitted on that
 sample (or taken from a reference label raster). Pass 2 reads the descriptors back, assigns every block
 to its nearest centre and writes the labels on the input's pixel grid.
+
+On a Dask cluster (SCHEDULER) pass 1 runs as ``descriptors_task`` on the workers (each window's descriptors, or
+only its sample candidates when no FEATURES are written) and pass 2 as ``label_task``, which computes the
+descriptors again (exact integer sums: the same values) so no feature raster is shared with the workers.
 """
 
 from __future__ import annotations
@@ -18,11 +22,13 @@ from . import checks, kmeans
 from .descriptors import QUANT, TEXTURE_WEIGHT, block_descriptors, feature_names
 from .errors import InputError
 from .feature_raster import STRIP_OPTIONS
+from .label_pass import assign_cells, write_windows
 from .memory import block_alignment, within_budget
 from .metadata import FeatureMeta
 from .pipeline import WORKERS
 from .progress import Progress
 from .raster_io import value_ranges
+from .sampling import hash_keys
 from .segmentation import Cells, FeatureExtractor, Settings, linear_indices, segment
 from .windows import Window, plan_windows
 
@@ -40,11 +46,11 @@ class KMeansResult:
     present: int = 0  # segments that occur in the output (the SEGMENTS output; fewer than K on uniform rasters)
 
 
-def _quantiser(raster, reference=None):
-    """Function turning raw pixels into integers on the 0..255 scale (times QUANT unless 8-bit)."""
-    ranges = value_ranges(raster, reference)
+def quantiser(ranges):
+    """(quantise, quant) for the (lo, hi) ``ranges`` per band, or None for 8-bit input: a function turning raw
+    pixels into integers on the 0..255 scale (times QUANT unless 8-bit)."""
     if ranges is None:
-        return (lambda pixels: pixels), 1, None
+        return (lambda pixels: pixels), 1
     lo = np.array([r[0] for r in ranges])[:, None, None]
     scale = np.array([255.0 * QUANT / (r[1] - r[0]) for r in ranges])[:, None, None]
 
@@ -52,7 +58,36 @@ def _quantiser(raster, reference=None):
         scaled = np.nan_to_num((pixels.astype(np.float64) - lo) * scale, nan=0.0)
         return np.clip(np.rint(scaled), 0, 255 * QUANT).astype(np.int32)
 
-    return quantise, QUANT, ranges
+    return quantise, QUANT
+
+
+@dataclass(frozen=True)
+class Describer:
+    """How the blocks of a window are described (picklable: a Dask worker gets it with each task)."""
+
+    block: int
+    context: int
+    ranges: list  # per band (lo, hi), None for 8-bit input
+    texture_weight: float
+
+    @property
+    def halo(self):
+        return self.context * self.block
+
+    def read(self, raster, window):
+        """The window grown by ``context`` blocks: its pixels and validity (GDAL: one thread per dataset)."""
+        grown = window.grown(self.halo, raster.width, raster.height)
+        pixels = raster.read(grown)
+        valid = raster.read_valid(grown, pixels)
+        return window, grown, pixels, valid  # the input's blocks stay in GDAL's capped cache for the next windows
+
+    def descriptors(self, window, grown, pixels, valid):
+        """Descriptors (rows, cols, C) and block validity of the window's own blocks."""
+        quantise, quant = quantiser(self.ranges)
+        descriptors, block_valid = block_descriptors(quantise(pixels), valid, block=self.block, context=self.context,
+                                                     quant=quant, texture_weight=self.texture_weight)
+        core = window.on_grid(self.block).within(grown.on_grid(self.block)).slices
+        return descriptors[core], block_valid[core]
 
 
 class BlockDescriptors(FeatureExtractor):
@@ -96,9 +131,8 @@ class BlockDescriptors(FeatureExtractor):
         return None
 
     def plan(self, raster, settings, reference, progress):
-        self.quantise, quant, self.ranges = _quantiser(raster, reference)
-        self.describe = partial(block_descriptors, block=self.stride, context=self.context, quant=quant,
-                                texture_weight=self.texture_weight)
+        self.ranges = value_ranges(raster, reference)
+        self.describer = Describer(self.stride, self.context, self.ranges, self.texture_weight)
         max_pixels = settings.memory_bytes // (BYTES_PER_PIXEL * (WORKERS + 1))  # windows in flight
         self.windows = plan_windows(raster.width, raster.height, max_pixels, step=self.stride,
                                     **block_alignment(raster))
@@ -107,20 +141,23 @@ class BlockDescriptors(FeatureExtractor):
                      f"{self.grid.width} x {self.grid.height}")
         return self.windows
 
+    def use_cluster(self, cluster, settings, progress):
+        self.cluster, self.source, self.keep_descriptors = cluster, settings.source(), bool(settings.features_path)
+        self.sample_size, self.seed = settings.sample_size, settings.seed
+        self.assign = partial(_assign_on_cluster, on_cluster=(cluster, self.source, self.describer))
+
+    def describe(self, windows):
+        if self.cluster is None:
+            return super().describe(windows)
+        return self.cluster.ordered_map(descriptors_task, windows, self.source, self.describer, self.grid.width,
+                                        self.sample_size, self.seed, self.keep_descriptors)
+
     def read(self, window):
-        grown = window.grown(self.halo, self.raster.width, self.raster.height)
-        pixels = self.raster.read(grown)
-        valid = self.raster.read_valid(grown, pixels)
-        return window, grown, pixels, valid  # the input's blocks stay in GDAL's capped cache for the next windows
+        return self.describer.read(self.raster, window)
 
     def compute(self, window, grown, pixels, valid):
-        descriptors, block_valid = self.describe(self.quantise(pixels), valid)
-        cells = window.on_grid(self.stride)
-        core = cells.within(grown.on_grid(self.stride)).slices
-        descriptors, block_valid = descriptors[core], block_valid[core]
-        rows, cols = np.nonzero(block_valid)
-        return [Cells(cells, np.moveaxis(descriptors, -1, 0), linear_indices(rows, cols, cells, self.grid.width),
-                      descriptors[rows, cols])]
+        return [_cells(window, *self.describer.descriptors(window, grown, pixels, valid), self.stride,
+                       self.grid.width)]
 
     def fit(self, sample, segments, seed, check):
         return kmeans.order_by_brightness(kmeans.fit(sample, segments, seed=seed, check=check))
@@ -131,6 +168,47 @@ class BlockDescriptors(FeatureExtractor):
 
     def label_windows(self, raster, settings, segments, progress):
         return self.windows
+
+
+def _cells(window, descriptors, block_valid, block, grid_width):
+    """The window's ``Cells``: descriptors (C, rows, cols) and its valid blocks' linear indices and descriptors."""
+    cells = window.on_grid(block)
+    rows, cols = np.nonzero(block_valid)
+    return Cells(cells, np.moveaxis(descriptors, -1, 0), linear_indices(rows, cols, cells, grid_width),
+                 descriptors[rows, cols])
+
+
+def descriptors_task(window, source, describer, grid_width, sample_size, seed, keep_descriptors):
+    """Worker task of pass 1: the window's ``Cells``, the input opened by the worker. Without ``keep_descriptors``
+    no values come back and only the ``sample_size`` valid blocks with the smallest seeded keys (``valid`` says how
+    many there were): the global sample (the smallest keys of all) is among them, so the driver's sample is the
+    same."""
+    raster = source.open()
+    cells = _cells(window, *describer.descriptors(*describer.read(raster, window)), describer.block, grid_width)
+    if not keep_descriptors:
+        count = len(cells.linear)
+        linear, vectors = cells.linear, cells.vectors
+        if count > sample_size:
+            chosen = np.sort(np.argpartition(hash_keys(linear, seed), sample_size - 1)[:sample_size])
+            linear, vectors = linear[chosen], vectors[chosen]
+        cells = Cells(cells.window, None, linear, vectors, count)
+    return [cells]
+
+
+def label_task(window, source, describer, centres):
+    """Worker task of pass 2: the window's labels, from its descriptors computed again (exact integer sums: the
+    same values as pass 1 wrote), so no feature raster has to be shared with the workers."""
+    raster = source.open()
+    descriptors, _ = describer.descriptors(*describer.read(raster, window))
+    rows, cols, channels = descriptors.shape
+    pixel_valid = raster.read_valid(window) if raster.has_mask else None
+    return assign_cells(window, descriptors.reshape(rows * cols, channels), pixel_valid, describer.block, centres)
+
+
+def _assign_on_cluster(raster, windows, stride, features, centres, labels, progress, present=None, on_cluster=None):
+    cluster, source, describer = on_cluster
+    write_windows(cluster.ordered_map(label_task, windows, source, describer, cluster.share(np.asarray(centres))),
+                  windows, labels, progress, present)
 
 
 @within_budget
@@ -149,9 +227,13 @@ def segment_kmeans(
     sample_size=50_000,
     region=None,
     progress=None,
+    scheduler=None,
 ):
-    """Segment ``input_path`` into ``segments`` kinds of region; write labels (and optionally features)."""
+    """Segment ``input_path`` into ``segments`` kinds of region; write labels (and optionally features).
+
+    ``scheduler``: a Dask scheduler's address or a ``distributed.Client`` to run the windows on (see
+    ``engine/distributed.py``); None or empty: this process. The result is the same bytes either way."""
     settings = Settings.checked(input_path, output_path, segments, seed, bands, features_path, memory_mb,
-                                reference_path, sample_size, region)
+                                reference_path, sample_size, region, scheduler)
     run = segment(BlockDescriptors(block, context, texture_weight), settings, progress or Progress())
     return KMeansResult(run.output, run.features, run.centres, run.valid_cells, run.label_windows, run.present)

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 from osgeo import gdal, osr
 
-from . import checks
+from . import checks, distributed
 from .colour_tables import table_colours
 from .errors import InputError
 from .feature_raster import FeatureRaster
@@ -128,12 +128,15 @@ def refine_knn(
     workers=-1,
     progress=None,
     method="graph",
+    scheduler=None,
 ):
     """Refine ``labels_path`` by the blocks that look alike in ``features_path``; write ``output_path``.
 
     ``method``: "graph" (edge-aware label propagation, the default) or "predecessor" (the predecessor's global
     KNN among index points; its defaults are PREDECESSOR_DEFAULTS). ``workers``: threads (-1 = one per CPU);
-    results do not depend on it.
+    results do not depend on it. ``scheduler``: a Dask scheduler's address or a ``distributed.Client`` to refine
+    the windows on (method "graph"; the workers read LABELS and FEATURES themselves: shared storage); None or
+    empty: this process. The same bytes either way.
     """
     progress = progress or Progress()
     labels_path, features_path = checks.path("LABELS", labels_path), checks.path("FEATURES", features_path)
@@ -153,7 +156,7 @@ def refine_knn(
     labels, label_band = label_raster.dataset, label_raster.band
     feature_raster = FeatureRaster.open(features_path)
     features = feature_raster.dataset
-    reader = None
+    reader = cluster = None
     try:
         feature_meta = feature_raster.meta
         grid = _check_grids(labels, features, labels_path, features_path, feature_meta)
@@ -175,6 +178,7 @@ def refine_knn(
         reader = _Reader(label_raster, feature_raster, grid)
         if method == "graph":
             offsets = graph_offsets(neighbors)
+            cluster = distributed.connect(scheduler, progress, memory_mb)
             progress.plan([("Sampling the index", 8), ("Refining blocks", 92)])
             progress.start("Sampling the index")
             max_pixels = _graph_window_pixels(memory_mb, grid.stride, features.RasterCount, label_bytes,
@@ -183,8 +187,10 @@ def refine_knn(
                                    row_step=label_band.GetBlockSize()[1])
             _log_grid(progress, grid, features, windows)
             counts, sums, index = _scan(reader, windows, centres is None, segments, labels_path, index_size, seed,
-                                        progress)
+                                        progress, cluster, features_path)
         else:
+            if scheduler:
+                progress.warn("The earlier formulation (METHOD 1) runs in this process only: SCHEDULER is not used.")
             progress.plan([("Counting segments", 2), ("Sampling the index", 3), ("Iterating the index", 2),
                            ("Refining blocks", 93)])
             progress.start("Counting segments")
@@ -241,7 +247,10 @@ def refine_knn(
                                   palette=colours or qualitative(segments), gcps_from=labels, group=outputs)
             with outputs, output:
                 progress.start("Refining blocks")
-                if method == "graph":
+                if cluster is not None:
+                    changed = _refine_graph_on_cluster(cluster, labels_path, features_path, grid, windows, model,
+                                                       output, progress)
+                elif method == "graph":
                     changed = _refine_graph(reader, windows, model, output, pool.map if threads > 1 else map,
                                             progress)
                     share = 100 * changed / max(1, grid.width * grid.height)
@@ -260,6 +269,8 @@ def refine_knn(
     finally:
         label_raster.close()  # close the inputs even when a traceback keeps this frame
         reader = labels = features = feature_raster = label_band = None
+        if cluster is not None:
+            cluster.close()
     return KnnResult(output_path, segments, centres, "metadata" if reason is None else "recomputed",
                      index_points, scale2, len(windows))
 
@@ -446,6 +457,11 @@ class _ExactSums:
                 index = (segment, channel)
                 self.totals[index] = self.totals.get(index, 0) + (int(sums[key]) << shift)
 
+    def merge(self, other):
+        """Add the sums of another ``_ExactSums`` (of other windows): integers, so in any order."""
+        for index, value in other.totals.items():
+            self.totals[index] = self.totals.get(index, 0) + value
+
     def means(self, counts, segments, channels):
         centres = np.full((segments, channels), np.nan)
         for segment in range(1, min(segments, len(counts) - 1) + 1):
@@ -521,41 +537,72 @@ def _graph_window_pixels(memory_mb, stride, channels, label_bytes, segments, lin
     return max(stride * stride, int(memory_mb * 2**20 / per_pixel))
 
 
-def _scan(reader, windows, recompute, segments, labels_path, size, seed, progress):
+def _scan_window(reader, window, recompute, segments, labels_path, size, seed, largest=None):
+    """One window of ``_scan``: (usable blocks per id, their exact feature sums per id or None, and the linear
+    indices and index vectors of the window's candidates for the sample: the blocks whose key is below ``largest``
+    (the sample's largest key so far), or without it the window's ``size`` smallest keys)."""
+    grid, stride = reader.grid, reader.grid.stride
+    # one more block row and column: the neighbours of the window's last blocks
+    grown = Window(window.xoff, window.yoff, min(grid.width - window.xoff, window.width + stride),
+                   min(grid.height - window.yoff, window.height + stride))
+    grown_pixels = reader.pixels(grown)
+    pixels = grown_pixels[: window.height, : window.width]
+    _check_ids(pixels, segments, labels_path)
+    linear, seeds, rows, cols, values, _ = reader.cells(window, pixels)
+    window_counts = np.bincount(seeds, minlength=1)
+    sums = None
+    if recompute and len(seeds):
+        sums = _ExactSums()
+        sums.add(seeds, values)
+    if largest is not None:  # only blocks whose key beats the sample's largest can enter it
+        chosen = np.flatnonzero(hash_keys(linear, seed) < largest)
+    elif len(linear) > size:
+        chosen = np.sort(np.argpartition(hash_keys(linear, seed), size - 1)[:size])
+    else:
+        chosen = np.arange(len(linear))
+    around = block_seeds(grown_pixels, stride)
+    padded = np.zeros((around.shape[0] + 1, around.shape[1] + 1), np.float64)
+    padded[: around.shape[0], : around.shape[1]] = around
+    cells = window.on_grid(stride)
+    local_rows, local_cols = rows[chosen] - cells.yoff, cols[chosen] - cells.xoff
+    vectors = np.concatenate([linear[chosen, None].astype(np.float64), values[:, chosen].T.astype(np.float64),
+                              seeds[chosen, None].astype(np.float64), padded[local_rows, local_cols + 1, None],
+                              padded[local_rows + 1, local_cols, None]], axis=1)
+    return window_counts, sums, linear[chosen], vectors
+
+
+def scan_task(window, labels_path, features_path, grid, recompute, segments, size, seed):
+    """Worker task: ``_scan_window`` of one window, LABELS and FEATURES opened by the worker."""
+    reader = distributed.cached(("knn_refine", labels_path, features_path, grid.stride),
+                                lambda: _open_reader(labels_path, features_path, grid), labels_path, features_path)
+    return _scan_window(reader, window, recompute, segments, labels_path, size, seed)
+
+
+def _scan(reader, windows, recompute, segments, labels_path, size, seed, progress, cluster=None, features_path=None):
     """One pass over the rasters: usable blocks per id (the ids checked), exact feature sums per id when the
     centres are recomputed, and the index: the ``size`` usable blocks with the smallest seeded hash keys (a
     uniform sample, the same whatever the windows) with their features, their id and the ids of their right and
-    lower neighbours (0 = none). Returns counts, sums and (features (n, C), ids, right, lower) sorted by cell."""
-    grid, stride = reader.grid, reader.grid.stride
+    lower neighbours (0 = none). Returns counts, sums and (features (n, C), ids, right, lower) sorted by cell.
+    On a ``cluster`` the windows are scanned by the workers and merged here (integer counts and sums: exact)."""
     counts = np.zeros(1, np.int64)
     sums = _ExactSums() if recompute else None
     sampler = BlockSample(size, seed)
-    for number, window in enumerate(windows):
-        # one more block row and column: the neighbours of the window's last blocks
-        grown = Window(window.xoff, window.yoff, min(grid.width - window.xoff, window.width + stride),
-                       min(grid.height - window.yoff, window.height + stride))
-        grown_pixels = reader.pixels(grown)
-        pixels = grown_pixels[: window.height, : window.width]
-        _check_ids(pixels, segments, labels_path)
-        linear, seeds, rows, cols, values, _ = reader.cells(window, pixels)
-        window_counts = np.bincount(seeds, minlength=len(counts))
-        counts = np.pad(counts, (0, len(window_counts) - len(counts))) + window_counts
-        if sums is not None and len(seeds):
-            sums.add(seeds, values)
-        if len(sampler) >= size:  # only blocks whose key beats the sample's largest can enter it
-            chosen = np.flatnonzero(hash_keys(linear, seed) < sampler.keys[-1])
-        else:
-            chosen = np.arange(len(linear))
-        around = block_seeds(grown_pixels, stride)
-        padded = np.zeros((around.shape[0] + 1, around.shape[1] + 1), np.float64)
-        padded[: around.shape[0], : around.shape[1]] = around
-        cells = window.on_grid(stride)
-        local_rows, local_cols = rows[chosen] - cells.yoff, cols[chosen] - cells.xoff
-        vectors = np.concatenate([linear[chosen, None].astype(np.float64), values[:, chosen].T.astype(np.float64),
-                                  seeds[chosen, None].astype(np.float64), padded[local_rows, local_cols + 1, None],
-                                  padded[local_rows + 1, local_cols, None]], axis=1)
-        sampler.offer(linear[chosen], vectors)
-        reader.release_cache()
+
+    def here():
+        for window in windows:
+            largest = sampler.keys[-1] if len(sampler) >= size else None
+            result = _scan_window(reader, window, recompute, segments, labels_path, size, seed, largest)
+            reader.release_cache()
+            yield window, result
+
+    results = here() if cluster is None else cluster.ordered_map(
+        scan_task, windows, labels_path, features_path, reader.grid, recompute, segments, size, seed)
+    for number, (_, (window_counts, window_sums, linear, vectors)) in enumerate(results):
+        length = max(len(counts), len(window_counts))
+        counts = np.pad(counts, (0, length - len(counts))) + np.pad(window_counts, (0, length - len(window_counts)))
+        if window_sums is not None:
+            sums.merge(window_sums)
+        sampler.offer(linear, vectors)
         progress.update((number + 1) / len(windows), f"Sampling the index ({number + 1}/{len(windows)} windows)")
     if not len(sampler):
         return counts, sums, None
@@ -600,31 +647,66 @@ def _graph_cells(reader, window):
     return pixels, seeds, values, (seeds > 0) & reader.features.usable(values)
 
 
+def _refine_graph_window(reader, window, model, dtype, mapper=map, tick=None):
+    """(labels of ``window``, pixels changed): the window grown by the model's halo, refined, cut back."""
+    grid, stride = reader.grid, reader.grid.stride
+    grown = window.grown(model.halo * stride, grid.width, grid.height)
+    pixels, seeds, values, usable = _graph_cells(reader, grown)
+    reader.release_cache()
+    if model.iterations == 0:  # the segments as they are
+        return pixels[window.yoff - grown.yoff :, window.xoff - grown.xoff :][: window.height, : window.width], 0
+    shares = label_shares(pixels, seeds, stride, model.segments)
+    scores = refine_window(values, shares, usable, model, mapper=mapper)
+    if tick:
+        tick(0.8)
+    core_rows, core_cols = window.on_grid(stride).within(grown.on_grid(stride)).slices
+    core = (core_rows.start, core_rows.stop, core_cols.start, core_cols.stop)
+    refined = pixel_labels(scores, usable, stride, core, dtype, mapper)[: window.height, : window.width]
+    y0, x0 = window.yoff - grown.yoff, window.xoff - grown.xoff
+    original = pixels[y0 : y0 + window.height, x0 : x0 + window.width]
+    # pixels of blocks that are not refined (no features) keep their label; nodata stays nodata
+    result = np.where((refined > 0) & (original != 0), refined, original).astype(dtype)
+    return result, int(np.count_nonzero(result != original))
+
+
 def _refine_graph(reader, windows, model, output, mapper, progress):
     """Refine window by window (each grown by the model's halo); returns the number of pixels changed. ``mapper``
     spreads bands of block rows over threads (``map`` for one)."""
-    grid, stride = reader.grid, reader.grid.stride
     dtype = np.uint8 if output.band(1).DataType == gdal.GDT_Byte else np.uint16
-    halo = model.halo * stride
     changed = 0
     for number, window in enumerate(windows):
-        grown = window.grown(halo, grid.width, grid.height)
-        pixels, seeds, values, usable = _graph_cells(reader, grown)
-        reader.release_cache()
-        if model.iterations == 0:  # the segments as they are
-            result = pixels[window.yoff - grown.yoff :, window.xoff - grown.xoff :][: window.height, : window.width]
-        else:
-            shares = label_shares(pixels, seeds, stride, model.segments)
-            scores = refine_window(values, shares, usable, model, mapper=mapper)
-            progress.update((number + 0.8) / len(windows), f"Refining blocks ({number + 1}/{len(windows)} windows)")
-            core_rows, core_cols = window.on_grid(stride).within(grown.on_grid(stride)).slices
-            core = (core_rows.start, core_rows.stop, core_cols.start, core_cols.stop)
-            refined = pixel_labels(scores, usable, stride, core, dtype, mapper)[: window.height, : window.width]
-            y0, x0 = window.yoff - grown.yoff, window.xoff - grown.xoff
-            original = pixels[y0 : y0 + window.height, x0 : x0 + window.width]
-            # pixels of blocks that are not refined (no features) keep their label; nodata stays nodata
-            result = np.where((refined > 0) & (original != 0), refined, original).astype(dtype)
-            changed += int(np.count_nonzero(result != original))
+
+        def tick(fraction, number=number):
+            progress.update((number + fraction) / len(windows),
+                            f"Refining blocks ({number + 1}/{len(windows)} windows)")
+
+        result, window_changed = _refine_graph_window(reader, window, model, dtype, mapper, tick)
+        changed += window_changed
+        output.write(result, window.xoff, window.yoff)
+        output.release_cache()
+        tick(1.0)
+    return changed
+
+
+def _open_reader(labels_path, features_path, grid):
+    """A worker's ``_Reader`` of LABELS and FEATURES, opened as ``refine_knn`` opens them."""
+    return _Reader(LabelRaster.open(labels_path, "label raster (LABELS)"), FeatureRaster.open(features_path), grid)
+
+
+def refine_task(window, labels_path, features_path, grid, model, dtype):
+    """Worker task: ``_refine_graph_window`` of one window, LABELS and FEATURES opened by the worker."""
+    reader = distributed.cached(("knn_refine", labels_path, features_path, grid.stride),
+                                lambda: _open_reader(labels_path, features_path, grid), labels_path, features_path)
+    return _refine_graph_window(reader, window, model, dtype)
+
+
+def _refine_graph_on_cluster(cluster, labels_path, features_path, grid, windows, model, output, progress):
+    """``_refine_graph`` with the windows refined on the cluster and written here, in order."""
+    dtype = np.uint8 if output.band(1).DataType == gdal.GDT_Byte else np.uint16
+    changed = 0
+    results = cluster.ordered_map(refine_task, windows, labels_path, features_path, grid, cluster.share(model), dtype)
+    for number, (window, (result, window_changed)) in enumerate(results):
+        changed += window_changed
         output.write(result, window.xoff, window.yoff)
         output.release_cache()
         progress.update((number + 1) / len(windows), f"Refining blocks ({number + 1}/{len(windows)} windows)")

@@ -14,12 +14,36 @@ from .pipeline import ordered_map
 from .raster_io import AtomicRaster
 
 
-def write_labels(raster, windows, stride, features, centres, labels, progress, present=None):
+def assign_cells(window, descriptors, pixel_valid, stride, centres):
+    """Labels of the window's pixels from its cells' ``descriptors`` (rows * cols, C), NaN = no valid pixel: each
+    cell's nearest centre (ids 1..K) repeated over its pixels, nodata where ``pixel_valid`` (or None) is False."""
+    cell_window = window.on_grid(stride)
+    rows, cols = cell_window.height, cell_window.width
+    valid = ~np.isnan(descriptors[:, 0])
+    grid = np.zeros(rows * cols, np.uint8 if len(centres) <= 255 else np.uint16)
+    grid[valid] = kmeans.assign(descriptors[valid], centres) + 1
+    grid = grid.reshape(rows, cols)
+    pixels = np.repeat(np.repeat(grid, stride, axis=0), stride, axis=1)[: window.height, : window.width]
+    if pixel_valid is not None:
+        pixels = np.where(pixel_valid, pixels, NODATA).astype(pixels.dtype)
+    return pixels
+
+
+def write_windows(results, windows, labels, progress, present=None):
+    """Write ``(window, pixels)`` results, in order, into the label raster ``labels``."""
+    for number, (window, pixels) in enumerate(results):
+        if present is not None:
+            present.add(pixels)
+        labels.write(pixels, window.xoff, window.yoff)  # blocks cut by windows stay in GDAL's (capped) cache
+        progress.update((number + 1) / len(windows), f"Assigning segments ({number + 1}/{len(windows)} windows)")
+
+
+def write_labels(raster, windows, stride, features, centres, labels, progress, present=None, mapper=ordered_map):
     """Assign the cells of feature dataset ``features`` to ``centres`` and write ids 1..K (0 = nodata).
 
     ``windows`` cover the input's pixel grid with offsets that are multiples of ``stride``; each cell's id is
     repeated over its pixels, and pixels the input marks invalid are written as nodata. ``present`` (a
-    ``PresentIds``) learns the ids written.
+    ``PresentIds``) learns the ids written. ``mapper``: ``pipeline.ordered_map`` or a cluster's.
     """
 
     def read(window):
@@ -33,22 +57,9 @@ def write_labels(raster, windows, stride, features, centres, labels, progress, p
         return window, descriptors.reshape(-1, rows * cols).T, pixel_valid
 
     def compute(window, descriptors, pixel_valid):
-        cell_window = window.on_grid(stride)
-        rows, cols = cell_window.height, cell_window.width
-        valid = ~np.isnan(descriptors[:, 0])
-        grid = np.zeros(rows * cols, np.uint8 if len(centres) <= 255 else np.uint16)
-        grid[valid] = kmeans.assign(descriptors[valid], centres) + 1
-        grid = grid.reshape(rows, cols)
-        pixels = np.repeat(np.repeat(grid, stride, axis=0), stride, axis=1)[: window.height, : window.width]
-        if pixel_valid is not None:
-            pixels = np.where(pixel_valid, pixels, NODATA).astype(pixels.dtype)
-        return pixels
+        return assign_cells(window, descriptors, pixel_valid, stride, centres)
 
-    for number, (window, pixels) in enumerate(ordered_map(read, compute, windows)):
-        if present is not None:
-            present.add(pixels)
-        labels.write(pixels, window.xoff, window.yoff)  # blocks cut by windows stay in GDAL's (capped) cache
-        progress.update((number + 1) / len(windows), f"Assigning segments ({number + 1}/{len(windows)} windows)")
+    write_windows(mapper(read, compute, windows), windows, labels, progress, present)
 
 
 def write_label_raster(raster, windows, stride, features, centres, output_path, metadata, progress,

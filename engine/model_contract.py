@@ -8,6 +8,10 @@ Embeddings are compared with the Euclidean distance (K-Means); a model that want
 normalises its output inside the graph. An embedding may depend only on the pixels within
 ``receptive_field`` px of its own stride x stride cell: no layer may pool over the whole input
 (GroupNorm, InstanceNorm, global pooling), or tiled inference could not equal untiled inference.
+
+A network whose embeddings depend on the whole input (global attention: ViTs) says so with ``global_context``
+true. It has no finite receptive field: ``receptive_field`` is then the overlap, in px on each side, over which
+neighbouring tiles' embeddings are blended (engine/blended_tiles.py), and results depend on the tile size.
 """
 
 import json
@@ -34,6 +38,12 @@ OPTIONAL_KEYS = (
     "description",
     "licence",
     "flops_per_pixel",  # float: multiply-adds x 2 per input pixel (for benchmarks)
+    "global_context",  # bool: embeddings depend on the whole tile (no finite receptive field); default false
+    "source",  # str: where the architecture comes from, e.g. "timm:resnet50" (training/export_backbone.py)
+    "layer",  # str: the network's layer the embeddings are taken from
+    "weights",  # dict: the weights file, its sha256, or {"random": true}
+    "positional_embedding",  # dict: a ViT's trained patch grid (interpolated in the graph to each tile's)
+    "pca",  # dict: a fixed PCA stored in the graph (components, channels, rasters, explained_variance)
 )
 
 
@@ -80,4 +90,12 @@ def check_metadata(values):
             problems.append(f"{key} must be a list of 3 numbers, not {value!r}")
         elif key == "input_std" and min(value) <= 0:
             problems.append(f"input_std must be positive, not {value!r}")
+    if not isinstance(values.get("global_context", False), bool):
+        problems.append(f"global_context must be true or false, not {values['global_context']!r}")
     return problems
+
+
+def has_random_weights(values):
+    """Whether decoded metadata say the network's weights are random (exported for tests and benchmarks)."""
+    weights = values.get("weights")
+    return isinstance(weights, dict) and weights.get("random") is True

@@ -94,8 +94,14 @@ class ModelInfo:
     metadata: dict = field(compare=False, repr=False)
 
     @property
+    def global_context(self):
+        """True when embeddings depend on the whole tile (ViTs): tiles are blended, not cut exactly."""
+        return self.metadata.get("global_context") is True
+
+    @property
     def halo(self):
-        """Pixels of context on every side of a tile's core: the receptive field rounded up to the stride."""
+        """Pixels of context on every side of a tile's core: the receptive field rounded up to the stride (for a
+        global-context model, the overlap its tiles are blended over)."""
         return cells(self.receptive_field, self.stride) * self.stride
 
     def summary(self):

@@ -8,6 +8,11 @@ once (``pipeline.ordered_map``: GDAL reads in this thread, numpy on workers, res
 keeping a seeded sample spread over the whole raster, fits the centres on that sample (or takes the reference's),
 writes the labels on the input's grid and commits every output together.
 
+Given a Dask ``scheduler`` (``Settings.scheduler``, engine/distributed.py), the extractor decides which of its
+pieces run on the cluster: its ``describe`` and ``assign`` then submit module-level, picklable task functions that
+open the input themselves (``RasterSource``), and this process stays the single writer of every output, in
+order, so the bytes are those of a local run.
+
 A method is one ``FeatureExtractor`` (engine/kmeans_segmentation.py: block descriptors; engine/cnn_segmentation.py:
 CNN embeddings): its grid (stride, channels, halo), how it describes a piece of the raster, what a REFERENCE must
 match, how centres are fitted and how cells become pixel labels. A third method is one new file.
@@ -19,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import checks
+from . import checks, distributed
 from .errors import InputError
 from .feature_raster import FeatureRaster
 from .label_pass import write_label_raster, write_labels
@@ -46,17 +51,18 @@ class Settings:
     reference_path: str = None
     sample_size: int = 50_000
     region: object = None  # region.Region: EXTENT and MASK
+    scheduler: object = None  # a Dask scheduler's address or a distributed.Client; None or empty: this process
 
     @classmethod
     def checked(cls, input_path, output_path, segments=8, seed=0, bands=None, features_path=None, memory_mb=256,
-                reference_path=None, sample_size=50_000, region=None):
+                reference_path=None, sample_size=50_000, region=None, scheduler=None):
         """The settings with every argument checked (types, ranges) and normalised, or an ``InputError`` naming
         the parameter."""
         settings = cls(
             checks.path("INPUT", input_path), checks.path("OUTPUT", output_path), checks.whole("SEGMENTS", segments),
             checks.whole("SEED", seed, 0), checks.bands(bands), checks.path("FEATURES", features_path, optional=True),
             checks.memory(memory_mb), checks.path("REFERENCE", reference_path, optional=True),
-            checks.whole("sample_size", sample_size, 1), region)
+            checks.whole("sample_size", sample_size, 1), region, scheduler)
         if not 2 <= settings.segments <= MAX_SEGMENTS:
             raise InputError(f"SEGMENTS must be between 2 and {MAX_SEGMENTS}; got {settings.segments}.")
         if settings.sample_size < settings.segments:
@@ -68,17 +74,29 @@ class Settings:
     def memory_bytes(self):
         return self.memory_mb * 2**20
 
+    def source(self, grey_as_rgb=False):
+        """How a Dask worker opens the input as this run opened it (``distributed.RasterSource``)."""
+        return distributed.RasterSource(self.input_path, tuple(self.bands) if self.bands else None, self.region,
+                                        grey_as_rgb)
+
 
 @dataclass
 class Cells:
     """What describing one piece of the raster gives: ``values`` (C, rows, cols) float32 (NaN = no valid pixel)
     of the cells of ``window`` (on the cell grid), and the valid cells' ``linear`` indices (row * grid width +
-    col) and sample ``vectors`` (n, channels of the sample)."""
+    col) and sample ``vectors`` (n, channels of the sample). ``values`` None: nothing to write (a cluster that
+    recomputes the features for the labels); ``valid``: how many valid cells when ``linear`` holds only the sample
+    candidates (None: all of them)."""
 
     window: object
     values: np.ndarray
     linear: np.ndarray
     vectors: np.ndarray
+    valid: int = None
+
+    @property
+    def count(self):
+        return len(self.linear) if self.valid is None else self.valid
 
 
 class FeatureExtractor:
@@ -86,8 +104,9 @@ class FeatureExtractor:
     and implement the methods that raise NotImplementedError.
 
     The pipeline calls, in this order: ``check_raster``, ``start`` (first progress stage), ``reference_mismatch``,
-    ``plan`` (returns the pieces to describe), ``read``/``compute`` per piece (through ``ordered_map``),
-    ``fit``, ``feature_meta``, ``label_windows``, then writes labels with ``assign``."""
+    ``plan`` (returns the pieces to describe), ``use_cluster`` (with a Dask scheduler), ``describe`` (by default
+    ``read``/``compute`` per piece through ``ordered_map``), ``fit``, ``feature_meta``, ``label_windows``, then
+    writes labels with ``assign``."""
 
     method = ""  # the METHOD metadata item and the name in messages (kmeans, cnn)
     stage = ""  # the progress stage of the describing pass
@@ -100,6 +119,7 @@ class FeatureExtractor:
     grey_as_rgb = False  # a single band is used three times (networks take red, green, blue)
     assign = staticmethod(write_labels)  # how cells become pixel labels (label_pass.write_labels or alike)
     workers = WORKERS  # threads of the describing pass
+    cluster = None  # a distributed.Cluster when the run was given a scheduler
 
     stride = 1  # pixels per cell side
     channels = 0  # feature bands
@@ -127,6 +147,16 @@ class FeatureExtractor:
     def plan(self, raster, settings, reference, progress):
         """The pieces of the raster to describe (windows, batches of tiles), in the order their results are taken."""
         raise NotImplementedError
+
+    def use_cluster(self, cluster, settings, progress):
+        """Run the pieces that can run on ``cluster`` (a ``distributed.Cluster``) there: set ``cluster`` and, as
+        needed, ``assign``; ``describe`` then submits this method's task functions."""
+        self.cluster = cluster
+
+    def describe(self, items):
+        """``(item, [Cells])`` for every piece, in the order of ``items``: here, ``read`` in this thread and
+        ``compute`` on ``workers`` threads."""
+        return ordered_map(self.read, self.compute, items, self.workers)
 
     def read(self, item):
         """The GDAL part of describing ``item`` (this thread only); returns the arguments of ``compute``."""
@@ -200,6 +230,9 @@ def segment(extractor, settings, progress):
     if reference is not None:
         segments = check_reference(reference, settings.reference_path, extractor)
     items = extractor.plan(raster, settings, reference, progress)
+    cluster = distributed.connect(settings.scheduler, progress, settings.memory_mb)
+    if cluster is not None:
+        extractor.use_cluster(cluster, settings, progress)
 
     grid = Window.whole(raster.width, raster.height).on_grid(extractor.stride)
     feature_bytes = grid.width * grid.height * extractor.channels * 4
@@ -224,6 +257,8 @@ def segment(extractor, settings, progress):
             outputs.commit()
     finally:
         raster.dataset = None
+        if cluster is not None:
+            cluster.close()
         if scratch:
             shutil.rmtree(scratch, ignore_errors=True)
     return Segmentation(settings.output_path, settings.features_path, centres, valid, present, len(windows))
@@ -233,13 +268,13 @@ def _describe(extractor, items, features, settings, progress):
     """The one pass over the raster: every piece's cells written to ``features`` and offered to the sample."""
     sample = BlockSample(settings.sample_size, settings.seed)
     valid, done, total = 0, 0, sum(extractor.weight(item) for item in items)
-    for item, pieces in ordered_map(extractor.read, extractor.compute, items, extractor.workers):
+    for item, pieces in extractor.describe(items):
         for cells in pieces:
-            features.write(cells.window, cells.values)
-        # one offer per piece of work: an offer costs a copy of the whole sample (the same sample either way)
-        linear, vectors = _joined([cells.linear for cells in pieces]), _joined([cells.vectors for cells in pieces])
-        sample.offer(linear, vectors)
-        valid += len(linear)
+            if cells.values is not None:
+                features.write(cells.window, cells.values)
+        if pieces:  # one offer per piece of work (the same sample either way)
+            sample.offer(_joined([cells.linear for cells in pieces]), _joined([cells.vectors for cells in pieces]))
+            valid += sum(cells.count for cells in pieces)
         if extractor.releases_cache(item):
             features.release_cache()
         done += extractor.weight(item)

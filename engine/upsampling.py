@@ -158,8 +158,9 @@ def _grid(cells, invalid, pad, rows, cols, stride, centres, dtype):
 
 
 def write_labels_bilinear(raster, windows, stride, features, centres, labels, progress, present=None,
-                          workers=WORKERS):
-    """The bilinear label pass, windows computed on ``workers`` threads.
+                          workers=WORKERS, mapper=ordered_map):
+    """The bilinear label pass, windows computed on ``workers`` threads (``mapper``: ``pipeline.ordered_map``, or
+    a Dask cluster's ``Cluster.mapper``).
 
     Each pixel takes the centre nearest in distances interpolated bilinearly between the four cells around it
     (cell centres at the middle of their stride x stride pixels); next to a nodata cell a pixel keeps its own
@@ -190,7 +191,7 @@ def write_labels_bilinear(raster, windows, stride, features, centres, labels, pr
             pixels = np.where(pixel_valid, pixels, NODATA).astype(dtype)
         return pixels
 
-    for number, (window, pixels) in enumerate(ordered_map(read, compute, windows, workers)):
+    for number, (window, pixels) in enumerate(mapper(read, compute, windows, workers)):
         if present is not None:
             present.add(pixels)
         labels.write(pixels, window.xoff, window.yoff)

@@ -67,6 +67,86 @@
         <translation type="unfinished"></translation>
     </message>
     <message>
+        <location filename="../algorithms/blur.py" line="48"/>
+        <source>Segments</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/blur.py" line="48"/>
+        <source>A label raster, e.g. the Segments of K-Means segmentation.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/blur.py" line="50"/>
+        <source>Method</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/blur.py" line="50"/>
+        <source>Majority</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/blur.py" line="50"/>
+        <source>Gaussian-weighted majority</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/blur.py" line="50"/>
+        <source>Majority: every pixel of the window counts the same. Gaussian-weighted: near pixels count more (rounder boundaries).</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/blur.py" line="55"/>
+        <source>Strength</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/blur.py" line="55"/>
+        <source>Low</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/blur.py" line="55"/>
+        <source>Medium</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/blur.py" line="55"/>
+        <source>High</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/blur.py" line="55"/>
+        <source>Size of the voting window; High also smooths twice.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/blur.py" line="59"/>
+        <source>Radius (px; 0 = use strength)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/blur.py" line="59"/>
+        <source>Window half-width in pixels, one pass, instead of Strength.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/blur.py" line="61"/>
+        <source>Iterations</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/blur.py" line="61"/>
+        <source>How many times the smoothing is repeated.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/blur.py" line="65"/>
+        <source>Smoothed segments</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
         <location filename="../algorithms/blur.py" line="25"/>
         <source>Smooths a segmentation: every pixel takes the segment that wins a vote of its neighbourhood. Removes speckle and small islands and straightens ragged boundaries, keeping segments, grid and style.
 
@@ -76,191 +156,112 @@ Strength: the size of the window, Low, Medium or High (High also runs twice). Fo
 Radius (advanced): window half-width in pixels, one pass, instead of Strength; 0 = use Strength. At most 200 (100 for Gaussian).
 Iterations: how many times the smoothing is repeated; each repetition smooths further.
 Memory budget (advanced): working memory; the result does not depend on it.
+Dask scheduler (advanced): optional address of a Dask cluster&apos;s scheduler, e.g. tcp://10.0.0.5:8786; its workers process the windows, with the same result. Empty = this computer.
 
 Ties: a pixel keeps its own segment when it is among the most voted; otherwise the lowest segment number among the most voted wins.
 
 Smoothed segments: a label raster on the input&apos;s grid with the same segments, colours, names and metadata, so Latent KNN refinement and Render segments work on it as on the input.</source>
         <translation type="unfinished"></translation>
     </message>
-    <message>
-        <location filename="../algorithms/blur.py" line="46"/>
-        <source>Segments</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../algorithms/blur.py" line="46"/>
-        <source>A label raster, e.g. the Segments of K-Means segmentation.</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../algorithms/blur.py" line="48"/>
-        <source>Method</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../algorithms/blur.py" line="48"/>
-        <source>Majority</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../algorithms/blur.py" line="48"/>
-        <source>Gaussian-weighted majority</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../algorithms/blur.py" line="48"/>
-        <source>Majority: every pixel of the window counts the same. Gaussian-weighted: near pixels count more (rounder boundaries).</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../algorithms/blur.py" line="53"/>
-        <source>Strength</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../algorithms/blur.py" line="53"/>
-        <source>Low</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../algorithms/blur.py" line="53"/>
-        <source>Medium</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../algorithms/blur.py" line="53"/>
-        <source>High</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../algorithms/blur.py" line="53"/>
-        <source>Size of the voting window; High also smooths twice.</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../algorithms/blur.py" line="57"/>
-        <source>Radius (px; 0 = use strength)</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../algorithms/blur.py" line="57"/>
-        <source>Window half-width in pixels, one pass, instead of Strength.</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../algorithms/blur.py" line="59"/>
-        <source>Iterations</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../algorithms/blur.py" line="59"/>
-        <source>How many times the smoothing is repeated.</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../algorithms/blur.py" line="62"/>
-        <source>Smoothed segments</source>
-        <translation type="unfinished"></translation>
-    </message>
 </context>
 <context>
     <name>CnnAlgorithm</name>
     <message>
-        <location filename="../algorithms/cnn.py" line="34"/>
+        <location filename="../algorithms/cnn.py" line="62"/>
         <source>CNN segmentation</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="37"/>
+        <location filename="../algorithms/cnn.py" line="65"/>
         <source>Unsupervised segmentation into K kinds of region from CNN embeddings (ONNX Runtime).</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="86"/>
+        <location filename="../algorithms/cnn.py" line="120"/>
         <source>Model</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="86"/>
-        <source>Embedding network shipped with the plugin; its model card (.md) lies beside it in the plugin&apos;s onnx_models folder.</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../algorithms/cnn.py" line="89"/>
+        <location filename="../algorithms/cnn.py" line="123"/>
         <source>Other model file (.onnx, instead of Model)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="89"/>
+        <location filename="../algorithms/cnn.py" line="123"/>
         <source>Optional .onnx file used instead of Model (input &quot;rgb&quot;, output &quot;embeddings&quot;, metadata model_type &quot;embedding&quot;).</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="95"/>
+        <location filename="../algorithms/cnn.py" line="129"/>
         <source>Device</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="95"/>
+        <location filename="../algorithms/cnn.py" line="129"/>
         <source>auto: CUDA (NVIDIA GPU), else CoreML (Apple), else CPU, whichever this ONNX Runtime offers. An unavailable device falls back to the CPU with a warning.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="101"/>
+        <location filename="../algorithms/cnn.py" line="135"/>
         <source>Tile size (px, 0 = model default)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="101"/>
+        <location filename="../algorithms/cnn.py" line="135"/>
         <source>Side of the tiles given to the network, overlap included; 0 = the size the model recommends.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="104"/>
+        <location filename="../algorithms/cnn.py" line="138"/>
         <source>Batch size (tiles)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="104"/>
+        <location filename="../algorithms/cnn.py" line="138"/>
         <source>Tiles per network call; larger batches can be faster on a GPU.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="106"/>
+        <location filename="../algorithms/cnn.py" line="140"/>
         <source>CPU threads (0 = all cores)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="80"/>
+        <location filename="../algorithms/cnn.py" line="114"/>
         <source>Segments</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="80"/>
+        <location filename="../algorithms/cnn.py" line="114"/>
         <source>Embeddings</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="80"/>
+        <location filename="../algorithms/cnn.py" line="114"/>
         <source>Optional: the network&apos;s embeddings (Float32, one band each, one pixel per 4 x 4 cell), the Features input of Latent KNN refinement.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="111"/>
+        <location filename="../algorithms/cnn.py" line="145"/>
         <source>ONNX Runtime execution provider used</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="40"/>
+        <location filename="../algorithms/cnn.py" line="140"/>
+        <source>CPU threads for the network, each running it on tiles of its own; 0 = one per core.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/cnn.py" line="68"/>
         <source>Divides a raster into K kinds of region (segments) using a convolutional network (CNN), without training data.
 
-The network turns every 4 x 4 pixel cell into a vector describing its appearance and surroundings. K-Means finds K typical vectors on a sample spread over the whole raster, then every pixel joins the nearest one, with distances interpolated between cells so that boundaries are not blocky. The raster is processed in overlapping tiles, so there are no seams; the result does not depend on the tile size, batch size, threads or memory budget.
+The network turns every 4 x 4 pixel cell into a vector describing its appearance and surroundings. K-Means finds K typical vectors on a sample spread over the whole raster, then every pixel joins the nearest one, with distances interpolated between cells so that boundaries are not blocky. The raster is processed in overlapping tiles, so there are no seams; the result does not depend on the tile size, batch size, threads or memory budget (except for networks with global attention, such as ViTs exported with training.export_backbone: their tiles are blended and the log warns that the result depends on the tile size).
 
 Needs the Python package onnxruntime (the other Map Segmenter algorithms work without it). If it is missing, the algorithm stops and prints the command that installs it for the Python QGIS runs; nothing is installed automatically.
 
 Input layer: any raster GDAL reads, 8-bit RGB expected (16-bit and float rasters are scaled from their 1st-99th percentiles); or any other map layer (an XYZ or WMS basemap, a vector layer...), which is first drawn with its style. Nodata and transparent pixels stay nodata.
 Bands: the three bands to feed the network as red, green, blue; empty means the first three bands that are not alpha. A single band is fed three times.
-Model: a network shipped with the plugin (each has a model card beside it in onnx_models).
+Model: a network shipped with the plugin (each has a model card beside it in onnx_models), or one of yours, marked (user): .onnx files placed in the folder map_segmenter/models of your QGIS profile folder (Settings &gt; User Profiles &gt; Open Active Profile Folder), read when QGIS starts.
 Other model file: an .onnx file used instead of Model; it must follow the Map Segmenter model contract (see the README).
 Number of segments (K): how many kinds of region to find (2-254).
 Device: where the network runs. auto: an NVIDIA GPU (CUDA) if this ONNX Runtime has it, else Apple&apos;s CoreML, else the CPU; cuda needs onnxruntime-gpu; coreml is for macOS. An unavailable device falls back to the CPU with a warning; the log names the device used.
@@ -270,14 +271,15 @@ Area to segment: optional extent; a raster file is cut on its own pixel grid. Re
 Pixel size for drawn layers: the pixel size web and vector layers are drawn at, in their CRS units; 0 = the layer&apos;s finest resolution (required for vector layers).
 Mask polygons: optional; pixels outside them are nodata and take no part in the fit.
 Tile size, Batch size, CPU threads, Memory budget (advanced): how the work is cut up; they change speed and memory, never the result.
+Dask scheduler (advanced): optional address of a Dask cluster&apos;s scheduler, e.g. tcp://10.0.0.5:8786; its workers run the network and process the windows, with the same result. Empty = this computer.
 
 Segments: a label raster on the input&apos;s grid, segments 1..K ordered from dark to light, 0 = nodata, styled with one colour and name per segment.
 Embeddings (optional): the network&apos;s vectors, one band each, one pixel per 4 x 4 cell, for Latent KNN refinement.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="106"/>
-        <source>CPU threads for the network, each running it on tiles of its own; 0 = one per core.</source>
+        <location filename="../algorithms/cnn.py" line="120"/>
+        <source>Embedding network shipped with the plugin (its model card lies beside it in the plugin&apos;s onnx_models folder), or yours (user) from map_segmenter/models in the QGIS profile folder.</source>
         <translation type="unfinished"></translation>
     </message>
 </context>
@@ -302,27 +304,27 @@ Embeddings (optional): the network&apos;s vectors, one band each, one pixel per 
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/kmeans.py" line="53"/>
+        <location filename="../algorithms/kmeans.py" line="55"/>
         <source>Block size (px)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/kmeans.py" line="53"/>
+        <location filename="../algorithms/kmeans.py" line="55"/>
         <source>Side of the square blocks that are described and labelled: 4 = fine, 8 = medium, 16 = coarse.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/kmeans.py" line="48"/>
+        <location filename="../algorithms/kmeans.py" line="50"/>
         <source>Segments</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/kmeans.py" line="48"/>
+        <location filename="../algorithms/kmeans.py" line="50"/>
         <source>Block descriptors</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/kmeans.py" line="48"/>
+        <location filename="../algorithms/kmeans.py" line="50"/>
         <source>Optional: the block descriptors (Float32, one band each, one pixel per block), the Features input of Latent KNN refinement.</source>
         <translation type="unfinished"></translation>
     </message>
@@ -342,6 +344,7 @@ Area to segment: optional extent; a raster file is cut on its own pixel grid, so
 Pixel size for drawn layers: the pixel size web and vector layers are drawn at, in their CRS units; 0 = the layer&apos;s finest resolution (required for vector layers).
 Mask polygons: optional; pixels outside them are nodata and take no part in the fit.
 Memory budget (advanced): working memory; large rasters are processed in windows that fit it.
+Dask scheduler (advanced): optional address of a Dask cluster&apos;s scheduler, e.g. tcp://10.0.0.5:8786; its workers process the windows, with the same result. Empty = this computer.
 
 Segments: a label raster on the input&apos;s grid, segments 1..K ordered from dark to light, 0 = nodata, styled with one colour and name per segment.
 Block descriptors (optional): the descriptors, one band each, one pixel per block, for Latent KNN refinement.</source>
@@ -356,67 +359,67 @@ Block descriptors (optional): the descriptors, one band each, one pixel per bloc
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/knn_refine.py" line="66"/>
+        <location filename="../algorithms/knn_refine.py" line="68"/>
         <source>Segments</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/knn_refine.py" line="66"/>
+        <location filename="../algorithms/knn_refine.py" line="68"/>
         <source>A label raster, e.g. the Segments of K-Means segmentation (or their smoothed version).</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/knn_refine.py" line="68"/>
+        <location filename="../algorithms/knn_refine.py" line="70"/>
         <source>Features (of the same segmentation run)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/knn_refine.py" line="68"/>
+        <location filename="../algorithms/knn_refine.py" line="70"/>
         <source>The Block descriptors or Embeddings output of the segmentation that made Segments.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/knn_refine.py" line="70"/>
+        <location filename="../algorithms/knn_refine.py" line="72"/>
         <source>Neighbours</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/knn_refine.py" line="72"/>
+        <location filename="../algorithms/knn_refine.py" line="74"/>
         <source>Temperature (relative)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/knn_refine.py" line="75"/>
+        <location filename="../algorithms/knn_refine.py" line="77"/>
         <source>Mix per iteration</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/knn_refine.py" line="77"/>
+        <location filename="../algorithms/knn_refine.py" line="79"/>
         <source>Iterations</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/knn_refine.py" line="79"/>
+        <location filename="../algorithms/knn_refine.py" line="81"/>
         <source>Spatial weight</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/knn_refine.py" line="82"/>
+        <location filename="../algorithms/knn_refine.py" line="84"/>
         <source>Random seed</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/knn_refine.py" line="82"/>
+        <location filename="../algorithms/knn_refine.py" line="84"/>
         <source>Seed of the index sample: the same seed gives the same result.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/knn_refine.py" line="84"/>
+        <location filename="../algorithms/knn_refine.py" line="86"/>
         <source>Index size (blocks)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/knn_refine.py" line="94"/>
+        <location filename="../algorithms/knn_refine.py" line="97"/>
         <source>Refined segments</source>
         <translation type="unfinished"></translation>
     </message>
@@ -426,52 +429,52 @@ Block descriptors (optional): the descriptors, one band each, one pixel per bloc
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/knn_refine.py" line="70"/>
+        <location filename="../algorithms/knn_refine.py" line="72"/>
         <source>How many blocks around each block it is linked to (4, 8, 12, 20, 24...).</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/knn_refine.py" line="72"/>
+        <location filename="../algorithms/knn_refine.py" line="74"/>
         <source>Softness of the scores from the distances to the segment centres, times the fitted temperature; higher = softer.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/knn_refine.py" line="75"/>
+        <location filename="../algorithms/knn_refine.py" line="77"/>
         <source>Share of the linked blocks in each step (0 = none; towards 1 = stronger cleaning).</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/knn_refine.py" line="77"/>
+        <location filename="../algorithms/knn_refine.py" line="79"/>
         <source>Number of propagation steps; 0 keeps the segments.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/knn_refine.py" line="79"/>
+        <location filename="../algorithms/knn_refine.py" line="81"/>
         <source>Weight of the distance between linked blocks beside their likeness; 0 = likeness only.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/knn_refine.py" line="84"/>
+        <location filename="../algorithms/knn_refine.py" line="86"/>
         <source>Number of blocks sampled to calibrate the temperature and the features&apos; spread.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/knn_refine.py" line="87"/>
+        <location filename="../algorithms/knn_refine.py" line="89"/>
         <source>Formulation</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/knn_refine.py" line="87"/>
+        <location filename="../algorithms/knn_refine.py" line="89"/>
         <source>Edge-aware propagation between neighbouring blocks</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/knn_refine.py" line="87"/>
+        <location filename="../algorithms/knn_refine.py" line="89"/>
         <source>Global KNN among sampled blocks (earlier method)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/knn_refine.py" line="87"/>
+        <location filename="../algorithms/knn_refine.py" line="89"/>
         <source>Edge-aware propagation (default), or the earlier global KNN in feature space.</source>
         <translation type="unfinished"></translation>
     </message>
@@ -494,6 +497,7 @@ Random seed: seed of the index sample; the same seed gives the same result.
 Index size (advanced): number of blocks sampled over the whole raster to calibrate the temperature and the features&apos; spread.
 Formulation (advanced): the edge-aware propagation above, or the earlier global KNN: each block averages the scores of its Neighbours nearest sampled blocks in feature space (plus position, Spatial weight in raster units), Iterations times; slower, and it changes few pixels (use Temperature 2, Mix 0.65, Iterations 2, Spatial weight 0.08, Index size 120000 for its original settings).
 Memory budget (advanced): working memory for the windows the raster is processed in.
+Dask scheduler (advanced): optional address of a Dask cluster&apos;s scheduler, e.g. tcp://10.0.0.5:8786; its workers process the windows, with the same result. Empty = this computer.
 
 Refined segments: a label raster on the input&apos;s grid with the same segments, colours and names. Nodata stays nodata; blocks without features keep their segments.</source>
         <translation type="unfinished"></translation>
@@ -638,128 +642,138 @@ Quicklook (optional): PNG of the segment colours, at most 1024 px on its longer 
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="103"/>
+        <location filename="../algorithms/base.py" line="104"/>
         <source>Post-processing</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="157"/>
+        <location filename="../algorithms/base.py" line="158"/>
         <source>Bands (default: first three)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="157"/>
+        <location filename="../algorithms/base.py" line="158"/>
         <source>Bands to segment. Empty: the first three bands that are not alpha. Needed for a grey-scale raster (choose band 1).</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="163"/>
+        <location filename="../algorithms/base.py" line="164"/>
         <source>Number of segments (K)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="163"/>
+        <location filename="../algorithms/base.py" line="164"/>
         <source>How many kinds of region to find (2-254).</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="167"/>
+        <location filename="../algorithms/base.py" line="168"/>
         <source>Random seed</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="167"/>
+        <location filename="../algorithms/base.py" line="168"/>
         <source>Seed of the sample and of the initialisation: the same seed gives the same result.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="170"/>
+        <location filename="../algorithms/base.py" line="171"/>
         <source>Reference segmentation (reuse its centres)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="170"/>
+        <location filename="../algorithms/base.py" line="171"/>
         <source>Optional: a segmentation made earlier by this algorithm. Its segment centres are reused instead of fitting new ones, so several rasters get the same segment for the same kind of surface.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="192"/>
+        <location filename="../algorithms/base.py" line="193"/>
         <source>Memory budget (MB)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="192"/>
+        <location filename="../algorithms/base.py" line="193"/>
         <source>Working memory to use. The raster is processed in windows that fit it; the result does not depend on it.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="197"/>
+        <location filename="../algorithms/base.py" line="211"/>
         <source>Label raster on the input&apos;s grid: segment 1..K, 0 = nodata, styled with one colour and name per segment.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="200"/>
+        <location filename="../algorithms/base.py" line="214"/>
         <source>Number of segments produced</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="212"/>
+        <location filename="../algorithms/base.py" line="226"/>
         <source>{label}: layer &apos;{layer}&apos; is not a file GDAL can read ({provider}). Save it as a GeoTIFF first (Raster &gt; Conversion &gt; Translate).</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="219"/>
+        <location filename="../algorithms/base.py" line="233"/>
         <source>{label}: no raster given.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="152"/>
+        <location filename="../algorithms/base.py" line="153"/>
         <source>Input layer</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="152"/>
+        <location filename="../algorithms/base.py" line="153"/>
         <source>The layer to segment: a raster GDAL reads (GeoTIFF, JPEG, VRT...; 8-bit, 16-bit or float), or any other map layer (XYZ or WMS basemap, vector layer...), which is drawn with its style over Area to segment at Pixel size first. Nodata and transparent pixels stay nodata.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="177"/>
+        <location filename="../algorithms/base.py" line="178"/>
         <source>Area to segment</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="177"/>
+        <location filename="../algorithms/base.py" line="178"/>
         <source>Optional: segment only this area. A raster file is cut on its own pixel grid, so the result lines up pixel for pixel with a run over the whole raster. Required for web layers (a tile service covers the world).</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="181"/>
+        <location filename="../algorithms/base.py" line="182"/>
         <source>Pixel size for drawn layers (0 = native)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="181"/>
+        <location filename="../algorithms/base.py" line="182"/>
         <source>For layers that are drawn first (web and vector layers): the size of a pixel in the layer&apos;s CRS units. 0 = the layer&apos;s own finest resolution (a tile service&apos;s deepest zoom); required for vector layers. Raster files keep their own pixels.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="186"/>
+        <location filename="../algorithms/base.py" line="187"/>
         <source>Mask polygons</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="186"/>
+        <location filename="../algorithms/base.py" line="187"/>
         <source>Optional: only pixels inside these polygons are segmented; the others are nodata in every output and take no part in the fit.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="256"/>
+        <location filename="../algorithms/base.py" line="270"/>
         <source>Input layer: no layer given, or it cannot be opened.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="268"/>
+        <location filename="../algorithms/base.py" line="282"/>
         <source>Bands is ignored for a drawn layer: its red, green and blue are used.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/base.py" line="198"/>
+        <source>Dask scheduler (empty = this computer)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/base.py" line="200"/>
+        <source>Optional: the address of a running Dask scheduler, e.g. tcp://10.0.0.5:8786, to process the windows on its workers; empty runs here, as always. The result is the same. The workers must read the input under the same path (a shared folder, or /vsis3/...) and run the same Map Segmenter version; this computer writes the output.</source>
         <translation type="unfinished"></translation>
     </message>
 </context>

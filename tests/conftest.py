@@ -146,3 +146,16 @@ def processing_run(qgis_app):
     _PROVIDERS.append(SegmenterProvider())  # Python keeps the provider alive; QGIS only borrows it
     assert registry.addProvider(_PROVIDERS[-1])
     return processing.run
+
+
+@pytest.fixture(scope="session")
+def dask_cluster(tmp_path_factory):
+    """A real Dask scheduler and two worker processes on localhost for the whole session (started only when a test
+    asks for it; about 3 s): the runs on it are compared with runs in the test process."""
+    from helpers import DaskProcesses
+
+    processes = DaskProcesses(tmp_path_factory.mktemp("dask"), workers=2)
+    try:
+        yield processes
+    finally:
+        processes.close()

@@ -108,3 +108,103 @@ def two_surfaces(path, left, right, seed, width=64):
     values = np.empty((3, 48, width))
     values[:, :, : width // 2], values[:, :, width // 2 :] = left, right
     return write_raster(path, (values + rng.normal(0, 40, values.shape)).astype(np.uint16))
+
+
+def _die_with_parent():
+    """A preexec_fn (Linux) making the child get SIGKILL when the test process dies, even by SIGKILL, so that no
+    scheduler or worker outlives an interrupted run; prepared here, so the child only calls prctl (no import, no
+    lock: the test process has threads)."""
+    import ctypes
+    import functools
+    import signal
+
+    try:
+        return functools.partial(ctypes.CDLL("libc.so.6", use_errno=True).prctl, 1, int(signal.SIGKILL))
+    except (OSError, AttributeError):  # not glibc: nothing to prepare
+        return None
+
+
+class DaskProcesses:
+    """A real ``dask scheduler`` and ``dask worker`` processes on localhost (the venv's ``dask`` command, one thread
+    each, no nanny so that killing a worker's process kills the worker); workers import ``map_segmenter`` from this
+    checkout (installed editable in the venv)."""
+
+    def __init__(self, folder, workers=2):
+        import json
+        import shutil
+        import sys
+        import time
+
+        self.folder = Path(folder)
+        self.dask = shutil.which("dask", path=str(Path(sys.executable).parent)) or "dask"
+        self.env = dict(os.environ, PYTHONUNBUFFERED="1", DASK_DISTRIBUTED__WORKER__DAEMON="False",
+                        OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
+                        DASK_DISTRIBUTED__ADMIN__LOW_LEVEL_LOG_LENGTH="10000000")  # tasks_run counts in that log
+        scheduler_file = self.folder / "scheduler.json"
+        self.logs, self.workers, self.die_with_parent = [], [], _die_with_parent()
+        try:
+            self.scheduler = self._start([self.dask, "scheduler", "--host", "127.0.0.1", "--port", "0",
+                                          "--no-dashboard", "--scheduler-file", str(scheduler_file)], "scheduler")
+            deadline = time.monotonic() + 60
+            while not scheduler_file.exists():
+                if self.scheduler.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"dask scheduler did not start: {self.log_text()}")
+                time.sleep(0.1)
+            time.sleep(0.1)
+            self.address = json.loads(scheduler_file.read_text())["address"]
+            for _ in range(workers):
+                self.add_worker()
+            if workers:
+                self.wait_for(workers)
+        except BaseException:  # nothing left running when the start fails
+            self.close()
+            raise
+
+    def _start(self, command, name, env=None):
+        log = open(self.folder / f"{name}-{len(self.logs)}.log", "w")
+        self.logs.append(log)
+        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**self.env, **(env or {})},
+                                cwd=self.folder, preexec_fn=self.die_with_parent)
+
+    def add_worker(self, env=None):
+        """Start one more worker process (``env``: variables to add to its environment)."""
+        worker = self._start([self.dask, "worker", self.address, "--nthreads", "1", "--no-nanny", "--no-dashboard",
+                              "--host", "127.0.0.1", "--memory-limit", "0"], "worker", env)
+        self.workers.append(worker)
+        return worker
+
+    def client(self):
+        from distributed import Client
+
+        return Client(self.address, timeout="20s", set_as_default=False)
+
+    def wait_for(self, count, timeout=60):
+        with self.client() as client:
+            client.wait_for_workers(count, timeout=timeout)
+
+    def tasks_run(self, kind=""):
+        """{worker address: Map Segmenter tasks (of ``kind``: "scan", "label"...) it has run so far}, from the
+        workers' own transition logs."""
+        prefix = f"segmenter-{kind}"
+        with self.client() as client:  # a lambda travels by value (tests/ is not importable on the workers)
+            return client.run(lambda dask_worker: len({entry[0] for entry in dask_worker.state.log
+                                                       if str(entry[0]).startswith(prefix)}))
+
+    def log_text(self):
+        return "\n".join(Path(log.name).read_text()[-3000:] for log in self.logs)
+
+    def close(self):
+        """Stop the workers, then the scheduler (a worker stopping while the scheduler goes away may wait for it:
+        whatever is still running after 3 s is killed)."""
+        for group in (self.workers, [self.scheduler] if hasattr(self, "scheduler") else []):
+            for process in group:
+                if process.poll() is None:
+                    process.terminate()
+            for process in group:
+                try:
+                    process.wait(timeout=3)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+        for log in self.logs:
+            log.close()

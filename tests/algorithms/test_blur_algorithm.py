@@ -85,5 +85,5 @@ def test_help_and_group(processing_run):
         assert word in text
     advanced = {parameter.name() for parameter in algorithm.parameterDefinitions()
                 if parameter.flags() & QgsProcessingParameterDefinition.FlagAdvanced}
-    assert advanced == {"RADIUS", "MEMORY_MB"}
+    assert advanced == {"RADIUS", "MEMORY_MB", "SCHEDULER"}
     assert algorithm.parameterDefinition("STRENGTH").defaultValue() == 1  # medium

@@ -83,7 +83,7 @@ def test_parameters(processing_run):
     assert definitions["DEVICE"].defaultValue() == "auto"
     assert definitions["SEGMENTS"].defaultValue() == 8 and definitions["TILE_SIZE"].defaultValue() == 0
     advanced = {name for name, p in definitions.items() if p.flags() & QgsProcessingParameterDefinition.FlagAdvanced}
-    assert advanced == {"TILE_SIZE", "BATCH_SIZE", "THREADS", "MEMORY_MB"}
+    assert advanced == {"TILE_SIZE", "BATCH_SIZE", "THREADS", "MEMORY_MB", "SCHEDULER"}
     optional = {name for name, p in definitions.items() if p.flags() & QgsProcessingParameterDefinition.FlagOptional}
     assert {"BANDS", "MODEL_PATH", "REFERENCE", "FEATURES"} <= optional
     assert "<" not in algorithm.shortHelpString()

@@ -58,10 +58,10 @@ def test_algorithm_description(processing_run):
     assert algorithm.group() == "Post-processing" and algorithm.groupId() == "postprocessing"
     advanced = {p.name() for p in algorithm.parameterDefinitions()
                 if p.flags() & QgsProcessingParameterDefinition.FlagAdvanced}
-    assert advanced == {"INDEX_SIZE", "METHOD", "MEMORY_MB"}
+    assert advanced == {"INDEX_SIZE", "METHOD", "MEMORY_MB", "SCHEDULER"}
     names = [p.name() for p in algorithm.parameterDefinitions()]
     assert names == ["LABELS", "FEATURES", "NEIGHBORS", "TEMPERATURE", "MIX", "ITERATIONS", "SPATIAL_WEIGHT",
-                     "SEED", "INDEX_SIZE", "METHOD", "MEMORY_MB", "OUTPUT"]
+                     "SEED", "INDEX_SIZE", "METHOD", "MEMORY_MB", "SCHEDULER", "OUTPUT"]
     help_text = algorithm.shortHelpString()
     labels = [p.description().split(" (")[0] for p in algorithm.parameterDefinitions()]
     assert "<" not in help_text and all(label in help_text for label in labels)
