@@ -1,7 +1,7 @@
-"""Peak memory that follows MEMORY_MB, not the raster: GDAL's block cache, its pool of open VRT sources and the
-heap.
+"""Peak memory that follows MEMORY_MB, not the raster: GDAL's block cache, its pool of open VRT sources and freed
+heap memory.
 
-Measured on VRT mosaics of 25 MPix to 1 GPix (bench/bench_memory.py), four things besides the windows grew with
+Measured on VRT mosaics of 25 MPix to 1 GPix (bench/bench_memory.py), three things besides the windows grew with
 the raster:
 
 - GDAL's block cache (GDAL_CACHEMAX: 5 % of RAM by default) filled with decoded blocks of the input. Flushing it
@@ -13,12 +13,9 @@ the raster:
   (``malloc_trim``, called at most a few times a second from ``Progress.update``) gives them back.
 - GDAL's pool of open datasets: a VRT keeps up to GDAL_MAX_DATASET_POOL_SIZE (100) of its sources open, about
   0.5 MB each for JPEG-tiled GeoTIFFs (their decoded block buffer, libjpeg's and libtiff's state): +50 MB at
-  1 GPix (176 sources) against 6 sources at 25 MPix, and as much for gdal_translate of the same VRT.
-  ``dataset_pool`` lowers it to MEMORY_MB / POOL_SHARE_MB sources for the run.
-- glibc's dynamic mmap threshold: once a large array is freed, glibc serves arrays up to that size (up to 32 MB)
-  from its heaps, where the windows' arrays, freed in another order than they were allocated, fragment them
-  (580 MB of free heap at the end of a 1 GPix run, part of it resident between trims). ``mapped_arrays`` maps
-  arrays of MAPPED_BYTES or more for the run, so freeing one gives it back at once.
+  1 GPix (176 sources) against 6 sources at 25 MPix. GDAL's own: gdal_translate of the same VRTs with a 64 MB
+  cache grows from 126 to 164 MB (143 with a pool of 16). ``dataset_pool`` lowers it to MEMORY_MB / POOL_SHARE_MB
+  sources for the run.
 """
 
 import ctypes
@@ -70,7 +67,7 @@ def block_cache(memory_mb):
 POOL_VARIABLE = "GDAL_MAX_DATASET_POOL_SIZE"
 GDAL_POOL = 100  # GDAL's default; it takes 2..1000
 POOL_SHARE_MB = 8  # one open VRT source per 8 MB of MEMORY_MB: 32 at the default 256, within 1/16 of it at 0.5 MB
-MIN_POOL = 8  # a tile window and its halo touch up to 3 x 2 sources: fewer would close and reopen them
+MIN_POOL = 8  # small budgets' tile windows with their halo touch a few sources (2 x 2, 3 x 2): keep them open
 
 
 def pool_size(memory_mb):
@@ -107,8 +104,8 @@ def dataset_pool(memory_mb):
 
 
 def within_budget(function):
-    """Decorator: the engine entry point (which takes ``memory_mb``) runs inside ``block_cache(memory_mb)``,
-    ``dataset_pool(memory_mb)`` and ``mapped_arrays()``."""
+    """Decorator: the engine entry point (which takes ``memory_mb``) runs inside ``block_cache(memory_mb)``
+    and ``dataset_pool(memory_mb)``."""
     signature = inspect.signature(function)
 
     @functools.wraps(function)
@@ -119,7 +116,7 @@ def within_budget(function):
             memory_mb = bound.arguments.get("memory_mb")
         except TypeError:  # the call itself is wrong: Python says so when the function is called
             memory_mb = None
-        with block_cache(memory_mb), dataset_pool(memory_mb), mapped_arrays():
+        with block_cache(memory_mb), dataset_pool(memory_mb):
             return function(*args, **kwargs)
 
     return run
@@ -152,51 +149,6 @@ def _malloc_trim():
 
 
 _trim = _malloc_trim()
-
-
-M_MMAP_THRESHOLD = -3  # mallopt's parameter
-MAPPED_BYTES = 2**20  # during a run, arrays of 1 MB or more are mapped: the windows' arrays, not GDAL's blocks
-SETTLED_BYTES = 32 * 2**20  # glibc's largest dynamic threshold (64-bit), where it settles once 32 MB were freed
-_mapping_lock = threading.Lock()
-_mapping_runs = [0]
-
-
-def _mallopt():
-    """glibc's mallopt, or None."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        option = libc.mallopt
-    except (OSError, AttributeError, TypeError):
-        return None
-    option.argtypes, option.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    return option
-
-
-_mallopt_function = _mallopt() if _trim is not None else None
-
-
-@contextmanager
-def mapped_arrays():
-    """glibc maps allocations of MAPPED_BYTES or more during runs (``mallopt(M_MMAP_THRESHOLD)``).
-
-    Measured at 1 GPix (kmeans, MEMORY_MB 256): the median RSS of pass 1 fell from 352 to 281 MB and the free
-    heap stayed at 75 MB instead of growing to 580 MB. glibc cannot turn its dynamic threshold back on: after the
-    last run the threshold is SETTLED_BYTES, where the dynamic one ends in a process that has freed a 32 MB
-    array. No-op without glibc."""
-    if _mallopt_function is None:
-        yield
-        return
-    with _mapping_lock:
-        if not _mapping_runs[0]:
-            _mallopt_function(M_MMAP_THRESHOLD, MAPPED_BYTES)
-        _mapping_runs[0] += 1
-    try:
-        yield
-    finally:
-        with _mapping_lock:
-            _mapping_runs[0] -= 1
-            if not _mapping_runs[0]:
-                _mallopt_function(M_MMAP_THRESHOLD, SETTLED_BYTES)
 _last_trim = [0.0]
 
 
