@@ -12,9 +12,9 @@ the raster:
   were allocated, leave free holes that glibc keeps; the process grew by about 1 MB per MPix. ``release_freed``
   (``malloc_trim``, called at most a few times a second from ``Progress.update``) gives them back.
 - GDAL's pool of open datasets: a VRT keeps up to GDAL_MAX_DATASET_POOL_SIZE (100) of its sources open, about
-  0.5 MB each for JPEG-tiled GeoTIFFs (their decoded block buffer, libjpeg's and libtiff's state): +50 MB at
+  0.5 MB each for JPEG-tiled GeoTIFFs (their decoded block buffer, libjpeg's and libtiff's state): +45 MB at
   1 GPix (176 sources) against 6 sources at 25 MPix. GDAL's own: gdal_translate of the same VRTs with a 64 MB
-  cache grows from 126 to 164 MB (143 with a pool of 16). ``dataset_pool`` lowers it to MEMORY_MB / POOL_SHARE_MB
+  cache grows from 123 to 160 MB (143 with a pool of 32). ``dataset_pool`` lowers it to MEMORY_MB / POOL_SHARE_MB
   sources for the run.
 """
 
