@@ -145,7 +145,7 @@ def main():
                 label = f"MEMORY_MB {name:g}" if name != "translate" else "gdal_translate"
                 verdict = "" if name == "translate" else ("  met" if ratio <= 1 + GROWTH_TARGET else "  NOT met")
                 before, after = peaks[small, name], peaks[large, name]
-                print(f"  {label:>16}: {before:5.0f} -> {after:5.0f} MB = {ratio:.2f}{verdict}")
+                print(f"  {label:>16}: {before:5.0f} -> {after:5.0f} MB = {ratio:.3f}{verdict}")
 
 
 if __name__ == "__main__":
