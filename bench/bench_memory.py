@@ -1,7 +1,7 @@
 """segmenter:kmeans memory and time on VRT mosaics of 25 MPix and 1 GPix, beside gdal_translate of the same VRT.
 
     python bench/bench_memory.py [--sizes 25 1000] [--budgets 256 32] [--repeats 3] [--skip-translate]
-                                 [--engine FOLDER]
+                                 [--engine FOLDER] [--translate-config KEY=VALUE ...]
 
 The mosaics are VRTs repeating the bundled Kampala orthophoto (3072 x 2048 px, 256 x 256 px JPEG tiles): no large
 file is written, and every repetition is read through its own file name (a hard link in bench/out/tiles), as
@@ -11,7 +11,11 @@ process: its wall time and peak RSS (ru_maxrss) are reported; figures are median
 gdal_translate copies the VRT to a compressed tiled GeoTIFF (the options the engine writes with) under its own
 defaults (GDAL_CACHEMAX = 5 % of RAM), then the copy is deleted. ``--engine FOLDER`` runs the map_segmenter package
 in FOLDER instead of this checkout's (e.g. ``git archive`` of an older commit extracted into FOLDER/map_segmenter),
-to compare versions in the same conditions.
+to compare versions in the same conditions. ``--translate-config GDAL_CACHEMAX=64`` (repeatable) runs gdal_translate
+with that GDAL setting, e.g. the engine's block cache cap, to see what grows with the VRT in GDAL itself.
+
+Last, for each budget: how much larger the peak RSS is at the largest size than at the smallest, against the
+target (at most 10 %), and the same for gdal_translate.
 """
 
 import argparse
@@ -28,6 +32,7 @@ from common import KAMPALA, OUT, engine_command, output_options
 gdal.UseExceptions()
 
 TILES = OUT / "tiles"
+GROWTH_TARGET = 0.10  # peak RSS at 1 GPix at most 10 % above 25 MPix (issue 10, item 14)
 
 
 def mosaic_vrt(megapixels, source=KAMPALA):
@@ -106,7 +111,11 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-translate", action="store_true")
     parser.add_argument("--engine", help="folder holding the map_segmenter package to run (default: this checkout)")
+    parser.add_argument("--translate-config", action="append", default=[], metavar="KEY=VALUE",
+                        help="a GDAL configuration option for gdal_translate (repeatable)")
     args = parser.parse_args()
+    config = [argument for option in args.translate_config for argument in ("--config", *option.split("=", 1))]
+    peaks = {}  # (size, budget or "translate") -> peak RSS MB
     labels, copy = OUT / "memory_labels.tif", OUT / "memory_translate.tif"
     print(f"{'MPix':>6} {'MEMORY_MB':>9} {'kmeans s':>9} {'CPU s':>6} {'RSS MB':>7} {'translate s':>11} "
           f"{'CPU s':>6} {'RSS MB':>7} {'ratio':>6}  windows", flush=True)
@@ -114,17 +123,29 @@ def main():
         source = mosaic_vrt(size)
         translate = (None, None, None)
         if not args.skip_translate:
-            translate = measured(["gdal_translate", "-q", *output_options(), str(source), str(copy)],
+            translate = measured(["gdal_translate", "-q", *config, *output_options(), str(source), str(copy)],
                                  args.repeats)[:3]
+            peaks[size, "translate"] = translate[1]
             copy.unlink(missing_ok=True)
         for budget in args.budgets:
             wall, peak, cpu, note = measured(kmeans_command(source, labels, budget, args.engine), args.repeats)
+            peaks[size, budget] = peak
             ratio = f"{wall / translate[0]:6.2f}" if translate[0] else "     -"
             shown = (f"{translate[0]:11.2f} {translate[2]:6.1f} {translate[1]:7.0f}" if translate[0]
                      else f"{'-':>11} {'-':>6} {'-':>7}")
             print(f"{size:6g} {budget:9g} {wall:9.2f} {cpu:6.1f} {peak:7.0f} {shown} {ratio}  {note}", flush=True)
             for leftover in (labels, labels.with_suffix(".qml")):
                 leftover.unlink(missing_ok=True)
+    small, large = min(args.sizes), max(args.sizes)
+    if small != large:
+        print(f"peak RSS at {large:g} MPix / at {small:g} MPix (target at most {1 + GROWTH_TARGET:.2f}):")
+        for name in [*args.budgets, "translate"]:
+            if (small, name) in peaks and (large, name) in peaks:
+                ratio = peaks[large, name] / peaks[small, name]
+                label = f"MEMORY_MB {name:g}" if name != "translate" else "gdal_translate"
+                verdict = "" if name == "translate" else ("  met" if ratio <= 1 + GROWTH_TARGET else "  NOT met")
+                before, after = peaks[small, name], peaks[large, name]
+                print(f"  {label:>16}: {before:5.0f} -> {after:5.0f} MB = {ratio:.3f}{verdict}")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,13 @@
 """Memory follows MEMORY_MB, not the raster: GDAL's block cache is capped during a run (and restored), windows
-follow the input's blocks when the cache cannot hold two block rows, and results do not change."""
+follow the input's blocks when the cache cannot hold two block rows, a VRT keeps at most MEMORY_MB / 8 of its
+sources open, and results do not change."""
+
+import os
+import subprocess
+import sys
 
 import numpy as np
+import pytest
 from osgeo import gdal
 
 from map_segmenter.engine import memory
@@ -108,3 +114,75 @@ def test_freed_memory_is_given_back_on_glibc():
         assert memory._trim is not None
     memory._last_trim[0] = 0.0
     memory.release_freed()  # callable anywhere; a no-op without glibc
+
+
+def test_pool_of_open_vrt_sources_follows_memory_mb(monkeypatch):
+    monkeypatch.delenv(memory.POOL_VARIABLE, raising=False)
+    own = gdal.GetConfigOption(memory.POOL_VARIABLE)
+    try:
+        gdal.SetConfigOption(memory.POOL_VARIABLE, None)
+        assert [memory.pool_size(mb) for mb in (256, 32, 8, 2048)] == [32, 8, 8, 100]
+        gdal.SetConfigOption(memory.POOL_VARIABLE, "16")  # never above GDAL's own setting
+        assert memory.pool_size(256) == 16
+        with memory.dataset_pool(256):
+            assert gdal.GetConfigOption(memory.POOL_VARIABLE) == "16"
+            with memory.dataset_pool(64):
+                assert gdal.GetConfigOption(memory.POOL_VARIABLE) == "8"
+            assert gdal.GetConfigOption(memory.POOL_VARIABLE) == "16"
+        assert gdal.GetThreadLocalConfigOption(memory.POOL_VARIABLE) is None
+    finally:
+        gdal.SetConfigOption(memory.POOL_VARIABLE, own)
+
+
+OPEN_SOURCES = """
+import os, sys
+from map_segmenter.engine.kmeans_segmentation import segment_kmeans
+from map_segmenter.engine.progress import Progress
+vrt, out, tiles = sys.argv[1:4]
+def link(fd):
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:  # the listing's own descriptor, closed by now
+        return ""
+def open_sources(fraction, message):
+    counts.append(sum(link(fd).startswith(tiles) for fd in os.listdir("/proc/self/fd")))
+counts = []
+segment_kmeans(vrt, out, segments=4, memory_mb=64, progress=Progress(report=open_sources))
+print(max(counts))
+"""
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts open files through /proc")
+def test_a_vrt_of_many_sources_keeps_at_most_the_pool_open(tmp_path, kampala_crop):
+    """A VRT mosaic of 48 files (each its own hard link of one GeoTIFF, as bench_memory.py's) read in one window:
+    GDAL's default pool kept all 48 open (about 0.5 MB each for JPEG tiles); MEMORY_MB 64 allows 8. In a child
+    process: the pool is GDAL's, shared with any VRT this one has open."""
+    tile = tmp_path / "tile.tif"
+    gdal.Translate(str(tile), kampala_crop, srcWin=[0, 0, 64, 48], creationOptions=["COMPRESS=JPEG"])
+    tiles = tmp_path / "tiles"
+    tiles.mkdir()
+    links = []
+    for index in range(48):
+        links.append(str(tiles / f"tile_{index:02d}.tif"))
+        os.link(tile, links[-1])
+    vrt = tmp_path / "tiled.vrt"
+    vrt.write_text(_mosaic_xml(links, 8, 6, 64, 48))
+    environment = {key: value for key, value in os.environ.items() if key != memory.POOL_VARIABLE}
+    result = subprocess.run([sys.executable, "-c", OPEN_SOURCES, str(vrt), str(tmp_path / "labels.tif"),
+                             str(tiles)], capture_output=True, text=True, env=environment)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert 1 <= int(result.stdout.split()[-1]) <= memory.pool_size(64) == 8
+
+
+def _mosaic_xml(links, columns, rows, width, height):
+    bands = []
+    for band in (1, 2, 3):
+        sources = "".join(
+            f"<SimpleSource><SourceFilename>{links[row * columns + column]}</SourceFilename>"
+            f"<SourceBand>{band}</SourceBand><SrcRect xOff='0' yOff='0' xSize='{width}' ySize='{height}'/>"
+            f"<DstRect xOff='{column * width}' yOff='{row * height}' xSize='{width}' ySize='{height}'/>"
+            f"</SimpleSource>"
+            for row in range(rows) for column in range(columns))
+        bands.append(f"<VRTRasterBand dataType='Byte' band='{band}'>{sources}</VRTRasterBand>")
+    return (f"<VRTDataset rasterXSize='{columns * width}' rasterYSize='{rows * height}'>"
+            f"{''.join(bands)}</VRTDataset>")
