@@ -337,3 +337,58 @@ class SegmenterAlgorithm(QgsProcessingAlgorithm):
             return function(progress=StageLog(feedback).progress(), **arguments)
         except SegmenterError as error:
             raise QgsProcessingException(str(error)) from None
+
+
+class SegmentationAlgorithm(SegmenterAlgorithm):
+    """segmenter:kmeans, segmenter:cnn and any further method: the parameters they share are declared here, once, in
+    the order the dialogs show them; a method adds its own at the hooks and names its engine function.
+
+        INPUT, BANDS, [method inputs], SEGMENTS, [method settings], SEED, REFERENCE, EXTENT, PIXEL_SIZE, MASK,
+        [method advanced settings], MEMORY_MB, SCHEDULER, OUTPUT, FEATURES, [method outputs]
+
+    (The shared texts stay in ``SegmenterAlgorithm``'s methods: their translations live under its name.)"""
+
+    ENGINE = None  # the engine entry point (engine/*_segmentation.py), as staticmethod(...)
+
+    def output_texts(self):
+        """(OUTPUT label, FEATURES label, FEATURES help) in the method's words."""
+        raise NotImplementedError
+
+    def add_method_inputs(self):
+        """Parameters after BANDS (a model)."""
+
+    def add_method_settings(self):
+        """Parameters after SEGMENTS."""
+
+    def add_method_advanced(self):
+        """Parameters after MASK, before MEMORY_MB."""
+
+    def add_method_outputs(self):
+        """Outputs after FEATURES."""
+
+    def method_arguments(self, parameters, context):
+        """The engine arguments of the method's own parameters."""
+        return {}
+
+    def method_outputs(self, result):
+        """Outputs of the method's own, from the engine's result."""
+        return {}
+
+    def initAlgorithm(self, config=None):  # noqa: N802 - QGIS API
+        output_label, features_label, features_help = self.output_texts()
+        self.add_input_and_bands()
+        self.add_method_inputs()
+        self.add_segments()
+        self.add_method_settings()
+        self.add_seed_and_reference()
+        self.add_region()
+        self.add_method_advanced()
+        self.add_memory()
+        self.add_scheduler()
+        self.add_label_output(output_label)
+        self.add_features_output(features_label, features_help)
+        self.add_method_outputs()
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 - QGIS API
+        result = self.segment(self.ENGINE, parameters, context, feedback, **self.method_arguments(parameters, context))
+        return self.segmentation_outputs(context, result, **self.method_outputs(result))

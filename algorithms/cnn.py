@@ -10,7 +10,7 @@ from qgis.core import (
 
 from ..engine.cnn_segmentation import segment_cnn
 from ..engine.onnx_runtime import DEVICES
-from .base import SegmenterAlgorithm
+from .base import SegmentationAlgorithm
 
 MODELS_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "onnx_models")
 NO_MODEL = "(no model shipped: choose Other model file)"
@@ -54,8 +54,9 @@ def model_file(name):
     return os.path.join(MODELS_DIR, name + ".onnx")
 
 
-class CnnAlgorithm(SegmenterAlgorithm):
+class CnnAlgorithm(SegmentationAlgorithm):
     ID = "cnn"
+    ENGINE = staticmethod(segment_cnn)
 
     def displayName(self):  # noqa: N802 - QGIS API
         return self.tr("CNN segmentation")
@@ -109,9 +110,13 @@ class CnnAlgorithm(SegmenterAlgorithm):
             "refinement."
         )
 
-    def initAlgorithm(self, config=None):  # noqa: N802 - QGIS API
+    def output_texts(self):
+        return (self.tr("Segments"), self.tr("Embeddings"),
+                self.tr("Optional: the network's embeddings (Float32, one band each, one pixel per 4 x 4 cell), the "
+                        "Features input of Latent KNN refinement."))
+
+    def add_method_inputs(self):
         models = (shipped_models() + user_models()) or [NO_MODEL]
-        self.add_input_and_bands()
         self.add(QgsProcessingParameterEnum("MODEL", self.tr("Model"), models, False, models[0], False, True),
                  self.tr("Embedding network shipped with the plugin (its model card lies beside it in the plugin's "
                          "onnx_models folder), or yours (user) from map_segmenter/models in the QGIS profile folder."))
@@ -119,27 +124,26 @@ class CnnAlgorithm(SegmenterAlgorithm):
                                             QgsProcessingParameterFile.File, "onnx", None, True),
                  self.tr("Optional .onnx file used instead of Model (input \"rgb\", output \"embeddings\", "
                          "metadata model_type \"embedding\")."))
-        self.add_segments()
+
+    def add_method_settings(self):
         self.add(QgsProcessingParameterEnum("DEVICE", self.tr("Device"), list(DEVICES), False, "auto", False,
                                             True),
                  self.tr("auto: CUDA (NVIDIA GPU), else CoreML (Apple), else CPU, whichever this ONNX Runtime "
                          "offers. An unavailable device falls back to the CPU with a warning."))
-        self.add_seed_and_reference()
-        self.add_region()
+
+    def add_method_advanced(self):
         self.integer("TILE_SIZE", self.tr("Tile size (px, 0 = model default)"), 0, 0, 16384,
                      self.tr("Side of the tiles given to the network, overlap included; 0 = the size the model "
                              "recommends."), advanced=True)
         self.integer("BATCH_SIZE", self.tr("Batch size (tiles)"), 4, 1, 1024,
                      self.tr("Tiles per network call; larger batches can be faster on a GPU."), advanced=True)
         self.integer("THREADS", self.tr("CPU threads (0 = all cores)"), 0, 0, 1024,
-                     self.tr("CPU threads for the network, each running it on tiles of its own; 0 = one per core."), advanced=True)
-        self.add_memory()
-        self.add_scheduler()
-        self.add_label_output(self.tr("Segments"))
-        self.add_features_output(self.tr("Embeddings"),
-                                 self.tr("Optional: the network's embeddings (Float32, one band each, one pixel per "
-                                         "4 x 4 cell), the Features input of Latent KNN refinement."))
+                     self.tr("CPU threads for the network, each running it on tiles of its own; 0 = one per core."),
+                     advanced=True)
+
+    def add_method_outputs(self):
         self.addOutput(QgsProcessingOutputString("PROVIDER", self.tr("ONNX Runtime execution provider used")))
+
     def model_path(self, parameters, context):
         path = self.parameterAsFile(parameters, "MODEL_PATH", context)
         if path:
@@ -149,13 +153,14 @@ class CnnAlgorithm(SegmenterAlgorithm):
             return ""
         return model_file(name)
 
-    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 - QGIS API
-        result = self.segment(
-            segment_cnn, parameters, context, feedback,
+    def method_arguments(self, parameters, context):
+        return dict(
             model_path=self.model_path(parameters, context),
             device=self.parameterAsEnumString(parameters, "DEVICE", context),
             tile_size=self.parameterAsInt(parameters, "TILE_SIZE", context),
             batch_size=self.parameterAsInt(parameters, "BATCH_SIZE", context),
             threads=self.parameterAsInt(parameters, "THREADS", context),
         )
-        return self.segmentation_outputs(context, result, PROVIDER=result.provider)
+
+    def method_outputs(self, result):
+        return dict(PROVIDER=result.provider)

@@ -1,11 +1,12 @@
 """``segmenter:kmeans``: K-Means on colour and texture block descriptors."""
 
 from ..engine.kmeans_segmentation import segment_kmeans
-from .base import SegmenterAlgorithm
+from .base import SegmentationAlgorithm
 
 
-class KMeansAlgorithm(SegmenterAlgorithm):
+class KMeansAlgorithm(SegmentationAlgorithm):
     ID = "kmeans"
+    ENGINE = staticmethod(segment_kmeans)
 
     def displayName(self):  # noqa: N802 - QGIS API
         return self.tr("K-Means segmentation")
@@ -45,22 +46,15 @@ class KMeansAlgorithm(SegmenterAlgorithm):
             "refinement."
         )
 
-    def initAlgorithm(self, config=None):  # noqa: N802 - QGIS API
-        self.add_input_and_bands()
-        self.add_segments()
+    def output_texts(self):
+        return (self.tr("Segments"), self.tr("Block descriptors"),
+                self.tr("Optional: the block descriptors (Float32, one band each, one pixel per block), the Features "
+                        "input of Latent KNN refinement."))
+
+    def add_method_settings(self):
         self.integer("BLOCK_SIZE", self.tr("Block size (px)"), 4, 1, 4096,
                      self.tr("Side of the square blocks that are described and labelled: 4 = fine, 8 = medium, "
                              "16 = coarse."))
-        self.add_seed_and_reference()
-        self.add_region()
-        self.add_memory()
-        self.add_scheduler()
-        self.add_label_output(self.tr("Segments"))
-        self.add_features_output(self.tr("Block descriptors"),
-                                 self.tr("Optional: the block descriptors (Float32, one band each, one pixel per "
-                                         "block), the Features input of Latent KNN refinement."))
 
-    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 - QGIS API
-        result = self.segment(segment_kmeans, parameters, context, feedback,
-                              block=self.parameterAsInt(parameters, "BLOCK_SIZE", context))
-        return self.segmentation_outputs(context, result)
+    def method_arguments(self, parameters, context):
+        return dict(block=self.parameterAsInt(parameters, "BLOCK_SIZE", context))

@@ -14,11 +14,11 @@ once the next row of tiles is done, so memory holds two rows of tiles' embedding
 """
 
 import numpy as np
-from osgeo import gdal
 
 from .errors import InputError
 from .pipeline import ordered_map
-from .sampling import BlockSample
+from .segmentation import Cells, linear_indices
+from .windows import Window, cells
 
 
 def ramp(cells, halo_cells):
@@ -54,26 +54,23 @@ def check_layout(layout, tile_size):
             f"model's blending overlap of {layout.halo} px: choose a TILE_SIZE of at least {3 * layout.halo} px.")
 
 
-def embed_blended(model, reader, layout, batch_size, features, grid_w, sample_size, seed, progress):
-    """``cnn_segmentation._embed`` for global-context models: the same outputs (the embeddings written to
-    ``features``, a seeded sample of [embedding..., brightness] rows, the number of valid cells), blended."""
+def describe_blended(model, reader, layout, chunks, grid, check, workers):
+    """``FeatureExtractor.describe`` for global-context models: ``(chunk, [Cells])`` in the order of ``chunks``,
+    the ``Cells`` being the rows of cores whose blending is complete (a chunk may complete none; the last one
+    also carries the rows still held)."""
     stride = reader.stride
+    grid_w, grid_h = grid.width, grid.height
     halo_cells = layout.halo // stride
     core_rows, core_cols = layout.core_height // stride, layout.core_width // stride
     tile_rows, tile_cols = layout.height // stride, layout.width // stride
-    grid_h = features.dataset.RasterYSize
     weights = tile_weights(layout, stride)
-    origins = layout.origins
-    row_origins = sorted({y for _, y in origins})
-    columns = -(-grid_w // core_cols) * core_cols + 2 * halo_cells
+    row_origins = sorted({y for _, y in layout.origins})
+    columns = cells(grid_w, core_cols) * core_cols + 2 * halo_cells
     channels = model.info.embed_dim
     band_rows = 2 * core_rows + 2 * halo_cells  # cells [top - halo, top + 2 core + halo) of two rows of tiles
     total = np.zeros((channels, band_rows, columns), np.float32)
     weight = np.zeros((band_rows, columns), np.float32)
     validity = {}  # tile row y -> (valid (core_rows, columns), brightness)
-    sample = BlockSample(sample_size, seed)
-    counted = [0]
-    chunks = [origins[start : start + batch_size] for start in range(0, len(origins), batch_size)]
 
     def read(chunk):
         return chunk, [reader.read(x, y) for x, y in chunk]
@@ -82,7 +79,7 @@ def embed_blended(model, reader, layout, batch_size, features, grid_w, sample_si
         batch = np.empty((len(chunk), 3, layout.height, layout.width), np.float32)
         prepared = [reader.prepare(x, y, *tile, out=batch[i]) for i, ((x, y), tile) in enumerate(zip(chunk, tiles))]
         del tiles
-        output = model.run(batch, cancel_check=progress.check)
+        output = model.run(batch, cancel_check=check)
         if output.shape[2:] != (tile_rows, tile_cols):
             raise InputError(f"the model returned {output.shape[2]} x {output.shape[3]} cells for a "
                              f"{layout.height} x {layout.width} px tile; stride {stride} needs {tile_rows} x "
@@ -91,23 +88,20 @@ def embed_blended(model, reader, layout, batch_size, features, grid_w, sample_si
                 for (x, y), (_, valid, brightness), embedding in zip(chunk, prepared, output)]
 
     def emit(top):
-        """Write the cores of the tile row starting at cell row ``top`` (held from band row ``first``)."""
+        """The ``Cells`` of the row of cores starting at cell row ``top`` (held from band row ``first``)."""
         rows = min(core_rows, grid_h - top)
         if rows <= 0:
-            return
+            return []
         first = top - band_top + halo_cells
         sums = total[:, first : first + rows, halo_cells : halo_cells + grid_w]
         counts = weight[first : first + rows, halo_cells : halo_cells + grid_w]
         valid, brightness = validity.pop(top * stride)
         valid, brightness = valid[:rows, :grid_w], brightness[:rows, :grid_w]
         core = np.where(valid, sums / counts, np.float32(np.nan)).astype(np.float32)
-        features.checked(features.dataset.WriteRaster, 0, top, grid_w, rows, core.tobytes(), grid_w, rows,
-                         gdal.GDT_Float32, list(range(1, channels + 1)))
         r, c = np.nonzero(valid)
-        sample.offer((r + top).astype(np.int64) * grid_w + c,
-                     np.concatenate([core[:, r, c].T, brightness[r, c, None].astype(np.float32)], axis=1))
-        counted[0] += len(r)
-        features.release_cache()  # a row of cores is written: its blocks are not needed again
+        window = Window(0, top, grid_w, rows)
+        return [Cells(window, core, linear_indices(r, c, window, grid_w),
+                      np.concatenate([core[:, r, c].T, brightness[r, c, None].astype(np.float32)], axis=1))]
 
     def shift():
         """Drop the emitted row of cores: the band then starts one row of cores lower."""
@@ -117,12 +111,13 @@ def embed_blended(model, reader, layout, batch_size, features, grid_w, sample_si
         weight[-core_rows:] = 0.0
 
     band_top = 0  # cell row of band row ``halo_cells``: the first row of cores the band holds
-    done = 0
-    for chunk, tiles in ordered_map(read, compute, chunks, workers=max(model.runs, 2)):
+    held = None  # the previous chunk and its Cells: the last chunk also carries the rows emitted at the end
+    for chunk, tiles in ordered_map(read, compute, chunks, workers):
+        emitted = []
         for x, y, weighted, valid, brightness in tiles:
             row = y // stride
             if row >= band_top + 2 * core_rows:  # a third row of tiles: the first one's cores are final
-                emit(band_top)
+                emitted += emit(band_top)
                 shift()
                 band_top += core_rows
             r0, c0 = row - band_top, x // stride  # band row of the tile's first cell (its halo's top)
@@ -134,9 +129,11 @@ def embed_blended(model, reader, layout, batch_size, features, grid_w, sample_si
             bright_row[:, c0 : c0 + core_cols] = brightness
         if any(x + layout.core_width >= grid_w * stride for x, _, _, _, _ in tiles):
             reader.raster.release_cache()
-        done += len(chunk)
-        progress.update(done / len(origins), f"Computing embeddings ({done}/{len(origins)} tiles)")
+        if held is not None:
+            yield held
+        held = (chunk, emitted)
     for top in (band_top, band_top + core_rows):
         if top * stride in row_origins:
-            emit(top)
-    return sample.vectors, counted[0]
+            held[1].extend(emit(top))
+    if held is not None:
+        yield held

@@ -19,30 +19,28 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
-from osgeo import gdal
 
 from . import checks, distributed
+from .colour_tables import table_colours
 from .errors import InputError
 from .labels import (
-    LABEL_TYPES,
+    MAX_ID,
     NODATA,
+    LabelRaster,
     PresentIds,
-    check_label_band,
     fewer_segments,
     finish_label_raster,
     ids_text,
     label_doubt,
     label_type,
-    nodata_as_zero,
-    read_metadata,
     scan_ids,
 )
 from .memory import within_budget
 from .outputs import Destination, prepare_outputs
 from .palette import qualitative
 from .progress import Progress
-from .raster_io import AtomicRaster, damaged, open_raster, read_window
-from .windows import plan_windows
+from .raster_io import AtomicRaster, damaged
+from .windows import Window, cells, plan_windows
 
 METHODS = ("majority", "gaussian")
 # Box side (px) at block size 4 and passes per iteration: the predecessor's low / medium / high.
@@ -59,7 +57,6 @@ MAX_WINDOW_PIXELS = 2**24  # larger strips only cost memory: the halo is already
 MAX_READ_AHEAD = 1024  # rows; inputs with taller blocks (one-strip files) are read row range by row range
 OUTPUT_BLOCK = 256  # block height of the written GeoTIFF (GTIFF_OPTIONS): strips are cut on block rows
 MANY_CANDIDATES = 64  # beyond this range of ids in a chunk, find the present ids by counting
-MAX_LABEL = 65535
 
 
 @dataclass(frozen=True)
@@ -356,45 +353,19 @@ class BlurResult:
     present: int = 0  # segments that occur in the output (the SEGMENTS output)
 
 
-@dataclass
-class _LabelRaster:
-    """An input label raster and how to read its ids."""
-
-    dataset: gdal.Dataset
-    dtype: np.dtype  # ids as the engine holds them
-    output_type: int
-    segments: int  # K from the metadata (or the value range); 0 when only the data will tell
-    metadata: dict
-    other_nodata: object  # a nodata value other than 0, read as 0
-    width: int = 0
-    height: int = 0
-    path: str = ""
-
-    def read(self, xoff, yoff, width, height):
-        ids = read_window(self.dataset.GetRasterBand(1), xoff, yoff, width, height, self.path)
-        self.dataset.FlushCache()
-        return nodata_as_zero(ids, self.other_nodata).astype(self.dtype, copy=False)
-
-
 def _open_labels(path):
-    dataset = open_raster(path, purpose="label raster")
-    band, other_nodata = check_label_band(dataset, path)
-    data_type = band.DataType
-    metadata = read_metadata(dataset)
-    segments = int(metadata.get("k") or 0)
-    if data_type in LABEL_TYPES:
-        dtype, output_type = np.dtype(LABEL_TYPES[data_type]), data_type
-    else:
-        low, high = _value_range(band, path)  # other integer types: ids must fit the label contract
-        if low < 0 or high > MAX_LABEL:
+    """The labels to smooth: a label raster of any integer type whose values are ids 0..65535."""
+    labels = LabelRaster.open(path)
+    if labels.dtype is None:
+        low, high = _value_range(labels.band, path)  # other integer types: ids must fit the label contract
+        if low < 0 or high > MAX_ID:
             raise InputError(
-                f"The raster '{path}' holds values from {low:g} to {high:g}; segment ids must be 0..{MAX_LABEL} "
+                f"The raster '{path}' holds values from {low:g} to {high:g}; segment ids must be 0..{MAX_ID} "
                 f"(0 = nodata). Choose a label raster."
             )
-        segments = max(segments, int(high))
-        dtype, output_type = _unsigned_type(int(high)), label_type(segments)
-    return _LabelRaster(dataset, dtype, output_type, segments, metadata, other_nodata,
-                        dataset.RasterXSize, dataset.RasterYSize, path)
+        labels.segments = max(labels.segments, int(high))
+        labels.dtype, labels.output_type = _unsigned_type(int(high)), label_type(labels.segments)
+    return labels
 
 
 _NO_IDS = ("The label raster '{path}' has no segment ids: every pixel is nodata. Choose a label raster with "
@@ -411,13 +382,6 @@ def _value_range(band, path):
         raise InputError(_NO_IDS.format(path=path)) from None
 
 
-def _stride(metadata):
-    """Block size (or model stride) of the segmentation that made the labels, if its metadata says."""
-    features = metadata.get("features")
-    stride = (features.get("stride") if isinstance(features, dict) else None) or metadata.get("stride")
-    return int(stride) if stride else None
-
-
 class _StripReader:
     """Rows of successive overlapping strips, each block row of the input decoded once.
 
@@ -432,8 +396,9 @@ class _StripReader:
 
     def read(self, y0, y1):
         if y1 > self.end:
-            end = min(self.labels.height, -(-y1 // self.block_height) * self.block_height)
-            fresh = self.labels.read(0, self.end, self.labels.width, end - self.end)
+            end = min(self.labels.height, cells(y1, self.block_height) * self.block_height)
+            fresh = self.labels.read(Window(0, self.end, self.labels.width, end - self.end))
+            self.labels.release_cache()
             if self.rows is not None and y0 < self.end:
                 keep = max(y0, self.start)
                 self.rows, self.start = np.concatenate([self.rows[keep - self.start :], fresh]), keep
@@ -468,22 +433,13 @@ def _chunk_side(kernel, memory_mb, dtype):
     return int(max(MIN_CHUNK, kernel.pass_reach, min(CHUNK, side)))
 
 
-def _colours(dataset, segments):
-    """The input's colours for ids 1..K, so a palette chosen upstream survives."""
-    table = dataset.GetRasterBand(1).GetRasterColorTable()
-    if table is None or table.GetCount() <= segments:
-        return None
-    return [tuple(table.GetColorEntry(index)[:3]) for index in range(1, segments + 1)]
-
-
 def _output_metadata(labels, kernel, stride, strength, segments):
     """The input's metadata (centres, features, method...) plus this run, appended to any earlier blur."""
-    metadata = {key: value for key, value in labels.metadata.items() if key not in ("k", "names", "version")}
-    history = labels.metadata.get("blur")
+    metadata = labels.meta.carried()
+    history = metadata.get("blur")
     history = history if isinstance(history, list) else ([history] if history else [])
     metadata["blur"] = [*history, dict(kernel.describe(), strength=strength, stride=stride)]
-    names = labels.metadata.get("names")
-    return metadata, names if isinstance(names, list) and len(names) == segments else None
+    return metadata, labels.meta.names_for(segments)
 
 
 @within_budget
@@ -507,7 +463,7 @@ def blur_labels(input_path, output_path, method="majority", strength="medium", r
         doubt = label_doubt(input_path, labels.metadata, present_in)
         if doubt:
             progress.warn(doubt)
-    stride = _stride(labels.metadata)
+    stride = labels.meta.stride
     kernel = choose_kernel(method, strength, radius, iterations, stride or DEFAULT_STRIDE)
     outputs = prepare_outputs({"INPUT": input_path}, [Destination("OUTPUT", output_path, "labels")], progress)
     width, height = labels.width, labels.height
@@ -527,7 +483,9 @@ def blur_labels(input_path, output_path, method="majority", strength="medium", r
         grown = window.grown(kernel.reach, width, height)
         if reader:
             return grown, reader.read(grown.yoff, grown.yoff + grown.height)
-        return grown, labels.read(grown.xoff, grown.yoff, grown.width, grown.height)
+        ids = labels.read(grown)
+        labels.release_cache()
+        return grown, ids
 
     def write(output, smoothed, window):
         output.write(smoothed, window.xoff, window.yoff)
@@ -542,10 +500,11 @@ def blur_labels(input_path, output_path, method="majority", strength="medium", r
     try:
         # Smoothing never makes new ids: K is known now (a scan when the metadata does not say).
         expected_k = labels.segments or present_in.highest
+        palette = table_colours(labels.dataset.GetRasterBand(1), expected_k) or qualitative(expected_k)
         with outputs, AtomicRaster(output_path, width, height, 1, labels.output_type,
                                    labels.dataset.GetGeoTransform(can_return_null=True),
                                    labels.dataset.GetProjection(),
-                                   palette=_colours(labels.dataset, expected_k) or qualitative(expected_k),
+                                   palette=palette,
                                    gcps_from=labels.dataset, group=outputs) as output:
             if cluster is not None:
                 changed = _smooth_on_cluster(cluster, windows, input_path, kernel, voter.size, output,
@@ -580,10 +539,11 @@ def blur_labels(input_path, output_path, method="majority", strength="medium", r
                 io.shutdown(wait=True, cancel_futures=True)
             segments = expected_k
             metadata, names = _output_metadata(labels, kernel, stride, None if radius else strength, segments)
-            finish_label_raster(output, segments, metadata, _colours(labels.dataset, segments), names)
+            colours = table_colours(labels.dataset.GetRasterBand(1), segments)
+            finish_label_raster(output, segments, metadata, colours, names)
             outputs.commit()
     finally:
-        labels.dataset = None
+        labels.close()
         if cluster is not None:
             cluster.close()
     share = 100 * changed / (width * height)
@@ -605,7 +565,8 @@ def blur_task(window, path, kernel, chunk, count_input):
     raster at ``path``, which the worker opens itself."""
     labels = distributed.cached(("labels", path), lambda: _open_labels(path), path)
     grown = window.grown(kernel.reach, labels.width, labels.height)
-    ids = labels.read(grown.xoff, grown.yoff, grown.width, grown.height)
+    ids = labels.read(grown)
+    labels.release_cache()
     top, left = window.yoff - grown.yoff, window.xoff - grown.xoff
     margins = (top, grown.height - top - window.height, left, grown.width - left - window.width)
     voter = distributed.cached(("voter", kernel, labels.dtype.str, chunk),

@@ -11,67 +11,44 @@ centres (or, with upsample="nearest", its cell's nearest centre). The network ne
 Pixels outside the raster are a reflection of the raster (the same for every tile layout, so tile and batch
 sizes do not change the result beyond float rounding); invalid pixels (nodata, alpha = 0, NaN) enter the
 network as the model's mean colour and stay nodata in every output.
+
+Models without a finite receptive field (``global_context``: ViTs, squeeze-and-excitation CNNs) have their
+overlapping tiles blended instead (engine/blended_tiles.py). On a Dask cluster (SCHEDULER) the batches run as
+``embed_task`` on the workers (the model's bytes sent once) and the label windows through ``Cluster.mapper``; a
+blended model embeds in this process and the cluster assigns the segments.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import threading
 from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
-from osgeo import gdal
 
 from . import blended_tiles, checks, distributed, kmeans, model_contract
 from .errors import InputError
-from .label_pass import centres_for, tag_features, write_label_raster, write_labels
-from .labels import MAX_SEGMENTS, read_reference
+from .feature_raster import TILE_OPTIONS
+from .label_pass import write_labels
 from .memory import within_budget
+from .metadata import FeatureMeta
 from .onnx_runtime import DEVICES, import_onnxruntime, load_model, normaliser
-from .outputs import Destination, prepare_outputs, scratch_folder
-from .pipeline import WORKERS, ordered_map
+from .pipeline import WORKERS
 from .progress import Progress
-from .raster_io import AtomicRaster, byte_stretch, open_input, scaled_geotransform, value_ranges
-from .sampling import BlockSample
+from .raster_io import byte_stretch, value_ranges
+from .segmentation import Cells, FeatureExtractor, Settings, linear_indices, segment
 from .upsampling import write_labels_bilinear
-from .windows import plan_windows
+from .windows import Window, cells, plan_windows
 
 KIND = "cnn"
-FEATURE_OPTIONS = ["TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256", "INTERLEAVE=BAND", "BIGTIFF=IF_SAFER"]
+FEATURE_OPTIONS = TILE_OPTIONS
 TILE_BYTES_PER_PIXEL = 160  # input copies + network activations per tile pixel (measured peak ~ 130 B/px)
 UPSAMPLING = ("bilinear", "nearest")
-MEMORY_SHARE = 0.25  # embeddings no FEATURES file asks for stay in memory when they take at most this of MEMORY_MB
-
-
-class MemoryFeatures:
-    """The embeddings in a GDAL MEM dataset, for a run that writes no FEATURES file and whose embeddings fit in
-    MEMORY_SHARE of MEMORY_MB (25 MPix at stride 4, 6 bands: 37.5 MB): the label pass reads them back without a
-    scratch GeoTIFF's write, flush and read. The AtomicRaster methods the run uses, on that dataset."""
-
-    def __init__(self, width, height, bands):
-        self.dataset = gdal.GetDriverByName("MEM").Create("", width, height, bands, gdal.GDT_Float32)
-
-    def band(self, index=1):
-        return self.dataset.GetRasterBand(index)
-
-    def checked(self, operation, *arguments):
-        return operation(*arguments)
-
-    def release_cache(self):
-        pass
-
-    def abort(self):
-        self.dataset = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, value, traceback):
-        self.abort()
-        return False
+# Embeddings no FEATURES file asks for stay in a MEM dataset when they take at most this share of MEMORY_MB (25 MPix
+# at stride 4, 6 bands: 37.5 MB): the label pass reads them back without a scratch GeoTIFF's write, flush and read.
+MEMORY_SHARE = 0.25
 
 
 @dataclass
@@ -120,11 +97,11 @@ def plan_tiles(width, height, stride, halo, tile_size):
             f"TILE_SIZE {tile_size} px leaves no room for the model's halo of {halo} px on each side. Choose a "
             f"TILE_SIZE of at least {2 * halo + stride} px (0 = the model's recommended size)."
         )
-    padded_w, padded_h = -(-width // stride) * stride, -(-height // stride) * stride
+    padded_w, padded_h = cells(width, stride) * stride, cells(height, stride) * stride
 
     def balanced(size):
-        count = -(-size // core)  # tiles along this side
-        return -(-size // count // stride) * stride  # the smallest stride multiple that covers size in count
+        count = cells(size, core)  # tiles along this side
+        return cells(cells(size, count), stride) * stride  # the smallest stride multiple that covers size in count
 
     core_w, core_h = balanced(padded_w), balanced(padded_h)
     origins = tuple((x, y) for y in range(0, padded_h, core_h) for x in range(0, padded_w, core_w))
@@ -217,19 +194,199 @@ def _cell_sums(plane, stride):
         height // stride, width // stride, stride).sum(axis=2)
 
 
-def _validate(segments, batch_size, tile_size, device, sample_size, upsample):
-    if not 2 <= segments <= MAX_SEGMENTS:
-        raise InputError(f"SEGMENTS must be between 2 and {MAX_SEGMENTS}; got {segments}.")
-    if batch_size < 1:
-        raise InputError(f"BATCH_SIZE must be at least 1 tile; got {batch_size}.")
-    if tile_size < 0:
-        raise InputError(f"TILE_SIZE must be 0 (the model's recommended size) or a size in px; got {tile_size}.")
-    if device not in DEVICES:
-        raise InputError(f"DEVICE must be one of {', '.join(DEVICES)}; got {device!r}.")
-    if sample_size < segments:
-        raise InputError(f"The sample size ({sample_size}) must be at least SEGMENTS ({segments}).")
-    if upsample not in UPSAMPLING:
-        raise InputError(f"upsample must be one of {', '.join(UPSAMPLING)}; got {upsample!r}.")
+
+
+class CnnEmbeddings(FeatureExtractor):
+    """The embeddings of an ONNX model (engine/onnx_runtime.py), tile by tile with a halo of at least its receptive
+    field: one cell per ``stride`` x ``stride`` px, ``embed_dim`` channels.
+
+    The pipeline's thread reads the tiles (GDAL; a dataset is not thread-safe) and writes the embeddings; worker
+    threads scale the pixels, run the network and cut out the cores, ``model.runs`` networks at a time, each on one
+    core (on a CPU, runs of one thread each use the cores better than one run over several threads, and no core
+    waits for the reads or the writes). One worker per run, at least two, so that with one run the next batch is
+    prepared while the network runs. Results are taken in tile order, so the output is the same whatever the
+    thread count."""
+
+    method = KIND
+    stage = "Computing embeddings"
+    stages = (("Loading the model", 1), ("Computing embeddings", 75), ("Fitting centres", 10),
+              ("Assigning segments", 14))  # shares of the time measured on 25 MPix (bench/bench_cnn.py)
+    unit = "tiles"
+    advice = "Choose fewer SEGMENTS or a larger raster."
+    feature_options = TILE_OPTIONS
+    memory_share = MEMORY_SHARE
+    grey_as_rgb = True
+
+    def __init__(self, model_path, device="auto", tile_size=0, batch_size=4, threads=0, upsample="bilinear"):
+        self.model_path = checks.path("MODEL", model_path, optional=True)  # load_model says when there is none
+        self.tile_size, self.batch_size = checks.whole("TILE_SIZE", tile_size), checks.whole("BATCH_SIZE", batch_size)
+        self.threads, self.device, self.upsample = checks.whole("THREADS", threads), device, upsample
+        if self.batch_size < 1:
+            raise InputError(f"BATCH_SIZE must be at least 1 tile; got {self.batch_size}.")
+        if self.tile_size < 0:
+            raise InputError(f"TILE_SIZE must be 0 (the model's recommended size) or a size in px; got "
+                             f"{self.tile_size}.")
+        if device not in DEVICES:
+            raise InputError(f"DEVICE must be one of {', '.join(DEVICES)}; got {device!r}.")
+        if upsample not in UPSAMPLING:
+            raise InputError(f"upsample must be one of {', '.join(UPSAMPLING)}; got {upsample!r}.")
+        self.assign = write_labels_bilinear if upsample == "bilinear" else write_labels
+
+    def check_arguments(self):
+        import_onnxruntime(self.device)  # first: nothing else matters without it; the message says how to install it
+
+    def check_raster(self, raster):
+        self.raster = raster
+        if len(raster.bands) != 3:
+            raise InputError(
+                f"The model takes 3 bands (red, green, blue); BANDS gives {len(raster.bands)}. Choose 3 bands, or "
+                f"one band of a grey-scale raster (it is used three times)."
+            )
+
+    def other_inputs(self):
+        return {"MODEL": self.model_path}
+
+    def start(self, settings, progress):
+        progress.start("Loading the model")
+        self.model = load_model(self.model_path, self.device, self.threads, log=progress.log, warn=progress.warn)
+        self.info = info = self.model.info
+        self.stride, self.halo, self.channels = info.stride, info.halo, info.embed_dim
+        self.cell_units = f"cells ({info.stride} x {info.stride} px each)"
+        self.workers = max(self.model.runs, 2)
+
+    def reference_mismatch(self, reference):
+        centres, feature_meta, info = reference.centres, reference.features, self.info
+        used = feature_meta.details.get("model") or {}
+        if feature_meta.kind != KIND or centres.ndim != 2:
+            return (f"was made by {reference.method or 'another method'}, not segmenter:cnn. Choose a label "
+                    f"raster made by segmenter:cnn with the same model.")
+        if used.get("sha256") != info.sha256 or centres.shape[1] != info.embed_dim:
+            return (f"was made with model {used.get('name')} (version {used.get('version')}, sha256 "
+                    f"{str(used.get('sha256'))[:12]}); this run uses {info.name} (version "
+                    f"{info.metadata.get('version')}, sha256 {info.sha256[:12]}). Use the same MODEL as the "
+                    f"reference.")
+        return None
+
+    def plan(self, raster, settings, reference, progress):
+        info, stride, halo, batch_size = self.info, self.stride, self.halo, self.batch_size
+        tile_size = self.tile_size or info.tile_size
+        self.layout = layout = plan_tiles(raster.width, raster.height, stride, halo, tile_size)
+        if info.global_context:  # no finite receptive field: overlapping tiles, blended (engine/blended_tiles.py)
+            blended_tiles.check_layout(layout, tile_size)
+            progress.warn(blended_tiles.notes(info, layout))
+        if model_contract.has_random_weights(info.metadata):
+            progress.warn(f"{info.name} has RANDOM weights (exported for tests and benchmarks): its segments mean "
+                          f"nothing.")
+        fitting = max(1, int(settings.memory_bytes // (TILE_BYTES_PER_PIXEL * layout.width * layout.height)))
+        if fitting < batch_size:
+            progress.log(f"BATCH_SIZE {batch_size} lowered to {fitting} to stay within MEMORY_MB "
+                         f"{settings.memory_mb:g}")
+            batch_size = fitting
+        self.grid = grid = Window.whole(raster.width, raster.height).on_grid(stride)
+        origins = layout.origins
+        self.batches = cells(len(origins), batch_size)
+        progress.log(
+            f"{raster.width} x {raster.height} px; model {info.name}: stride {stride}, {info.embed_dim}-d embeddings, "
+            f"receptive field {info.receptive_field} px -> halo {halo} px; {len(origins)} tiles of "
+            f"{layout.width} x {layout.height} px ({layout.core_width} x {layout.core_height} px cores) in "
+            f"{self.batches} batches of up to {batch_size}; feature grid {grid.width} x {grid.height}"
+        )
+        progress.update(1.0)
+        self.reader = TileReader(raster, info, layout, reference)
+        self.networks = threading.BoundedSemaphore(self.model.runs)
+        self.check = progress.check
+        return [origins[start : start + batch_size] for start in range(0, len(origins), batch_size)]
+
+    def weight(self, chunk):
+        return len(chunk)
+
+    def releases_cache(self, chunk):
+        """A row of tiles is done: its input blocks are not needed again, nor the embeddings' blocks written."""
+        return any(x + self.layout.core_width >= self.grid.width * self.stride for x, _ in chunk)
+
+    def use_cluster(self, cluster, settings, progress):
+        self.cluster = cluster
+        with open(self.model_path, "rb") as handle:
+            self.shipped = cluster.share((handle.read(), self.info.sha256, os.path.basename(self.model_path),
+                                          self.device, self.threads))
+        self.source = settings.source(grey_as_rgb=True)
+        self.assign = partial(self.assign, mapper=cluster.mapper)
+        if self.info.global_context:
+            progress.warn("This model's overlapping tiles are blended in this process; the cluster assigns the "
+                          "segments.")
+
+    def describe(self, chunks):
+        if self.info.global_context:
+            return blended_tiles.describe_blended(self.model, self.reader, self.layout, chunks, self.grid,
+                                                  self.check, self.workers)
+        if self.cluster is None:
+            return super().describe(chunks)
+        return self.cluster.ordered_map(embed_task, chunks, self.source, self.shipped, self.reader.ranges,
+                                        self.layout, self.grid)
+
+    def read(self, chunk):
+        tiles = [self.reader.read(x, y) for x, y in chunk]
+        if self.releases_cache(chunk):
+            self.raster.release_cache()
+        return chunk, tiles
+
+    def compute(self, chunk, tiles):
+        return embed_tiles(self.model, self.reader, self.layout, chunk, tiles, self.grid, self.check, self.networks)
+
+    def fit(self, sample, segments, seed, check):
+        return fit_centres(sample, segments, seed, check)
+
+    def feature_meta(self, raster):
+        return FeatureMeta(KIND, [f"embedding_{i}" for i in range(1, self.channels + 1)], self.stride,
+                           dict(model=self.info.summary(), halo=self.halo), raster.bands, self.reader.ranges)
+
+    def label_metadata(self):
+        return dict(provider=self.model.provider, upsample=self.upsample)
+
+    def label_windows(self, raster, settings, segments, progress):
+        # per pixel: features read, distances (cells, then two interpolation buffers), ids, masks; windows are
+        # computed on WORKERS threads, WORKERS + 1 in flight
+        assign_bytes = (16 + (self.channels + 3 * segments) * 4 / self.stride**2) * (WORKERS + 1)
+        windows = plan_windows(raster.width, raster.height, int(settings.memory_bytes / assign_bytes),
+                               step=self.stride, row_step=raster.block_height)
+        progress.log(f"Labels written in {len(windows)} windows (MEMORY_MB {settings.memory_mb:g})")
+        return windows
+
+
+def embed_tiles(model, reader, layout, chunk, tiles, grid, cancel_check=None, networks=None):
+    """Scale a chunk's tiles (read by ``reader.read``), run the network and cut out the cores: the ``Cells`` of
+    every tile's core (embeddings with NaN on invalid cells; sample rows [embedding..., brightness]). ``grid``: the
+    whole raster's cell grid; ``networks``: a semaphore bounding the networks run at once."""
+    stride = reader.stride
+    cells_h, cells_w, first = layout.core_height // stride, layout.core_width // stride, layout.halo // stride
+    batch = np.empty((len(chunk), 3, layout.height, layout.width), np.float32)
+    prepared = [reader.prepare(x, y, *tile, out=batch[i]) for i, ((x, y), tile) in enumerate(zip(chunk, tiles))]
+    del tiles
+    with networks or nullcontext():
+        output = model.run(batch, cancel_check=cancel_check)
+    del batch
+    cores = []
+    for (x, y), (_, cell_valid, brightness), embedding in zip(chunk, prepared, output):
+        col, row = x // stride, y // stride
+        core_cells = Window(col, row, min(cells_w, grid.width - col), min(cells_h, grid.height - row))
+        rows, cols = core_cells.height, core_cells.width
+        core = embedding[:, first : first + rows, first : first + cols]
+        cell_valid, brightness = cell_valid[:rows, :cols], brightness[:rows, :cols]
+        core = np.where(cell_valid, core, np.float32(np.nan)).astype(np.float32)
+        r, c = np.nonzero(cell_valid)
+        cores.append(Cells(core_cells, core, linear_indices(r, c, core_cells, grid.width),
+                           np.concatenate([core[:, r, c].T, brightness[r, c, None].astype(np.float32)], axis=1)))
+    return cores
+
+
+def embed_task(chunk, source, shipped, ranges, layout, grid):
+    """Worker task of the inference pass: ``embed_tiles`` of a chunk, the input opened by the worker and the model
+    (``shipped`` = bytes, sha256, name, DEVICE, THREADS) loaded from its worker-local copy."""
+    data, sha256, name, device, threads = shipped
+    model = load_model(distributed.model_file(data, sha256, name), device, threads)
+    raster = source.open()
+    reader = TileReader(raster, model.info, layout, {"features": {"input_ranges": ranges}} if ranges else None)
+    return embed_tiles(model, reader, layout, chunk, [reader.read(x, y) for x, y in chunk], grid)
 
 
 @within_budget
@@ -261,133 +418,14 @@ def segment_cnn(
     ``upsample``: how cell labels become pixel labels: "bilinear" (distances to the centres interpolated
     between cell centres; measured better on the Dubai tiles) or "nearest" (each cell's id on its pixels).
     """
-    progress = progress or Progress()
-    input_path, output_path = checks.path("INPUT", input_path), checks.path("OUTPUT", output_path)
-    model_path = checks.path("MODEL", model_path, optional=True)  # load_model says when there is none
-    features_path = checks.path("FEATURES", features_path, optional=True)
-    reference_path = checks.path("REFERENCE", reference_path, optional=True)
-    segments, seed = checks.whole("SEGMENTS", segments), checks.whole("SEED", seed, 0)
-    tile_size, batch_size = checks.whole("TILE_SIZE", tile_size), checks.whole("BATCH_SIZE", batch_size)
-    threads, sample_size = checks.whole("THREADS", threads), checks.whole("sample_size", sample_size)
-    bands, memory_mb = checks.bands(bands), checks.memory(memory_mb)
-    _validate(segments, batch_size, tile_size, device, sample_size, upsample)
-    import_onnxruntime(device)  # first: without it nothing else matters, and the message says how to install it
-    raster = open_input(input_path, bands, grey_as_rgb=True, region=region)
-    if len(raster.bands) != 3:
-        raise InputError(
-            f"The model takes 3 bands (red, green, blue); BANDS gives {len(raster.bands)}. Choose 3 bands, or "
-            f"one band of a grey-scale raster (it is used three times)."
-        )
-    outputs = prepare_outputs(
-        {"INPUT": input_path, "REFERENCE": reference_path, "MASK": region.mask_path if region else None},
-        [Destination("OUTPUT", output_path, "labels"), Destination("FEATURES", features_path, optional=True)],
-        progress, other_inputs={"MODEL": model_path})
-    reference = read_reference(reference_path) if reference_path else None
-
-    progress.plan([("Loading the model", 1), ("Computing embeddings", 75), ("Fitting centres", 10),
-                   ("Assigning segments", 14)])  # shares of the time measured on 25 MPix (bench/bench_cnn.py)
-    progress.start("Loading the model")
-    model = load_model(model_path, device, threads, log=progress.log, warn=progress.warn)
-    info = model.info
-    if reference is not None:
-        _check_reference(reference, reference_path, info)
-        segments = int(reference["k"])
-    stride, halo = info.stride, info.halo
-    tile_size = tile_size or info.tile_size
-    layout = plan_tiles(raster.width, raster.height, stride, halo, tile_size)
-    embed = _embed
-    if info.global_context:  # no finite receptive field: overlapping tiles, blended (engine/blended_tiles.py)
-        blended_tiles.check_layout(layout, tile_size)
-        progress.warn(blended_tiles.notes(info, layout))
-        embed = blended_tiles.embed_blended
-    if model_contract.has_random_weights(info.metadata):
-        progress.warn(f"{info.name} has RANDOM weights (exported for tests and benchmarks): its segments mean "
-                      f"nothing.")
-    tile_pixels = layout.width * layout.height
-    fitting = max(1, int(memory_mb * 2**20 // (TILE_BYTES_PER_PIXEL * tile_pixels)))
-    if fitting < batch_size:
-        progress.log(f"BATCH_SIZE {batch_size} lowered to {fitting} to stay within MEMORY_MB {memory_mb:g}")
-        batch_size = fitting
-    grid_w, grid_h = -(-raster.width // stride), -(-raster.height // stride)
-    batches = -(-len(layout.origins) // batch_size)
-    progress.log(
-        f"{raster.width} x {raster.height} px; model {info.name}: stride {stride}, {info.embed_dim}-d embeddings, "
-        f"receptive field {info.receptive_field} px -> halo {halo} px; {len(layout.origins)} tiles of "
-        f"{layout.width} x {layout.height} px ({layout.core_width} x {layout.core_height} px cores) in {batches} "
-        f"batches of up to {batch_size}; feature grid {grid_w} x {grid_h}"
-    )
-    progress.update(1.0)
-    reader = TileReader(raster, info, layout, reference)
-
-    cluster = distributed.connect(scheduler, progress, memory_mb)
-    on_cluster = None
-    if cluster is not None:
-        with open(model_path, "rb") as handle:
-            shipped = cluster.share((handle.read(), info.sha256, os.path.basename(model_path), device, threads))
-        on_cluster = (cluster, distributed.RasterSource(input_path, tuple(bands) if bands else None, region, True),
-                      shipped, reader.ranges)
-    scratch = None
-    in_memory = not features_path and grid_w * grid_h * info.embed_dim * 4 <= memory_mb * 2**20 * MEMORY_SHARE
-    if not features_path and not in_memory:
-        scratch = scratch_folder()
-    feature_target = None if in_memory else features_path or os.path.join(scratch, "features.tif")
-    try:
-        with outputs, (MemoryFeatures(grid_w, grid_h, info.embed_dim) if in_memory else AtomicRaster(
-            feature_target, grid_w, grid_h, info.embed_dim, gdal.GDT_Float32,
-            scaled_geotransform(raster.geotransform, stride), raster.projection, FEATURE_OPTIONS,
-            gcps_from=raster.dataset, gcp_scale=stride, group=outputs if features_path else None,
-            name=None if features_path else "the scratch feature raster",
-        )) as features:
-            for band in range(1, info.embed_dim + 1):
-                # NaN nodata before any write: GDAL skips blocks that are all 0 while no nodata is set and fills
-                # them with the nodata value at closing, so an embedding channel that is 0 everywhere (a ReLU
-                # output) came back as NaN
-                features.band(band).SetNoDataValue(float("nan"))
-            progress.start("Computing embeddings")
-            if embed is _embed:
-                embed = partial(_embed, on_cluster=on_cluster)
-            elif on_cluster is not None:
-                progress.warn("This model's overlapping tiles are blended in this process; the cluster assigns "
-                              "the segments.")
-            sample, valid_cells = embed(model, reader, layout, batch_size, features, grid_w, sample_size, seed,
-                                        progress)
-            centres = centres_for(
-                sample, valid_cells, segments, reference,
-                lambda points: fit_centres(points, segments, seed, progress.check),
-                progress, input_path, raster.bands, f"cells ({stride} x {stride} px each)",
-                "Choose fewer SEGMENTS or a larger raster.")
-            feature_meta = dict(
-                kind=KIND, names=[f"embedding_{i}" for i in range(1, info.embed_dim + 1)], stride=stride,
-                model=info.summary(), halo=halo, bands=raster.bands, input_ranges=reader.ranges,
-            )
-            tag_features(features, feature_meta)
-
-            # per pixel: features read, distances (cells, then two interpolation buffers), ids, masks; windows
-            # are computed on WORKERS threads, WORKERS + 1 in flight
-            assign_bytes = (16 + (info.embed_dim + 3 * segments) * 4 / stride**2) * (WORKERS + 1)
-            windows = plan_windows(raster.width, raster.height, int(memory_mb * 2**20 / assign_bytes), step=stride,
-                                   row_step=raster.block_height)
-            progress.log(f"Labels written in {len(windows)} windows (MEMORY_MB {memory_mb:g})")
-            present = write_label_raster(raster, windows, stride, features.dataset, centres, output_path, dict(
-                method=KIND, seed=seed, centres=centres.tolist(), features=feature_meta,
-                provider=model.provider, upsample=upsample,
-                reference=os.path.basename(reference_path) if reference_path else None,
-            ), progress, assign=partial(write_labels_bilinear if upsample == "bilinear" else write_labels,
-                                        mapper=cluster.mapper if cluster else ordered_map), group=outputs)
-            if features_path:
-                features.commit()
-            else:
-                features.abort()
-            outputs.commit()
-    finally:
-        raster.dataset = None
-        if cluster is not None:
-            cluster.close()
-        if scratch:
-            shutil.rmtree(scratch, ignore_errors=True)
-    return CnnResult(output_path, features_path, centres, valid_cells, len(layout.origins), batches,
-                     (layout.height, layout.width), model.provider, info.summary(), present, model.threads,
-                     len(windows))
+    settings = Settings.checked(input_path, output_path, segments, seed, bands, features_path, memory_mb,
+                                reference_path, sample_size, region, scheduler)
+    extractor = CnnEmbeddings(model_path, device, tile_size, batch_size, threads, upsample)
+    run = segment(extractor, settings, progress or Progress())
+    layout, model = extractor.layout, extractor.model
+    return CnnResult(run.output, run.features, run.centres, run.valid_cells, len(layout.origins), extractor.batches,
+                     (layout.height, layout.width), model.provider, model.info.summary(), run.present, model.threads,
+                     run.label_windows)
 
 
 def fit_centres(sample, segments, seed, check=None):
@@ -404,104 +442,3 @@ def fit_centres(sample, segments, seed, check=None):
     return centres[np.lexsort((np.arange(segments), mean))]
 
 
-def _check_reference(reference, path, info):
-    centres = reference["centres"]
-    features = reference.get("features") or {}
-    used = features.get("model") or {}
-    if features.get("kind") != KIND or centres.ndim != 2:
-        raise InputError(
-            f"The reference '{path}' was made by {reference.get('method', 'another method')}, not segmenter:cnn. "
-            f"Choose a label raster made by segmenter:cnn with the same model."
-        )
-    if used.get("sha256") != info.sha256 or centres.shape[1] != info.embed_dim:
-        raise InputError(
-            f"The reference '{path}' was made with model {used.get('name')} (version {used.get('version')}, "
-            f"sha256 {str(used.get('sha256'))[:12]}); this run uses {info.name} (version "
-            f"{info.metadata.get('version')}, sha256 {info.sha256[:12]}). Use the same MODEL as the reference."
-        )
-
-
-def _embed_tiles(model, reader, layout, chunk, tiles, grid_w, grid_h, cancel_check=None, networks=None):
-    """Scale a chunk's tiles (read by ``reader.read``), run the network and cut out the cores: per tile (col, row,
-    core embeddings with NaN on invalid cells, linear indices and [embedding, brightness] rows of valid cells)."""
-    stride = reader.stride
-    cells_h, cells_w, first = layout.core_height // stride, layout.core_width // stride, layout.halo // stride
-    batch = np.empty((len(chunk), 3, layout.height, layout.width), np.float32)
-    prepared = [reader.prepare(x, y, *tile, out=batch[i]) for i, ((x, y), tile) in enumerate(zip(chunk, tiles))]
-    del tiles
-    with networks or nullcontext():
-        output = model.run(batch, cancel_check=cancel_check)
-    del batch
-    cores = []
-    for (x, y), (_, cell_valid, brightness), embedding in zip(chunk, prepared, output):
-        col, row = x // stride, y // stride
-        rows, cols = min(cells_h, grid_h - row), min(cells_w, grid_w - col)
-        core = embedding[:, first : first + rows, first : first + cols]
-        cell_valid, brightness = cell_valid[:rows, :cols], brightness[:rows, :cols]
-        core = np.where(cell_valid, core, np.float32(np.nan)).astype(np.float32)
-        r, c = np.nonzero(cell_valid)
-        cores.append((col, row, core, (r + row).astype(np.int64) * grid_w + c + col,
-                      np.concatenate([core[:, r, c].T, brightness[r, c, None].astype(np.float32)], axis=1)))
-    return cores
-
-
-def embed_task(chunk, source, shipped, ranges, layout, grid_w, grid_h):
-    """Worker task of the inference pass: ``_embed_tiles`` of a chunk, the input opened by the worker and the model
-    (``shipped`` = bytes, sha256, name, DEVICE, THREADS) loaded from its worker-local copy."""
-    data, sha256, name, device, threads = shipped
-    model = load_model(distributed.model_file(data, sha256, name), device, threads)
-    raster = source.open()
-    reader = TileReader(raster, model.info, layout, {"features": {"input_ranges": ranges}} if ranges else None)
-    return _embed_tiles(model, reader, layout, chunk, [reader.read(x, y) for x, y in chunk], grid_w, grid_h)
-
-
-def _embed(model, reader, layout, batch_size, features, grid_w, sample_size, seed, progress, on_cluster=None):
-    """The one inference pass: write every core's embeddings and keep a seeded sample of valid cells.
-
-    This thread reads the tiles (GDAL; a dataset is not thread-safe) and writes the embeddings; worker threads
-    scale the pixels, run the network and cut out the cores, ``model.runs`` networks at a time, each on one
-    core (on a CPU, runs of one thread each use the cores better than one run over several threads, and no
-    core waits for the reads or the writes). One worker per run, at least two, so that with one run the next
-    batch is prepared while the network runs. Results are taken in tile order, so the output is the same
-    whatever the thread count. On a cluster (``on_cluster``) the workers read their tiles themselves.
-    """
-    stride = reader.stride
-    sample = BlockSample(sample_size, seed)
-    valid_cells = 0
-    origins = layout.origins
-    grid_h = features.dataset.RasterYSize
-    padded_width = grid_w * stride
-    chunks = [origins[start : start + batch_size] for start in range(0, len(origins), batch_size)]
-    networks = threading.BoundedSemaphore(model.runs)
-
-    def row_ends(chunk):
-        return any(x + layout.core_width >= padded_width for x, _ in chunk)
-
-    def read(chunk):
-        tiles = [reader.read(x, y) for x, y in chunk]
-        if row_ends(chunk):
-            reader.raster.release_cache()  # a row of tiles is done: its input blocks are not needed again
-        return chunk, tiles
-
-    def compute(chunk, tiles):
-        return _embed_tiles(model, reader, layout, chunk, tiles, grid_w, grid_h, progress.check, networks)
-
-    if on_cluster is None:
-        results = ordered_map(read, compute, chunks, workers=max(model.runs, 2))
-    else:
-        cluster, source, shipped, ranges = on_cluster
-        results = cluster.ordered_map(embed_task, chunks, source, shipped, ranges, layout, grid_w, grid_h)
-    done = 0
-    for chunk, cores in results:
-        for col, row, core, _, _ in cores:
-            bands, rows, cols = core.shape
-            features.checked(features.dataset.WriteRaster, col, row, cols, rows, core.tobytes(), cols, rows,
-                             gdal.GDT_Float32, list(range(1, bands + 1)))
-        linear = np.concatenate([tile[3] for tile in cores])
-        sample.offer(linear, np.concatenate([tile[4] for tile in cores]))
-        valid_cells += len(linear)
-        if row_ends(chunk):
-            features.release_cache()
-        done += len(chunk)
-        progress.update(done / len(origins), f"Computing embeddings ({done}/{len(origins)} tiles)")
-    return sample.vectors, valid_cells

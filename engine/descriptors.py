@@ -8,6 +8,8 @@ deviation of each band as texture (measured on the Dubai tiles: see bench/README
 
 import numpy as np
 
+from .windows import cells
+
 TEXTURE_WEIGHT = 1.0
 # Inputs are integers in units of 1/QUANT of the 0..255 range (8-bit data are used as they are).
 QUANT = 16
@@ -47,7 +49,7 @@ def block_sums(values, valid, block):
     full_h, full_w = height // block * block, width // block * block
     if full_h == height and full_w == width:
         return _whole_block_sums(values, valid, block)
-    rows, cols = -(-height // block), -(-width // block)
+    rows, cols = cells(height, block), cells(width, block)
     sums = np.zeros((bands, rows, cols), np.int64)
     squares = np.zeros((bands, rows, cols), np.int64)
     counts = np.zeros((rows, cols), np.int64)

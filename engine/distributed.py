@@ -44,6 +44,7 @@ from .errors import Cancelled, ClusterError, InputError, SegmenterError
 from .memory import block_cache, release_freed
 from .onnx_runtime import python_executable
 from .pipeline import WORKERS
+from .raster_io import open_input
 
 TIMEOUT = 10.0  # s: connecting, waiting for workers, and a scheduler or cluster that stops answering
 IN_FLIGHT_PER_THREAD = 2  # tasks submitted ahead per worker thread: workers never wait, memory stays bounded
@@ -120,8 +121,6 @@ class RasterSource:
     grey_as_rgb: bool = False
 
     def open(self):
-        from .raster_io import open_input
-
         return cached(("input", self.path, self.bands, self.region, self.grey_as_rgb),
                        lambda: open_input(self.path, list(self.bands) if self.bands else None,
                                           grey_as_rgb=self.grey_as_rgb, region=self.region),

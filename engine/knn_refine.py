@@ -36,8 +36,10 @@ import numpy as np
 from osgeo import gdal, osr
 
 from . import checks, distributed
+from .colour_tables import table_colours
 from .errors import InputError
-from .labels import check_label_band, finish_label_raster, label_type, nodata_as_zero, read_metadata
+from .feature_raster import FeatureRaster
+from .labels import MAX_ID, LabelRaster, finish_label_raster, label_type
 from .latent_graph import (
     GraphModel,
     fit_temperature,
@@ -53,7 +55,7 @@ from .neighbours import NeighbourIndex, require_ckdtree
 from .outputs import Destination, prepare_outputs
 from .palette import qualitative
 from .progress import Progress
-from .raster_io import AtomicRaster, open_raster, read_window, scaled_geotransform
+from .raster_io import AtomicRaster, scaled_geotransform
 from .sampling import BlockSample, hash_keys
 from .windows import Window, plan_windows
 
@@ -68,7 +70,6 @@ INDEX_SIZE = 50_000
 # The predecessor's defaults, for method="predecessor"
 PREDECESSOR_DEFAULTS = dict(neighbors=12, temperature=2.0, mix=0.65, iterations=2, spatial_weight=0.08,
                             index_size=120_000)
-MAX_IDS = 65535  # UInt16 label rasters
 NEIGHBOUR_BYTES = 4  # int32 index of a neighbour in the table of the index points' neighbours
 TABLE_MB = 256  # the neighbour table (INDEX_SIZE x NEIGHBORS) is kept whole: its cap, unless MEMORY_MB / 2 is more
 CHUNK = 32768  # query points per batch (for K <= 8; fewer for more segments): bounds the temporaries, keeps
@@ -150,30 +151,31 @@ def refine_knn(
         raise InputError(f"METHOD must be one of {', '.join(METHODS)}; got {method!r}.")
     _check_parameters(neighbors, temperature, mix, iterations, spatial_weight, index_size, memory_mb,
                       method == "predecessor")
-    labels = open_raster(labels_path, purpose="label raster (LABELS)")
-    features = open_raster(features_path, purpose="feature raster (FEATURES)")
+    label_raster = LabelRaster.open(labels_path, "label raster (LABELS)",
+                                    " (A segmentation's Float32 FEATURES raster goes to FEATURES.)")
+    labels, label_band = label_raster.dataset, label_raster.band
+    feature_raster = FeatureRaster.open(features_path)
+    features = feature_raster.dataset
     reader = cluster = None
     try:
-        label_band, label_nodata = check_label_band(labels, labels_path, "label raster (LABELS)",
-                                                    " (A segmentation's Float32 FEATURES raster goes to FEATURES.)")
-        feature_meta = read_metadata(features)
+        feature_meta = feature_raster.meta
         grid = _check_grids(labels, features, labels_path, features_path, feature_meta)
         outputs = prepare_outputs({"LABELS": labels_path, "FEATURES": features_path},
                                   [Destination("OUTPUT", output_path, "labels")], progress)
         if method == "predecessor":
             require_ckdtree()  # the graph formulation needs numpy and GDAL only
-        label_meta = read_metadata(labels)
+        label_meta = label_raster.meta
         centres, segments, reason = _metadata_centres(label_meta, feature_meta, features.RasterCount)
-        made_with = label_meta.get("features") if isinstance(label_meta.get("features"), dict) else {}
-        output_features = made_with or feature_meta or None
-        if made_with.get("stride") not in (None, grid.stride):
-            progress.warn(f"LABELS were made on a grid of {made_with['stride']} px but FEATURES has {grid.stride} px "
+        made_with = label_meta.features
+        output_features = made_with.raw or feature_meta.raw or None
+        if made_with.stride not in (None, grid.stride):
+            progress.warn(f"LABELS were made on a grid of {made_with.stride} px but FEATURES has {grid.stride} px "
                           f"cells: the output follows the {grid.stride} px cells. Use the FEATURES of the run that "
                           f"made LABELS to keep its detail.")
-            output_features = {**feature_meta, "stride": grid.stride}
+            output_features = {**feature_meta.raw, "stride": grid.stride}
 
         label_bytes = gdal.GetDataTypeSize(label_band.DataType) // 8
-        reader = _Reader(labels, label_band, label_nodata, features, grid)
+        reader = _Reader(label_raster, feature_raster, grid)
         if method == "graph":
             offsets = graph_offsets(neighbors)
             cluster = distributed.connect(scheduler, progress, memory_mb)
@@ -260,12 +262,13 @@ def refine_knn(
                     centres=[[None if not np.isfinite(v) else float(v) for v in row] for row in centres],
                     features=output_features,
                     knn=knn,
-                    refined_from=dict(method=label_meta.get("method"), labels=os.path.basename(labels_path),
+                    refined_from=dict(method=label_meta.method, labels=os.path.basename(labels_path),
                                       features=os.path.basename(features_path)),
                 ), colours=colours, names=names)
                 outputs.commit()
     finally:
-        reader = labels = features = label_band = None  # close the inputs even when a traceback keeps this frame
+        label_raster.close()  # close the inputs even when a traceback keeps this frame
+        reader = labels = features = feature_raster = label_band = None
         if cluster is not None:
             cluster.close()
     return KnnResult(output_path, segments, centres, "metadata" if reason is None else "recomputed",
@@ -316,18 +319,11 @@ def _same_crs(first, second):
 
 def _check_grids(labels, features, labels_path, features_path, feature_meta):
     """The feature grid must be the label grid scaled by the stride: same origin and CRS, sizes rounded up."""
-    band_types = {features.GetRasterBand(i).DataType for i in range(1, features.RasterCount + 1)}
-    if band_types - {gdal.GDT_Float32, gdal.GDT_Float64}:
-        names = ", ".join(sorted(gdal.GetDataTypeName(t) for t in band_types))
-        raise InputError(
-            f"FEATURES '{features_path}' holds {names} values; it should be the Float32 FEATURES raster written "
-            f"by segmenter:kmeans (or segmenter:cnn) with LABELS."
-        )
     width, height = labels.RasterXSize, labels.RasterYSize
     label_gt = labels.GetGeoTransform(can_return_null=True)
     feature_gt = features.GetGeoTransform(can_return_null=True)
-    stride = feature_meta.get("stride")
-    if not isinstance(stride, int) or stride < 1:
+    stride = feature_meta.stride
+    if stride is None:
         if label_gt is None or feature_gt is None or not label_gt[1]:
             raise InputError(
                 f"FEATURES '{features_path}' does not say its stride (SEGMENTER_STRIDE metadata) and is not "
@@ -335,7 +331,8 @@ def _check_grids(labels, features, labels_path, features_path, feature_meta):
                 f"segmenter:kmeans."
             )
         stride = max(1, int(round(feature_gt[1] / label_gt[1])))
-    grid = _Grid(width, height, stride, -(-width // stride), -(-height // stride))
+    cell_grid = Window.whole(width, height).on_grid(stride)
+    grid = _Grid(width, height, stride, cell_grid.width, cell_grid.height)
     problems = []
     if (features.RasterXSize, features.RasterYSize) != (grid.grid_w, grid.grid_h):
         problems.append(f"with stride {stride} it should be {grid.grid_w} x {grid.grid_h} cells, it is "
@@ -360,9 +357,8 @@ def _check_grids(labels, features, labels_path, features_path, feature_meta):
 
 def _metadata_centres(label_meta, feature_meta, channels):
     """(centres, K, None) from the LABELS metadata when they fit FEATURES, else (None, K or None, reason)."""
-    segments = label_meta.get("k")
-    segments = segments if isinstance(segments, int) and 1 <= segments <= MAX_IDS else None
-    raw = label_meta.get("centres")
+    segments = label_meta.k
+    raw = label_meta.centres
     if raw is None:
         return None, segments, "LABELS has no centres in its metadata"
     try:
@@ -373,10 +369,10 @@ def _metadata_centres(label_meta, feature_meta, channels):
         return None, segments, "the centres in the LABELS metadata are unreadable"
     if centres.shape[1] != channels:
         return None, segments, f"its centres have {centres.shape[1]} channels, FEATURES has {channels}"
-    made_with = label_meta.get("features") if isinstance(label_meta.get("features"), dict) else {}
     for key in ("kind", "stride", "names"):
-        if made_with.get(key) is not None and feature_meta.get(key) is not None and made_with[key] != feature_meta[key]:
-            return None, segments, f"its centres were fitted on other features ({key} {made_with[key]!r})"
+        made_with, features_have = getattr(label_meta.features, key), getattr(feature_meta, key)
+        if made_with is not None and features_have is not None and made_with != features_have:
+            return None, segments, f"its centres were fitted on other features ({key} {made_with!r})"
     if segments is not None and segments != len(centres):
         return None, segments, f"it has {len(centres)} centres for K = {segments}"
     return centres, len(centres), None
@@ -415,16 +411,11 @@ def block_seeds(pixels, stride):
 class _Reader:
     """Windows of LABELS (pixels, block seeds) and of FEATURES (the matching cells), nodata made explicit."""
 
-    def __init__(self, labels, band, nodata, features, grid):
-        self.labels, self.band, self.nodata, self.features, self.grid = labels, band, nodata, features, grid
-        self.feature_nodata = []
-        for index in range(1, features.RasterCount + 1):
-            value = features.GetRasterBand(index).GetNoDataValue()
-            self.feature_nodata.append(value if value is not None and np.isfinite(value) else None)
+    def __init__(self, labels, features, grid):
+        self.labels, self.features, self.grid = labels, features, grid
 
     def pixels(self, window):
-        return nodata_as_zero(read_window(self.band, window.xoff, window.yoff, window.width, window.height),
-                              self.nodata)
+        return self.labels.read(window)
 
     def cells(self, window, pixels=None):
         """The window's usable cells (a seed label and valid features): linear index, seed, row, col (m,),
@@ -432,22 +423,18 @@ class _Reader:
         stride = self.grid.stride
         seeds = block_seeds(self.pixels(window) if pixels is None else pixels, stride)
         rows, cols = seeds.shape
-        values = read_window(self.features, window.xoff // stride, window.yoff // stride, cols, rows,
-                             buf_type=gdal.GDT_Float32).reshape(-1, rows * cols)
-        usable = seeds.reshape(-1) > 0
-        for channel, nodata in enumerate(self.feature_nodata):
-            usable &= np.isfinite(values[channel])
-            if nodata is not None:
-                usable &= values[channel] != nodata
+        cells = window.on_grid(stride)
+        values = self.features.read(cells).reshape(-1, rows * cols)
+        usable = (seeds.reshape(-1) > 0) & self.features.usable(values)
         position = np.flatnonzero(usable)
-        row = position // cols + window.yoff // stride
-        col = position % cols + window.xoff // stride
+        row = position // cols + cells.yoff
+        col = position % cols + cells.xoff
         return (row * self.grid.grid_w + col, seeds.reshape(-1)[position].astype(np.int64), row, col,
                 values[:, position], seeds)
 
     def release_cache(self):
-        self.labels.FlushCache()
-        self.features.FlushCache()
+        self.labels.release_cache()
+        self.features.release_cache()
 
 
 class _ExactSums:
@@ -492,15 +479,7 @@ def _count(reader, windows, recompute, segments, labels_path, progress):
     for number, window in enumerate(windows):
         pixels = reader.pixels(window)
         _, seeds, _, _, values, _ = reader.cells(window, pixels)
-        low, high = int(pixels.min()), int(pixels.max())
-        if low < 0:
-            raise InputError(f"LABELS '{labels_path}' has a negative segment id ({low}); ids are 1..K, 0 = nodata.")
-        limit = segments or MAX_IDS
-        if high > limit:
-            what = f"its metadata says K = {segments}" if segments else f"ids must be at most {MAX_IDS}"
-            raise InputError(
-                f"LABELS '{labels_path}' has segment id {high}, but {what}. Choose a label raster with ids 1..K."
-            )
+        _check_ids(pixels, segments, labels_path)
         window_counts = np.bincount(seeds, minlength=len(counts))
         counts = np.pad(counts, (0, len(window_counts) - len(counts))) + window_counts
         if sums is not None and len(seeds):
@@ -584,7 +563,8 @@ def _scan_window(reader, window, recompute, segments, labels_path, size, seed, l
     around = block_seeds(grown_pixels, stride)
     padded = np.zeros((around.shape[0] + 1, around.shape[1] + 1), np.float64)
     padded[: around.shape[0], : around.shape[1]] = around
-    local_rows, local_cols = rows[chosen] - window.yoff // stride, cols[chosen] - window.xoff // stride
+    cells = window.on_grid(stride)
+    local_rows, local_cols = rows[chosen] - cells.yoff, cols[chosen] - cells.xoff
     vectors = np.concatenate([linear[chosen, None].astype(np.float64), values[:, chosen].T.astype(np.float64),
                               seeds[chosen, None].astype(np.float64), padded[local_rows, local_cols + 1, None],
                               padded[local_rows + 1, local_cols, None]], axis=1)
@@ -635,9 +615,9 @@ def _check_ids(pixels, segments, labels_path):
     low, high = (int(pixels.min()), int(pixels.max())) if pixels.size else (0, 0)
     if low < 0:
         raise InputError(f"LABELS '{labels_path}' has a negative segment id ({low}); ids are 1..K, 0 = nodata.")
-    limit = segments or MAX_IDS
+    limit = segments or MAX_ID
     if high > limit:
-        what = f"its metadata says K = {segments}" if segments else f"ids must be at most {MAX_IDS}"
+        what = f"its metadata says K = {segments}" if segments else f"ids must be at most {MAX_ID}"
         raise InputError(
             f"LABELS '{labels_path}' has segment id {high}, but {what}. Choose a label raster with ids 1..K."
         )
@@ -663,15 +643,8 @@ def _graph_cells(reader, window):
     stride = reader.grid.stride
     pixels = reader.pixels(window)
     seeds = block_seeds(pixels, stride)
-    rows, cols = seeds.shape
-    values = read_window(reader.features, window.xoff // stride, window.yoff // stride, cols, rows,
-                         buf_type=gdal.GDT_Float32).reshape(-1, rows, cols)
-    usable = seeds > 0
-    for channel, nodata in enumerate(reader.feature_nodata):
-        usable &= np.isfinite(values[channel])
-        if nodata is not None:
-            usable &= values[channel] != nodata
-    return pixels, seeds, values, usable
+    values = reader.features.read(window.on_grid(stride))
+    return pixels, seeds, values, (seeds > 0) & reader.features.usable(values)
 
 
 def _refine_graph_window(reader, window, model, dtype, mapper=map, tick=None):
@@ -686,8 +659,8 @@ def _refine_graph_window(reader, window, model, dtype, mapper=map, tick=None):
     scores = refine_window(values, shares, usable, model, mapper=mapper)
     if tick:
         tick(0.8)
-    top, left = (window.yoff - grown.yoff) // stride, (window.xoff - grown.xoff) // stride
-    core = (top, top + -(-window.height // stride), left, left + -(-window.width // stride))
+    core_rows, core_cols = window.on_grid(stride).within(grown.on_grid(stride)).slices
+    core = (core_rows.start, core_rows.stop, core_cols.start, core_cols.stop)
     refined = pixel_labels(scores, usable, stride, core, dtype, mapper)[: window.height, : window.width]
     y0, x0 = window.yoff - grown.yoff, window.xoff - grown.xoff
     original = pixels[y0 : y0 + window.height, x0 : x0 + window.width]
@@ -716,10 +689,8 @@ def _refine_graph(reader, windows, model, output, mapper, progress):
 
 
 def _open_reader(labels_path, features_path, grid):
-    labels = open_raster(labels_path, purpose="label raster (LABELS)")
-    features = open_raster(features_path, purpose="feature raster (FEATURES)")
-    band, nodata = check_label_band(labels, labels_path, "label raster (LABELS)")
-    return _Reader(labels, band, nodata, features, grid)
+    """A worker's ``_Reader`` of LABELS and FEATURES, opened as ``refine_knn`` opens them."""
+    return _Reader(LabelRaster.open(labels_path, "label raster (LABELS)"), FeatureRaster.open(features_path), grid)
 
 
 def refine_task(window, labels_path, features_path, grid, model, dtype):
@@ -875,7 +846,8 @@ def _refine(reader, windows, model, iterations, output, pool, progress):
         pixels = reader.pixels(window)
         linear, seeds, rows, cols, values, grid_seeds = reader.cells(window, pixels)
         refined = np.zeros(grid_seeds.size, dtype)
-        local = (rows - window.yoff // stride) * grid_seeds.shape[1] + (cols - window.xoff // stride)
+        cells = window.on_grid(stride)
+        local = (rows - cells.yoff) * grid_seeds.shape[1] + (cols - cells.xoff)
         chunk = _query_chunk(max(min(CHUNK, 1024), CHUNK * 8 // max(len(model.centres), 8)), model.neighbours)
         parts = [slice(start, start + chunk) for start in range(0, len(seeds), chunk)]
         found = _in_order(pool, refine_points,
@@ -897,11 +869,5 @@ def _refine(reader, windows, model, iterations, output, pool, progress):
 
 def _style(band, label_meta, segments):
     """Keep the input's colours and segment names when it has them for every id."""
-    colours = None
-    table = band.GetRasterColorTable()
-    if table is not None and table.GetCount() > segments:
-        colours = [tuple(table.GetColorEntry(index)[:3]) for index in range(1, segments + 1)]
-    names = label_meta.get("names")
-    if not (isinstance(names, list) and len(names) == segments and all(isinstance(n, str) for n in names)):
-        names = None
-    return colours, names
+    colours = table_colours(band, segments)
+    return colours, label_meta.names_for(segments)

@@ -1,6 +1,5 @@
 """The label-raster contract: ids 1..K, 0 = nodata, metadata, colour table and a QGIS ``.qml`` sidecar."""
 
-import json
 import re
 from dataclasses import dataclass
 from xml.sax.saxutils import quoteattr
@@ -9,15 +8,15 @@ import numpy as np
 from osgeo import gdal
 
 from . import VERSION
+from .colour_tables import colour_table, table_colours, table_entries
 from .errors import InputError
+from .metadata import MAX_ID, LabelMeta, read_metadata, write_metadata
 from .outputs import CommitGroup, style_path
 from .palette import qualitative
 from .raster_io import open_raster, read_window
 
 NODATA = 0
 MAX_SEGMENTS = 254
-PREFIX = "SEGMENTER_"
-MAX_ID = 65535  # UInt16 label rasters
 MANY_IDS = 64  # more distinct values than this and no Map Segmenter metadata: probably an image, not labels
 SCAN_PIXELS = 2**22  # pixels per read when a label raster is scanned for its ids
 
@@ -30,45 +29,13 @@ def segment_names(segments):
     return [f"Segment {index}" for index in range(1, segments + 1)]
 
 
-def colour_table(colours):
-    """A GDAL colour table: 0 transparent (nodata), then ``colours`` for ids 1..K."""
-    table = gdal.ColorTable()
-    table.SetColorEntry(0, (0, 0, 0, 0))
-    for index, colour in enumerate(colours, start=1):
-        table.SetColorEntry(index, (*colour, 255))
-    return table
-
-
-def _entries(table):
-    return None if table is None else [table.GetColorEntry(i) for i in range(table.GetCount())]
-
-
 def style_label_band(band, segments, colours=None):
     """Nodata 0 and a colour table on a label band (names go to metadata and the .qml: GeoTIFF cannot hold
     category names without an .aux.xml sidecar). The table is left alone when it is already right."""
     band.SetNoDataValue(NODATA)
     table = colour_table(colours or qualitative(segments))
-    if _entries(band.GetRasterColorTable()) != _entries(table):
+    if table_entries(band.GetRasterColorTable()) != table_entries(table):
         band.SetRasterColorTable(table)
-
-
-def write_metadata(dataset, **values):
-    """Store values (JSON-encoded) as SEGMENTER_* metadata items of the dataset."""
-    dataset.SetMetadata(
-        {**dataset.GetMetadata(), **{PREFIX + key.upper(): json.dumps(value) for key, value in values.items()}}
-    )
-
-
-def read_metadata(dataset):
-    """The SEGMENTER_* metadata of a dataset as a dict with lower-case keys."""
-    result = {}
-    for key, value in (dataset.GetMetadata() or {}).items():
-        if key.startswith(PREFIX):
-            try:
-                result[key[len(PREFIX) :].lower()] = json.loads(value)
-            except ValueError:
-                result[key[len(PREFIX) :].lower()] = value
-    return result
 
 
 LABEL_TYPES = {gdal.GDT_Byte: np.uint8, gdal.GDT_UInt16: np.uint16}
@@ -106,16 +73,35 @@ def check_label_band(dataset, path, purpose="label raster", hint=""):
 
 @dataclass
 class LabelRaster:
-    """An opened label raster (one integer band of ids, 0 = nodata) and what its metadata says."""
+    """An opened label raster (one integer band of ids, 0 = nodata) and what its metadata says: the one type every
+    step that reads labels opens them with (render, blur, knn_refine, statistics; REFERENCE reads its metadata)."""
 
     path: str
     dataset: gdal.Dataset
     band: gdal.Band
-    segments: int
+    segments: int  # K: from the metadata, or a scan, or the value range; 0 while only the data can tell
     metadata: dict
     other_nodata: float = None  # a declared nodata value other than 0: read as 0
     present: "PresentIds" = None  # the ids found when the metadata did not give K (a scan of the raster)
+    dtype: np.dtype = None  # ids as the engine holds them (None: not a Byte/UInt16 raster; see ``open``)
+    output_type: int = None  # the GDAL type of a label raster with these ids
 
+    @classmethod
+    def open(cls, path, purpose="label raster", hint=""):
+        """Open and check a label raster (one band of integers); K from its metadata (0 when it does not say).
+        ``dtype`` and ``output_type`` are set for Byte and UInt16 rasters, the types Map Segmenter writes."""
+        dataset = open_raster(path, purpose=purpose)
+        band, other_nodata = check_label_band(dataset, path, purpose, hint)
+        metadata = read_metadata(dataset)
+        known = band.DataType in LABEL_TYPES
+        return cls(path, dataset, band, LabelMeta.parse(metadata).k or 0, metadata, other_nodata,
+                   dtype=np.dtype(LABEL_TYPES[band.DataType]) if known else None,
+                   output_type=band.DataType if known else None)
+
+    @property
+    def meta(self):
+        """The metadata as a ``LabelMeta``."""
+        return LabelMeta.parse(self.metadata)
 
     @property
     def width(self):
@@ -126,27 +112,34 @@ class LabelRaster:
         return self.dataset.RasterYSize
 
     def read(self, window):
-        return self.as_ids(read_window(self.band, window.xoff, window.yoff, window.width, window.height, self.path))
+        """The ids of ``window`` (a ``Window``), nodata as 0, as ``dtype``."""
+        ids = self.as_ids(read_window(self.band, *window.box, self.path))
+        return ids if self.dtype is None else ids.astype(self.dtype, copy=False)
 
     def as_ids(self, values):
         return nodata_as_zero(values, self.other_nodata)
 
+    def release_cache(self):
+        """Drop GDAL's cached blocks of the labels: memory follows the window, not the raster."""
+        self.dataset.FlushCache()
+
+    def close(self):
+        self.band = self.dataset = None
+
 
 def open_label_raster(path, purpose="label raster", check=None):
     """Open a label raster written by a segmentation step: one Byte/UInt16 band; K from metadata or the maximum."""
-    dataset = open_raster(path, purpose=purpose)
-    band, other_nodata = check_label_band(dataset, path, purpose)
-    if band.DataType not in LABEL_TYPES:
+    labels = LabelRaster.open(path, purpose)
+    if labels.dtype is None:
         raise InputError(
-            f"The {purpose} '{path}' holds {gdal.GetDataTypeName(band.DataType)} ids; this step reads the label "
-            f"rasters Map Segmenter writes (Byte or UInt16 ids, 0 = nodata). Convert it with gdal_translate -ot "
-            f"UInt16, or choose the OUTPUT of a Map Segmenter segmentation."
+            f"The {purpose} '{path}' holds {gdal.GetDataTypeName(labels.band.DataType)} ids; this step reads the "
+            f"label rasters Map Segmenter writes (Byte or UInt16 ids, 0 = nodata). Convert it with gdal_translate "
+            f"-ot UInt16, or choose the OUTPUT of a Map Segmenter segmentation."
         )
-    metadata = read_metadata(dataset)
-    if metadata.get("k"):
-        return LabelRaster(path, dataset, band, int(metadata["k"]), metadata, other_nodata)
-    ids = scan_ids(band, path, other_nodata, check)  # no K in the metadata: the highest id is K
-    return LabelRaster(path, dataset, band, ids.highest, metadata, other_nodata, ids)
+    if not labels.segments:  # no K in the metadata: the highest id is K
+        labels.present = scan_ids(labels.band, path, labels.other_nodata, check)
+        labels.segments = labels.present.highest
+    return labels
 
 
 class PresentIds:
@@ -349,17 +342,11 @@ def read_legend(path):
         return None
     if dataset is None or dataset.RasterCount != 1:
         return None
-    metadata = read_metadata(dataset)
-    segments = metadata.get("k")
-    if not isinstance(segments, int) or segments < 1:
+    meta = LabelMeta.read(dataset)
+    segments = meta.k
+    if segments is None:
         return None
-    names = metadata.get("names")
-    if not (isinstance(names, list) and len(names) == segments):
-        names = segment_names(segments)
-    table = dataset.GetRasterBand(1).GetRasterColorTable()
-    if table is not None and table.GetCount() > segments:
-        colours = [tuple(table.GetColorEntry(index)[:3]) for index in range(1, segments + 1)]
-    else:
-        colours = qualitative(segments)
+    names = meta.names_for(segments) or segment_names(segments)
+    colours = table_colours(dataset.GetRasterBand(1), segments) or qualitative(segments)
     return [LegendEntry(index, colour, str(name))
             for index, (colour, name) in enumerate(zip(colours, names), start=1)]

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .upsampling import phases as cell_phases
+
 FEATURE_BANDWIDTH = 2.0  # h, in units of s (bench/eval_refine.py: 1.0 -0.2 mIoU, 4.0 within 0.05 of 2.0)
 LABEL_SHARE = 0.5  # weight of the LABELS' own ids in the prior (the predecessor's 0.5 x onehot(seed))
 TEMPERATURE_GRID = tuple(2.0 ** (step / 4) for step in range(-28, 25))  # 1/128 .. 64, 19 % apart
@@ -341,15 +343,6 @@ def best_ids(scores, usable, dtype):
     return ids
 
 
-def _phases(stride):
-    """Per pixel offset q in a block: (neighbour block offset -1/+1, float32 weight of that neighbour)."""
-    phases = []
-    for q in range(stride):
-        delta = (2 * q + 1 - stride) / (2 * stride)  # pixel centre minus block centre, in blocks
-        phases.append((-1 if delta < 0 else 1, np.float32(abs(delta))))
-    return phases
-
-
 def pixel_labels(scores, usable, stride, core, dtype, mapper=map):
     """Labels (ids 1..K, 0 where a block is not usable) of the pixels of the blocks ``core`` = (top, bottom,
     left, right) of ``scores`` (K, h, w): each pixel takes the id with the highest score interpolated bilinearly
@@ -383,7 +376,7 @@ def _pixel_band(scores, usable, best, stride, core, band, result):
     if segments == 1 or stride == 1:
         return
     flat = scores.reshape(segments, -1)
-    phases = _phases(stride)
+    phases = cell_phases(stride)
     rows, cols = np.arange(top, bottom), np.arange(left, right)
     one = np.float32(1)
     for oy in (-1, 1):

@@ -20,6 +20,7 @@ import numpy as np
 
 from . import model_contract
 from .errors import Cancelled, InputError
+from .windows import cells
 
 DEVICES = ("auto", "cuda", "coreml", "cpu")
 PROVIDERS = {"cuda": "CUDAExecutionProvider", "coreml": "CoreMLExecutionProvider", "cpu": "CPUExecutionProvider"}
@@ -101,7 +102,7 @@ class ModelInfo:
     def halo(self):
         """Pixels of context on every side of a tile's core: the receptive field rounded up to the stride (for a
         global-context model, the overlap its tiles are blended over)."""
-        return -(-self.receptive_field // self.stride) * self.stride
+        return cells(self.receptive_field, self.stride) * self.stride
 
     def summary(self):
         """JSON-able description stored in output metadata (and compared by REFERENCE)."""

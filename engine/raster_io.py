@@ -8,9 +8,12 @@ from dataclasses import dataclass, field
 import numpy as np
 from osgeo import gdal
 
+from .colour_tables import colour_table
 from .errors import InputError, OutputError
+from .metadata import FeatureMeta
 from .outputs import STALE_SIDECARS, is_write_failure, put_in_place, temporary_path, write_failure
 from .region import PolygonMask, check_mask_overlaps, window_dataset
+from .windows import Window
 
 gdal.UseExceptions()
 
@@ -104,20 +107,25 @@ class InputRaster:
     def has_mask(self):
         return bool(self._mask_bands) or self.data_type in FLOAT_TYPES
 
-    def read(self, xoff, yoff, width, height):
-        """Pixels of the chosen bands as (bands, height, width)."""
-        data = read_window(self.dataset, xoff, yoff, width, height, self.path, band_list=self.bands)
-        return data.reshape(len(self.bands), height, width)
+    def read(self, *where):
+        """Pixels of the chosen bands as (bands, height, width) of a ``Window`` (or xoff, yoff, width, height)."""
+        window = _window(where)
+        data = read_window(self.dataset, *window.box, self.path, band_list=self.bands)
+        return data.reshape(len(self.bands), window.height, window.width)
 
-    def read_valid(self, xoff, yoff, width, height, pixels=None):
-        """Boolean validity (nodata, alpha = 0 and NaN are invalid); None when every pixel is valid."""
+    def read_valid(self, *where, pixels=None):
+        """Boolean validity of a ``Window`` (or xoff, yoff, width, height; then the window's ``pixels`` if read
+        already): nodata, alpha = 0 and NaN are invalid. None when every pixel is valid."""
+        if len(where) in (2, 5):
+            *where, pixels = where
+        window = _window(where)
         valid = None
         for mask_band in self._mask_bands:
-            band_valid = read_window(mask_band, xoff, yoff, width, height, self.path) > 0
+            band_valid = read_window(mask_band, *window.box, self.path) > 0
             valid = band_valid if valid is None else valid & band_valid
         if self.data_type in FLOAT_TYPES:
             if pixels is None:
-                pixels = self.read(xoff, yoff, width, height)
+                pixels = self.read(window)
             finite = np.isfinite(pixels).all(axis=0)
             valid = finite if valid is None else valid & finite
         return valid
@@ -125,6 +133,11 @@ class InputRaster:
     def release_cache(self):
         """Drop GDAL's cached blocks so memory follows the window, not the raster size."""
         self.dataset.FlushCache()
+
+
+def _window(where):
+    """A ``Window`` from read arguments: one Window, or xoff, yoff, width, height."""
+    return Window.of(where[0] if len(where) == 1 else where)
 
 
 def is_paletted(dataset):
@@ -238,7 +251,7 @@ def value_ranges(raster, reference=None):
     surface gets the same descriptor, and so the same id, in every raster segmented against it."""
     if raster.data_type == gdal.GDT_Byte:
         return None
-    stored = ((reference or {}).get("features") or {}).get("input_ranges")
+    stored = FeatureMeta.parse((reference or {}).get("features")).input_ranges
     if stored and len(stored) == len(raster.bands):
         return [(float(lo), float(hi)) for lo, hi in stored]
     return robust_range(raster)
@@ -317,8 +330,6 @@ class AtomicRaster:
         if palette:
             # A GeoTIFF cannot always take a colour table once data is written: set it before writing
             # (``palette``: RGB colours of ids 1..K).
-            from .labels import colour_table  # labels builds on this module
-
             self.dataset.GetRasterBand(1).SetRasterColorTable(colour_table(palette))
 
     def band(self, index=1):

@@ -84,8 +84,8 @@ def mean_colours(labels, image, windows, progress):
     counts = np.zeros(k + 1)
     for number, window in enumerate(windows):
         ids = labels.read(window).ravel()
-        pixels = image.read(window.xoff, window.yoff, window.width, window.height)[:3]
-        valid = image.read_valid(window.xoff, window.yoff, window.width, window.height, pixels)
+        pixels = image.read(window)[:3]
+        valid = image.read_valid(window, pixels)
         weights = None if valid is None else valid.ravel().astype(np.float64)
         counts += np.bincount(ids, weights, minlength=k + 1)[: k + 1]
         for band in range(min(3, pixels.shape[0])):
@@ -140,7 +140,7 @@ def render_labels(
          Destination("QUICKLOOK", quicklook_path, "png", optional=True)],
         progress)
     segments = labels.segments
-    names = names or labels.metadata.get("names") or segment_names(segments)
+    names = names or labels.meta.names_for(segments) or segment_names(segments)
     if len(names) != segments:
         raise InputError(f"{len(names)} segment names given for {segments} segments.")
     windows = _windows(labels, memory_mb)
@@ -165,7 +165,7 @@ def render_labels(
                 out.write(ids, window.xoff, window.yoff)
                 out.release_cache()
                 progress.update((number + 1) / len(windows))
-            meta = {key: value for key, value in labels.metadata.items() if key not in ("k", "names", "version")}
+            meta = labels.meta.carried()
             finish_label_raster(out, segments, {**meta, "palette": palette}, colours, names)
 
         few = fewer_segments(present, segments, f"the other ids do not occur in '{input_path}'.")
@@ -206,7 +206,7 @@ def _write_composite(labels, image, windows, colours, opacity, path, progress, g
             out.band(band).SetColorInterpretation(interpretation)
         for number, window in enumerate(windows):
             ids = labels.read(window)
-            pixels = display(image.read(window.xoff, window.yoff, window.width, window.height).astype(np.float32))
+            pixels = display(image.read(window).astype(np.float32))
             if pixels.shape[0] < 3:
                 pixels = np.repeat(pixels[:1], 3, axis=0)
             overlay = np.moveaxis(table[ids], -1, 0)

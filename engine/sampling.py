@@ -20,30 +20,55 @@ def hash_keys(indices, seed):
 
 
 class BlockSample:
+    """The ``size`` offered blocks with the smallest keys, sorted by key (equal keys in the order offered): what one
+    stable sort of everything offered would keep, in memory for about twice ``size`` vectors.
+
+    Offers are merged in bulk: newcomers below the largest kept key wait until as many as ``size`` have come (or
+    the sample is read), then one stable sort of the kept and the waiting ones keeps the smallest ``size``. (Merging
+    every offer copied the whole sample each time: 31 offers of a 25 MPix CNN pass took 0.1 s.)"""
+
     def __init__(self, size, seed):
         self.size = int(size)
         self.seed = int(seed)
-        self.keys = np.empty(0, np.uint64)
-        self.vectors = None
+        self._keys = np.empty(0, np.uint64)
+        self._vectors = None
+        self._waiting = []  # (keys, vectors) offered since the last merge, in the order offered
+        self._waiting_count = 0
 
     def offer(self, indices, vectors):
-        """Consider blocks with linear ``indices`` (n,) and descriptors ``vectors`` (n, C).
-
-        The kept keys stay sorted: the newcomers are sorted and merged in (after equal keys already kept, as a
-        stable sort of both would place them), so an offer costs a sort of the newcomers, not of the sample."""
+        """Consider blocks with linear ``indices`` (n,) and descriptors ``vectors`` (n, C)."""
         if len(indices) == 0:
             return
         keys = hash_keys(indices, self.seed)
-        if self.vectors is None:
-            self.vectors = np.empty((0, vectors.shape[1]), vectors.dtype)
-        if len(self.keys) >= self.size:
-            keep = keys < self.keys[-1]  # the largest kept key
+        if self._vectors is None:
+            self._vectors = np.empty((0, vectors.shape[1]), vectors.dtype)
+        if len(self._keys) >= self.size:
+            keep = keys < self._keys[-1]  # the largest kept key: at least ``size`` blocks come before these
             keys, vectors = keys[keep], vectors[keep]
-        order = np.argsort(keys, kind="stable")
-        keys, vectors = keys[order], vectors[order]
-        at = np.searchsorted(self.keys, keys, side="right")
-        self.keys = np.insert(self.keys, at, keys)[: self.size]
-        self.vectors = np.insert(self.vectors, at, vectors, axis=0)[: self.size]
+        if len(keys):
+            self._waiting.append((keys, vectors.astype(self._vectors.dtype, copy=False)))
+            self._waiting_count += len(keys)
+            if self._waiting_count >= self.size:
+                self._merge()
+
+    def _merge(self):
+        if not self._waiting:
+            return
+        keys = np.concatenate([self._keys, *(keys for keys, _ in self._waiting)])
+        vectors = np.concatenate([self._vectors, *(vectors for _, vectors in self._waiting)])
+        order = np.argsort(keys, kind="stable")[: self.size]  # kept first on equal keys: they were offered first
+        self._keys, self._vectors = keys[order], vectors[order]
+        self._waiting, self._waiting_count = [], 0
+
+    @property
+    def keys(self):
+        self._merge()
+        return self._keys
+
+    @property
+    def vectors(self):
+        self._merge()
+        return self._vectors
 
     def __len__(self):
         return len(self.keys)

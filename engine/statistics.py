@@ -21,8 +21,9 @@ import numpy as np
 from osgeo import gdal, ogr
 
 from . import VERSION
+from .colour_tables import table_colours
 from .errors import Cancelled, InputError, OutputError
-from .labels import check_label_band, read_legend
+from .labels import LabelRaster, read_legend
 from .outputs import Destination, prepare_outputs
 from .palette import qualitative
 from .progress import Progress
@@ -261,13 +262,13 @@ def _count(dataset, band, image, model, windows, progress):
     tally = _Tally(bins, len(image.bands) if image is not None else 0)
     fast = bins.direct and image is None and mask is None and not model.geographic
     for number, window in enumerate(windows):
-        ids = band.ReadAsArray(window.xoff, window.yoff, window.width, window.height)
+        ids = band.ReadAsArray(*window.box)
         if fast:  # every pixel counted, the nodata bin dropped at the end
             tally.add_counts(bins.rows(ids.ravel()))
         else:
             keep = np.ones(ids.shape, bool) if nodata is None else ids != nodata
             if mask is not None:
-                keep &= mask.ReadAsArray(window.xoff, window.yoff, window.width, window.height) > 0
+                keep &= mask.ReadAsArray(*window.box) > 0
             rows = bins.rows(ids[keep])
             tally.grow()
             weights = None
@@ -276,8 +277,8 @@ def _count(dataset, band, image, model, windows, progress):
                                           ids.shape)[keep]
             tally.add_counts(rows, weights)
             if image is not None:
-                pixels = image.read(window.xoff, window.yoff, window.width, window.height)
-                valid = image.read_valid(window.xoff, window.yoff, window.width, window.height, pixels)
+                pixels = image.read(window)
+                valid = image.read_valid(window, pixels)
                 if valid is not None:
                     valid = valid[keep]
                     rows = rows[valid]
@@ -331,16 +332,13 @@ def _legend(dataset, band, path, values):
     raster's from its category names and colour table where it has them."""
     ours = {entry.value: entry for entry in read_legend(path) or []}
     categories = band.GetCategoryNames() or []
-    table = band.GetRasterColorTable()
     spare = qualitative(len(values))
     legend = []
     for index, value in enumerate(values):
         if value in ours:
             legend.append((tuple(ours[value].colour), ours[value].name))
             continue
-        colour = spare[index]
-        if table is not None and 0 <= value < table.GetCount():
-            colour = tuple(table.GetColorEntry(value)[:3])
+        colour = (table_colours(band, [value]) or [spare[index]])[0]
         name = categories[value] if 0 <= value < len(categories) and categories[value] else f"Segment {value}"
         legend.append((colour, name))
     return legend
@@ -738,8 +736,8 @@ def segment_statistics(input_path, output_path, image_path=None, polygons_path=N
         raise InputError(f"The sieve threshold must be 0 (off) or a number of pixels; got {sieve}.")
     if memory_mb <= 0:
         raise InputError(f"MEMORY_MB must be more than 0; got {memory_mb}.")
-    dataset = open_raster(input_path, purpose="label raster")
-    band, _ = check_label_band(dataset, input_path)
+    labels = LabelRaster.open(input_path)
+    dataset, band = labels.dataset, labels.band
     model = area_model(dataset, input_path)
     image, band_names = (None, [])
     if image_path:

@@ -1,7 +1,7 @@
 """Cell labels to pixel labels by distances interpolated bilinearly between cell centres, on worker threads.
 
-The same arithmetic, element by element and in the same order, as ``label_pass.write_labels_bilinear`` (the
-result is identical, bit for bit), organised to be fast:
+The same arithmetic, element by element and in the same order, as the first bilinear label pass
+(tests/bilinear_reference.py; the result is identical, bit for bit), organised to be fast:
 
 * windows are computed on ``pipeline.ordered_map``'s worker threads (numpy releases the GIL); GDAL reads and
   writes stay in the calling thread, in window order;
@@ -84,7 +84,7 @@ def _nearest_cells(distances):
 
 
 def squared_distances(cells, centres):
-    """(K, h, w) float32 squared distances of cells (C, h, w) to every centre: label_pass.squared_distances's
+    """(K, h, w) float32 squared distances of cells (C, h, w) to every centre: the first label pass's
     arithmetic (from 0, channel after channel, in float32) on the channel planes as read, without transposing."""
     distances = np.zeros((len(centres),) + cells.shape[1:], np.float32)
     difference = np.empty(cells.shape[1:], np.float32)
@@ -159,8 +159,8 @@ def _grid(cells, invalid, pad, rows, cols, stride, centres, dtype):
 
 def write_labels_bilinear(raster, windows, stride, features, centres, labels, progress, present=None,
                           workers=WORKERS, mapper=ordered_map):
-    """``label_pass.write_labels_bilinear``'s labels, windows computed on ``workers`` threads (``mapper``:
-    ``pipeline.ordered_map``, or a Dask cluster's ``Cluster.mapper``).
+    """The bilinear label pass, windows computed on ``workers`` threads (``mapper``: ``pipeline.ordered_map``, or
+    a Dask cluster's ``Cluster.mapper``).
 
     Each pixel takes the centre nearest in distances interpolated bilinearly between the four cells around it
     (cell centres at the middle of their stride x stride pixels); next to a nodata cell a pixel keeps its own
@@ -170,15 +170,15 @@ def write_labels_bilinear(raster, windows, stride, features, centres, labels, pr
     dtype = np.uint8 if len(centres) <= 255 else np.uint16
 
     def read(window):
-        row0, col0 = window.yoff // stride, window.xoff // stride
-        rows, cols = -(-window.height // stride), -(-window.width // stride)
+        cell_window = window.on_grid(stride)
+        row0, col0, rows, cols = cell_window.yoff, cell_window.xoff, cell_window.height, cell_window.width
         top, left = max(0, row0 - 1), max(0, col0 - 1)
         bottom, right = min(grid_h, row0 + rows + 1), min(grid_w, col0 + cols + 1)
         cells = features.ReadAsArray(left, top, right - left, bottom - top)
         features.FlushCache()  # drop the blocks just read: memory follows the window, not the raster
         pixel_valid = None
         if raster.has_mask:
-            pixel_valid = raster.read_valid(window.xoff, window.yoff, window.width, window.height)
+            pixel_valid = raster.read_valid(window)
             raster.release_cache()
         pad = (int(row0 - top == 0), row0 + rows + 1 - bottom, int(col0 - left == 0), col0 + cols + 1 - right)
         return window, cells, pad, rows, cols, pixel_valid

@@ -8,12 +8,50 @@ import math
 from dataclasses import dataclass
 
 
+def cells(size, stride):
+    """How many ``stride``-pixel cells cover ``size`` pixels (the last one may be partial): the one ceiling
+    division of the engine's grid arithmetic."""
+    return -(-size // stride)
+
+
 @dataclass(frozen=True)
 class Window:
+    """A rectangle of a raster's grid (pixels, or cells of a coarser grid), and the grid arithmetic on it."""
+
     xoff: int
     yoff: int
     width: int
     height: int
+
+    @classmethod
+    def whole(cls, width, height):
+        """The window of a whole ``width`` x ``height`` raster."""
+        return cls(0, 0, width, height)
+
+    @classmethod
+    def of(cls, where):
+        """``where`` as a Window: a Window, or (xoff, yoff, width, height)."""
+        return where if isinstance(where, Window) else cls(*where)
+
+    @property
+    def box(self):
+        """(xoff, yoff, width, height), as GDAL's reads and writes take them."""
+        return self.xoff, self.yoff, self.width, self.height
+
+    @property
+    def slices(self):
+        """(rows, columns) slices that cut this window out of an array whose origin is the grid's."""
+        return slice(self.yoff, self.yoff + self.height), slice(self.xoff, self.xoff + self.width)
+
+    def on_grid(self, stride):
+        """This window on the grid of ``stride`` x ``stride`` pixel cells: the cells that hold its pixels (its
+        offsets are multiples of ``stride``; its last row and column of cells may be partial)."""
+        return Window(self.xoff // stride, self.yoff // stride, cells(self.width, stride),
+                      cells(self.height, stride))
+
+    def within(self, outer):
+        """This window with offsets relative to ``outer`` (a window that contains it)."""
+        return Window(self.xoff - outer.xoff, self.yoff - outer.yoff, self.width, self.height)
 
     def grown(self, halo, raster_width, raster_height):
         """This window grown by ``halo`` pixels on every side, clipped to the raster."""

@@ -167,92 +167,92 @@ Smoothed segments: a label raster on the input&apos;s grid with the same segment
 <context>
     <name>CnnAlgorithm</name>
     <message>
-        <location filename="../algorithms/cnn.py" line="61"/>
+        <location filename="../algorithms/cnn.py" line="62"/>
         <source>CNN segmentation</source>
         <translation>CNN-Segmentierung</translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="64"/>
+        <location filename="../algorithms/cnn.py" line="65"/>
         <source>Unsupervised segmentation into K kinds of region from CNN embeddings (ONNX Runtime).</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="115"/>
+        <location filename="../algorithms/cnn.py" line="120"/>
         <source>Model</source>
         <translation>Modell</translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="118"/>
+        <location filename="../algorithms/cnn.py" line="123"/>
         <source>Other model file (.onnx, instead of Model)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="118"/>
+        <location filename="../algorithms/cnn.py" line="123"/>
         <source>Optional .onnx file used instead of Model (input &quot;rgb&quot;, output &quot;embeddings&quot;, metadata model_type &quot;embedding&quot;).</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="123"/>
+        <location filename="../algorithms/cnn.py" line="129"/>
         <source>Device</source>
         <translation>Gerät</translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="123"/>
+        <location filename="../algorithms/cnn.py" line="129"/>
         <source>auto: CUDA (NVIDIA GPU), else CoreML (Apple), else CPU, whichever this ONNX Runtime offers. An unavailable device falls back to the CPU with a warning.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="129"/>
+        <location filename="../algorithms/cnn.py" line="135"/>
         <source>Tile size (px, 0 = model default)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="129"/>
+        <location filename="../algorithms/cnn.py" line="135"/>
         <source>Side of the tiles given to the network, overlap included; 0 = the size the model recommends.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="132"/>
+        <location filename="../algorithms/cnn.py" line="138"/>
         <source>Batch size (tiles)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="132"/>
+        <location filename="../algorithms/cnn.py" line="138"/>
         <source>Tiles per network call; larger batches can be faster on a GPU.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="134"/>
+        <location filename="../algorithms/cnn.py" line="140"/>
         <source>CPU threads (0 = all cores)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="138"/>
+        <location filename="../algorithms/cnn.py" line="114"/>
         <source>Segments</source>
         <translation>Segmente</translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="139"/>
+        <location filename="../algorithms/cnn.py" line="114"/>
         <source>Embeddings</source>
         <translation>Einbettungen</translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="139"/>
+        <location filename="../algorithms/cnn.py" line="114"/>
         <source>Optional: the network&apos;s embeddings (Float32, one band each, one pixel per 4 x 4 cell), the Features input of Latent KNN refinement.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="142"/>
+        <location filename="../algorithms/cnn.py" line="145"/>
         <source>ONNX Runtime execution provider used</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="134"/>
+        <location filename="../algorithms/cnn.py" line="140"/>
         <source>CPU threads for the network, each running it on tiles of its own; 0 = one per core.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="67"/>
+        <location filename="../algorithms/cnn.py" line="68"/>
         <source>Divides a raster into K kinds of region (segments) using a convolutional network (CNN), without training data.
 
 The network turns every 4 x 4 pixel cell into a vector describing its appearance and surroundings. K-Means finds K typical vectors on a sample spread over the whole raster, then every pixel joins the nearest one, with distances interpolated between cells so that boundaries are not blocky. The raster is processed in overlapping tiles, so there are no seams; the result does not depend on the tile size, batch size, threads or memory budget (except for networks with global attention, such as ViTs exported with training.export_backbone: their tiles are blended and the log warns that the result depends on the tile size).
@@ -278,7 +278,7 @@ Embeddings (optional): the network&apos;s vectors, one band each, one pixel per 
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="115"/>
+        <location filename="../algorithms/cnn.py" line="120"/>
         <source>Embedding network shipped with the plugin (its model card lies beside it in the plugin&apos;s onnx_models folder), or yours (user) from map_segmenter/models in the QGIS profile folder.</source>
         <translation type="unfinished"></translation>
     </message>
@@ -294,42 +294,42 @@ Embeddings (optional): the network&apos;s vectors, one band each, one pixel per 
 <context>
     <name>KMeansAlgorithm</name>
     <message>
-        <location filename="../algorithms/kmeans.py" line="11"/>
+        <location filename="../algorithms/kmeans.py" line="12"/>
         <source>K-Means segmentation</source>
         <translation>K-Means-Segmentierung</translation>
     </message>
     <message>
-        <location filename="../algorithms/kmeans.py" line="14"/>
+        <location filename="../algorithms/kmeans.py" line="15"/>
         <source>Unsupervised segmentation into K kinds of region by colour and texture.</source>
         <translation>Unüberwachte Segmentierung in K Arten von Gebieten nach Farbe und Textur.</translation>
     </message>
     <message>
-        <location filename="../algorithms/kmeans.py" line="51"/>
+        <location filename="../algorithms/kmeans.py" line="55"/>
         <source>Block size (px)</source>
         <translation>Blockgröße (px)</translation>
     </message>
     <message>
-        <location filename="../algorithms/kmeans.py" line="51"/>
+        <location filename="../algorithms/kmeans.py" line="55"/>
         <source>Side of the square blocks that are described and labelled: 4 = fine, 8 = medium, 16 = coarse.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/kmeans.py" line="58"/>
+        <location filename="../algorithms/kmeans.py" line="50"/>
         <source>Segments</source>
         <translation>Segmente</translation>
     </message>
     <message>
-        <location filename="../algorithms/kmeans.py" line="59"/>
+        <location filename="../algorithms/kmeans.py" line="50"/>
         <source>Block descriptors</source>
         <translation>Blockdeskriptoren</translation>
     </message>
     <message>
-        <location filename="../algorithms/kmeans.py" line="59"/>
+        <location filename="../algorithms/kmeans.py" line="50"/>
         <source>Optional: the block descriptors (Float32, one band each, one pixel per block), the Features input of Latent KNN refinement.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/kmeans.py" line="17"/>
+        <location filename="../algorithms/kmeans.py" line="18"/>
         <source>Divides a raster into K kinds of region (segments) of similar colour and texture, without training data.
 
 The raster is cut into square blocks of Block size pixels. Each block is described by its mean colour and the spread of each band (texture), taken over the block and its eight neighbours. K-Means finds K typical descriptions on a sample spread over the whole raster, then every block joins the nearest one. Works on rasters of any size; the result does not depend on the memory budget.

@@ -77,3 +77,36 @@ def test_markers_follow_the_folders():
     out = _pytest_in_a_subprocess("-q", "--collect-only", "-m", "torch", "tests/training", "tests/engine")
     collected = [line for line in out.splitlines() if "::" in line]
     assert collected and all(line.startswith("tests/training/") for line in collected), collected[:5]
+
+
+def test_engine_modules_import_one_way():
+    """No import circle among the engine's modules, and no relative import hidden inside a function to break one
+    (raster_io and labels once imported each other that way)."""
+    import ast
+
+    modules = {path.stem: path for path in (ROOT / "engine").glob("*.py")}
+    graph, hidden = {}, []
+    for name, path in modules.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        top_level = {id(node) for node in tree.body}
+        graph[name] = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                found = {node.module.split(".")[0]} if node.module else {alias.name for alias in node.names}
+                graph[name] |= found & set(modules)
+                if id(node) not in top_level:
+                    hidden.append(f"{name}: from .{node.module or ''} import ...")
+    assert not hidden
+    state = {}
+
+    def visit(name, path):
+        state[name] = "open"
+        for dependency in sorted(graph[name]):
+            assert state.get(dependency) != "open", f"import circle: {' -> '.join([*path, dependency])}"
+            if dependency not in state:
+                visit(dependency, [*path, dependency])
+        state[name] = "done"
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [name])

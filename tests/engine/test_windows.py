@@ -26,3 +26,16 @@ def test_tiles_when_a_strip_does_not_fit():
 
 def test_grown_window_is_clipped_to_raster():
     assert Window(0, 8, 16, 8).grown(4, 20, 14) == Window(0, 4, 20, 10)
+
+
+def test_window_grid_arithmetic():
+    from map_segmenter.engine.windows import cells
+
+    assert [cells(size, 4) for size in (1, 4, 5, 8, 9)] == [1, 1, 2, 2, 3]
+    window = Window(8, 4, 9, 5)
+    assert window.on_grid(4) == Window(2, 1, 3, 2)
+    assert Window.whole(10, 7).on_grid(4) == Window(0, 0, 3, 2)
+    assert window.within(Window(4, 0, 20, 20)) == Window(4, 4, 9, 5)
+    assert window.box == (8, 4, 9, 5) and Window.of((8, 4, 9, 5)) == window
+    rows, columns = window.slices
+    assert (rows, columns) == (slice(4, 9), slice(8, 17))
