@@ -134,17 +134,42 @@ def block_descriptors(values, valid, block, context=1, quant=1, texture_weight=T
     ``values`` holds the window grown by ``context`` blocks where the raster has them; the caller crops
     the halo blocks away. A block is valid when it has at least one valid pixel of its own.
     """
+    # Each large temporary is released as soon as it is used and the float64 steps run in place (the same
+    # operations in the same order, so the same values): a window's working memory on a worker stays small
+    # while other windows are in flight (issue 10: peak RSS that does not grow with the raster).
     sums, squares, counts = block_sums(values, valid, block)
     block_valid = counts > 0
-    sums, squares, counts = ring_sum(sums, context), ring_sum(squares, context), ring_sum(counts, context)
-    safe = np.maximum(counts, 1).astype(np.float64)
-    mean = sums / safe / quant
-    variance = np.maximum(squares / safe / (quant * quant) - mean * mean, 0.0)
-    std = np.sqrt(variance) * (100.0 / 255.0) * texture_weight
-    if values.shape[0] == 3:
-        colour = srgb_to_lab((mean / 255.0).astype(np.float32))
+    sums = ring_sum(sums, context)
+    squares = ring_sum(squares, context)
+    safe = np.maximum(ring_sum(counts, context), 1).astype(np.float64)
+    del counts
+    mean = sums / safe
+    del sums
+    mean /= quant
+    variance = squares / safe
+    del squares, safe
+    variance /= quant * quant
+    variance -= mean * mean
+    std = np.maximum(variance, 0.0, out=variance)
+    del variance
+    np.sqrt(std, out=std)
+    std *= 100.0 / 255.0
+    std *= texture_weight
+    bands = values.shape[0]
+    if bands == 3:
+        mean /= 255.0
+        rgb = mean.astype(np.float32)
+        del mean
+        colour = srgb_to_lab(rgb)
+        del rgb
     else:
-        colour = mean * (100.0 / 255.0)
-    features = np.concatenate([colour, std]).astype(np.float32)
+        mean *= 100.0 / 255.0
+        colour = mean
+        del mean
+    features = np.empty((len(colour) + len(std), *block_valid.shape), np.float32)
+    features[: len(colour)] = colour
+    del colour
+    features[-len(std) :] = std
+    del std
     features[:, ~block_valid] = np.nan
     return np.moveaxis(features, 0, -1), block_valid

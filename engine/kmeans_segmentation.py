@@ -30,10 +30,13 @@ from .progress import Progress
 from .raster_io import value_ranges
 from .sampling import hash_keys
 from .segmentation import Cells, FeatureExtractor, Settings, linear_indices, segment
-from .windows import Window, plan_windows
+from .windows import Window, cells, plan_windows
 
 BYTES_PER_PIXEL = 24  # working memory per window pixel in pass 1 (input, int32 copies, padding, masks)
 DESCRIPTOR = "lab_mean_std"
+# A window's descriptors are computed in column chunks of about this many pixels: the working memory of a window
+# on a worker (about 8 bytes per pixel) stays that of a chunk while the window's pixels are in flight.
+CHUNK_PIXELS = 2**20
 
 
 @dataclass
@@ -84,10 +87,26 @@ class Describer:
     def descriptors(self, window, grown, pixels, valid):
         """Descriptors (rows, cols, C) and block validity of the window's own blocks."""
         quantise, quant = quantiser(self.ranges)
-        descriptors, block_valid = block_descriptors(quantise(pixels), valid, block=self.block, context=self.context,
-                                                     quant=quant, texture_weight=self.texture_weight)
-        core = window.on_grid(self.block).within(grown.on_grid(self.block)).slices
-        return descriptors[core], block_valid[core]
+        block, context = self.block, self.context
+        core = window.on_grid(block).within(grown.on_grid(block))
+        rows = slice(core.yoff, core.yoff + core.height)
+        grid_width = cells(pixels.shape[-1], block)
+        step = max(1, CHUNK_PIXELS // (pixels.shape[-2] * block * block))  # cell columns per chunk
+        descriptors = block_valid = None
+        for start in range(core.xoff, core.xoff + core.width, step):
+            stop = min(start + step, core.xoff + core.width)
+            first, last = max(0, start - context), min(grid_width, stop + context)  # with the ring's columns
+            columns = slice(first * block, last * block)
+            part, part_valid = block_descriptors(
+                quantise(pixels[:, :, columns]), None if valid is None else valid[:, columns], block=block,
+                context=context, quant=quant, texture_weight=self.texture_weight)
+            if descriptors is None:
+                descriptors = np.empty((core.height, core.width, part.shape[-1]), part.dtype)
+                block_valid = np.empty((core.height, core.width), bool)
+            own = slice(start - first, stop - first)
+            descriptors[:, start - core.xoff : stop - core.xoff] = part[rows, own]
+            block_valid[:, start - core.xoff : stop - core.xoff] = part_valid[rows, own]
+        return descriptors, block_valid
 
 
 class BlockDescriptors(FeatureExtractor):

@@ -72,6 +72,20 @@ def test_tiled_equals_untiled_on_real_imagery_and_reruns_are_byte_identical(tmp_
     assert len(np.unique(base)) == 8
 
 
+@pytest.mark.parametrize("chunk_pixels", [1, 128 * 4 * 4, 5000])
+def test_descriptors_in_column_chunks_equal_one_piece(tmp_path, kampala_crop, monkeypatch, chunk_pixels):
+    """A window's descriptors are computed in column chunks (with the ring's columns on each side) to keep a
+    window's working memory small: any chunk width gives the same features and labels as the whole window."""
+    from map_segmenter.engine import kmeans_segmentation
+
+    monkeypatch.setattr(kmeans_segmentation, "CHUNK_PIXELS", 2**40)
+    whole, whole_features = run(tmp_path, kampala_crop, "whole", segments=6, block=4, memory_mb=256)
+    monkeypatch.setattr(kmeans_segmentation, "CHUNK_PIXELS", chunk_pixels)
+    chunked, chunked_features = run(tmp_path, kampala_crop, "chunked", segments=6, block=4, memory_mb=256)
+    assert np.array_equal(chunked_features, whole_features, equal_nan=True)
+    assert np.array_equal(chunked, whole)
+
+
 def test_windows_really_are_many_for_small_budgets(kampala_crop, tmp_path):
     result = segment_kmeans(kampala_crop, str(tmp_path / "a.tif"), memory_mb=0.05)
     assert result.windows > 20
