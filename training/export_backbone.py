@@ -150,6 +150,7 @@ def export(spec, out, weights=None, random_weights=False, layer=None, stride=Non
     out = Path(out)
     if (weights is None) == (not random_weights):
         raise ExportError("give --weights FILE (your pretrained weights) or, for tests only, --random-weights")
+    check_destinations(out, [weights, *pca_rasters])
     if pca and not pca_rasters:
         raise ExportError("--pca needs --pca-rasters (the rasters the PCA is fitted on)")
     name = name or out.stem
@@ -304,6 +305,24 @@ def _parity(model, path, stride):
     return worst, scale
 
 
+CARD_MARK = "Verified at export: ONNX Runtime equals torch"
+
+
+def check_destinations(out, inputs):
+    """Refuse, before any work, an ``out`` that is not a .onnx file, an ``out`` or card that is one of the
+    ``inputs``, and a card path holding a file this command did not write (the user's own notes)."""
+    if out.suffix.lower() != ".onnx":
+        raise ExportError(f"--out must name a .onnx file; got '{out}'")
+    card = out.with_suffix(".md")
+    sources = {Path(path).resolve() for path in inputs if path}
+    for target in (out, card):
+        if target.resolve() in sources:
+            raise ExportError(f"'{target}' is one of the inputs (--weights or --pca-rasters): choose another --out")
+    if card.exists() and CARD_MARK not in card.read_text(errors="replace"):
+        raise ExportError(f"'{card}' exists and is not a model card written by export_backbone: move it or choose "
+                          f"another --out (the card is written beside the model)")
+
+
 def write_card(path, name, metadata, parameters, rf_note, rf_width, size, digest, worst, scale):
     weights = metadata["weights"]
     stride = metadata["stride"]
@@ -354,7 +373,7 @@ def write_card(path, name, metadata, parameters, rf_note, rf_width, size, digest
 |---|---|
 {table}
 
-Verified at export: ONNX Runtime equals torch within 1e-4 of the output's scale on inputs of two sizes (max
+{CARD_MARK} within 1e-4 of the output's scale on inputs of two sizes (max
 |difference| {worst:.1e}, output scale {scale:.3g}), and the plugin's contract check accepts the file.
 Metadata (`metadata_props`, JSON): {json.dumps({k: metadata[k] for k in ('source', 'layer', 'global_context')})}.
 """)

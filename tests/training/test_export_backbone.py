@@ -199,6 +199,22 @@ def test_prefixed_checkpoint_without_its_head_loads_and_matches_torch(tmp_path, 
     assert np.abs(design @ solution - target).max() < 1e-3
 
 
+def test_no_export_replaces_an_input_or_a_file_it_did_not_write(tmp_path, crop):
+    weights = tmp_path / "weights.pth"
+    weights.write_bytes(b"the user's weights")
+    notes = tmp_path / "resnet.md"
+    notes.write_text("my own notes")
+    for out, message in ((tmp_path / "weights.pth", "must name a .onnx file"),
+                         (tmp_path / "resnet.onnx", "is not a model card written by export_backbone")):
+        with pytest.raises(ExportError, match=message):
+            export("timm:resnet18", out, weights=weights, stride=8)
+    with pytest.raises(ExportError, match="is one of the inputs"):
+        export("timm:resnet18", tmp_path / "weights.onnx", random_weights=True, stride=8, pca=2,
+               pca_rasters=[tmp_path / "weights.onnx"])
+    assert weights.read_bytes() == b"the user's weights" and notes.read_text() == "my own notes"
+    assert not (tmp_path / "resnet.onnx").exists()
+
+
 def test_weights_or_random_weights_must_be_chosen(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["--model", "timm:resnet18", "--out", str(tmp_path / "x.onnx")])
