@@ -21,6 +21,10 @@ from .windows import Window
 # at 1 GPix).
 STRIP_OPTIONS = ["TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=16", "BIGTIFF=IF_SAFER"]
 TILE_OPTIONS = ["TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256", "INTERLEAVE=BAND", "BIGTIFF=IF_SAFER"]
+# A scratch raster given up (a cancelled or failed run) is closed before it is removed, and without SPARSE_OK
+# GDAL's closing first fills every tile not yet written with NaN: hundreds of MB written just to be deleted,
+# most of the time a Ctrl+C took. Every cell is written before it is read, so the values read are the same.
+SCRATCH_OPTIONS = ["SPARSE_OK=TRUE"]
 
 
 class _OpenedDataset:
@@ -102,7 +106,8 @@ class FeatureRaster:
         else:
             target = AtomicRaster(
                 path or os.path.join(scratch, "features.tif"), grid.width, grid.height, channels, gdal.GDT_Float32,
-                scaled_geotransform(raster.geotransform, stride), raster.projection, options,
+                scaled_geotransform(raster.geotransform, stride), raster.projection,
+                options if path else [*options, *SCRATCH_OPTIONS],
                 gcps_from=raster.dataset, gcp_scale=stride, group=group if path else None,
                 name=None if path else "the scratch feature raster")
         for band in range(1, channels + 1):
