@@ -6,6 +6,7 @@ reads it back for the label pass; knn_refine reads the FEATURES of an earlier ru
 the ``FeatureMeta`` of the run that made it, which a new run must match.
 """
 
+import errno
 import os
 
 import numpy as np
@@ -13,6 +14,7 @@ from osgeo import gdal
 
 from .errors import InputError
 from .metadata import FeatureMeta, write_metadata
+from .outputs import write_failure
 from .raster_io import AtomicRaster, open_raster, read_window, scaled_geotransform
 from .windows import Window
 
@@ -21,10 +23,6 @@ from .windows import Window
 # at 1 GPix).
 STRIP_OPTIONS = ["TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=16", "BIGTIFF=IF_SAFER"]
 TILE_OPTIONS = ["TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256", "INTERLEAVE=BAND", "BIGTIFF=IF_SAFER"]
-# A scratch raster given up (a cancelled or failed run) is closed before it is removed, and without SPARSE_OK
-# GDAL's closing first fills every tile not yet written with NaN: hundreds of MB written just to be deleted,
-# most of the time a Ctrl+C took. Every cell is written before it is read, so the values read are the same.
-SCRATCH_OPTIONS = ["SPARSE_OK=TRUE"]
 
 
 class _OpenedDataset:
@@ -61,6 +59,71 @@ class _MemoryDataset:
 
     def abort(self):
         self.dataset = None
+
+
+class _ScratchFile:
+    """Features no FEATURES output keeps: a raw float32 file (band, row, column) written and read with
+    pwrite/pread, so nothing of them stays in the process between windows.
+
+    A scratch GeoTIFF went through GDAL's block cache, where its blocks, between the input's, left the heap
+    fragmented: the 1 GPix kmeans peaked 80 MB above the 25 MPix one (bench/README.md). Giving it up costs a
+    delete, where closing a GeoTIFF first filled every tile not yet written. Every cell is written before it is
+    read. ``dataset`` is the file itself, with the calls the label pass makes on a GDAL dataset."""
+
+    def __init__(self, path, width, height, bands):
+        self.path = path
+        self.RasterXSize, self.RasterYSize, self.bands = width, height, bands
+        self.band_bytes = width * height * 4
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
+
+    @property
+    def dataset(self):
+        return self
+
+    def _spans(self, xoff, yoff, width, height):
+        """(band, first row in the window, rows, offset in the file) of each contiguous run of the window's cells."""
+        rows = [(0, height)] if width == self.RasterXSize else [(row, 1) for row in range(height)]
+        for band in range(self.bands):
+            for first, count in rows:
+                yield band, first, count, band * self.band_bytes + ((yoff + first) * self.RasterXSize + xoff) * 4
+
+    def write(self, cells, values):
+        values = np.ascontiguousarray(values, np.float32)
+        try:
+            for band, first, count, offset in self._spans(*cells.box):
+                _whole(os.pwrite, self.fd, values[band, first:first + count], offset)
+        except OSError as error:
+            raise write_failure([("the scratch feature raster", self.path)], error.strerror or str(error),
+                                self.bands * self.band_bytes) from None
+
+    def ReadAsArray(self, xoff, yoff, width, height, buf_type=None):  # noqa: N802 (GDAL's name, for the label pass)
+        values = np.empty((self.bands, height, width), np.float32)
+        for band, first, count, offset in self._spans(xoff, yoff, width, height):
+            _whole(lambda fd, view, at: os.preadv(fd, [view], at), self.fd, values[band, first:first + count], offset)
+        return values
+
+    def FlushCache(self):  # noqa: N802 (GDAL's name)
+        pass
+
+    def release_cache(self):
+        pass
+
+    def abort(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+        if os.path.exists(self.path):
+            os.remove(self.path)
+
+
+def _whole(transfer, fd, array, offset):
+    """``transfer`` (pwrite or a preadv) all of ``array``'s bytes at ``offset``, however many calls it takes."""
+    view = memoryview(array).cast("B")
+    while view:
+        done = transfer(fd, view, offset)
+        if done == 0:
+            raise OSError(errno.EIO, "the file ended early")
+        view, offset = view[done:], offset + done
 
 
 class FeatureRaster:
@@ -103,13 +166,13 @@ class FeatureRaster:
         grid = Window.whole(raster.width, raster.height).on_grid(stride)
         if in_memory:
             target = _MemoryDataset(grid.width, grid.height, channels)
+        elif path is None:
+            return cls(_ScratchFile(os.path.join(scratch, "features.f32"), grid.width, grid.height, channels), grid,
+                       channels)
         else:
-            target = AtomicRaster(
-                path or os.path.join(scratch, "features.tif"), grid.width, grid.height, channels, gdal.GDT_Float32,
-                scaled_geotransform(raster.geotransform, stride), raster.projection,
-                options if path else [*options, *SCRATCH_OPTIONS],
-                gcps_from=raster.dataset, gcp_scale=stride, group=group if path else None,
-                name=None if path else "the scratch feature raster")
+            target = AtomicRaster(path, grid.width, grid.height, channels, gdal.GDT_Float32,
+                                  scaled_geotransform(raster.geotransform, stride), raster.projection, options,
+                                  gcps_from=raster.dataset, gcp_scale=stride, group=group)
         for band in range(1, channels + 1):
             # NaN nodata before any write: GDAL skips blocks that are all 0 while no nodata is set and fills them
             # with the nodata value at closing, so a channel that is 0 everywhere (a ReLU output) came back as NaN
@@ -122,6 +185,9 @@ class FeatureRaster:
 
     def write(self, cells, values):
         """``values`` (C, rows, cols) float32 at the cells of ``cells`` (a Window on the cell grid)."""
+        if isinstance(self.target, _ScratchFile):
+            self.target.write(cells, values)
+            return
         bands, rows, cols = values.shape
         self.target.checked(self.target.dataset.WriteRaster, cells.xoff, cells.yoff, cols, rows,
                             np.ascontiguousarray(values, np.float32).tobytes(), cols, rows, gdal.GDT_Float32,
@@ -146,6 +212,8 @@ class FeatureRaster:
 
     def tag(self, meta):
         """Band names, NaN nodata and SEGMENTER_* metadata (``meta``: a ``FeatureMeta``)."""
+        if isinstance(self.target, _ScratchFile):
+            return  # read by this run only
         for index, name in enumerate(meta.names, start=1):
             self.target.band(index).SetDescription(name)
             self.target.band(index).SetNoDataValue(float("nan"))

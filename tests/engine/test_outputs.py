@@ -297,6 +297,19 @@ def test_labels_on_a_full_disk_name_the_path(tmp_path, made, full_disk):
     assert sorted(os.listdir(full_disk)) == ["filler"]
 
 
+def test_scratch_features_on_a_full_disk_name_the_scratch_and_leave_nothing(tmp_path, made, full_disk,
+                                                                          monkeypatch):
+    image, _, _ = made
+    monkeypatch.setattr(tempfile, "tempdir", str(full_disk))
+    out = tmp_path / "labels.tif"
+    with pytest.raises(OutputError) as error:
+        segment_kmeans(image, str(out), segments=4)
+    message = str(error.value)
+    assert re.match(rf"Could not write the scratch feature raster '{full_disk}/segmenter-[^']+/features.f32': "
+                    r"the disk is full\. It needs about \d+(\.\d+)? kB", message), message
+    assert sorted(os.listdir(full_disk)) == ["filler"] and os.listdir(tmp_path) == ["disk"]
+
+
 @needs_rlimit
 def test_a_file_size_limit_is_reported_for_the_output_it_stops(tmp_path, made):
     image, _, _ = made

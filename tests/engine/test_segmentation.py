@@ -160,22 +160,31 @@ def test_feature_raster_opens_reads_by_window_and_tells_usable_cells(tmp_path):
         FeatureRaster.open(ids)
 
 
-def test_a_scratch_feature_raster_given_up_is_not_filled_before_it_is_removed(tmp_path, monkeypatch):
-    """A Ctrl+C early in a run: closing the scratch used to write NaN into every tile not yet written (80 MB
-    here) only to delete the file; most of the time a cancel took. A FEATURES output keeps its tiles."""
-    source = write_raster(tmp_path / "image.tif", np.zeros((3, 4096, 4096), np.uint8))
-    raster = open_input(str(source))
-    sizes = {}
-    remove = os.remove
-    monkeypatch.setattr(os, "remove", lambda path: (sizes.setdefault(path, os.path.getsize(path)), remove(path)))
+def test_scratch_features_are_a_file_read_back_exactly_and_given_up_without_filling(tmp_path, monkeypatch):
+    """Features no FEATURES output keeps go to a raw scratch file, not through GDAL's block cache: what any
+    window wrote reads back exactly, in any window. A Ctrl+C early in a run used to close a scratch GeoTIFF, which
+    wrote NaN into every tile not yet written (80 MB here) only to delete the file."""
+    raster = open_input(write_raster(tmp_path / "image.tif", np.zeros((3, 4096, 4096), np.uint8)))
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     features = FeatureRaster.create(raster, 4, 5, STRIP_OPTIONS, scratch=str(scratch))
-    features.write(Window(0, 0, 256, 16), np.ones((5, 16, 256), np.float32))
-    features.target.abort()
+    assert features.grid == Window(0, 0, 1024, 1024)
+    values = np.random.default_rng(0).normal(size=(5, 40, 1024)).astype(np.float32)
+    features.write(Window(0, 0, 1024, 24), values[:, :24])  # a strip, then two tiles of the next rows
+    features.write(Window(0, 24, 600, 16), values[:, 24:, :600])
+    features.write(Window(600, 24, 424, 16), values[:, 24:, 600:])
+    for window in (Window(0, 0, 1024, 40), Window(3, 20, 700, 9), Window(1023, 39, 1, 1)):
+        assert np.array_equal(features.read(window), values[:, window.yoff:window.yoff + window.height,
+                                                              window.xoff:window.xoff + window.width])
+    assert np.array_equal(features.dataset.ReadAsArray(5, 30, 7, 2), values[:, 30:32, 5:12])
+    allocated = {}
+    remove = os.remove
+    monkeypatch.setattr(os, "remove", lambda path: (allocated.setdefault(path, os.stat(path).st_blocks * 512),
+                                                    remove(path)))
+    features.finish(keep=False)
     assert os.listdir(scratch) == []
-    [(removed, size)] = [(path, size) for path, size in sizes.items() if path.endswith(".tif")]
-    assert os.path.dirname(removed) == str(scratch) and size < 1_000_000  # the one strip and the directory
+    [(removed, size)] = allocated.items()
+    assert os.path.dirname(removed) == str(scratch) and size < 1_000_000  # the 40 rows written (820 kB)
 
 
 def test_colour_tables_are_written_and_read_in_one_place(tmp_path):
