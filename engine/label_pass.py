@@ -35,6 +35,7 @@ def write_windows(results, windows, labels, progress, present=None):
         if present is not None:
             present.add(pixels)
         labels.write(pixels, window.xoff, window.yoff)  # blocks cut by windows stay in GDAL's (capped) cache
+        pixels = None  # let go of this window before the next one is read (pipeline.ordered_map)
         progress.update((number + 1) / len(windows), f"Assigning segments ({number + 1}/{len(windows)} windows)")
 
 

@@ -278,6 +278,7 @@ def _describe(extractor, items, features, settings, progress):
         if extractor.releases_cache(item):
             features.release_cache()
         done += extractor.weight(item)
+        pieces = cells = None  # let go of this window before the next one is read (pipeline.ordered_map)
         progress.update(done / total, f"{extractor.stage} ({done}/{total} {extractor.unit})")
     return sample.vectors, valid
 

@@ -4,6 +4,7 @@ calling thread with a bounded number in flight, errors raised where they happen,
 
 import threading
 import time
+import weakref
 
 import pytest
 
@@ -65,6 +66,31 @@ def test_reads_stay_in_the_calling_thread_compute_goes_to_workers_and_in_flight_
     assert recorder.read_threads == {threading.get_ident()}
     assert threading.get_ident() not in recorder.compute_threads
     assert recorder.most_in_flight <= 3  # workers + 1
+
+
+@pytest.mark.parametrize("workers", [2, 4])
+def test_a_result_handed_over_is_not_kept_while_the_next_item_is_read(workers):
+    """Only the ``workers`` items in flight are in memory when the next one is read, once the caller has let
+    go of the result it was given: the finished future kept one more (a window more than the plans count)."""
+
+    class Result:
+        pass
+
+    alive, most = weakref.WeakSet(), [0]
+
+    def read(item):
+        time.sleep(0.005)  # the workers finish what they have
+        most[0] = max(most[0], len(alive))
+        return (item,)
+
+    def compute(item):
+        result = Result()
+        alive.add(result)
+        return result
+
+    for _, result in ordered_map(read, compute, range(20), workers=workers):
+        result = None  # noqa: F841 (the caller lets go)
+    assert most[0] == workers
 
 
 def test_one_worker_runs_everything_in_the_calling_thread():
