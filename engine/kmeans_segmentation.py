@@ -23,7 +23,7 @@ from .descriptors import QUANT, TEXTURE_WEIGHT, block_descriptors, feature_names
 from .errors import InputError
 from .feature_raster import STRIP_OPTIONS
 from .label_pass import assign_cells, write_windows
-from .memory import block_alignment, within_budget
+from .memory import CACHE_SHARE, block_alignment, within_budget
 from .metadata import FeatureMeta
 from .pipeline import WORKERS
 from .progress import Progress
@@ -152,7 +152,9 @@ class BlockDescriptors(FeatureExtractor):
     def plan(self, raster, settings, reference, progress):
         self.ranges = value_ranges(raster, reference)
         self.describer = Describer(self.stride, self.context, self.ranges, self.texture_weight)
-        max_pixels = settings.memory_bytes // (BYTES_PER_PIXEL * (WORKERS + 1))  # windows in flight
+        # the windows in flight share what GDAL's block cache leaves of the budget
+        window_bytes = settings.memory_bytes - settings.memory_bytes // CACHE_SHARE
+        max_pixels = window_bytes // (BYTES_PER_PIXEL * (WORKERS + 1))
         self.windows = plan_windows(raster.width, raster.height, max_pixels, step=self.stride,
                                     **block_alignment(raster))
         self.grid = Window.whole(raster.width, raster.height).on_grid(self.stride)

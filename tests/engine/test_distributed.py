@@ -38,13 +38,13 @@ def test_kmeans_on_the_cluster_equals_a_local_run(dask_cluster, crop, tmp_path, 
     local, remote = tmp_path / "local.tif", tmp_path / "remote.tif"
     notes = []
     before = dask_cluster.tasks_run()
-    # MEMORY_MB 1: 14 windows, so both workers get some of them
+    # MEMORY_MB 1: 20 windows, so both workers get some of them
     expected = segment_kmeans(crop, str(local), segments=6, memory_mb=1,
                               features_path=str(tmp_path / "local_features.tif") if features else None)
     result = segment_kmeans(crop, str(remote), segments=6, memory_mb=1, scheduler=dask_cluster.address,
                             features_path=str(tmp_path / "remote_features.tif") if features else None,
                             progress=Progress(log=notes.append))
-    assert expected.windows == result.windows == 14
+    assert expected.windows == result.windows == 20
     assert any("Dask cluster at" in note and "2 workers" in note for note in notes), notes
     same_files(local, remote)
     np.testing.assert_array_equal(expected.centres, result.centres)
