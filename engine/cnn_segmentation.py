@@ -47,7 +47,7 @@ FEATURE_OPTIONS = TILE_OPTIONS
 TILE_BYTES_PER_PIXEL = 160  # input copies + network activations per tile pixel (measured peak ~ 130 B/px)
 UPSAMPLING = ("bilinear", "nearest")
 # Embeddings no FEATURES file asks for stay in a MEM dataset when they take at most this share of MEMORY_MB (25 MPix
-# at stride 4, 6 bands: 37.5 MB): the label pass reads them back without a scratch GeoTIFF's write, flush and read.
+# at stride 4, 6 bands: 37.5 MB): the label pass reads them back without writing and reading a scratch file.
 MEMORY_SHARE = 0.25
 
 

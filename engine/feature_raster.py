@@ -1,7 +1,7 @@
 """The feature-raster contract: C Float32 bands on a grid of ``stride`` x ``stride`` pixel cells, NaN where a
 cell has no valid pixel, described by SEGMENTER_* metadata (``FeatureMeta``).
 
-A segmentation writes one (a FEATURES output, a scratch GeoTIFF, or a MEM dataset when it fits the budget) and
+A segmentation writes one (a FEATURES output, a raw scratch file, or a MEM dataset when it fits the budget) and
 reads it back for the label pass; knn_refine reads the FEATURES of an earlier run; a REFERENCE label raster carries
 the ``FeatureMeta`` of the run that made it, which a new run must match.
 """
@@ -131,7 +131,7 @@ class FeatureRaster:
     ``Window`` on its cell grid.
 
     ``create`` makes it where the run wants it: the FEATURES destination (committed with the run's outputs), a
-    scratch GeoTIFF in ``scratch`` (removed), or, with ``in_memory``, a MEM dataset; the label pass reads it back
+    raw scratch file in ``scratch`` (removed), or, with ``in_memory``, a MEM dataset; the label pass reads it back
     through ``dataset``."""
 
     def __init__(self, target, grid, channels, path=None):

@@ -3,7 +3,7 @@
     open -> check -> reference -> scratch -> features -> sample -> fit -> assign -> commit
 
 ``segment(extractor, settings, progress)`` opens the input, checks the run's arguments and destinations, reads
-the REFERENCE, makes the feature raster (FEATURES, a scratch GeoTIFF or memory), runs the extractor over the raster
+the REFERENCE, makes the feature raster (FEATURES, a raw scratch file or memory), runs the extractor over the raster
 once (``pipeline.ordered_map``: GDAL reads in this thread, numpy on workers, results in order) writing its cells and
 keeping a seeded sample spread over the whole raster, fits the centres on that sample (or takes the reference's),
 writes the labels on the input's grid and commits every output together.
