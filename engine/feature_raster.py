@@ -62,8 +62,8 @@ class _MemoryDataset:
 
 
 class _ScratchFile:
-    """Features no FEATURES output keeps: a raw float32 file (band, row, column) written and read with
-    pwrite/pread, so nothing of them stays in the process between windows.
+    """Features no FEATURES output keeps: a raw float32 file (band, row, column) written and read by offset
+    (unbuffered), so nothing of them stays in the process between windows. One thread reads and writes it.
 
     A scratch GeoTIFF went through GDAL's block cache, where its blocks, between the input's, left the heap
     fragmented: the 1 GPix kmeans peaked 80 MB above the 25 MPix one (bench/README.md). Giving it up costs a
@@ -74,7 +74,7 @@ class _ScratchFile:
         self.path = path
         self.RasterXSize, self.RasterYSize, self.bands = width, height, bands
         self.band_bytes = width * height * 4
-        self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
+        self.file = open(path, "x+b", buffering=0)  # closed by abort
 
     @property
     def dataset(self):
@@ -91,7 +91,7 @@ class _ScratchFile:
         values = np.ascontiguousarray(values, np.float32)
         try:
             for band, first, count, offset in self._spans(*cells.box):
-                _whole(os.pwrite, self.fd, values[band, first:first + count], offset)
+                _whole(self.file.write, self.file, values[band, first:first + count], offset)
         except OSError as error:
             raise write_failure([("the scratch feature raster", self.path)], error.strerror or str(error),
                                 self.bands * self.band_bytes) from None
@@ -99,7 +99,7 @@ class _ScratchFile:
     def ReadAsArray(self, xoff, yoff, width, height, buf_type=None):  # noqa: N802 (GDAL's name, for the label pass)
         values = np.empty((self.bands, height, width), np.float32)
         for band, first, count, offset in self._spans(xoff, yoff, width, height):
-            _whole(lambda fd, view, at: os.preadv(fd, [view], at), self.fd, values[band, first:first + count], offset)
+            _whole(self.file.readinto, self.file, values[band, first:first + count], offset)
         return values
 
     def FlushCache(self):  # noqa: N802 (GDAL's name)
@@ -109,21 +109,21 @@ class _ScratchFile:
         pass
 
     def abort(self):
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
+        self.file.close()
         if os.path.exists(self.path):
             os.remove(self.path)
 
 
-def _whole(transfer, fd, array, offset):
-    """``transfer`` (pwrite or a preadv) all of ``array``'s bytes at ``offset``, however many calls it takes."""
+def _whole(transfer, file, array, offset):
+    """``transfer`` (the file's write or readinto) all of ``array``'s bytes at ``offset``, however many calls it
+    takes."""
     view = memoryview(array).cast("B")
+    file.seek(offset)
     while view:
-        done = transfer(fd, view, offset)
-        if done == 0:
+        done = transfer(view)
+        if not done:
             raise OSError(errno.EIO, "the file ended early")
-        view, offset = view[done:], offset + done
+        view = view[done:]
 
 
 class FeatureRaster:
