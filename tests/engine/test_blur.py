@@ -128,8 +128,8 @@ def test_many_ids_in_uint16(tmp_path):
     assert np.array_equal(smooth(labels, kernel, chunk=20), expected)
     out, result = blur(tmp_path, write_raster(tmp_path / "many.tif", labels, nodata=0), "out", radius=3)
     assert np.array_equal(out, expected)
-    band = gdal.Open(str(tmp_path / "out.tif")).GetRasterBand(1)
-    assert band.DataType == gdal.GDT_UInt16 and result.segments == int(labels.max())
+    dataset = gdal.Open(str(tmp_path / "out.tif"))  # kept: a band must not outlive its dataset (GDAL >= 3.8 refuses)
+    assert dataset.GetRasterBand(1).DataType == gdal.GDT_UInt16 and result.segments == int(labels.max())
 
 
 def test_windows_of_a_larger_raster_compose_exactly():

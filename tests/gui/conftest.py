@@ -12,3 +12,34 @@ def desktop_iface(qgis_iface, monkeypatch):
     monkeypatch.setattr(qgis_iface, "browserModel", lambda: None, raising=False)
     monkeypatch.setattr(qgis_iface, "iconSize", lambda docked_toolbar=False: QSize(24, 24), raising=False)
     return qgis_iface
+
+
+@pytest.fixture(autouse=True)
+def no_task_outlives_its_test(qgis_app):
+    """A dialog's background task still running when its test ends would run on into the next test, over objects
+    already freed (QGIS aborts the process): every test ends with QGIS's task manager idle."""
+    import time
+
+    from qgis.core import QgsApplication
+    from qgis.PyQt.QtCore import QCoreApplication
+
+    yield
+    manager, deadline = QgsApplication.taskManager(), time.monotonic() + 120
+    while manager.countActiveTasks() and time.monotonic() < deadline:
+        QCoreApplication.processEvents()
+        time.sleep(0.01)
+    assert not manager.countActiveTasks(), "a background task was still running 120 s after the test"
+
+
+@pytest.fixture(autouse=True)
+def exceptions_in_qt_slots_fail_the_test(monkeypatch):
+    """PyQt aborts the whole process (qFatal) on an exception raised in Python code that Qt or QGIS calls back
+    (slots, overridden virtuals such as a dialog's result handling) unless sys.excepthook is set; the desktop sets
+    one. Here such an exception fails the test that raised it, with its traceback, and the suite goes on."""
+    import sys
+    import traceback
+
+    raised = []
+    monkeypatch.setattr(sys, "excepthook", lambda *info: raised.append("".join(traceback.format_exception(*info))))
+    yield
+    assert not raised, "an exception was raised in a Qt callback:\n" + "\n".join(raised)
