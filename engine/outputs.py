@@ -31,7 +31,7 @@ STALE_SIDECARS = (".ovr", ".aux.xml", ".msk")  # describe the data of a raster b
 PAM_SUFFIX = ".aux.xml"
 NAME_MAX = 255
 
-HOST = hashlib.sha1(socket.gethostname().encode("utf-8", "replace")).hexdigest()[:6]
+HOST = hashlib.sha1(socket.gethostname().encode("utf-8", "replace"), usedforsecurity=False).hexdigest()[:6]
 _PARTIAL = re.compile(r"^\..*\.ms-(\d+)-([0-9a-f]{6})-[0-9a-f]{8}\.partial(\.[A-Za-z0-9]+)*$", re.DOTALL)
 _SCRATCH = re.compile(r"^segmenter-ms-(\d+)-([0-9a-f]{6})-")
 
@@ -79,7 +79,7 @@ def temporary_path(path, suffix):
     tag = f".ms-{os.getpid()}-{HOST}-{secrets.token_hex(4)}.partial{suffix}"
     room = _name_max(directory) - len(PAM_SUFFIX) - len(tag) - 1
     if len(os.fsencode(name)) > room:
-        digest = hashlib.sha1(os.fsencode(name)).hexdigest()[:8]
+        digest = hashlib.sha1(os.fsencode(name), usedforsecurity=False).hexdigest()[:8]
         name = f"{_truncated(name, room - len(digest) - 1)}~{digest}"
     return os.path.join(directory, f".{name}{tag}")
 
@@ -240,8 +240,13 @@ def prepare_outputs(inputs, destinations, progress=None, other_inputs=None):
 # ------------------------------------------------------------------ write errors
 
 
+# What GDAL 3.6 to 3.11 (libtiff, its PNG and GeoTIFF drivers, its block cache) and the system say when data could
+# not be written. Newer GDAL often names only the libtiff call ("TIFFWriteDirectoryTagData:IO error writing tag
+# data", "TIFFAppendToStrip:Write error at scanline 0"), not the system's reason: ``write_failure`` then finds the
+# reason from the state of the file system and the process's limits.
 WRITE_FAILURES = ("no space left", "file too large", "disk quota", "write error", "io error writing",
-                  "error writing", "free disk space", "short write")
+                  "error writing", "free disk space", "short write", "failed to write", "could not write",
+                  "cannot write", "writing a dirty block", "write failed", "error while writing")
 
 
 def is_write_failure(message):
@@ -260,25 +265,56 @@ def size_text(size):
     return f"{size / 1e9:.1f} GB"
 
 
+def file_size_limit():
+    """This process's limit on the size of a file it writes (``ulimit -f``), in bytes; None when unlimited."""
+    try:
+        import resource
+    except ImportError:  # Windows: no such limit
+        return None
+    soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+    return None if soft == resource.RLIM_INFINITY else soft
+
+
+def _write_failure_reason(text, size, free, paths):
+    """(reason, advice) for a write that failed with the lower-case message ``text``: from the message when it says
+    why, else from what is true now (less free space than the file needs; a file at this process's size limit)."""
+    limit = file_size_limit()
+    at_limit = limit is not None and (size >= limit or any(_size(path) >= limit for path in paths))
+    says_other = any(word in text for word in ("file too large", "quota", "permission", "denied", "read-only"))
+    if "no space left" in text or "free disk space" in text or (
+            not says_other and not at_limit and free is not None and free < size):
+        return "the disk is full", "Free some space or choose a folder on another disk."
+    if "file too large" in text or at_limit:
+        return ("the file would exceed the file size limit of this system or process",
+                "Raise the limit (ulimit -f) or choose a folder on a file system that takes larger files.")
+    if "quota" in text:
+        return "the disk quota is exceeded", "Free some space or choose a folder outside the quota."
+    return None
+
+
+def _size(path):
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
 def write_failure(targets, message, size, compressed=False):
     """The OutputError for files that could not be written: ``targets`` [(what, path)], ``message`` GDAL's or
     the system's words, ``size`` roughly the bytes they need (an upper bound when ``compressed``)."""
     text = str(message).lower()
     directory = os.path.dirname(os.path.abspath(targets[0][1]))
     try:
-        free = f"; {size_text(shutil.disk_usage(directory).free)} is free there"
+        free_bytes = shutil.disk_usage(directory).free
+        free = f"; {size_text(free_bytes)} is free there"
     except OSError:
-        free = ""
+        free_bytes, free = None, ""
     needs = f"It needs about {size_text(size)}{' at most (uncompressed)' if compressed else ''}{free}."
-    if "no space left" in text or "free disk space" in text:
-        reason, advice = "the disk is full", "Free some space or choose a folder on another disk."
-    elif "file too large" in text:
-        reason = "the file would exceed the file size limit of this system or process"
-        advice = "Raise the limit (ulimit -f) or choose a folder on a file system that takes larger files."
-    elif "quota" in text:
-        reason, advice = "the disk quota is exceeded", "Free some space or choose a folder outside the quota."
-    else:
+    known = _write_failure_reason(text, size, free_bytes, [path for _, path in targets])
+    if known is None:
         reason, advice = f"the data could not be written ({message})", "Check the disk, or choose another folder."
+    else:
+        reason, advice = known
     what = " or ".join(f"{name} '{path}'" for name, path in targets)
     return OutputError(f"Could not write {what}: {reason}. {needs} {advice}")
 

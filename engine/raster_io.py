@@ -364,7 +364,7 @@ class AtomicRaster:
                 self.dataset.FlushCache()
             except RuntimeError as error:
                 errors.append(str(error))
-            self.dataset = None  # closing writes the last blocks and the file's directory
+        errors += self._release()  # closing writes the last blocks and the file's directory
         try:
             if os.path.getsize(self.temp_path) == 0:
                 errors.append("the file is empty")
@@ -386,13 +386,21 @@ class AtomicRaster:
             put_in_place(self.temp_path, self.path, STALE_SIDECARS)
         return self.path
 
-    def abort(self):
-        if self.dataset is not None:
-            gdal.PushErrorHandler("CPLQuietErrorHandler")  # a file being given up: its errors do not matter
+    def _release(self):
+        """Close the dataset (this drops the last reference to it); returns the messages of the errors closing it
+        met. GDAL >= 3.8 raises them, with exceptions on; older GDAL only reports them to the error handler.
+        (Not Dataset.Close(): after a failed write, GDAL 3.10 crashes destroying a dataset whose Close() failed.)"""
+        with gdal_errors() as errors:
             try:
                 self.dataset = None
-            finally:
-                gdal.PopErrorHandler()
+            except RuntimeError as error:
+                errors.append(str(error))
+        self.dataset = None
+        return list(dict.fromkeys(errors))
+
+    def abort(self):
+        if self.dataset is not None:
+            self._release()  # a file being given up: its errors do not matter
         for leftover in (self.temp_path, self.temp_path + ".aux.xml"):
             if os.path.exists(leftover):
                 os.remove(leftover)

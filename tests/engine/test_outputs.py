@@ -469,3 +469,42 @@ def test_leftovers_of_a_killed_run_are_removed_by_the_next_run_and_live_ones_kep
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+# ------------------------------------------------------------------ GDAL 3.6 to 3.11 say it in other words
+
+FULL, LIMITED, ROOMY = "full", "limited", "roomy"
+
+
+@pytest.mark.parametrize(("message", "state", "reason"), [
+    # GDAL 3.6 (Debian 12): the system's reason reaches the message
+    ("_TIFFVSIWriteProc:No space left on device / TIFFAppendToStrip:Write error at scanline 0", FULL,
+     "the disk is full"),
+    ("Free disk space available is 0 bytes, whereas 9216 are at least necessary.", FULL, "the disk is full"),
+    ("_TIFFVSIWriteProc:File too large", LIMITED, "file size limit"),
+    ("Disk quota exceeded", ROOMY, "the disk quota is exceeded"),
+    # GDAL 3.10 (Debian 13): only libtiff's call is named; the state of the machine tells why
+    ("TIFFWriteDirectoryTagData:IO error writing tag data", FULL, "the disk is full"),
+    ("TIFFAppendToStrip:Write error at scanline 0", LIMITED, "file size limit"),
+    ("An error occurred while writing a dirty block from GDALRasterBand::IRasterIO", FULL, "the disk is full"),
+    # neither the words nor the machine say why: GDAL's words are shown
+    ("TIFFAppendToStrip:Write error at scanline 0", ROOMY,
+     "the data could not be written (TIFFAppendToStrip:Write error at scanline 0)"),
+    ("Permission denied", FULL, "the data could not be written (Permission denied)"),
+])
+def test_write_failures_are_told_apart_in_the_words_of_every_gdal(tmp_path, monkeypatch, message, state, reason):
+    from map_segmenter.engine import outputs
+
+    assert outputs.is_write_failure(message) or "denied" in message or "quota" in message
+    free = {FULL: 0, LIMITED: 10**12, ROOMY: 10**12}[state]
+    monkeypatch.setattr(outputs.shutil, "disk_usage", lambda path: type("Usage", (), {"free": free})())
+    monkeypatch.setattr(outputs, "file_size_limit", lambda: 20_000 if state == LIMITED else None)
+    error = outputs.write_failure([("OUTPUT", str(tmp_path / "labels.tif"))], message, 221_000, compressed=True)
+    assert str(error).startswith(f"Could not write OUTPUT '{tmp_path / 'labels.tif'}': ")
+    assert reason in str(error), str(error)
+
+
+def test_a_file_size_limit_is_read_from_the_process(tmp_path):
+    done = limited("from map_segmenter.engine.outputs import file_size_limit\nprint('limit', file_size_limit())",
+                   12_345, tmp_path)
+    assert "limit 12345" in done.stdout, done.stdout + done.stderr
