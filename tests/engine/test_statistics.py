@@ -236,6 +236,21 @@ def test_other_integer_rasters_with_their_own_nodata(tmp_path):
     assert "declares no nodata value" in warnings[0]
 
 
+def test_polygons_of_a_file_named_with_quotes(tmp_path):
+    """The layer is named after the file, and the SQL that names and measures the polygons quotes it: a name with
+    a double quote (legal on Linux and macOS) or an apostrophe works."""
+    labels = write_raster(tmp_path / "labels.tif", np.array([[1, 1, 2], [2, 3, 3]], np.uint8), nodata=0)
+    polygons = tmp_path / 'my "best" segments\'.gpkg'
+    result = segment_statistics(labels, str(tmp_path / "t.csv"), polygons_path=str(polygons))
+    dataset = ogr.Open(str(polygons))
+    assert dataset.GetLayer(0).GetName() == 'my "best" segments\''
+    dataset = None
+    totals, names, _, area_field, _ = polygon_totals(polygons)
+    assert area_field == "area_m2"
+    assert names == {1: "Segment 1", 2: "Segment 2", 3: "Segment 3"}
+    assert totals == pytest.approx({s.value: s.area for s in result.segments}, rel=1e-12)
+
+
 def test_areas_in_another_linear_unit_are_also_given_in_square_metres(tmp_path):
     dataset = gdal.GetDriverByName("GTiff").Create(str(tmp_path / "ft.tif"), 4, 3, 1, gdal.GDT_Byte)
     dataset.SetGeoTransform((1000.0, 10.0, 0.0, 2000.0, 0.0, -10.0))
