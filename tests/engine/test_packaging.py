@@ -2,6 +2,7 @@
 root to it; scripts/setup.sh runs ``pip install -e .``), so any process of this Python imports it, wherever it
 runs, and no code outside the tests edits sys.path or makes links to import it."""
 
+import importlib.util
 import re
 import subprocess
 import sys
@@ -76,7 +77,12 @@ def test_markers_follow_the_folders():
     assert any(line.startswith("tests/engine/test_pixel_identity.py") for line in collected)
     out = _pytest_in_a_subprocess("-q", "--collect-only", "-m", "torch", "tests/training", "tests/engine")
     collected = [line for line in out.splitlines() if "::" in line]
-    assert collected and all(line.startswith("tests/training/") for line in collected), collected[:5]
+    assert all(line.startswith("tests/training/") for line in collected), collected[:5]
+    if importlib.util.find_spec("torch") is not None:
+        assert collected, out
+    else:  # Python 3.13 in Debian 13 (scripts/test_on_qgis.sh): every training module skips, saying why
+        skipped = [line for line in out.splitlines() if line.startswith("SKIPPED")]
+        assert skipped and all("tests/training/" in line and "torch is not installed" in line for line in skipped), out
 
 
 def test_engine_modules_import_one_way():

@@ -5,7 +5,7 @@ weights loading errors. Models are written to tmp folders."""
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
+torch = pytest.importorskip("torch", reason="torch is not installed: pip install torch==2.13.0 (training only)")
 from map_segmenter.training import backbones  # noqa: E402
 
 try:
