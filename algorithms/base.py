@@ -7,12 +7,10 @@ import time
 from osgeo import gdal
 from qgis.core import (
     QgsApplication,
-    QgsProcessing,
     QgsProcessingAlgorithm,
     QgsProcessingException,
     QgsProcessingOutputNumber,
     QgsProcessingParameterBand,
-    QgsProcessingParameterDefinition,
     QgsProcessingParameterExtent,
     QgsProcessingParameterFeatureSource,
     QgsProcessingParameterMapLayer,
@@ -30,6 +28,7 @@ from ..engine.errors import SegmenterError
 from ..engine.progress import Progress
 from ..engine.region import Region
 from .map_input import is_gdal_file, native_pixel_size, polygons_file, render_layer
+from .qgis_compat import ProcessingNumberParameterType, ProcessingParameterFlag, ProcessingSourceType
 from .styling import style_when_loaded
 
 ICON = os.path.join(os.path.dirname(os.path.dirname(__file__)), "icon.svg")
@@ -126,7 +125,7 @@ class SegmenterAlgorithm(QgsProcessingAlgorithm):
 
     @staticmethod
     def advanced(parameter):
-        parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        parameter.setFlags(parameter.flags() | ProcessingParameterFlag.Advanced)
         return parameter
 
     def add(self, parameter, help_text=None, advanced=False):
@@ -137,13 +136,13 @@ class SegmenterAlgorithm(QgsProcessingAlgorithm):
         return parameter
 
     def integer(self, name, label, default, minimum, maximum=None, help_text=None, advanced=False, optional=False):
-        kind = QgsProcessingParameterNumber.Integer
+        kind = ProcessingNumberParameterType.Integer
         parameter = QgsProcessingParameterNumber(name, label, kind, default, optional, minimum,
                                                  maximum if maximum is not None else 2**31 - 1)
         return self.add(parameter, help_text, advanced)
 
     def decimal(self, name, label, default, minimum, maximum, help_text=None, advanced=False):
-        kind = QgsProcessingParameterNumber.Double
+        kind = ProcessingNumberParameterType.Double
         return self.add(QgsProcessingParameterNumber(name, label, kind, default, False, minimum, maximum),
                         help_text, advanced)
 
@@ -180,12 +179,12 @@ class SegmenterAlgorithm(QgsProcessingAlgorithm):
                          "result lines up pixel for pixel with a run over the whole raster. Required for web "
                          "layers (a tile service covers the world)."))
         self.add(QgsProcessingParameterNumber("PIXEL_SIZE", self.tr("Pixel size for drawn layers (0 = native)"),
-                                              QgsProcessingParameterNumber.Double, 0.0, False, 0.0),
+                                              ProcessingNumberParameterType.Double, 0.0, False, 0.0),
                  self.tr("For layers that are drawn first (web and vector layers): the size of a pixel in the "
                          "layer's CRS units. 0 = the layer's own finest resolution (a tile service's deepest "
                          "zoom); required for vector layers. Raster files keep their own pixels."))
         self.add(QgsProcessingParameterFeatureSource("MASK", self.tr("Mask polygons"),
-                                                     [QgsProcessing.TypeVectorPolygon], optional=True),
+                                                     [ProcessingSourceType.VectorPolygon], optional=True),
                  self.tr("Optional: only pixels inside these polygons are segmented; the others are nodata in every "
                          "output and take no part in the fit."))
 

@@ -11,6 +11,7 @@ from qgis.core import (
 from ..engine.cnn_segmentation import segment_cnn
 from ..engine.onnx_runtime import DEVICES
 from .base import SegmentationAlgorithm
+from .qgis_compat import ProcessingFileParameterBehavior
 
 MODELS_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "onnx_models")
 NO_MODEL = "(no model shipped: choose Other model file)"
@@ -121,7 +122,7 @@ class CnnAlgorithm(SegmentationAlgorithm):
                  self.tr("Embedding network shipped with the plugin (its model card lies beside it in the plugin's "
                          "onnx_models folder), or yours (user) from map_segmenter/models in the QGIS profile folder."))
         self.add(QgsProcessingParameterFile("MODEL_PATH", self.tr("Other model file (.onnx, instead of Model)"),
-                                            QgsProcessingParameterFile.File, "onnx", None, True),
+                                            ProcessingFileParameterBehavior.File, "onnx", None, True),
                  self.tr("Optional .onnx file used instead of Model (input \"rgb\", output \"embeddings\", "
                          "metadata model_type \"embedding\")."))
 

@@ -12,6 +12,7 @@ import os
 import numpy as np
 from osgeo import gdal
 from qgis.core import (
+    Qgis,
     QgsCoordinateTransform,
     QgsFeature,
     QgsFeatureRequest,
@@ -19,17 +20,16 @@ from qgis.core import (
     QgsMapRendererCustomPainterJob,
     QgsMapSettings,
     QgsProcessingException,
-    QgsProcessingFeatureSource,
     QgsProcessingUtils,
     QgsRasterLayer,
     QgsRectangle,
     QgsVectorFileWriter,
-    QgsWkbTypes,
 )
 from qgis.PyQt.QtCore import QCoreApplication, QSize
 from qgis.PyQt.QtGui import QColor, QImage, QPainter
 
 from ..engine.raster_io import GTIFF_OPTIONS
+from .qgis_compat import CrsWktVariant, ProcessingFeatureSourceFlag, WkbType
 
 TILE = 1024  # px rendered at a time: one RGBA image of 4 MB
 MAX_PIXELS = 1_000_000_000  # a rendered raster larger than this is refused (every pixel is fetched and drawn)
@@ -111,7 +111,7 @@ def render_layer(layer, extent, pixel_size, crs, transform_context, feedback):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     dataset = gdal.GetDriverByName("GTiff").Create(path, width, height, 4, gdal.GDT_Byte, GTIFF_OPTIONS)
     dataset.SetGeoTransform((extent.xMinimum(), pixel_size, 0.0, extent.yMaximum(), 0.0, -pixel_size))
-    dataset.SetProjection(crs.toWkt(crs.WKT_PREFERRED_GDAL))
+    dataset.SetProjection(crs.toWkt(CrsWktVariant.PreferredGdal))
     dataset.GetRasterBand(4).SetColorInterpretation(gdal.GCI_AlphaBand)
     settings = QgsMapSettings()
     settings.setLayers([layer])
@@ -119,8 +119,8 @@ def render_layer(layer, extent, pixel_size, crs, transform_context, feedback):
     settings.setTransformContext(transform_context)
     settings.setBackgroundColor(QColor(0, 0, 0, 0))
     settings.setOutputDpi(DPI)
-    settings.setFlag(QgsMapSettings.Antialiasing, True)
-    settings.setFlag(QgsMapSettings.RenderMapTile, True)  # no labels cut at tile edges
+    settings.setFlag(Qgis.MapSettingsFlag.Antialiasing, True)
+    settings.setFlag(Qgis.MapSettingsFlag.RenderMapTile, True)  # no labels cut at tile edges
     if not isinstance(layer, QgsRasterLayer):  # a raster layer drawn with a buffer lands one pixel off (3.22)
         settings.setExtentBuffer(32 * pixel_size)  # symbols that cross a tile edge are drawn whole on both sides
     tiles = [(x, y) for y in range(0, height, TILE) for x in range(0, width, TILE)]
@@ -136,7 +136,7 @@ def render_layer(layer, extent, pixel_size, crs, transform_context, feedback):
             settings.setExtent(QgsRectangle(
                 extent.xMinimum() + x * pixel_size, extent.yMaximum() - (y + tile_h) * pixel_size,
                 extent.xMinimum() + (x + tile_w) * pixel_size, extent.yMaximum() - y * pixel_size))
-            image = QImage(tile_w, tile_h, QImage.Format_ARGB32)
+            image = QImage(tile_w, tile_h, QImage.Format.Format_ARGB32)
             image.fill(0)
             painter = QPainter(image)
             job = QgsMapRendererCustomPainterJob(settings, painter)
@@ -172,12 +172,12 @@ def polygons_file(source, crs, transform_context, feedback):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     options = QgsVectorFileWriter.SaveVectorOptions()
     options.driverName = "GPKG"
-    writer = QgsVectorFileWriter.create(path, QgsFields(), QgsWkbTypes.MultiPolygon, crs, transform_context, options)
+    writer = QgsVectorFileWriter.create(path, QgsFields(), WkbType.MultiPolygon, crs, transform_context, options)
     transform = QgsCoordinateTransform(source.sourceCrs(), crs, transform_context)
     count = 0
     # OSM-style polygons are often slightly invalid (self-touching rings): mended, not refused
     features = source.getFeatures(QgsFeatureRequest().setNoAttributes(),
-                                  QgsProcessingFeatureSource.FlagSkipGeometryValidityChecks)
+                                  ProcessingFeatureSourceFlag.SkipGeometryValidityChecks)
     for feature in features:
         if feedback.isCanceled():
             break

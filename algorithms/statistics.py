@@ -2,7 +2,6 @@
 polygons; an HTML report with a bar chart."""
 
 from qgis.core import (
-    QgsProcessing,
     QgsProcessingOutputNumber,
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterRasterLayer,
@@ -11,6 +10,7 @@ from qgis.core import (
 
 from ..engine.statistics import segment_statistics
 from .base import POSTPROCESSING, SegmenterAlgorithm
+from .qgis_compat import ProcessingSourceType
 from .styling import style_polygons_when_loaded
 
 
@@ -62,11 +62,11 @@ class StatisticsAlgorithm(SegmenterAlgorithm):
                                        "overlaps). The table is not affected."))
         self.add_memory()
         self.add(QgsProcessingParameterVectorDestination("OUTPUT", self.tr("Segment statistics"),
-                                                         QgsProcessing.TypeVector),
+                                                         ProcessingSourceType.Vector),
                  self.tr("Table without geometry (.gpkg or .csv): one row per segment with pixels, areas, share "
                          "and image statistics."))
         self.add(QgsProcessingParameterVectorDestination("POLYGONS", self.tr("Segment polygons"),
-                                                         QgsProcessing.TypeVectorPolygon, optional=True,
+                                                         ProcessingSourceType.VectorPolygon, optional=True,
                                                          createByDefault=False),
                  self.tr("The segments as polygons (GeoPackage) with segment, name and area, styled with the "
                          "segments' colours."))

@@ -62,7 +62,7 @@ def main():
         settings.setExtent(raster.extent())
         settings.setOutputSize(QSize(PIXELS, PIXELS))
         settings.setBackgroundColor(QColor("white"))
-        picture = QImage(QSize(PIXELS, PIXELS), QImage.Format_RGB32)
+        picture = QImage(QSize(PIXELS, PIXELS), QImage.Format.Format_RGB32)
         picture.fill(QColor("white"))
         painter = QPainter(picture)
         job = QgsMapRendererCustomPainterJob(settings, painter)

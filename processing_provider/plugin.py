@@ -52,7 +52,10 @@ class MapSegmenterPlugin:
         self.model_editing = ModelEditing()
         QgsProject.instance().layersAdded.connect(style_unstyled_label_layers)
         if self.iface is not None and self.provider.models:
-            from qgis.PyQt.QtWidgets import QAction
+            try:  # Qt 6 has QAction in QtGui; qgis.PyQt.QtGui offers it on Qt 5 too from QGIS 3.34
+                from qgis.PyQt.QtGui import QAction
+            except ImportError:  # QGIS 3.22 - 3.32
+                from qgis.PyQt.QtWidgets import QAction
 
             from .model_editing import edit_copy_in_modeler
 

@@ -14,14 +14,12 @@ os.environ.setdefault("QT_HASH_SEED", "0")  # Qt writes XML attributes in hash o
 
 from qgis.core import (  # noqa: E402
     QgsApplication,
-    QgsProcessing,
     QgsProcessingModelAlgorithm,
     QgsProcessingModelChildAlgorithm,
     QgsProcessingModelChildParameterSource,
     QgsProcessingModelOutput,
     QgsProcessingModelParameter,
     QgsProcessingParameterBand,
-    QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterExtent,
     QgsProcessingParameterFeatureSource,
@@ -30,6 +28,12 @@ from qgis.core import (  # noqa: E402
     QgsProcessingParameterString,
 )
 from qgis.PyQt.QtCore import QPointF, QSizeF  # noqa: E402
+
+from map_segmenter.algorithms.qgis_compat import (  # noqa: E402
+    ProcessingNumberParameterType,
+    ProcessingParameterFlag,
+    ProcessingSourceType,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "processing_provider" / "models"
@@ -115,19 +119,20 @@ def build(target=TARGET):
     parameters = [
         QgsProcessingParameterMapLayer("INPUT", "Input layer"),
         QgsProcessingParameterBand("BANDS", "Bands (default: first three)", None, "INPUT", True, True),
-        QgsProcessingParameterNumber("SEGMENTS", "Number of segments (K)", QgsProcessingParameterNumber.Integer, 8,
+        QgsProcessingParameterNumber("SEGMENTS", "Number of segments (K)", ProcessingNumberParameterType.Integer, 8,
                                      False, 2, 254),
-        QgsProcessingParameterNumber("BLOCK_SIZE", "Block size (px)", QgsProcessingParameterNumber.Integer, 4,
+        QgsProcessingParameterNumber("BLOCK_SIZE", "Block size (px)", ProcessingNumberParameterType.Integer, 4,
                                      False, 1, 4096),
         # Medium, as segmenter:blur: a model input left out (processing.run, qgis_process) takes the child's default
         QgsProcessingParameterEnum("STRENGTH", "Smoothing strength", ["Low", "Medium", "High"], False, 1),
         QgsProcessingParameterExtent("EXTENT", "Area to segment", optional=True),
         QgsProcessingParameterNumber("PIXEL_SIZE", "Pixel size for drawn layers (0 = native)",
-                                     QgsProcessingParameterNumber.Double, 0.0, False, 0.0),
-        QgsProcessingParameterFeatureSource("MASK", "Mask polygons", [QgsProcessing.TypeVectorPolygon], optional=True),
+                                     ProcessingNumberParameterType.Double, 0.0, False, 0.0),
+        QgsProcessingParameterFeatureSource("MASK", "Mask polygons", [ProcessingSourceType.VectorPolygon],
+                                            optional=True),
         QgsProcessingParameterString("SCHEDULER", "Dask scheduler (empty = this computer)", optional=True),
     ]
-    parameters[-1].setFlags(parameters[-1].flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+    parameters[-1].setFlags(parameters[-1].flags() | ProcessingParameterFlag.Advanced)
     for number, definition in enumerate(parameters):
         definition.setHelp(HELP[definition.name()])
         component = QgsProcessingModelParameter(definition.name())

@@ -6,8 +6,9 @@ import re
 import numpy as np
 import pytest
 from osgeo import gdal
-from qgis.core import QgsApplication, QgsProcessingException, QgsProcessingParameterDefinition, QgsRasterLayer
+from qgis.core import QgsApplication, QgsProcessingException, QgsRasterLayer
 
+from map_segmenter.algorithms.qgis_compat import ProcessingParameterFlag
 from map_segmenter.engine.blur import blur_labels
 from map_segmenter.engine.kmeans_segmentation import segment_kmeans
 from map_segmenter.engine.labels import read_metadata
@@ -84,6 +85,6 @@ def test_help_and_group(processing_run):
     for word in ("Method", "Strength", "Radius", "Iterations", "Memory budget", "nodata", "Ties"):
         assert word in text
     advanced = {parameter.name() for parameter in algorithm.parameterDefinitions()
-                if parameter.flags() & QgsProcessingParameterDefinition.FlagAdvanced}
+                if parameter.flags() & ProcessingParameterFlag.Advanced}
     assert advanced == {"RADIUS", "MEMORY_MB", "SCHEDULER"}
     assert algorithm.parameterDefinition("STRENGTH").defaultValue() == 1  # medium

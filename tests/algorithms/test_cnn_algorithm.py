@@ -10,10 +10,10 @@ from qgis.core import (
     QgsApplication,
     QgsProcessingException,
     QgsProcessingFeedback,
-    QgsProcessingParameterDefinition,
     QgsRasterLayer,
 )
 
+from map_segmenter.algorithms.qgis_compat import ProcessingParameterFlag
 from map_segmenter.engine.cnn_segmentation import segment_cnn
 
 from helpers import KAMPALA, crop_real, read_array, write_raster
@@ -82,9 +82,9 @@ def test_parameters(processing_run):
     assert definitions["DEVICE"].options() == ["auto", "cuda", "coreml", "cpu"]
     assert definitions["DEVICE"].defaultValue() == "auto"
     assert definitions["SEGMENTS"].defaultValue() == 8 and definitions["TILE_SIZE"].defaultValue() == 0
-    advanced = {name for name, p in definitions.items() if p.flags() & QgsProcessingParameterDefinition.FlagAdvanced}
+    advanced = {name for name, p in definitions.items() if p.flags() & ProcessingParameterFlag.Advanced}
     assert advanced == {"TILE_SIZE", "BATCH_SIZE", "THREADS", "MEMORY_MB", "SCHEDULER"}
-    optional = {name for name, p in definitions.items() if p.flags() & QgsProcessingParameterDefinition.FlagOptional}
+    optional = {name for name, p in definitions.items() if p.flags() & ProcessingParameterFlag.Optional}
     assert {"BANDS", "MODEL_PATH", "REFERENCE", "FEATURES"} <= optional
     assert "<" not in algorithm.shortHelpString()
 

@@ -38,12 +38,12 @@ def twice(processing_run, algorithm, parameters, folder, cluster, outputs=("OUTP
 
 @pytest.mark.parametrize("algorithm", ["kmeans", "cnn", "blur", "knn_refine"])
 def test_scheduler_is_an_optional_advanced_string(processing_run, algorithm):
-    from qgis.core import QgsProcessingParameterDefinition
+    from map_segmenter.algorithms.qgis_compat import ProcessingParameterFlag
 
     definition = QgsApplication.processingRegistry().algorithmById(f"segmenter:{algorithm}").parameterDefinition(
         "SCHEDULER")
-    assert definition.type() == "string" and definition.flags() & QgsProcessingParameterDefinition.FlagOptional
-    assert definition.flags() & QgsProcessingParameterDefinition.FlagAdvanced
+    assert definition.type() == "string" and definition.flags() & ProcessingParameterFlag.Optional
+    assert definition.flags() & ProcessingParameterFlag.Advanced
     assert "tcp://" in definition.help()
 
 

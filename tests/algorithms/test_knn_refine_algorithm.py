@@ -5,8 +5,9 @@ import os
 import numpy as np
 import pytest
 from osgeo import gdal
-from qgis.core import QgsApplication, QgsProcessingException, QgsProcessingParameterDefinition, QgsRasterLayer
+from qgis.core import QgsApplication, QgsProcessingException, QgsRasterLayer
 
+from map_segmenter.algorithms.qgis_compat import ProcessingParameterFlag
 from map_segmenter.engine.kmeans_segmentation import segment_kmeans
 from map_segmenter.engine.knn_refine import refine_knn
 
@@ -57,7 +58,7 @@ def test_algorithm_description(processing_run):
     algorithm = QgsApplication.processingRegistry().algorithmById("segmenter:knn_refine")
     assert algorithm.group() == "Post-processing" and algorithm.groupId() == "postprocessing"
     advanced = {p.name() for p in algorithm.parameterDefinitions()
-                if p.flags() & QgsProcessingParameterDefinition.FlagAdvanced}
+                if p.flags() & ProcessingParameterFlag.Advanced}
     assert advanced == {"INDEX_SIZE", "METHOD", "MEMORY_MB", "SCHEDULER"}
     names = [p.name() for p in algorithm.parameterDefinitions()]
     assert names == ["LABELS", "FEATURES", "NEIGHBORS", "TEMPERATURE", "MIX", "ITERATIONS", "SPATIAL_WEIGHT",

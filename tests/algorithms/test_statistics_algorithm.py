@@ -14,9 +14,9 @@ from qgis.core import (
     QgsProcessingOutputHtml,
     QgsProject,
     QgsVectorLayer,
-    QgsWkbTypes,
 )
 
+from map_segmenter.algorithms.qgis_compat import GeometryType, WkbType
 from map_segmenter.engine.kmeans_segmentation import segment_kmeans
 from map_segmenter.engine.labels import read_legend
 
@@ -45,14 +45,14 @@ def test_table_and_polygons_load_in_qgis_and_the_polygons_are_styled_like_the_la
     assert result["SEGMENT_COUNT"] == K and result["POLYGONS"] == polygons
     assert result["REPORT"] == str(tmp_path / "report.html") and "<svg" in (tmp_path / "report.html").read_text()
     table = QgsVectorLayer(result["OUTPUT"], "table", "ogr")
-    assert table.isValid() and table.wkbType() == QgsWkbTypes.NoGeometry and table.featureCount() == K
+    assert table.isValid() and table.wkbType() == WkbType.NoGeometry and table.featureCount() == K
     ids = read_array(labels)
     counts = np.bincount(ids.ravel(), minlength=K + 1)
     features = sorted(table.getFeatures(), key=lambda feature: feature["segment"])
     assert [feature["pixels"] for feature in features] == counts[1:].tolist()  # typed by the .csvt: integers
     assert table.fields().field("area_ha").typeName().lower() in ("real", "double")
     layer = QgsVectorLayer(polygons, "polygons", "ogr")
-    assert layer.isValid() and layer.geometryType() == QgsWkbTypes.PolygonGeometry
+    assert layer.isValid() and layer.geometryType() == GeometryType.Polygon
     assert layer.crs().authid() == "EPSG:3857"
     context.layerToLoadOnCompletionDetails(polygons).postProcessor().postProcessLayer(layer, context,
                                                                                      QgsProcessingFeedback())
@@ -125,7 +125,7 @@ def test_the_polygons_open_styled_however_they_are_added(processing_run, tmp_pat
     for got, want in zip(renderer.categories(), expected.categories()):
         assert got.symbol().color() == want.symbol().color()
         assert got.symbol().symbolLayer(0).strokeColor() == want.symbol().symbolLayer(0).strokeColor()
-    assert layer.geometryType() == QgsWkbTypes.PolygonGeometry  # the file opens on the polygons, not the styles
+    assert layer.geometryType() == GeometryType.Polygon  # the file opens on the polygons, not the styles
     symbols = {str(c.value()): c.symbol().color().getRgb()[:3] for c in renderer.categories()}
     drawn = {feature["segment"] for feature in layer.getFeatures()}
     assert {str(value) for value in drawn} <= set(symbols)  # every polygon finds its category

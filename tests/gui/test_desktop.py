@@ -30,6 +30,16 @@ def inputs(tmp_path_factory, kampala_crop, processing_run):
     return {"image": kampala_crop, "labels": result["OUTPUT"], "features": result["FEATURES"]}
 
 
+def wait_for(condition, timeout=120):
+    """Let QGIS work (events, its task manager) until ``condition()`` holds or ``timeout`` s pass; returns it.
+    Dialogs run algorithms in background tasks (the batch dialog too, since QGIS 3.26)."""
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        QCoreApplication.processEvents()
+        time.sleep(0.01)
+    return condition()
+
+
 def run_in_dialog(algorithm_id, parameters, timeout=120):
     """Fill the algorithm's own dialog and press Run, as a user does; returns the results when it finishes."""
     from processing.gui.AlgorithmDialog import AlgorithmDialog
@@ -39,18 +49,19 @@ def run_in_dialog(algorithm_id, parameters, timeout=120):
     finished = []
     dialog.algorithmFinished.connect(lambda ok, results: finished.append((ok, results)))
     dialog.runAlgorithm()
-    deadline = time.monotonic() + timeout
-    while not finished and time.monotonic() < deadline:
-        QCoreApplication.processEvents()
-        time.sleep(0.01)
+    wait_for(lambda: finished, timeout)
     assert finished and finished[0][0], f"{algorithm_id} did not finish in the dialog"
     dialog.close()
     return finished[0][1]
 
 
+def layers_from(path):
+    return [layer for layer in QgsProject.instance().mapLayers().values()
+            if layer.source().split("|")[0] == str(path)]
+
+
 def loaded_layer(path):
-    layers = [layer for layer in QgsProject.instance().mapLayers().values()
-              if layer.source().split("|")[0] == str(path)]
+    layers = layers_from(path)
     assert len(layers) == 1, f"{path} was not loaded into the project"
     return layers[0]
 
@@ -100,6 +111,7 @@ def test_a_batch_run_loads_every_result_styled(qgis_iface, processing_run, input
     from processing.tools import dataobjects
 
     dialog = BatchAlgorithmDialog(QgsApplication.processingRegistry().createAlgorithmById("segmenter:blur"))
+    dialog.show()  # as a user sees it: QGIS >= 3.26 runs the rows in background tasks that report to its widgets
     panel = dialog.mainWidget()
     panel.addRow()
     context = dataobjects.createContext()
@@ -110,6 +122,7 @@ def test_a_batch_run_loads_every_result_styled(qgis_iface, processing_run, input
         panel.tblParameters.cellWidget(row + 1, panel.parameter_to_column["OUTPUT"]).setValue(out)
     panel.checkLoadLayersOnCompletion.setChecked(True)
     dialog.runAlgorithm()
+    wait_for(lambda: all(layers_from(out) for out in outputs) and not QgsApplication.taskManager().countActiveTasks())
     for out in outputs:
         layer = loaded_layer(out)
         assert_styled_as_labels(layer)
@@ -140,8 +153,9 @@ def test_the_shipped_model_loads_its_result_styled(qgis_iface, processing_run, k
 
 def test_statistics_from_the_dialog_loads_the_table_and_the_polygons_styled(qgis_iface, processing_run, inputs,
                                                                            tmp_path):
-    from qgis.core import QgsCategorizedSymbolRenderer, QgsWkbTypes
+    from qgis.core import QgsCategorizedSymbolRenderer
 
+    from map_segmenter.algorithms.qgis_compat import WkbType
     from map_segmenter.engine.labels import read_legend
 
     parameters = {"INPUT": inputs["labels"], "IMAGE": inputs["image"], "OUTPUT": str(tmp_path / "table.gpkg"),
@@ -149,7 +163,7 @@ def test_statistics_from_the_dialog_loads_the_table_and_the_polygons_styled(qgis
     results = run_in_dialog("segmenter:statistics", parameters)
     assert results["SEGMENT_COUNT"] == K
     table = loaded_layer(parameters["OUTPUT"])
-    assert table.wkbType() == QgsWkbTypes.NoGeometry and table.featureCount() == K
+    assert table.wkbType() == WkbType.NoGeometry and table.featureCount() == K
     polygons = loaded_layer(parameters["POLYGONS"])
     renderer = polygons.renderer()
     assert isinstance(renderer, QgsCategorizedSymbolRenderer)
