@@ -11,7 +11,24 @@ def desktop_iface(qgis_iface, monkeypatch):
 
     monkeypatch.setattr(qgis_iface, "browserModel", lambda: None, raising=False)
     monkeypatch.setattr(qgis_iface, "iconSize", lambda docked_toolbar=False: QSize(24, 24), raising=False)
+    # pytest-qgis answers layerTreeView() with a mock, which QGIS >= 3.44 hands to C++ (addResultLayers) when
+    # loading results: the desktop's layers panel, a real view of the project's layer tree, instead.
+    monkeypatch.setattr(qgis_iface, "layerTreeView", lambda: _layers_panel(), raising=False)
     return qgis_iface
+
+
+_PANEL = []
+
+
+def _layers_panel():
+    from qgis.core import QgsLayerTreeModel, QgsProject
+    from qgis.gui import QgsLayerTreeView
+
+    if not _PANEL:
+        view = QgsLayerTreeView()
+        view.setModel(QgsLayerTreeModel(QgsProject.instance().layerTreeRoot(), view))
+        _PANEL.append(view)
+    return _PANEL[0]
 
 
 @pytest.fixture(autouse=True)
