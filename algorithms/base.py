@@ -30,6 +30,7 @@ from ..engine.errors import SegmenterError
 from ..engine.progress import Progress
 from ..engine.region import Region
 from .map_input import is_gdal_file, native_pixel_size, polygons_file, render_layer
+from .paths import layer_path
 from .styling import style_when_loaded
 
 ICON = os.path.join(os.path.dirname(os.path.dirname(__file__)), "icon.svg")
@@ -227,7 +228,7 @@ class SegmenterAlgorithm(QgsProcessingAlgorithm):
                     "{label}: layer '{layer}' is not a file GDAL can read ({provider}). Save it as a GeoTIFF first "
                     "(Raster > Conversion > Translate).").format(label=label, layer=layer.name(),
                                                                  provider=layer.providerType()))
-            return layer.source().split("|")[0]
+            return layer_path(layer)
         value = self.parameterAsString(parameters, name, context)
         if not value and required:
             raise QgsProcessingException(self.tr("{label}: no raster given.").format(label=label))
@@ -282,7 +283,7 @@ class SegmenterAlgorithm(QgsProcessingAlgorithm):
                 feedback.pushWarning(self.tr("Bands is ignored for a drawn layer: its red, green and blue are used."))
             bands = None
         else:
-            path = layer.source().split("|")[0]
+            path = layer_path(layer)
             box = None if extent is None else (extent.xMinimum(), extent.yMinimum(), extent.xMaximum(),
                                                extent.yMaximum())
         mask = self.parameterAsSource(parameters, "MASK", context)
