@@ -287,8 +287,20 @@ class SegmenterAlgorithm(QgsProcessingAlgorithm):
             box = None if extent is None else (extent.xMinimum(), extent.yMinimum(), extent.xMaximum(),
                                                extent.yMaximum())
         mask = self.parameterAsSource(parameters, "MASK", context)
-        mask_path = polygons_file(mask, crs, context.transformContext(), feedback) if mask is not None else None
-        return path, Region(extent=box, mask_path=mask_path), bands
+        mask_name = self.layer_name(parameters, "MASK", context) if mask is not None else None
+        mask_path = polygons_file(mask, crs, context.transformContext(), feedback, mask_name) \
+            if mask is not None else None
+        return path, Region(extent=box, mask_path=mask_path, mask_name=mask_name), bands
+
+    def layer_name(self, parameters, name, context):
+        """How messages name the user's layer of parameter ``name``: "'layer name' (its file)"."""
+        layer = self.parameterAsVectorLayer(parameters, name, context)
+        if layer is None:
+            value = parameters.get(name)
+            source = getattr(value, "source", value)
+            return f"'{getattr(source, 'staticValue', lambda: source)()}'"
+        path = layer_path(layer)
+        return f"'{layer.name()}' ({path})" if path and path != layer.name() else f"'{layer.name()}'"
 
     def segment(self, function, parameters, context, feedback, **arguments):
         """Run the segmentation engine ``function`` with the arguments kmeans and cnn share plus ``arguments``;

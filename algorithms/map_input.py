@@ -166,8 +166,14 @@ def render_layer(layer, extent, pixel_size, crs, transform_context, feedback):
     return path
 
 
-def polygons_file(source, crs, transform_context, feedback):
-    """MASK's polygons reprojected to ``crs``, in a temporary GeoPackage the engine reads; None when empty."""
+def polygons_file(source, crs, transform_context, feedback, name="MASK"):
+    """MASK's polygons reprojected to ``crs``, in a temporary GeoPackage the engine reads; None when empty.
+    ``name`` is how messages name the user's layer (never the temporary copy)."""
+    if QgsWkbTypes.geometryType(source.wkbType()) != QgsWkbTypes.PolygonGeometry:
+        kind = QgsWkbTypes.displayString(source.wkbType()) or "no"
+        raise QgsProcessingException(tr(
+            "The MASK {} holds {} geometries; a mask must be polygons (only pixels inside them are segmented). "
+            "Choose a polygon layer.").format(name, kind))
     path = QgsProcessingUtils.generateTempFilename("mask.gpkg")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     options = QgsVectorFileWriter.SaveVectorOptions()
@@ -194,5 +200,5 @@ def polygons_file(source, crs, transform_context, feedback):
         count += 1
     del writer
     if not count:
-        raise QgsProcessingException(tr("MASK holds no polygons: nothing would be segmented."))
+        raise QgsProcessingException(tr("The MASK {} holds no polygons: nothing would be segmented.").format(name))
     return path
