@@ -553,6 +553,7 @@ def write_polygons(dataset, band, path, result, model, sieve, progress, staging,
     the regions smaller than ``sieve`` pixels merged into their largest neighbour first (gdal.SieveFilter)."""
     sieved_path = _partial(path, ".tif") if sieve else None
     area_field = model.fields[0][0]
+    output = layer = source = sieved = None
     try:
         source, mask = band, band.GetMaskBand()
         if sieve:
@@ -582,8 +583,8 @@ def write_polygons(dataset, band, path, result, model, sieve, progress, staging,
         output = layer = source = None
     except RuntimeError as error:
         raise OutputError(f"Cannot write the polygons '{path}' ({error}).") from None
-    finally:
-        sieved = None
+    finally:  # closed before a cancel removes the temporary file: GDAL finishes a GeoPackage when it closes it
+        output = layer = source = sieved = None
         _remove(sieved_path)
     return count
 
