@@ -28,6 +28,7 @@ from ..engine.errors import SegmenterError
 from ..engine.progress import Progress
 from ..engine.region import Region
 from .map_input import is_gdal_file, native_pixel_size, polygons_file, render_layer
+from .paths import layer_path
 from .qgis_compat import ProcessingNumberParameterType, ProcessingParameterFlag, ProcessingSourceType
 from .styling import style_when_loaded
 
@@ -226,7 +227,7 @@ class SegmenterAlgorithm(QgsProcessingAlgorithm):
                     "{label}: layer '{layer}' is not a file GDAL can read ({provider}). Save it as a GeoTIFF first "
                     "(Raster > Conversion > Translate).").format(label=label, layer=layer.name(),
                                                                  provider=layer.providerType()))
-            return layer.source().split("|")[0]
+            return layer_path(layer)
         value = self.parameterAsString(parameters, name, context)
         if not value and required:
             raise QgsProcessingException(self.tr("{label}: no raster given.").format(label=label))
@@ -281,12 +282,24 @@ class SegmenterAlgorithm(QgsProcessingAlgorithm):
                 feedback.pushWarning(self.tr("Bands is ignored for a drawn layer: its red, green and blue are used."))
             bands = None
         else:
-            path = layer.source().split("|")[0]
+            path = layer_path(layer)
             box = None if extent is None else (extent.xMinimum(), extent.yMinimum(), extent.xMaximum(),
                                                extent.yMaximum())
         mask = self.parameterAsSource(parameters, "MASK", context)
-        mask_path = polygons_file(mask, crs, context.transformContext(), feedback) if mask is not None else None
-        return path, Region(extent=box, mask_path=mask_path), bands
+        mask_name = self.layer_name(parameters, "MASK", context) if mask is not None else None
+        mask_path = polygons_file(mask, crs, context.transformContext(), feedback, mask_name) \
+            if mask is not None else None
+        return path, Region(extent=box, mask_path=mask_path, mask_name=mask_name), bands
+
+    def layer_name(self, parameters, name, context):
+        """How messages name the user's layer of parameter ``name``: "'layer name' (its file)"."""
+        layer = self.parameterAsVectorLayer(parameters, name, context)
+        if layer is None:
+            value = parameters.get(name)
+            source = getattr(value, "source", value)
+            return f"'{getattr(source, 'staticValue', lambda: source)()}'"
+        path = layer_path(layer)
+        return f"'{layer.name()}' ({path})" if path and path != layer.name() else f"'{layer.name()}'"
 
     def segment(self, function, parameters, context, feedback, **arguments):
         """Run the segmentation engine ``function`` with the arguments kmeans and cnn share plus ``arguments``;

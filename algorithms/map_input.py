@@ -24,12 +24,13 @@ from qgis.core import (
     QgsRasterLayer,
     QgsRectangle,
     QgsVectorFileWriter,
+    QgsWkbTypes,
 )
 from qgis.PyQt.QtCore import QCoreApplication, QSize
 from qgis.PyQt.QtGui import QColor, QImage, QPainter
 
 from ..engine.raster_io import GTIFF_OPTIONS
-from .qgis_compat import CrsWktVariant, ProcessingFeatureSourceFlag, WkbType
+from .qgis_compat import CrsWktVariant, GeometryType, ProcessingFeatureSourceFlag, WkbType
 
 TILE = 1024  # px rendered at a time: one RGBA image of 4 MB
 MAX_PIXELS = 1_000_000_000  # a rendered raster larger than this is refused (every pixel is fetched and drawn)
@@ -166,8 +167,14 @@ def render_layer(layer, extent, pixel_size, crs, transform_context, feedback):
     return path
 
 
-def polygons_file(source, crs, transform_context, feedback):
-    """MASK's polygons reprojected to ``crs``, in a temporary GeoPackage the engine reads; None when empty."""
+def polygons_file(source, crs, transform_context, feedback, name="MASK"):
+    """MASK's polygons reprojected to ``crs``, in a temporary GeoPackage the engine reads; None when empty.
+    ``name`` is how messages name the user's layer (never the temporary copy)."""
+    if QgsWkbTypes.geometryType(source.wkbType()) != GeometryType.Polygon:
+        kind = QgsWkbTypes.displayString(source.wkbType()) or "no"
+        raise QgsProcessingException(tr(
+            "The MASK {} holds {} geometries; a mask must be polygons (only pixels inside them are segmented). "
+            "Choose a polygon layer.").format(name, kind))
     path = QgsProcessingUtils.generateTempFilename("mask.gpkg")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     options = QgsVectorFileWriter.SaveVectorOptions()
@@ -194,5 +201,5 @@ def polygons_file(source, crs, transform_context, feedback):
         count += 1
     del writer
     if not count:
-        raise QgsProcessingException(tr("MASK holds no polygons: nothing would be segmented."))
+        raise QgsProcessingException(tr("The MASK {} holds no polygons: nothing would be segmented.").format(name))
     return path

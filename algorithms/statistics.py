@@ -8,8 +8,10 @@ from qgis.core import (
     QgsProcessingParameterVectorDestination,
 )
 
+from ..engine.outputs import gpkg_layers
 from ..engine.statistics import segment_statistics
 from .base import POSTPROCESSING, SegmenterAlgorithm
+from .paths import vector_destination
 from .qgis_compat import ProcessingSourceType
 from .styling import style_polygons_when_loaded
 
@@ -76,22 +78,45 @@ class StatisticsAlgorithm(SegmenterAlgorithm):
         self.addOutput(QgsProcessingOutputNumber("SEGMENT_COUNT", self.tr("Number of segments present")))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 - QGIS API
+        output = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
+        polygons = self.parameterAsOutputLayer(parameters, "POLYGONS", context) or None
+        output_path, output_layer = vector_destination(output)
+        polygons_path, polygons_layer = vector_destination(polygons)
         result = self.run_engine(
             segment_statistics,
             feedback,
             input_path=self.raster_path(parameters, "INPUT", context),
-            output_path=self.parameterAsOutputLayer(parameters, "OUTPUT", context),
+            output_path=output_path,
+            output_layer=output_layer,
             image_path=self.raster_path(parameters, "IMAGE", context, required=False),
-            polygons_path=self.parameterAsOutputLayer(parameters, "POLYGONS", context) or None,
+            polygons_path=polygons_path,
+            polygons_layer=polygons_layer,
             report_path=self.parameterAsFileOutput(parameters, "REPORT", context) or None,
             sieve=self.parameterAsInt(parameters, "SIEVE", context),
             memory_mb=self.parameterAsInt(parameters, "MEMORY_MB", context),
         )
-        outputs = {"OUTPUT": result.output, "SEGMENT_COUNT": len(result.segments)}
+        outputs = {"OUTPUT": self.loaded_as(context, output, result.output, result.output_layer),
+                   "SEGMENT_COUNT": len(result.segments)}
         if result.polygons:
             legend = [(segment.value, segment.colour, segment.name) for segment in result.segments]
-            style_polygons_when_loaded(context, result.polygons, legend)
-            outputs["POLYGONS"] = result.polygons
+            polygons = self.loaded_as(context, polygons, result.polygons, result.polygons_layer)
+            style_polygons_when_loaded(context, polygons, legend)
+            outputs["POLYGONS"] = polygons
         if result.report:
             outputs["REPORT"] = result.report
         return outputs
+
+    @staticmethod
+    def loaded_as(context, value, path, layer):
+        """What QGIS loads of an output written at ``path``: the file, or "path|layername=layer" when the GeoPackage
+        holds other layers too (then loaded in place of the destination ``value``)."""
+        if not layer or set(gpkg_layers(path) or {}) <= {layer, "layer_styles"}:
+            return value if value and not value.startswith("ogr:") and "|" not in value else path
+        source = f"{path}|layername={layer}"
+        if value != source and context.willLoadLayerOnCompletion(value):
+            details = context.layerToLoadOnCompletionDetails(value)
+            layers = context.layersToLoadOnCompletion()
+            layers.pop(value, None)
+            layers[source] = details
+            context.setLayersToLoadOnCompletion(layers)
+        return source

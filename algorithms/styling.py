@@ -11,13 +11,14 @@ from qgis.core import QgsPalettedRasterRenderer, QgsProcessingLayerPostProcessor
 from qgis.PyQt.QtGui import QColor
 
 from ..engine.labels import read_legend
+from .paths import layer_path
 
 
 def label_renderer(layer):
     """A paletted renderer of the label raster ``layer``'s K segments, or None when it is not one of ours."""
     if not isinstance(layer, QgsRasterLayer) or layer.providerType() != "gdal":
         return None
-    legend = read_legend(layer.source().split("|")[0])
+    legend = read_legend(layer_path(layer))
     if not legend:
         return None
     classes = [QgsPalettedRasterRenderer.Class(entry.value, QColor(*entry.colour), entry.name) for entry in legend]
@@ -40,7 +41,7 @@ def is_unstyled_label_layer(layer):
     renderer = layer.renderer() if isinstance(layer, QgsRasterLayer) else None
     if not isinstance(renderer, QgsPalettedRasterRenderer):
         return False
-    legend = read_legend(layer.source().split("|")[0]) if layer.providerType() == "gdal" else None
+    legend = read_legend(layer_path(layer)) if layer.providerType() == "gdal" else None
     return bool(legend) and len(renderer.classes()) != len(legend)
 
 

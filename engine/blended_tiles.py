@@ -17,7 +17,7 @@ import numpy as np
 
 from .errors import InputError
 from .pipeline import ordered_map
-from .segmentation import Cells, linear_indices
+from .segmentation import embedding_cells
 from .windows import Window, cells
 
 
@@ -97,11 +97,9 @@ def describe_blended(model, reader, layout, chunks, grid, check, workers):
         counts = weight[first : first + rows, halo_cells : halo_cells + grid_w]
         valid, brightness = validity.pop(top * stride)
         valid, brightness = valid[:rows, :grid_w], brightness[:rows, :grid_w]
-        core = np.where(valid, sums / counts, np.float32(np.nan)).astype(np.float32)
-        r, c = np.nonzero(valid)
-        window = Window(0, top, grid_w, rows)
-        return [Cells(window, core, linear_indices(r, c, window, grid_w),
-                      np.concatenate([core[:, r, c].T, brightness[r, c, None].astype(np.float32)], axis=1))]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            core = sums / counts
+        return [embedding_cells(Window(0, top, grid_w, rows), core, valid, brightness, grid_w)]
 
     def shift():
         """Drop the emitted row of cores: the band then starts one row of cores lower."""

@@ -37,7 +37,7 @@ from .labels import (
 )
 from .memory import within_budget
 from .outputs import Destination, prepare_outputs
-from .palette import qualitative
+from .palette import covering, qualitative
 from .progress import Progress
 from .raster_io import AtomicRaster, damaged
 from .windows import Window, cells, plan_windows
@@ -540,6 +540,11 @@ def blur_labels(input_path, output_path, method="majority", strength="medium", r
             segments = expected_k
             metadata, names = _output_metadata(labels, kernel, stride, None if radius else strength, segments)
             colours = table_colours(labels.dataset.GetRasterBand(1), segments)
+            # ids past K (metadata naming fewer segments than the raster holds) get legend entries too
+            covered, colours, names = covering(segments, output_ids.highest, colours, names)
+            if covered != segments:
+                segments = covered
+                metadata, _ = _output_metadata(labels, kernel, stride, None if radius else strength, segments)
             finish_label_raster(output, segments, metadata, colours, names)
             outputs.commit()
     finally:

@@ -12,6 +12,7 @@ import os
 import re
 
 from .errors import InputError
+from .outputs import check_path_length
 
 
 def _shown(value):
@@ -72,7 +73,7 @@ def path(name, value, optional=False):
         value = os.fspath(value)
     if not isinstance(value, str):
         raise InputError(f"{name} must be a file path; got {_shown(value)}.")
-    return value
+    return check_path_length(name, value)
 
 
 def bands(value, name="BANDS"):

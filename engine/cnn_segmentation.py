@@ -38,7 +38,7 @@ from .onnx_runtime import DEVICES, import_onnxruntime, load_model, normaliser
 from .pipeline import WORKERS
 from .progress import Progress
 from .raster_io import byte_stretch, value_ranges
-from .segmentation import Cells, FeatureExtractor, Settings, linear_indices, segment
+from .segmentation import FeatureExtractor, Settings, embedding_cells, segment
 from .upsampling import write_labels_bilinear
 from .windows import Window, cells, plan_windows
 
@@ -254,6 +254,14 @@ class CnnEmbeddings(FeatureExtractor):
         self.cell_units = f"cells ({info.stride} x {info.stride} px each)"
         self.workers = max(self.model.runs, 2)
 
+    def non_finite(self, masked, valid, progress):
+        text = (f"The model '{self.info.name}' gave non-finite embeddings (NaN or infinity) for {masked} of "
+                f"{masked + valid} cells with valid pixels")
+        if not valid:
+            raise InputError(f"{text}: no cell is left to segment. The model is broken for this raster: choose "
+                             f"another MODEL, or check the model's export.")
+        progress.warn(f"{text}; they are left out as nodata (0 in OUTPUT).")
+
     def reference_mismatch(self, reference):
         centres, feature_meta, info = reference.centres, reference.features, self.info
         used = feature_meta.details.get("model") or {}
@@ -371,11 +379,8 @@ def embed_tiles(model, reader, layout, chunk, tiles, grid, cancel_check=None, ne
         core_cells = Window(col, row, min(cells_w, grid.width - col), min(cells_h, grid.height - row))
         rows, cols = core_cells.height, core_cells.width
         core = embedding[:, first : first + rows, first : first + cols]
-        cell_valid, brightness = cell_valid[:rows, :cols], brightness[:rows, :cols]
-        core = np.where(cell_valid, core, np.float32(np.nan)).astype(np.float32)
-        r, c = np.nonzero(cell_valid)
-        cores.append(Cells(core_cells, core, linear_indices(r, c, core_cells, grid.width),
-                           np.concatenate([core[:, r, c].T, brightness[r, c, None].astype(np.float32)], axis=1)))
+        cores.append(embedding_cells(core_cells, core, cell_valid[:rows, :cols], brightness[:rows, :cols],
+                                     grid.width))
     return cores
 
 

@@ -28,6 +28,8 @@ user gets the exact command that installs it for the Python QGIS runs.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import hashlib
 import os
@@ -185,23 +187,93 @@ def _task(function, memory_mb, *arguments):
     return result
 
 
-class Cluster:
-    """A connected ``distributed.Client`` and the run's progress: submits windows, yields results in order."""
+class NoAnswer(Exception):
+    """A wait on the scheduler that ran out of time (``wait_on``); the caller says what did not answer."""
 
-    def __init__(self, client, address, owned, progress, timeout, memory_mb=256):
+
+def wait_on(loop, make, progress, timeout, watch=None):
+    """The one way this process waits on a Dask scheduler: ``make()`` (called on ``loop``, the client's event loop,
+    so that the client's methods give their coroutines) runs there while this thread checks cancel every POLL s.
+
+    ``timeout``: seconds after which ``NoAnswer`` is raised (None: no limit). ``watch``: called every POLL s while
+    waiting, raises when the cluster is no longer usable (``Cluster._watch``). Whatever the other end does (accepts
+    and says nothing, sends garbage, closes midway), this returns, raises the coroutine's exception, ``NoAnswer``
+    or ``Cancelled`` within POLL s of the limit or the cancel; the coroutine is cancelled on the loop then."""
+
+    async def run():
+        return await make()
+
+    future = asyncio.run_coroutine_threadsafe(run(), loop)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    try:
+        while True:
+            left = POLL if deadline is None else max(0.0, min(POLL, deadline - time.monotonic()))
+            concurrent.futures.wait([future], timeout=left)
+            if future.done():
+                return future.result()
+            progress.check()
+            if watch is not None:
+                watch()
+            if deadline is not None and time.monotonic() >= deadline:
+                raise NoAnswer()
+    finally:
+        if not future.done():
+            future.cancel()
+
+
+def _reason(error):
+    """What a failed wait on the scheduler tells the user: no answer, the connection refused or closed, or not Dask's
+    protocol (garbage). distributed retries a closed connection until its timeout and then raises an OSError whose
+    cause is the last failure: the chain is followed."""
+    while isinstance(error, OSError) and "Timed out trying to connect" in str(error):
+        error = error.__cause__
+    if error is None or isinstance(error, (NoAnswer, asyncio.TimeoutError, TimeoutError)):
+        return "no answer"
+    if isinstance(error, ConnectionRefusedError) or isinstance(error, OSError) and "refused" in str(error).lower():
+        return "connection refused"
+    if isinstance(error, OSError):  # distributed's CommClosedError is one
+        return "the connection was closed by the other end"
+    return "it answered, but not as a Dask scheduler"
+
+
+class Cluster:
+    """A connected ``distributed.Client`` and the run's progress: submits windows, yields results in order.
+
+    Every wait on the scheduler goes through ``wait_on`` on the client's event loop: bounded by ``timeout`` (a
+    scheduler or cluster that stops answering) and stopped within POLL s by cancel."""
+
+    def __init__(self, client, address, owned, progress, timeout, memory_mb=256, loop=None, nthreads=None):
         self.client, self.address, self.owned, self.progress, self.timeout = client, address, owned, progress, timeout
         self.memory_mb = memory_mb  # each worker thread's budget, as MEMORY_MB is this process's
+        self.loop = loop  # an event loop owned by this run (a client given by the caller keeps its own)
         self.run_id = uuid.uuid4().hex[:8]
         self._maps = 0
-        self.threads = max(1, sum(client.nthreads().values()))
+        nthreads = self.call(client.nthreads, "did not list its workers") if nthreads is None else nthreads
+        self.workers = len(nthreads)
+        self.threads = max(1, sum(nthreads.values()))
+        self._probe = None
+        self._answered = self._failing = None
 
     @property
-    def workers(self):
-        return len(self.client.nthreads())
+    def event_loop(self):
+        return self.loop or self.client.loop.asyncio_loop
+
+    def call(self, make, what, timeout=None):
+        """``make()`` awaited on the client's loop within ``timeout`` (default the cluster's); a ``ClusterError``
+        saying the scheduler ``what`` (e.g. "did not list its workers") otherwise."""
+        timeout = self.timeout if timeout is None else timeout
+        try:
+            return wait_on(self.event_loop, make, self.progress, timeout)
+        except (SegmenterError, KeyboardInterrupt):
+            raise
+        except (Exception, asyncio.CancelledError) as error:
+            raise ClusterError(f"The Dask scheduler at {self.address} {what} within {timeout:g} s "
+                               f"({_reason(error)}); no output was written. Run again once the scheduler answers, "
+                               f"or leave SCHEDULER empty to run in this process.") from None
 
     def share(self, value):
         """``value`` sent once to every worker; pass the returned future as a task argument."""
-        return self.client.scatter(value, broadcast=True, hash=False)
+        return self._wait(lambda: self.client.scatter(value, broadcast=True, hash=False), "sending data")
 
     def ordered_map(self, function, items, *arguments, name=None):
         """Yield ``(item, function(item, *arguments))`` in the order of ``items``, computed on the workers."""
@@ -231,6 +303,7 @@ class Cluster:
                         break
                     item, arguments = pair
                     self.progress.check()
+                    # submit only queues a message on the client's loop: it does not wait on the scheduler
                     future = self.client.submit(_task, function, self.memory_mb, *arguments,
                                                 key=f"{prefix}-{number}", pure=False, retries=0)
                     number += 1
@@ -243,45 +316,70 @@ class Cluster:
                 yield item, result
         finally:
             if pending:
-                with contextlib.suppress(Exception):  # a cluster already gone: nothing left to cancel
-                    self.client.cancel([future for _, future in pending], force=True)
+                # cancel only sends a message; bounded anyway. A cluster already gone: nothing left to cancel
+                with contextlib.suppress(Exception):
+                    self.call(lambda: self.client.cancel([future for _, future in pending], force=True),
+                              "did not take the cancel", timeout=min(self.timeout, 5 * POLL))
 
-    def _result(self, future):
-        """The future's result, checking cancel every POLL s and that the cluster still answers."""
-        failing_since = None
-        finished = threading.Event()
-        future.add_done_callback(lambda _: finished.set())
-        while True:
-            self.progress.check()
-            if finished.wait(POLL) or future.done():
-                break
-            if self.client.status != "running":
-                problem = (f"The connection to the Dask scheduler at {self.address} was lost "
-                           f"({self.client.status}) and not restored within {self.timeout:g} s")
-            elif not self.client.scheduler_info().get("workers"):
-                problem = (f"The Dask cluster at {self.address} has had no workers for {self.timeout:g} s (start "
-                           f"some: dask worker {self.address})")
-            else:
-                problem = None
-            failing_since = None if problem is None else (failing_since or time.monotonic())
-            if failing_since is not None and time.monotonic() - failing_since > self.timeout:
-                raise ClusterError(f"{problem}; no output was written.")
+    def _watch(self):
+        """Raise ``ClusterError`` once the scheduler has not answered a probe (one every POLL s at most, never
+        waited on) for ``timeout`` s, or the connection has been lost or the cluster without workers for as long."""
+        now = time.monotonic()
+        workers = True
+        if self._probe is not None and self._probe.done():
+            try:
+                workers = bool(self._probe.result().get("workers"))
+                self._answered = now
+            except (Exception, asyncio.CancelledError):
+                pass
+            self._probe = None
+        if self._probe is None:
+            async def identity():
+                return await self.client.scheduler.identity(n_workers=-1)
+            self._probe = asyncio.run_coroutine_threadsafe(identity(), self.event_loop)
+        if self.client.status != "running":
+            problem = (f"The connection to the Dask scheduler at {self.address} was lost "
+                       f"({self.client.status}) and not restored within {self.timeout:g} s")
+        elif now - self._answered > self.timeout:
+            problem = f"The Dask scheduler at {self.address} has not answered for {self.timeout:g} s"
+        elif not workers:
+            problem = (f"The Dask cluster at {self.address} has had no workers for {self.timeout:g} s (start "
+                       f"some: dask worker {self.address})")
+        else:
+            problem = None
+        self._failing = None if problem is None else (self._failing or now)
+        if problem is not None and (now - self._failing > self.timeout or now - self._answered > self.timeout):
+            raise ClusterError(f"{problem}; no output was written.")
+
+    def _wait(self, make, what):
+        """``make()`` awaited on the client's loop for as long as the cluster stays usable (``_watch``)."""
+        self._answered, self._failing = time.monotonic(), None
         try:
-            return future.result()
+            return wait_on(self.event_loop, make, self.progress, None, self._watch)
         except SegmenterError:
             raise
-        except Exception as error:
+        except (Exception, asyncio.CancelledError) as error:
             if self.client.status != "running" or "connection-lost" in str(error):
                 raise ClusterError(f"The connection to the Dask scheduler at {self.address} was lost during the run "
                                    f"(the scheduler stopped, or the network failed); no output was written. Run "
                                    f"again once the scheduler answers, or leave SCHEDULER empty.") from None
-            raise ClusterError(f"A task failed on the Dask cluster at {self.address}: {type(error).__name__}: "
-                               f"{error}. No output was written.") from None
+            raise ClusterError(f"{what.capitalize()} failed on the Dask cluster at {self.address}: "
+                               f"{type(error).__name__}: {error}. No output was written.") from None
+        finally:
+            if self._probe is not None:
+                self._probe.cancel()
+                self._probe = None
+
+    def _result(self, future):
+        """The future's result (gathered: the task's completion and the transfer), checking cancel every POLL s and
+        that the cluster still answers."""
+        return self._wait(lambda: self.client.gather(future), "a task")
 
     def close(self):
+        """Close the client (if this run opened it) and its loop; bounded by the timeout, at most 1 s after a
+        cancel."""
         if self.owned:
-            with contextlib.suppress(Exception):  # closing a client whose cluster is already gone
-                self.client.close(timeout=self.timeout)
+            _close(self.client, self.loop, self.address, min(self.timeout, 1.0))
 
     def __enter__(self):
         return self
@@ -291,17 +389,52 @@ class Cluster:
         return False
 
 
+def _start_loop():
+    """An asyncio event loop running in a daemon thread: the loop of the clients this process opens."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="segmenter-dask-loop", daemon=True)
+    thread.start()
+    return loop, thread
+
+
+def _close(client, loop, address, timeout):
+    """Close ``client`` on ``loop`` within ``timeout`` s whatever the scheduler does, then stop the loop."""
+    if loop is None or loop.is_closed():
+        return
+
+    async def shut():
+        try:
+            if client is not None and client.status not in ("closed", "newly-created"):
+                await asyncio.wait_for(client.close(timeout=timeout), timeout)
+        except (Exception, asyncio.CancelledError):
+            pass
+        finally:
+            if client is not None:
+                client.status = "closed"  # nothing left for its __del__ to do (it would wait on this loop)
+        others = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in others:
+            task.cancel()
+        await asyncio.wait(others, timeout=timeout) if others else None
+
+    try:
+        concurrent.futures.wait([asyncio.run_coroutine_threadsafe(shut(), loop)], timeout=timeout + 0.5)
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+
+
 def connect(scheduler, progress, memory_mb=256, timeout=None):
     """A ``Cluster`` for ``scheduler`` (an address or a ``distributed.Client``), or None for empty (this process).
 
     ``memory_mb``: the run's MEMORY_MB, each worker thread's budget too (its windows are planned for it). Checks
     within ``timeout`` seconds (default ``TIMEOUT``) that the scheduler answers and has workers, and that
     every worker runs this engine (``engine_fingerprint``); raises ``ClusterError`` (or ``InputError`` without the
-    package) otherwise."""
+    package) otherwise. Every wait is bounded by ``timeout`` and stopped by cancel within POLL s (``wait_on``)."""
     if scheduler is None or (isinstance(scheduler, str) and not scheduler.strip()):
         return None
     distributed = import_distributed()
     timeout = TIMEOUT if timeout is None else timeout
+    started = time.monotonic()
+    loop = client = None
     if isinstance(scheduler, distributed.Client):
         client, owned = scheduler, False
         address = getattr(client.scheduler, "address", None) or str(client)
@@ -309,38 +442,68 @@ def connect(scheduler, progress, memory_mb=256, timeout=None):
         address = str(scheduler).strip()
         if "://" not in address:
             address = f"tcp://{address}"
-        started = time.monotonic()
-        try:
-            # results come through the scheduler unless dask's config says distributed.client.direct-to-workers
-            client = distributed.Client(address, timeout=f"{timeout}s", set_as_default=False)
-        except Exception as error:
-            raise ClusterError(
-                f"Could not reach the Dask scheduler at {address} within {timeout:g} s "
-                f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else 'no answer'}); no output "
-                f"was written. Check SCHEDULER (e.g. tcp://10.0.0.5:8786) and that `dask scheduler` runs there, or "
-                f"leave it empty to run in this process.") from None
         owned = True
-        timeout = max(1.0, timeout - (time.monotonic() - started))
+        loop, _ = _start_loop()
+        opened = []
+
+        async def open_client():
+            # built on this run's loop, so that waiting for it never blocks this thread; results come through the
+            # scheduler unless dask's config says distributed.client.direct-to-workers
+            # (distributed's own timeout a little shorter than this wait, so that its reason comes first)
+            opened.append(distributed.Client(address, timeout=f"{max(0.5, timeout - 0.5)}s", set_as_default=False,
+                                             asynchronous=True))
+            return await opened[0]
+
+        try:
+            client = wait_on(loop, open_client, progress, timeout)
+        except BaseException as error:
+            _close(opened[0] if opened else None, loop, address, 1.0)
+            if isinstance(error, (SegmenterError, KeyboardInterrupt)) or not isinstance(
+                    error, (Exception, asyncio.CancelledError)):
+                raise
+            raise ClusterError(
+                f"Could not reach the Dask scheduler at {address} within {timeout:g} s ({_reason(error)}); no "
+                f"output was written. Check SCHEDULER (e.g. tcp://10.0.0.5:8786) and that `dask scheduler` runs "
+                f"there, or leave it empty to run in this process.") from None
+    left = max(1.0, timeout - (time.monotonic() - started))
     try:
         try:
-            client.wait_for_workers(1, timeout=timeout)
-        except Exception:
-            raise ClusterError(f"The Dask scheduler at {address} has no workers (waited {timeout:g} s); no output "
+            nthreads = wait_on(loop or client.loop.asyncio_loop, lambda: _workers(client), progress, left)
+        except NoAnswer:
+            raise ClusterError(f"The Dask scheduler at {address} has no workers (waited {left:g} s); no output "
                                f"was written. Start some with: dask worker {address}") from None
-        cluster = Cluster(client, address, owned, progress, timeout, memory_mb)
-        _check_versions(client, address)
+        except (Exception, asyncio.CancelledError) as error:
+            if isinstance(error, SegmenterError):
+                raise
+            raise ClusterError(f"The Dask scheduler at {address} did not list its workers within {left:g} s "
+                               f"({_reason(error)}); no output was written. Run again once the scheduler answers, "
+                               f"or leave SCHEDULER empty to run in this process.") from None
+        cluster = Cluster(client, address, owned, progress, timeout, memory_mb, loop, nthreads)
+        _check_versions(cluster)
     except BaseException:
         if owned:
-            client.close()
+            _close(client, loop, address, 1.0)
         raise
     progress.log(f"Dask cluster at {address}: {cluster.workers} workers, {cluster.threads} threads")
     return cluster
 
 
-def _check_versions(client, address):
+async def _workers(client):
+    """The scheduler's workers and their threads, once it has one (asked every POLL s)."""
+    while True:
+        nthreads = await client.nthreads()
+        if nthreads:
+            return nthreads
+        await asyncio.sleep(POLL)
+
+
+def _check_versions(cluster):
+    client, address = cluster.client, cluster.address
     here = engine_fingerprint()
     try:
-        theirs = client.run(engine_fingerprint)
+        theirs = cluster.call(lambda: client.run(engine_fingerprint), "did not run the version check on its workers")
+    except ClusterError:
+        raise
     except Exception as error:
         raise ClusterError(
             f"The Dask workers at {address} cannot run Map Segmenter's engine ({type(error).__name__}: {error}). "
@@ -354,5 +517,5 @@ def _check_versions(client, address):
             f"version on every worker and restart them.")
 
 
-__all__ = ["Cancelled", "Cluster", "ClusterError", "RasterSource", "cached", "connect", "engine_fingerprint",
-           "import_distributed", "install_command", "model_file"]
+__all__ = ["Cancelled", "Cluster", "ClusterError", "NoAnswer", "RasterSource", "cached", "connect",
+           "engine_fingerprint", "import_distributed", "install_command", "model_file", "wait_on"]

@@ -226,17 +226,74 @@ def fewer_segments(present, segments, reason):
             f"segment{'' if one else 's'}.")
 
 
+REFERENCE_ADVICE = ("Choose a label raster as segmenter:kmeans or segmenter:cnn wrote it (its SEGMENTER_* metadata "
+                    "intact), or leave REFERENCE empty to fit new centres.")
+
+
 def read_reference(path):
-    """Centres and descriptor settings from a label raster written earlier, for consistent ids across rasters."""
+    """Centres and descriptor settings from a label raster written earlier, for consistent ids across rasters:
+    its SEGMENTER_* items, checked by ``validate_reference`` (centres as a float64 array, K an int)."""
     dataset = open_raster(path, purpose="reference label raster")
-    meta = read_metadata(dataset)
-    if "centres" not in meta:
-        raise InputError(
-            f"The reference '{path}' has no segment centres in its metadata. Choose a label raster written by "
-            f"Map Segmenter."
-        )
-    meta["centres"] = np.asarray(meta["centres"], np.float64)
-    return meta
+    return validate_reference(read_metadata(dataset), path)
+
+
+def _damaged(path, item, problem):
+    return InputError(f"The reference '{path}' has a damaged SEGMENTER_{item} item: {problem}. {REFERENCE_ADVICE}")
+
+
+def _number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def validate_reference(items, path):
+    """The metadata ``items`` of the reference at ``path`` (``read_metadata``), each item a reference needs
+    checked before any work: CENTRES (a table of finite numbers, one row per segment), K (a whole number of
+    segments that the centres match), FEATURES (what the centres were fitted on: as many names as each centre has
+    values, a whole stride, input ranges of finite (low, high) pairs) and METHOD. Raises ``InputError`` naming
+    the file, the item and what to do; returns the items with ``centres`` as a float64 array and ``k`` an int."""
+    if "centres" not in items:
+        raise InputError(f"The reference '{path}' has no segment centres in its metadata (SEGMENTER_CENTRES). "
+                         f"{REFERENCE_ADVICE}")
+    rows = items["centres"]
+    if (not isinstance(rows, list) or not rows or not all(isinstance(row, list) and row for row in rows)
+            or not all(_number(value) for row in rows for value in row)):
+        raise _damaged(path, "CENTRES", "it is not a table of numbers (one row of numbers per segment)")
+    lengths = sorted({len(row) for row in rows})
+    if len(lengths) != 1:
+        raise _damaged(path, "CENTRES", f"its rows have different lengths ({', '.join(map(str, lengths))})")
+    centres = np.asarray(rows, np.float64)
+    bad = int(np.count_nonzero(~np.isfinite(centres)))
+    if bad:
+        raise _damaged(path, "CENTRES", f"{bad} of its {centres.size} values are not finite numbers (NaN or "
+                                        f"infinity)")
+    if "k" not in items:
+        raise InputError(f"The reference '{path}' has no SEGMENTER_K item (its number of segments). "
+                         f"{REFERENCE_ADVICE}")
+    k = items["k"]
+    if not (isinstance(k, int) and not isinstance(k, bool) and 1 <= k <= MAX_SEGMENTS):
+        raise _damaged(path, "K", f"{k!r} is not a whole number of segments from 1 to {MAX_SEGMENTS}")
+    if len(centres) != k:
+        raise _damaged(path, "CENTRES", f"it holds {len(centres)} centres but SEGMENTER_K says {k} segments")
+    features = items.get("features")
+    if features is not None:
+        if not isinstance(features, dict):
+            raise _damaged(path, "FEATURES", "it is not a set of named values")
+        names, stride, ranges = features.get("names"), features.get("stride"), features.get("input_ranges")
+        if names is not None and (not isinstance(names, list) or len(names) != centres.shape[1]):
+            count = len(names) if isinstance(names, list) else "no list of"
+            raise _damaged(path, "FEATURES", f"it names {count} features, but each centre has "
+                                             f"{centres.shape[1]} values")
+        if stride is not None and not (isinstance(stride, int) and not isinstance(stride, bool) and stride >= 1):
+            raise _damaged(path, "FEATURES", f"its stride {stride!r} is not a whole number of pixels")
+        if ranges is not None and not (isinstance(ranges, list) and ranges and all(
+                isinstance(pair, list) and len(pair) == 2 and all(map(_number, pair))
+                and np.isfinite(pair).all() and pair[0] < pair[1] for pair in ranges)):
+            raise _damaged(path, "FEATURES", "its input_ranges are not (low, high) pairs of finite numbers, low "
+                                             "below high")
+    method = items.get("method")
+    if method is not None and not isinstance(method, str):
+        raise _damaged(path, "METHOD", f"{method!r} is not the name of a method")
+    return {**items, "centres": centres, "k": k}
 
 
 _XML_ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", "\n": "&#10;", "\r": "&#13;", "\t": "&#9;"}

@@ -294,6 +294,7 @@ def _load(ort, path, device, threads):
                 f"exported for Map Segmenter (see onnx_models/)."
             ) from None
     info = check_contract(session, path)
+    check_output(session, info)
     provider = session.get_providers()[0]
     runs = (int(threads) or cpu_cores()) if provider == PROVIDERS["cpu"] else 1
     return LoadedModel(session, info, provider, device, tuple(ort.get_available_providers()), tuple(notes),
@@ -360,6 +361,56 @@ def check_contract(session, path):
         input_mean=tuple(float(v) for v in meta["input_mean"]), input_std=tuple(float(v) for v in meta["input_std"]),
         metadata=meta,
     )
+
+
+PROBE_CELLS = 4  # the probe tile is this many declared strides on a side, and at least PROBE_PIXELS
+
+
+PROBE_PIXELS = 64
+
+
+def probe_size(info):
+    """The side of the probe tile: a multiple of the declared stride."""
+    return info.stride * max(PROBE_CELLS, cells(PROBE_PIXELS, info.stride))
+
+
+def check_output(session, info):
+    """Run the network once on a probe tile (mid-grey: zeros after normalisation) of ``probe_size`` px and check
+    what it computes against what its metadata declares, before any run: the output grid (its real stride), the
+    channels (embed_dim) and that every value is finite. ``InputError`` naming the model and the difference."""
+    size = probe_size(info)
+    name = os.path.basename(info.path)
+    try:
+        output = session.run([model_contract.OUTPUT_NAME],
+                             {model_contract.INPUT_NAME: np.zeros((1, 3, size, size), np.float32)})[0]
+    except Exception as error:
+        raise InputError(f"The model '{name}' could not run on a {size} x {size} px probe tile "
+                         f"({_first_line(error)}). Choose a .onnx file exported for Map Segmenter.") from None
+    output = np.asarray(output)
+    cells_expected = size // info.stride
+    problems = []
+    if output.ndim != 4 or output.shape[0] != 1:
+        problems.append(f"its output has shape {list(output.shape)} for one tile; the contract needs "
+                        f"[1, C, H/stride, W/stride]")
+    else:
+        rows, cols = output.shape[2:]
+        if (rows, cols) != (cells_expected, cells_expected):
+            real = (f"its real stride is {size // rows}" if rows and cols == rows and size % rows == 0
+                    else "that is no whole stride")
+            problems.append(f"its metadata declare stride {info.stride}, but the network computes a {rows} x {cols} "
+                            f"grid from a {size} x {size} px probe tile, not {cells_expected} x {cells_expected}: "
+                            f"{real}")
+        if output.shape[1] != info.embed_dim:
+            problems.append(f"its metadata declare embed_dim {info.embed_dim}, but the network outputs "
+                            f"{output.shape[1]} channels")
+        bad = int(np.count_nonzero(~np.isfinite(output)))
+        if bad:
+            problems.append(f"{bad} of the {output.size} values it computes for a mid-grey probe tile are not "
+                            f"finite (NaN or infinity)")
+    if problems:
+        raise InputError(f"The model '{name}' does not compute what its metadata declare: {'; '.join(problems)}. "
+                         f"Fix the model's metadata (training/export_backbone.py writes them from the network) or "
+                         f"choose another MODEL.")
 
 
 def normaliser(info):

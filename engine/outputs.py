@@ -21,15 +21,35 @@ import secrets
 import shutil
 import socket
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 
-from .errors import OutputError
+from osgeo import gdal
+
+from .errors import InputError, OutputError
 
 RASTER_EXTENSIONS = ("tif", "tiff")  # GeoTIFF, the only raster format the engine writes
 PNG_EXTENSIONS = ("png",)
 STALE_SIDECARS = (".ovr", ".aux.xml", ".msk")  # describe the data of a raster being replaced
 PAM_SUFFIX = ".aux.xml"
 NAME_MAX = 255
+# GDAL builds sidecar names (NAME.aux.xml, NAME.ovr...) in buffers of CPL_PATH_BUF_SIZE (2048) bytes: a longer path
+# fails deep inside ("Destination buffer too small"), after work was done
+GDAL_PATH_MAX = 2048 - 1 - len(PAM_SUFFIX)
+# Files that belong to a raster or vector file without being it: GDAL and QGIS read them with it. Suffixes added to
+# the whole name, and (the second list) put in place of its extension
+SIDECAR_SUFFIXES = {".aux.xml": "GDAL metadata", ".ovr": "overviews", ".msk": "mask", ".aux": "metadata",
+                    ".rrd": "overviews", ".vat.dbf": "attribute table", ".xml": "metadata", ".qml": "QGIS style",
+                    ".sld": "style", ".qmd": "QGIS metadata", ".prj": "projection", ".wld": "world file"}
+SIDECAR_EXTENSIONS = {".qml": "QGIS style", ".qmd": "QGIS metadata", ".sld": "style", ".prj": "projection",
+                      ".wld": "world file", ".tfw": "world file", ".tifw": "world file", ".tiffw": "world file",
+                      ".jgw": "world file", ".jpgw": "world file", ".jpegw": "world file", ".pgw": "world file",
+                      ".pngw": "world file", ".gfw": "world file", ".gifw": "world file", ".bpw": "world file",
+                      ".bmpw": "world file", ".j2w": "world file", ".rdw": "world file", ".blw": "world file",
+                      ".aux": "metadata", ".rrd": "overviews", ".ovr": "overviews", ".cpg": "encoding",
+                      ".dbf": "attributes", ".shx": "index", ".vat.dbf": "attribute table", ".aux.xml": "metadata",
+                      ".imd": "metadata", ".rpb": "RPC", ".hdr": "header", ".csvt": "column types"}
+GPKG_MARK = "Map Segmenter"  # the start of gpkg_contents.description of each layer we write in a GeoPackage
 
 HOST = hashlib.sha1(socket.gethostname().encode("utf-8", "replace"), usedforsecurity=False).hexdigest()[:6]
 _PARTIAL = re.compile(r"^\..*\.ms-(\d+)-([0-9a-f]{6})-[0-9a-f]{8}\.partial(\.[A-Za-z0-9]+)*$", re.DOTALL)
@@ -40,14 +60,16 @@ _SCRATCH = re.compile(r"^segmenter-ms-(\d+)-([0-9a-f]{6})-")
 class Destination:
     """A file a run writes: ``name`` is its parameter (OUTPUT, FEATURES, COMPOSITE, QUICKLOOK).
 
-    ``kind``: "labels" (a GeoTIFF with a .qml style beside it), "raster" (a GeoTIFF), "png", or "file" (a format
-    the caller checks itself: tables, polygons, reports); an ``optional``
+    ``kind``: "labels" (a GeoTIFF with a .qml style beside it), "raster" (a GeoTIFF), "png", "table" or
+    "polygons" (a GeoPackage, which gets a layer of its own: ``layer`` or the file's name, or a format the caller
+    checks itself such as CSV) or "file" (a format the caller checks itself: reports); an ``optional``
     destination without a path is not written."""
 
     name: str
     path: str
     kind: str = "raster"
     optional: bool = False
+    layer: str = None  # a GeoPackage destination (kind "table" or "polygons"): the layer written in it
 
 
 def style_path(raster_path):
@@ -158,12 +180,149 @@ def _same_file(first, second):
         return False
 
 
+def check_path_length(name, path, extra=0):
+    """Refuse a path GDAL cannot take (its sidecar names are built in 2048-byte buffers), before any work.
+    ``extra``: bytes the longest name made from it adds (a temporary name beside a destination)."""
+    if not isinstance(path, str) or not path or path.startswith("/vsi"):
+        return path
+    length = len(os.fsencode(os.path.abspath(path))) + extra
+    if length > GDAL_PATH_MAX:
+        size = len(os.fsencode(os.path.abspath(path)))
+        unit = "characters" if size == len(os.path.abspath(path)) else "bytes"
+        limit = GDAL_PATH_MAX - extra
+        error = OutputError if extra else InputError
+        raise error(
+            f"{name}'s path is {size} {unit} long ('{path[:60]}...{path[-40:]}'); GDAL takes paths of at most {limit} "
+            f"{unit}{' for this output' if extra else ''}. Move the file to a folder with a shorter path, or give it "
+            f"a shorter name."
+        )
+    return path
+
+
+@contextmanager
+def _quiet_gdal():
+    """GDAL's complaints about a file it only probes stay out of what the user sees."""
+    gdal.PushErrorHandler("CPLQuietErrorHandler")
+    try:
+        yield
+    finally:
+        gdal.PopErrorHandler()
+
+
+def input_files(path):
+    """{real path: what it is} of every file that belongs to the input ``path``: itself, what GDAL lists as its
+    files (GetFileList: sidecars, a VRT's sources, a shapefile's parts), and the sidecars GDAL and QGIS would read
+    with it, whether they exist yet or not (writing one would change how the input reads)."""
+    files = {os.path.realpath(path): "the file itself"}
+    if path.startswith("/vsi"):
+        return files
+    try:
+        with _quiet_gdal():
+            dataset = gdal.OpenEx(path, gdal.OF_RASTER | gdal.OF_VECTOR | gdal.OF_READONLY)
+        listed = (dataset.GetFileList() or []) if dataset is not None else []
+        dataset = None
+    except RuntimeError:  # whatever GDAL thinks of it, the known sidecars below still count
+        listed = []
+    for item in listed:
+        if not item.startswith("/vsi"):
+            files.setdefault(os.path.realpath(item), "one of its files")
+    stem = os.path.splitext(path)[0]
+    for suffix, what in SIDECAR_SUFFIXES.items():
+        files.setdefault(os.path.realpath(path + suffix), f"its {what} ({os.path.basename(path)}{suffix})")
+    for suffix, what in SIDECAR_EXTENSIONS.items():
+        files.setdefault(os.path.realpath(stem + suffix), f"its {what} ({os.path.basename(stem)}{suffix})")
+    return files
+
+
+def belongs_to(path, files):
+    """What ``path`` is among ``files`` (``input_files``), or None: real paths compared, case-insensitively for the
+    sidecar names GDAL probes in both cases, and hard links."""
+    real = os.path.realpath(path)
+    if real in files:
+        return files[real]
+    folded = {os.path.normcase(key).lower(): what for key, what in files.items()}
+    if os.path.normcase(real).lower() in folded:
+        return folded[os.path.normcase(real).lower()]
+    for item, what in files.items():
+        if _same_file(path, item):
+            return what
+    return None
+
+
+# ------------------------------------------------------------------ GeoPackage layers
+
+
+def quote_identifier(name):
+    """An SQL identifier (a layer or column name) in double quotes, embedded quotes doubled."""
+    return '"' + str(name).replace('"', '""') + '"'
+
+
+def quote_literal(text):
+    return "'" + str(text).replace("'", "''") + "'"
+
+
+GPKG_RESERVED = ("layer_styles", "sqlite_", "gpkg_", "rtree_")
+
+
+def gpkg_layers(path):
+    """{layer name: gpkg_contents description} of the GeoPackage ``path``; None when it is not one."""
+    try:
+        with _quiet_gdal():
+            dataset = gdal.OpenEx(path, gdal.OF_VECTOR | gdal.OF_RASTER | gdal.OF_READONLY, ["GPKG"])
+        if dataset is None:
+            return None
+        layers = {}
+        result = dataset.ExecuteSQL("SELECT table_name, description FROM gpkg_contents")
+        if result is not None:
+            for feature in result:
+                layers[feature.GetField(0)] = feature.GetField(1) or ""
+            dataset.ReleaseResultSet(result)
+        dataset = None
+    except RuntimeError:  # not a GeoPackage GDAL can read
+        return None
+    return layers
+
+
+def gpkg_layer_name(destination):
+    """The layer a GeoPackage destination writes: the one given, else the file's name without extension."""
+    return destination.layer or os.path.splitext(os.path.basename(destination.path))[0]
+
+
+def is_gpkg(destination):
+    return destination.kind in ("table", "polygons") and os.path.splitext(destination.path)[1].lower() == ".gpkg"
+
+
+def _check_gpkg_layer(destination):
+    """A GeoPackage destination gets a layer of its own: beside the user's other layers, replacing only a
+    same-named layer that Map Segmenter wrote."""
+    name, path, layer = destination.name, destination.path, gpkg_layer_name(destination)
+    if not layer.strip():
+        raise OutputError(f"{name}: the layer name in '{path}' is empty. Give the layer a name.")
+    if layer.lower().startswith(GPKG_RESERVED):
+        raise OutputError(f"{name}: '{layer}' is a name GeoPackage and QGIS keep for their own tables. Give the "
+                          f"layer another name.")
+    if not os.path.lexists(path):
+        return
+    layers = gpkg_layers(path)
+    if layers is None:
+        raise OutputError(
+            f"{name} '{path}' exists and is not a GeoPackage: it would be replaced. Choose a new file name, or "
+            f"an existing GeoPackage to add the layer to."
+        )
+    owner = next((key for key in layers if key.lower() == layer.lower()), None)
+    if owner is not None and not layers[owner].startswith(GPKG_MARK):
+        raise OutputError(
+            f"{name}: the GeoPackage '{path}' already holds a layer '{owner}' that Map Segmenter did not write: "
+            f"it is kept. Choose another layer name (ogr:dbname='{path}' table=\"new_name\") or another file."
+        )
+
+
 def _check_destination(destination):
     name, path = destination.name, destination.path
     extensions = [f".{extension}" for extension in (PNG_EXTENSIONS if destination.kind == "png"
                                                      else RASTER_EXTENSIONS)]
     extension = os.path.splitext(path)[1].lower()
-    if destination.kind != "file" and extension not in extensions:
+    if destination.kind in ("labels", "raster", "png") and extension not in extensions:
         has = f"the extension {os.path.splitext(path)[1]}" if extension else "no extension"
         writes = "a PNG image" if destination.kind == "png" else "a GeoTIFF"
         raise OutputError(
@@ -184,6 +343,8 @@ def _check_destination(destination):
             f"{name}'s file name is {length} bytes long; the file system of '{directory}' allows at most {limit}. "
             f"Choose a shorter name."
         )
+    check_path_length(name, path, len(os.fsencode(os.path.basename(temporary_path(path, extension or ".x")))) -
+                      len(os.fsencode(os.path.basename(path))))
     if os.path.exists(path) and not os.access(path, os.W_OK):
         raise OutputError(f"Cannot write {name} '{path}': permission denied. Choose a folder you can write to.")
     try:  # the only sure test (read-only file systems, ACLs, root on special folders) is to try
@@ -210,25 +371,44 @@ def prepare_outputs(inputs, destinations, progress=None, other_inputs=None):
     destinations = [destination for destination in destinations if destination.path]
     for destination in destinations:
         _check_destination(destination)
-    written = []  # (what, path, parameter): every file the run writes
+    written = []  # (what, path, parameter, GeoPackage layer): every file the run writes
     for destination in destinations:
-        written.append((destination.name, destination.path, destination.name))
+        layer = gpkg_layer_name(destination) if is_gpkg(destination) else None
+        written.append((destination.name, destination.path, destination.name, layer))
         if destination.kind == "labels":
             written.append((f"The style sidecar of {destination.name}", style_path(destination.path),
-                            destination.name))
-    for number, (what, path, parameter) in enumerate(written):
+                            destination.name, None))
+    owned = {source_name: input_files(source) for source_name, source in inputs.items()}
+    for number, (what, path, parameter, layer) in enumerate(written):
         for source_name, source in inputs.items():
             if _same_file(path, source):
                 raise OutputError(
                     f"{what} '{path}' is also an input ({source_name} '{source}'): writing it would destroy that "
                     f"input. Choose a different file for {parameter}."
                 )
-        for other_what, other, _ in written[:number]:
-            if _same_file(path, other):
+            belongs = belongs_to(path, owned[source_name])
+            if belongs is not None and not what.startswith("The style sidecar"):  # a style is skipped, with a warning
                 raise OutputError(
-                    f"{what} '{path}' is the same file as {other_what} '{other}': each output needs a file of its "
-                    f"own. Choose a different file for {parameter}."
+                    f"{what} '{path}' belongs to the input {source_name} '{source}' ({belongs}): writing it would "
+                    f"change or destroy that input. Choose a different file for {parameter}."
                 )
+        for other_what, other, _, other_layer in written[:number]:
+            if not _same_file(path, other):
+                continue
+            if layer is not None and other_layer is not None:
+                if layer.lower() == other_layer.lower():
+                    raise OutputError(
+                        f"{what} and {other_what} would both be the layer '{layer}' of '{path}': each output needs a "
+                        f"layer of its own. Choose a different layer name for {parameter}."
+                    )
+                continue
+            raise OutputError(
+                f"{what} '{path}' is the same file as {other_what} '{other}': each output needs a file of its own. "
+                f"Choose a different file for {parameter}."
+            )
+    for destination in destinations:
+        if is_gpkg(destination):
+            _check_gpkg_layer(destination)
     group = CommitGroup(destinations, styled, progress)
     removed = sweep([os.path.dirname(os.path.abspath(d.path)) for d in destinations], tempfile.gettempdir())
     if removed and progress is not None:

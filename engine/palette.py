@@ -41,3 +41,16 @@ def ramp(count):
         t = position - low
         colours.append(tuple(round(a + (b - a) * t) for a, b in zip(_VIRIDIS[low], _VIRIDIS[low + 1])))
     return colours
+
+
+def covering(segments, highest, colours, names):
+    """(K, colours, names) of a legend that covers every id a label raster holds: when its ids go past the
+    ``segments`` its metadata or settings name (up to ``highest``), the extra ids get colours of the qualitative
+    palette and the names "Segment N", instead of being left out of the colour table, .qml and names."""
+    if not highest or highest <= segments:
+        return segments, colours, names
+    extra = qualitative(highest)[segments:highest]
+    colours = [tuple(colour) for colour in (colours or qualitative(segments))][:segments] + [tuple(c) for c in extra]
+    names = list(names or [f"Segment {index}" for index in range(1, segments + 1)])[:segments]
+    names += [f"Segment {index}" for index in range(segments + 1, highest + 1)]
+    return highest, colours, names

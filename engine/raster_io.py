@@ -11,7 +11,14 @@ from osgeo import gdal
 from .colour_tables import colour_table
 from .errors import InputError, OutputError
 from .metadata import FeatureMeta
-from .outputs import STALE_SIDECARS, is_write_failure, put_in_place, temporary_path, write_failure
+from .outputs import (
+    STALE_SIDECARS,
+    check_path_length,
+    is_write_failure,
+    put_in_place,
+    temporary_path,
+    write_failure,
+)
 from .region import PolygonMask, check_mask_overlaps, window_dataset
 from .windows import Window
 
@@ -42,6 +49,7 @@ def _exists(path):
 
 def open_raster(path, purpose="input raster"):
     """Open a raster read-only, turning GDAL's failure into a message the user can act on."""
+    check_path_length(f"The {purpose}", path)
     if not path or not _exists(path):
         raise InputError(f"The {purpose} '{path}' does not exist. Choose an existing raster file.")
     try:
@@ -204,7 +212,7 @@ def open_input(path, bands=None, grey_as_rgb=False, region=None):
             per_dataset_seen = True
         masks.append(raster_band.GetMaskBand())
     if region is not None and region.mask_path:
-        polygons = PolygonMask(region.mask_path, dataset)
+        polygons = PolygonMask(region.mask_path, dataset, region.mask_name)
         check_mask_overlaps(polygons, path)
         masks.append(polygons)
     block_width, block_height = first.GetBlockSize()

@@ -26,7 +26,7 @@ from .labels import (
 )
 from .memory import within_budget
 from .outputs import Destination, prepare_outputs
-from .palette import qualitative, ramp
+from .palette import covering, qualitative, ramp
 from .progress import Progress
 from .raster_io import (
     AtomicRaster,
@@ -166,6 +166,8 @@ def render_labels(
                 out.release_cache()
                 progress.update((number + 1) / len(windows))
             meta = labels.meta.carried()
+            # ids past K (metadata naming fewer segments than the raster holds) get legend entries too
+            segments, colours, names = covering(segments, present.highest, colours, names)
             finish_label_raster(out, segments, {**meta, "palette": palette}, colours, names)
 
         few = fewer_segments(present, segments, f"the other ids do not occur in '{input_path}'.")

@@ -93,10 +93,25 @@ class Cells:
     linear: np.ndarray
     vectors: np.ndarray
     valid: int = None
+    masked: int = 0  # cells with valid pixels left out because the method gave non-finite values for them
 
     @property
     def count(self):
         return len(self.linear) if self.valid is None else self.valid
+
+
+def embedding_cells(window, core, valid, brightness, grid_width):
+    """The ``Cells`` of a network's ``core`` (C, rows, cols) over ``window``: cells whose pixels are ``valid`` but
+    whose embedding is not finite (NaN, infinity: the network's doing) are left out as nodata and counted in
+    ``masked``; sample rows [embedding..., brightness]."""
+    finite = np.isfinite(core).all(axis=0)
+    masked = int(np.count_nonzero(valid & ~finite))
+    valid = valid & finite
+    core = np.where(valid, core, np.float32(np.nan)).astype(np.float32)
+    r, c = np.nonzero(valid)
+    return Cells(window, core, linear_indices(r, c, window, grid_width),
+                 np.concatenate([core[:, r, c].T, brightness[r, c, None].astype(np.float32)], axis=1),
+                 masked=masked)
 
 
 class FeatureExtractor:
@@ -138,6 +153,15 @@ class FeatureExtractor:
     def start(self, settings, progress):
         """The first progress stage (load a model, measure the raster)."""
         progress.start(self.stages[0][0])
+
+    def non_finite(self, masked, valid, progress):
+        """Tell the user that ``masked`` cells with valid pixels got non-finite features and were left out
+        (``valid`` cells are left): a warning, or an ``InputError`` when none is left."""
+        text = (f"{self.method} gave non-finite features (NaN or infinity) for {masked} of {masked + valid} cells "
+                f"with valid pixels")
+        if not valid:
+            raise InputError(f"{text}: no cell is left to segment.")
+        progress.warn(f"{text}; they are left out as nodata (0 in OUTPUT).")
 
     def reference_mismatch(self, reference):
         """Why a REFERENCE (its ``LabelMeta``, ``centres`` as an array) cannot be used by this run (the rest of
@@ -204,11 +228,16 @@ class Segmentation:
     label_windows: int
 
 
-def check_reference(reference, path, extractor):
+def check_reference(reference, path, extractor, segments, progress):
+    """K of the reference (``labels.read_reference`` checked its items), once the extractor finds that it matches
+    this run; SEGMENTS, when it differs, is ignored with a warning saying so."""
     problem = extractor.reference_mismatch(LabelMeta.parse(reference))
     if problem:
         raise InputError(f"The reference '{path}' {problem}")
-    return int(reference["k"])
+    k = reference["k"]
+    if segments != k:
+        progress.warn(f"REFERENCE has K = {k} segments; SEGMENTS = {segments} is ignored, the run uses {k}.")
+    return k
 
 
 def segment(extractor, settings, progress):
@@ -228,7 +257,7 @@ def segment(extractor, settings, progress):
     extractor.start(settings, progress)
     segments = settings.segments
     if reference is not None:
-        segments = check_reference(reference, settings.reference_path, extractor)
+        segments = check_reference(reference, settings.reference_path, extractor, segments, progress)
     items = extractor.plan(raster, settings, reference, progress)
     cluster = distributed.connect(settings.scheduler, progress, settings.memory_mb)
     if cluster is not None:
@@ -242,7 +271,9 @@ def segment(extractor, settings, progress):
         with outputs, FeatureRaster.create(raster, extractor.stride, extractor.channels, extractor.feature_options,
                                            settings.features_path, outputs, scratch, in_memory) as features:
             progress.start(extractor.stage)
-            sample, valid = _describe(extractor, items, features, settings, progress)
+            sample, valid, masked = _describe(extractor, items, features, settings, progress)
+            if masked:
+                extractor.non_finite(masked, valid, progress)
             centres = _centres(extractor, sample, valid, segments, reference, settings, raster, progress)
             feature_meta = extractor.feature_meta(raster)
             features.tag(feature_meta)
@@ -267,7 +298,7 @@ def segment(extractor, settings, progress):
 def _describe(extractor, items, features, settings, progress):
     """The one pass over the raster: every piece's cells written to ``features`` and offered to the sample."""
     sample = BlockSample(settings.sample_size, settings.seed)
-    valid, done, total = 0, 0, sum(extractor.weight(item) for item in items)
+    valid, masked, done, total = 0, 0, 0, sum(extractor.weight(item) for item in items)
     for item, pieces in extractor.describe(items):
         for cells in pieces:
             if cells.values is not None:
@@ -275,12 +306,13 @@ def _describe(extractor, items, features, settings, progress):
         if pieces:  # one offer per piece of work (the same sample either way)
             sample.offer(_joined([cells.linear for cells in pieces]), _joined([cells.vectors for cells in pieces]))
             valid += sum(cells.count for cells in pieces)
+            masked += sum(cells.masked for cells in pieces)
         if extractor.releases_cache(item):
             features.release_cache()
         done += extractor.weight(item)
         pieces = cells = None  # let go of this window before the next one is read (pipeline.ordered_map)
         progress.update(done / total, f"{extractor.stage} ({done}/{total} {extractor.unit})")
-    return sample.vectors, valid
+    return sample.vectors, valid, masked
 
 
 def _joined(arrays):

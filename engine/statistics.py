@@ -13,7 +13,8 @@ import colorsys
 import html
 import math
 import os
-import uuid
+import sqlite3
+import urllib.parse
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,7 +24,7 @@ from . import VERSION
 from .colour_tables import table_colours
 from .errors import Cancelled, InputError, OutputError
 from .labels import LabelRaster, read_legend, xml_attribute
-from .outputs import Destination, prepare_outputs
+from .outputs import GPKG_MARK, Destination, prepare_outputs, quote_identifier, quote_literal, temporary_path
 from .palette import qualitative
 from .progress import Progress
 from .raster_io import GTIFF_OPTIONS, is_paletted, open_input, open_raster
@@ -324,6 +325,8 @@ class StatisticsResult:
     method: str
     polygon_count: int = 0
     windows: int = 0  # windows the labels were counted in (MEMORY_MB)
+    output_layer: str | None = None  # the layers written in a GeoPackage
+    polygons_layer: str | None = None
 
 
 def _legend(dataset, band, path, values):
@@ -371,9 +374,7 @@ def _segments(tally, model, dataset, band, path):
 
 
 def _partial(path, suffix):
-    directory = os.path.dirname(os.path.abspath(path))
-    stem = os.path.splitext(os.path.basename(path))[0]
-    return os.path.join(directory, f".{stem}.{uuid.uuid4().hex[:8]}.partial{suffix}")
+    return temporary_path(path, suffix)
 
 
 def _remove(*paths):
@@ -382,9 +383,34 @@ def _remove(*paths):
             os.remove(path)
 
 
+TABLE_MARK = f"{GPKG_MARK}: segment statistics"
+POLYGONS_MARK = f"{GPKG_MARK}: segment polygons"
+STYLE_DESCRIPTION = "Segment colours and names (Map Segmenter)"
+
+
+def _copy_geopackage(path, temp):
+    """A consistent copy of the GeoPackage ``path`` (its -wal included) at ``temp``: SQLite's backup."""
+    try:
+        source = sqlite3.connect(f"file:{urllib.parse.quote(os.path.abspath(path))}?mode=ro", uri=True)
+        try:
+            target = sqlite3.connect(temp)
+            try:
+                source.backup(target)
+            finally:
+                target.close()
+        finally:
+            source.close()
+    except sqlite3.Error as error:
+        raise OutputError(f"Cannot read the GeoPackage '{path}' to add a layer to it ({error}).") from None
+
+
 class Staging:
     """Outputs written under temporary names beside their destinations, renamed together once all of them are
-    complete: a failed or cancelled run leaves every destination as it was."""
+    complete: a failed or cancelled run leaves every destination as it was.
+
+    A GeoPackage that exists gets our layer beside the user's: a copy of it is written (our same-named layer and
+    its style dropped from it; ``prepare_outputs`` refused a same-named layer of the user's) and replaces it at
+    commit. Two outputs in one GeoPackage share the copy."""
 
     def __init__(self):
         self.files = []  # (temporary path, destination)
@@ -393,6 +419,31 @@ class Staging:
         temp = _partial(path, suffix)
         self.files.append((temp, path))
         return temp
+
+    def geopackage(self, path, layer):
+        """The temporary GeoPackage for ``path``, opened for update, ``layer`` free in it."""
+        temp = next((temp for temp, destination in self.files
+                     if os.path.realpath(destination) == os.path.realpath(path)), None)
+        if temp is None:
+            temp = self.temporary(path, ".gpkg")
+            if os.path.exists(path):
+                _copy_geopackage(path, temp)
+            else:
+                dataset = ogr.GetDriverByName("GPKG").CreateDataSource(temp)
+                if dataset is None:
+                    raise OutputError(f"Cannot create '{path}'. Choose a folder you can write to.")
+                return dataset
+        dataset = ogr.Open(temp, update=1)
+        for index in range(dataset.GetLayerCount()):
+            if dataset.GetLayer(index).GetName().lower() == layer.lower():
+                dataset.DeleteLayer(index)
+                break
+        if dataset.GetLayerByName("layer_styles") is not None:
+            # Bandit B608 does not apply: OGR's ExecuteSQL takes no bound parameters; both values are quote_literal()
+            delete = (f"DELETE FROM layer_styles WHERE lower(f_table_name) = lower({quote_literal(layer)}) "  # nosec B608
+                      f"AND description = {quote_literal(STYLE_DESCRIPTION)}")
+            dataset.ExecuteSQL(delete)
+        return dataset
 
     def commit(self):
         for temp, path in self.files:
@@ -405,8 +456,8 @@ class Staging:
         self.files = []
 
 
-def _layer_name(path):
-    return os.path.splitext(os.path.basename(path))[0]
+def _layer_name(path, layer=None):
+    return layer or os.path.splitext(os.path.basename(path))[0]
 
 
 def _table_format(path):
@@ -434,18 +485,21 @@ def _record(segment, result):
     return values
 
 
-def write_table(result, path, staging):
-    """The table (GeoPackage or CSV with its .csvt of column types; no geometry)."""
+def write_table(result, path, staging, layer_name=None):
+    """The table (a layer of a GeoPackage, or CSV with its .csvt of column types; no geometry)."""
     driver_name = _table_format(path)
-    temp = staging.temporary(path, os.path.splitext(path)[1].lower())
-    if driver_name == "CSV":
-        staging.files.append((os.path.splitext(temp)[0] + ".csvt", os.path.splitext(path)[0] + ".csvt"))
     try:
-        dataset = ogr.GetDriverByName(driver_name).CreateDataSource(temp)
-        if dataset is None:
-            raise OutputError(f"Cannot create '{path}'. Choose a folder you can write to.")
-        options = ["CREATE_CSVT=YES"] if driver_name == "CSV" else []  # QGIS reads the column types from it
-        layer = dataset.CreateLayer(_layer_name(path), None, ogr.wkbNone, options)
+        if driver_name == "CSV":
+            temp = staging.temporary(path, ".csv")
+            staging.files.append((os.path.splitext(temp)[0] + ".csvt", os.path.splitext(path)[0] + ".csvt"))
+            dataset = ogr.GetDriverByName(driver_name).CreateDataSource(temp)
+            if dataset is None:
+                raise OutputError(f"Cannot create '{path}'. Choose a folder you can write to.")
+            options = ["CREATE_CSVT=YES"]  # QGIS reads the column types from it
+        else:
+            dataset = staging.geopackage(path, _layer_name(path, layer_name))
+            options = [f"DESCRIPTION={TABLE_MARK}"]
+        layer = dataset.CreateLayer(_layer_name(path, layer_name), None, ogr.wkbNone, options)
         kinds = [ogr.OFTInteger64, ogr.OFTString, ogr.OFTString, ogr.OFTInteger64]
         names = _field_names(result)
         kinds += [ogr.OFTReal] * (len(names) - len(kinds))
@@ -495,22 +549,12 @@ def _run_gdal(function, progress, message, *arguments):
         raise Cancelled()
 
 
-def _quote(text):
-    """An SQL string literal."""
-    return "'" + str(text).replace("'", "''") + "'"
-
-
-def _identifier(name):
-    """An SQL identifier (a table or column name), so that any file name works as a layer name."""
-    return '"' + str(name).replace('"', '""') + '"'
-
-
-def write_polygons(dataset, band, path, result, model, sieve, progress, staging):
-    """The segments as polygons (GeoPackage, the raster's CRS) with segment, name and area; optionally the
-    regions smaller than ``sieve`` pixels merged into their largest neighbour first (gdal.SieveFilter)."""
-    temp = staging.temporary(path, ".gpkg")
+def write_polygons(dataset, band, path, result, model, sieve, progress, staging, layer_name=None):
+    """The segments as polygons (a GeoPackage layer, the raster's CRS) with segment, name and area; optionally
+    the regions smaller than ``sieve`` pixels merged into their largest neighbour first (gdal.SieveFilter)."""
     sieved_path = _partial(path, ".tif") if sieve else None
     area_field = model.fields[0][0]
+    output = layer = source = sieved = None
     try:
         source, mask = band, band.GetMaskBand()
         if sieve:
@@ -523,12 +567,11 @@ def write_polygons(dataset, band, path, result, model, sieve, progress, staging)
                       sieve, 4)
             source = sieved.GetRasterBand(1)
         progress.start("Polygonizing")
-        output = ogr.GetDriverByName("GPKG").CreateDataSource(temp)
-        if output is None:
-            raise OutputError(f"Cannot create '{path}'. Choose a folder you can write to.")
+        name = _layer_name(path, layer_name)
+        output = staging.geopackage(path, name)
         srs = dataset.GetSpatialRef()
-        name = _layer_name(path)
-        layer = output.CreateLayer(name, srs, ogr.wkbPolygon, ["FID=fid", "GEOMETRY_NAME=geom"])
+        layer = output.CreateLayer(name, srs, ogr.wkbPolygon, ["FID=fid", "GEOMETRY_NAME=geom",
+                                                               f"DESCRIPTION={POLYGONS_MARK}"])
         wide = band.DataType not in (gdal.GDT_Byte, gdal.GDT_UInt16, gdal.GDT_Int16)
         layer.CreateField(ogr.FieldDefn("segment", ogr.OFTInteger64 if wide else ogr.OFTInteger))
         layer.CreateField(ogr.FieldDefn("name", ogr.OFTString))
@@ -541,8 +584,8 @@ def write_polygons(dataset, band, path, result, model, sieve, progress, staging)
         output = layer = source = None
     except RuntimeError as error:
         raise OutputError(f"Cannot write the polygons '{path}' ({error}).") from None
-    finally:
-        sieved = None
+    finally:  # closed before a cancel removes the temporary file: GDAL finishes a GeoPackage when it closes it
+        output = layer = source = sieved = None
         _remove(sieved_path)
     return count
 
@@ -580,23 +623,26 @@ def polygon_style_qml(segments, field_name="segment"):
 def _store_default_style(output, layer_name, segments):
     """The style in the GeoPackage's layer_styles table, where QGIS looks for a layer's default style: the
     polygons open coloured and named however they are added (Browser, drag and drop, Add Vector Layer)."""
-    styles = output.CreateLayer("layer_styles", None, ogr.wkbNone)
-    text_fields = ("f_table_catalog", "f_table_schema", "f_table_name", "f_geometry_column", "styleName",
-                   "styleQML", "styleSLD")
-    for name in text_fields:
-        styles.CreateField(ogr.FieldDefn(name, ogr.OFTString))
-    default = ogr.FieldDefn("useAsDefault", ogr.OFTInteger)
-    default.SetSubType(ogr.OFSTBoolean)
-    styles.CreateField(default)
-    for name in ("description", "owner", "ui"):
-        styles.CreateField(ogr.FieldDefn(name, ogr.OFTString))
-    styles.CreateField(ogr.FieldDefn("update_time", ogr.OFTDateTime))
+    styles = output.GetLayerByName("layer_styles")  # the GeoPackage's, when it has styles of its own
+    if styles is None:
+        styles = output.CreateLayer("layer_styles", None, ogr.wkbNone)
+        text_fields = ("f_table_catalog", "f_table_schema", "f_table_name", "f_geometry_column", "styleName",
+                       "styleQML", "styleSLD")
+        for name in text_fields:
+            styles.CreateField(ogr.FieldDefn(name, ogr.OFTString))
+        default = ogr.FieldDefn("useAsDefault", ogr.OFTInteger)
+        default.SetSubType(ogr.OFSTBoolean)
+        styles.CreateField(default)
+        for name in ("description", "owner", "ui"):
+            styles.CreateField(ogr.FieldDefn(name, ogr.OFTString))
+        styles.CreateField(ogr.FieldDefn("update_time", ogr.OFTDateTime))
     feature = ogr.Feature(styles.GetLayerDefn())
     values = {"f_table_catalog": "", "f_table_schema": "", "f_table_name": layer_name, "f_geometry_column": "geom",
               "styleName": layer_name, "styleQML": polygon_style_qml(segments), "styleSLD": "", "useAsDefault": 1,
-              "description": "Segment colours and names (Map Segmenter)", "owner": ""}
+              "description": STYLE_DESCRIPTION, "owner": ""}
     for name, value in values.items():
-        feature.SetField(name, value)
+        if feature.GetFieldIndex(name) >= 0:
+            feature.SetField(name, value)
     styles.CreateFeature(feature)
 
 
@@ -604,14 +650,14 @@ def _fill_polygon_attributes(output, layer, name, result, model, area_field, pro
     """Names by SQL (a CASE per 200 segments); areas by SQL (SpatiaLite's ST_Area) where GDAL has it and the
     CRS is not geographic, else feature by feature."""
     # Bandit B608 (SQL built from strings) does not apply to these two statements: OGR's ExecuteSQL takes no
-    # bound parameters, and every part is quoted or a number: table and column names by _identifier() (the layer
-    # is named after the output file: any character may occur), segment names by _quote(), ids are integers and
-    # the area factor a float's repr.
-    table = _identifier(name)
+    # bound parameters, and every part is quoted or a number: table and column names by quote_identifier() (the
+    # layer is named after the output file: any character may occur), segment names by quote_literal(), ids are
+    # integers and the area factor a float's repr.
+    table = quote_identifier(name)
     segments = result.segments
     for start in range(0, len(segments), 200):
         chunk = segments[start : start + 200]
-        cases = " ".join(f"WHEN {s.value} THEN {_quote(s.name)}" for s in chunk)
+        cases = " ".join(f"WHEN {s.value} THEN {quote_literal(s.name)}" for s in chunk)
         values = ", ".join(str(s.value) for s in chunk)
         names = f"UPDATE {table} SET name = CASE segment {cases} END WHERE segment IN ({values})"  # nosec B608
         output.ExecuteSQL(names)
@@ -619,7 +665,7 @@ def _fill_polygon_attributes(output, layer, name, result, model, area_field, pro
     if not model.geographic:
         try:
             factor = model.fields[0][1]
-            area = f"UPDATE {table} SET {_identifier(area_field)} = ST_Area(geom) * {factor!r}"  # nosec B608
+            area = f"UPDATE {table} SET {quote_identifier(area_field)} = ST_Area(geom) * {factor!r}"  # nosec B608
             output.ExecuteSQL(area)
             return
         except RuntimeError:
@@ -739,9 +785,12 @@ def _open_image(path, labels, labels_path):
 
 
 def segment_statistics(input_path, output_path, image_path=None, polygons_path=None, report_path=None, sieve=0,
-                       memory_mb=256, progress=None):
+                       memory_mb=256, progress=None, output_layer=None, polygons_layer=None):
     """Per-segment statistics of the label raster ``input_path``: the table at ``output_path`` (.gpkg or .csv),
-    optionally polygons (.gpkg), an HTML report, and the colour statistics of ``image_path`` (same grid)."""
+    optionally polygons (.gpkg), an HTML report, and the colour statistics of ``image_path`` (same grid).
+
+    In a GeoPackage the table and the polygons are layers named ``output_layer`` / ``polygons_layer`` (default: the
+    file's name): added beside the file's other layers, replacing only a same-named layer Map Segmenter wrote."""
     progress = progress or Progress()
     if sieve < 0:
         raise InputError(f"The sieve threshold must be 0 (off) or a number of pixels; got {sieve}.")
@@ -754,14 +803,11 @@ def segment_statistics(input_path, output_path, image_path=None, polygons_path=N
     if image_path:
         image, band_names = _open_image(image_path, dataset, input_path)
     _table_format(output_path)
-    outputs = [path for path in (output_path, polygons_path, report_path) if path]
-    if len({os.path.realpath(path) for path in outputs}) != len(outputs):
-        raise OutputError("The table, the polygons and the report must be different files.")
     if polygons_path and os.path.splitext(polygons_path)[1].lower() != ".gpkg":
         raise OutputError(f"The polygons '{polygons_path}' are written as a GeoPackage: give a .gpkg file.")
     prepare_outputs({"INPUT": input_path, "IMAGE": image_path},
-                    [Destination("OUTPUT", output_path, "file"),
-                     Destination("POLYGONS", polygons_path, "file", optional=True),
+                    [Destination("OUTPUT", output_path, "table", layer=output_layer),
+                     Destination("POLYGONS", polygons_path, "polygons", optional=True, layer=polygons_layer),
                      Destination("REPORT", report_path, "file", optional=True)], progress)
     if band.GetNoDataValue() is None and band.GetMaskFlags() & gdal.GMF_ALL_VALID:
         progress.warn(f"The label raster '{input_path}' declares no nodata value: every pixel is counted as a "
@@ -781,16 +827,19 @@ def segment_statistics(input_path, output_path, image_path=None, polygons_path=N
     if not segments:
         raise InputError(f"The label raster '{input_path}' has no valid pixels (everything is nodata).")
     result = StatisticsResult(output_path, polygons_path, report_path, segments, model.fields, band_names,
-                              model.method, windows=len(windows))
+                              model.method, windows=len(windows),
+                              output_layer=_layer_name(output_path, output_layer)
+                              if _table_format(output_path) == "GPKG" else None,
+                              polygons_layer=_layer_name(polygons_path, polygons_layer) if polygons_path else None)
     progress.log(f"{len(segments)} segments, {int(tally.counts.sum()):,} valid pixels, counted in {len(windows)} "
                  f"windows (MEMORY_MB {memory_mb:g}). {model.method}")
     staging = Staging()
     try:
         progress.start("Writing the table")
-        write_table(result, output_path, staging)
+        write_table(result, output_path, staging, output_layer)
         if polygons_path:
             result.polygon_count = write_polygons(dataset, band, polygons_path, result, model, sieve, progress,
-                                                  staging)
+                                                  staging, polygons_layer)
             progress.log(f"{result.polygon_count:,} polygons.")
         if report_path:
             progress.start("Writing the report")

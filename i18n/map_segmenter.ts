@@ -4,53 +4,58 @@
 <context>
     <name>@default</name>
     <message>
-        <location filename="../algorithms/map_input.py" line="67"/>
+        <location filename="../algorithms/map_input.py" line="68"/>
         <source>Layer &apos;{}&apos; has no extent of its own to segment (a tile service covers the world): choose the area with Area to segment (EXTENT).</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/map_input.py" line="71"/>
+        <location filename="../algorithms/map_input.py" line="72"/>
         <source>Layer &apos;{}&apos; has no pixel size of its own: set Pixel size (PIXEL_SIZE) in its CRS units.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/map_input.py" line="79"/>
+        <location filename="../algorithms/map_input.py" line="80"/>
         <source>Drawing layer &apos;{layer}&apos; over this extent at {size:g} units per pixel makes a raster of {w} x {h} px ({gpix:.1f} GPix), more than {limit} GPix. Choose a smaller area or a pixel size of at least {suggest:.3g} (about 100 MPix).</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/map_input.py" line="100"/>
+        <location filename="../algorithms/map_input.py" line="101"/>
         <source>This would download about {} tiles from tile.openstreetmap.org, which its usage policy forbids (bulk downloading). Choose a smaller area or a coarser pixel size.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/map_input.py" line="128"/>
+        <location filename="../algorithms/map_input.py" line="129"/>
         <source>Drawing layer &apos;{}&apos; into {} x {} px ({} tiles of {} px)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/map_input.py" line="133"/>
+        <location filename="../algorithms/map_input.py" line="134"/>
         <source>Cancelled by the user; no output was written.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/map_input.py" line="160"/>
+        <location filename="../algorithms/map_input.py" line="161"/>
         <source> The renderer reported: {}.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/map_input.py" line="161"/>
+        <location filename="../algorithms/map_input.py" line="162"/>
         <source>Layer &apos;{}&apos; drew nothing over this extent: the server may be unreachable, or the layer has no data there.{}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/map_input.py" line="165"/>
+        <location filename="../algorithms/map_input.py" line="166"/>
         <source>While drawing layer &apos;{}&apos;: {}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/map_input.py" line="197"/>
-        <source>MASK holds no polygons: nothing would be segmented.</source>
+        <location filename="../algorithms/map_input.py" line="175"/>
+        <source>The MASK {} holds {} geometries; a mask must be polygons (only pixels inside them are segmented). Choose a polygon layer.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/map_input.py" line="204"/>
+        <source>The MASK {} holds no polygons: nothing would be segmented.</source>
         <translation type="unfinished"></translation>
     </message>
 </context>
@@ -167,92 +172,92 @@ Smoothed segments: a label raster on the input&apos;s grid with the same segment
 <context>
     <name>CnnAlgorithm</name>
     <message>
-        <location filename="../algorithms/cnn.py" line="62"/>
+        <location filename="../algorithms/cnn.py" line="63"/>
         <source>CNN segmentation</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="65"/>
+        <location filename="../algorithms/cnn.py" line="66"/>
         <source>Unsupervised segmentation into K kinds of region from CNN embeddings (ONNX Runtime).</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="120"/>
+        <location filename="../algorithms/cnn.py" line="121"/>
         <source>Model</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="123"/>
+        <location filename="../algorithms/cnn.py" line="124"/>
         <source>Other model file (.onnx, instead of Model)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="123"/>
+        <location filename="../algorithms/cnn.py" line="124"/>
         <source>Optional .onnx file used instead of Model (input &quot;rgb&quot;, output &quot;embeddings&quot;, metadata model_type &quot;embedding&quot;).</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="129"/>
+        <location filename="../algorithms/cnn.py" line="130"/>
         <source>Device</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="129"/>
+        <location filename="../algorithms/cnn.py" line="130"/>
         <source>auto: CUDA (NVIDIA GPU), else CoreML (Apple), else CPU, whichever this ONNX Runtime offers. An unavailable device falls back to the CPU with a warning.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="135"/>
+        <location filename="../algorithms/cnn.py" line="136"/>
         <source>Tile size (px, 0 = model default)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="135"/>
+        <location filename="../algorithms/cnn.py" line="136"/>
         <source>Side of the tiles given to the network, overlap included; 0 = the size the model recommends.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="138"/>
+        <location filename="../algorithms/cnn.py" line="139"/>
         <source>Batch size (tiles)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="138"/>
+        <location filename="../algorithms/cnn.py" line="139"/>
         <source>Tiles per network call; larger batches can be faster on a GPU.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="140"/>
+        <location filename="../algorithms/cnn.py" line="141"/>
         <source>CPU threads (0 = all cores)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="114"/>
+        <location filename="../algorithms/cnn.py" line="115"/>
         <source>Segments</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="114"/>
+        <location filename="../algorithms/cnn.py" line="115"/>
         <source>Embeddings</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="114"/>
+        <location filename="../algorithms/cnn.py" line="115"/>
         <source>Optional: the network&apos;s embeddings (Float32, one band each, one pixel per 4 x 4 cell), the Features input of Latent KNN refinement.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="145"/>
+        <location filename="../algorithms/cnn.py" line="146"/>
         <source>ONNX Runtime execution provider used</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="140"/>
+        <location filename="../algorithms/cnn.py" line="141"/>
         <source>CPU threads for the network, each running it on tiles of its own; 0 = one per core.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="68"/>
+        <location filename="../algorithms/cnn.py" line="69"/>
         <source>Divides a raster into K kinds of region (segments) using a convolutional network (CNN), without training data.
 
 The network turns every 4 x 4 pixel cell into a vector describing its appearance and surroundings. K-Means finds K typical vectors on a sample spread over the whole raster, then every pixel joins the nearest one, with distances interpolated between cells so that boundaries are not blocky. The raster is processed in overlapping tiles, so there are no seams; the result does not depend on the tile size, batch size, threads or memory budget (except for networks with global attention, such as ViTs exported with training.export_backbone: their tiles are blended and the log warns that the result depends on the tile size).
@@ -278,7 +283,7 @@ Embeddings (optional): the network&apos;s vectors, one band each, one pixel per 
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="120"/>
+        <location filename="../algorithms/cnn.py" line="121"/>
         <source>Embedding network shipped with the plugin (its model card lies beside it in the plugin&apos;s onnx_models folder), or yours (user) from map_segmenter/models in the QGIS profile folder.</source>
         <translation type="unfinished"></translation>
     </message>
@@ -506,7 +511,7 @@ Refined segments: a label raster on the input&apos;s grid with the same segments
 <context>
     <name>MapSegmenterPlugin</name>
     <message>
-        <location filename="../processing_provider/plugin.py" line="60"/>
+        <location filename="../processing_provider/plugin.py" line="63"/>
         <source>Edit a Copy of “{}” in the Graphical Modeler…</source>
         <translation type="unfinished"></translation>
     </message>
@@ -788,17 +793,17 @@ Quicklook (optional): PNG of the segment colours, at most 1024 px on its longer 
 <context>
     <name>StatisticsAlgorithm</name>
     <message>
-        <location filename="../algorithms/statistics.py" line="22"/>
+        <location filename="../algorithms/statistics.py" line="24"/>
         <source>Segment statistics and polygons</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/statistics.py" line="25"/>
+        <location filename="../algorithms/statistics.py" line="27"/>
         <source>How much of the area each segment covers, its mean colour, the segments as polygons and a chart.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/statistics.py" line="29"/>
+        <location filename="../algorithms/statistics.py" line="31"/>
         <source>Measures a segmentation: one table row per segment present, the segments as polygons for editing and overlays, and a report with a chart. Nodata pixels are left out everywhere.
 
 Segments: a label raster, e.g. the result of K-Means segmentation, Smooth segments or Render segments, or any one-band integer raster (a classification) with a nodata value.
@@ -812,72 +817,72 @@ Report (optional): an HTML page with a bar chart of the area of each segment in 
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/statistics.py" line="52"/>
+        <location filename="../algorithms/statistics.py" line="54"/>
         <source>Segments</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/statistics.py" line="52"/>
+        <location filename="../algorithms/statistics.py" line="54"/>
         <source>A label raster, e.g. the result of K-Means segmentation, or any one-band integer raster with a nodata value.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/statistics.py" line="55"/>
+        <location filename="../algorithms/statistics.py" line="57"/>
         <source>Image (for colour statistics)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/statistics.py" line="55"/>
+        <location filename="../algorithms/statistics.py" line="57"/>
         <source>Optional raster on the grid of the segments; the table gives each band&apos;s mean and standard deviation per segment.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/statistics.py" line="59"/>
+        <location filename="../algorithms/statistics.py" line="61"/>
         <source>Merge polygons smaller than (px; 0 = keep all)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/statistics.py" line="59"/>
+        <location filename="../algorithms/statistics.py" line="61"/>
         <source>Simplifies the polygons: regions smaller than this many pixels merge into their largest neighbour first, so boundaries stay shared (no gaps or overlaps). The table is not affected.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/statistics.py" line="64"/>
+        <location filename="../algorithms/statistics.py" line="66"/>
         <source>Segment statistics</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/statistics.py" line="64"/>
+        <location filename="../algorithms/statistics.py" line="66"/>
         <source>Table without geometry (.gpkg or .csv): one row per segment with pixels, areas, share and image statistics.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/statistics.py" line="68"/>
+        <location filename="../algorithms/statistics.py" line="70"/>
         <source>Segment polygons</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/statistics.py" line="68"/>
+        <location filename="../algorithms/statistics.py" line="70"/>
         <source>The segments as polygons (GeoPackage) with segment, name and area, styled with the segments&apos; colours.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/statistics.py" line="73"/>
+        <location filename="../algorithms/statistics.py" line="75"/>
         <source>Report</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/statistics.py" line="73"/>
+        <location filename="../algorithms/statistics.py" line="75"/>
         <source>HTML files (*.html)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/statistics.py" line="73"/>
+        <location filename="../algorithms/statistics.py" line="75"/>
         <source>An HTML page with a bar chart of each segment&apos;s area in its colour, and the table.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/statistics.py" line="76"/>
+        <location filename="../algorithms/statistics.py" line="78"/>
         <source>Number of segments present</source>
         <translation type="unfinished"></translation>
     </message>

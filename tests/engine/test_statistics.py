@@ -296,7 +296,7 @@ def test_errors_are_clear_and_leave_no_file(tmp_path, labels, kampala_crop):
         segment_statistics(labels, str(tmp_path / "t.shp"))
     with pytest.raises(OutputError, match="give a .gpkg file"):
         segment_statistics(labels, out, polygons_path=str(tmp_path / "p.csv"))
-    with pytest.raises(OutputError, match="different files"):
+    with pytest.raises(OutputError, match="would both be the layer 't' of .*: each output needs a layer of its own"):
         segment_statistics(labels, out, polygons_path=out)
     empty = write_raster(tmp_path / "empty.tif", np.zeros((4, 4), np.uint8), nodata=0)
     with pytest.raises(InputError, match="no valid pixels"):

@@ -13,6 +13,7 @@ from qgis.core import QgsApplication, QgsPalettedRasterRenderer, QgsProject, Qgs
 from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
 
+from map_segmenter.algorithms.paths import layer_path
 from map_segmenter.engine.labels import read_metadata
 
 from helpers import ROOT
@@ -57,7 +58,7 @@ def run_in_dialog(algorithm_id, parameters, timeout=120):
 
 def layers_from(path):
     return [layer for layer in QgsProject.instance().mapLayers().values()
-            if layer.source().split("|")[0] == str(path)]
+            if layer_path(layer) == str(path)]
 
 
 def loaded_layer(path):
