@@ -9,8 +9,18 @@ import numpy as np
 import pytest
 from osgeo import gdal
 from PIL import Image
-from qgis.core import QgsProcessingException, QgsRectangle, QgsVectorLayer
+from qgis.core import (
+    Qgis,
+    QgsCoordinateReferenceSystem,
+    QgsProcessingException,
+    QgsProcessingFeedback,
+    QgsProject,
+    QgsRasterLayer,
+    QgsRectangle,
+    QgsVectorLayer,
+)
 
+from map_segmenter.algorithms.map_input import render_layer
 from map_segmenter.engine.kmeans_segmentation import segment_kmeans
 
 from helpers import DATA, KAMPALA, qgis_process, read_array, write_raster
@@ -18,6 +28,20 @@ from helpers import DATA, KAMPALA, qgis_process, read_array, write_raster
 BUILDINGS = DATA / "kampala_oam" / "fair_sample2_osm_buildings.geojson"
 ZOOM = 20
 WORLD = 20037508.342789244  # half the side of the EPSG:3857 square
+
+# QGIS's WMS/XYZ provider draws each tile into a destination rect rounded outwards to whole pixels since qgis/QGIS
+# PR #61591 "Fix visible gaps in between xyz tiles" (QGIS 3.44; LTR backport #61651; 3.40.6 predates it). At the native
+# resolution a tile edge that floating point puts a hair outside a pixel boundary widens that tile's rect to 257 px,
+# and the 256 px tile is stretched into it nearest-neighbour: every drawn pixel is still a tile pixel, but up to one
+# pixel from its place (QGIS 3.44.16: 56 % of pixels differ from the tiles side by side, by 4.5 per channel on
+# average; K-Means agrees on 97 %). Provider.block() over one tile's extent shows it too, with the provider's
+# resampling set to nearest, at any DPI and tilePixelRatio: the plugin cannot undo it. Where it is drawn this way the
+# tests assert what still holds; 3.22 and 3.40.6 draw the tiles exactly and are held to exact equality.
+TILES_STRETCHED = Qgis.QGIS_VERSION_INT >= 34007
+# Bounds where tiles are stretched, measured on 3.44.16 (in brackets: the same with the layer drawn off by a little)
+MIN_AGREEMENT = 0.95  # segments equal to the tiles' segments: 0.974 and 0.977 (2 px off: 0.90 and 0.91)
+MIN_IN_PLACE = 0.38  # drawn pixels equal to the tile pixel at their place: 0.444 (0.5 px off: 0.282)
+MAX_MEAN_DIFFERENCE = 5.5  # mean |drawn - tiles| per RGB channel: 4.53 (0.5 px off: 6.57)
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +77,54 @@ def mosaic_of_tiles(folder, x, y, count_x, count_y, path):
                         epsg=3857, alpha_band=4)
 
 
+def tiles_around(folder, x, y, count_x, count_y):
+    """(4, h + 512, w + 512) RGBA of the tiles from (x, y) with one ring of their neighbours (a tile just outside the
+    extent may be stretched one pixel into it)."""
+    rows = [np.concatenate([np.asarray(Image.open(folder / str(ZOOM) / str(tx) / f"{ty}.png").convert("RGBA"))
+                            for tx in range(x - 1, x + count_x + 1)], axis=1)
+            for ty in range(y - 1, y + count_y + 1)]
+    return np.concatenate(rows, axis=0).transpose(2, 0, 1)
+
+
+def assert_drawn_like_tiles(folder, x, y, count_x, count_y, tiles_path):
+    """Draw the XYZ layer over these tiles as the algorithms do and compare it with the tiles side by side: equal,
+    or where QGIS stretches tiles (TILES_STRETCHED) every pixel a tile pixel at most one pixel from its place."""
+    extent = tile_extent(x, y, count_x, count_y)
+    layer = QgsRasterLayer(xyz_uri(folder).removeprefix("wms://"), "xyz", "wms")
+    assert layer.isValid()
+    path = render_layer(layer, extent, 2 * WORLD / 2**ZOOM / 256, QgsCoordinateReferenceSystem("EPSG:3857"),
+                        QgsProject.instance().transformContext(), QgsProcessingFeedback())
+    try:
+        drawn, tiles = read_array(path).astype(int), read_array(tiles_path).astype(int)
+        assert gdal.Open(path).GetGeoTransform() == pytest.approx(gdal.Open(tiles_path).GetGeoTransform(), abs=1e-6)
+    finally:
+        gdal.Unlink(path)
+    assert drawn.shape == tiles.shape == (4, 256 * count_y, 256 * count_x)
+    if not TILES_STRETCHED:
+        assert np.array_equal(drawn, tiles)
+        return
+    assert (drawn[3] == 255).all()
+    height, width = drawn.shape[1:]
+    around = tiles_around(folder, x, y, count_x, count_y).astype(int)
+    found = np.zeros((height, width), bool)
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            found |= (drawn == around[:, 256 + dy:256 + dy + height, 256 + dx:256 + dx + width]).all(axis=0)
+    assert found.all(), f"{(~found).sum()} drawn pixels are no tile pixel within one pixel of their place"
+    assert (drawn == tiles).all(axis=0).mean() >= MIN_IN_PLACE
+    assert np.abs(drawn[:3] - tiles[:3]).mean() <= MAX_MEAN_DIFFERENCE
+
+
+def assert_segmented_like_tiles(segments_path, expected_path):
+    segments, expected = read_array(segments_path), read_array(expected_path)
+    if not TILES_STRETCHED:
+        assert np.array_equal(segments, expected)
+        return
+    assert segments.shape == expected.shape
+    assert np.array_equal(np.unique(segments), np.unique(expected))
+    assert (segments == expected).mean() >= MIN_AGREEMENT
+
+
 def full_tiles(folder):
     """A block of tiles that the raster covers entirely (gdal2tiles' fully inside tiles)."""
     xs = sorted(int(p.name) for p in (folder / str(ZOOM)).iterdir())
@@ -81,7 +153,8 @@ def test_an_xyz_layer_is_drawn_at_its_zoom_and_segmented_like_its_tiles(processi
     assert drawn_rasters() == drawn_before  # the drawn layer is a temporary file, removed after the run
     expected = mosaic_of_tiles(tiles, x, y, count_x, count_y, tmp_path / "tiles.tif")
     segment_kmeans(expected, str(tmp_path / "expected.tif"), segments=5)
-    assert np.array_equal(read_array(out), read_array(tmp_path / "expected.tif"))
+    assert_segmented_like_tiles(out, tmp_path / "expected.tif")
+    assert_drawn_like_tiles(tiles, x, y, count_x, count_y, expected)
     written = gdal.Open(out)
     assert written.GetGeoTransform() == pytest.approx(gdal.Open(expected).GetGeoTransform(), abs=1e-6)
     assert (written.RasterXSize, written.RasterYSize) == (256 * count_x, 256 * count_y)
@@ -98,7 +171,8 @@ def test_an_xyz_layer_through_qgis_process(tiles, tmp_path):
     assert json.loads(completed.stdout)["results"]["SEGMENT_COUNT"] == 4
     expected = mosaic_of_tiles(tiles, x, y, 2, 1, tmp_path / "tiles.tif")
     segment_kmeans(expected, str(tmp_path / "expected.tif"), segments=4)
-    assert np.array_equal(read_array(out), read_array(tmp_path / "expected.tif"))
+    assert_segmented_like_tiles(out, tmp_path / "expected.tif")
+    assert gdal.Open(str(out)).GetGeoTransform() == pytest.approx(gdal.Open(expected).GetGeoTransform(), abs=1e-6)
 
 
 def test_a_web_layer_without_extent_asks_for_one(processing_run, tiles, tmp_path):
