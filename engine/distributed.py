@@ -449,8 +449,9 @@ def connect(scheduler, progress, memory_mb=256, timeout=None):
         async def open_client():
             # built on this run's loop, so that waiting for it never blocks this thread; results come through the
             # scheduler unless dask's config says distributed.client.direct-to-workers
-            # (distributed's own timeout a little shorter than this wait, so that its reason comes first)
-            opened.append(distributed.Client(address, timeout=f"{max(0.5, timeout - 0.5)}s", set_as_default=False,
+            # (distributed's own timeout well inside this wait, so that its reason (refused, closed, garbage) comes
+            # first even on a busy machine: it retries a closed connection until then)
+            opened.append(distributed.Client(address, timeout=f"{max(0.5, 0.6 * timeout):g}s", set_as_default=False,
                                              asynchronous=True))
             return await opened[0]
 
