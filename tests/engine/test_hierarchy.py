@@ -222,3 +222,15 @@ def test_sizes_are_the_label_passs_assignment_of_the_sample():
     centres = points[:4].copy()
     expected = np.bincount(kmeans.assign(points, centres), minlength=4)
     np.testing.assert_array_equal(hierarchy.sizes_of(points, centres), expected)
+
+
+def test_the_statistics_report_plots_the_criterion_when_present(patches, eight, tmp_path):
+    from map_segmenter.engine.statistics import segment_statistics
+
+    segment_kmeans(patches, str(tmp_path / "auto.tif"), segments=0)
+    segment_statistics(str(tmp_path / "auto.tif"), str(tmp_path / "auto.csv"), report_path=str(tmp_path / "a.html"))
+    page = (tmp_path / "a.html").read_text()
+    assert "How K was chosen" in page and "K = 4 (chosen)" in page and page.count('fill="#2b6cb0"') == 1
+    assert page.count("K = ") == 11 + 1  # a bar per K in 2..12, and the sentence naming the K chosen
+    segment_statistics(eight, str(tmp_path / "k8.csv"), report_path=str(tmp_path / "k8.html"))
+    assert "How K was chosen" not in (tmp_path / "k8.html").read_text()
