@@ -12,6 +12,7 @@ Figures are medians of separate processes; the machine is shared, so compare wit
 import argparse
 
 from bench_blur import blur_command, labels_raster
+
 from common import OUT, engine_command, interleaved, mosaic
 
 
