@@ -25,6 +25,7 @@ from qgis.PyQt.QtGui import QIcon
 
 from ..engine import checks
 from ..engine.errors import SegmenterError
+from ..engine.hierarchy import K_MAX, K_MIN
 from ..engine.progress import Progress
 from ..engine.region import Region
 from .map_input import is_gdal_file, native_pixel_size, polygons_file, render_layer
@@ -161,8 +162,17 @@ class SegmenterAlgorithm(QgsProcessingAlgorithm):
                          "grey-scale raster (choose band 1)."))
 
     def add_segments(self):
-        self.integer("SEGMENTS", self.tr("Number of segments (K)"), 8, 2, 254,
-                     self.tr("How many kinds of region to find (2-254)."))
+        self.integer("SEGMENTS", self.tr("Number of segments (K; 0 = automatic)"), 8, 0, 254,
+                     self.tr("How many kinds of region to find (2-254), or 0 to let the raster choose K between "
+                             "Smallest K and Largest K: the log shows the criterion for every K and the K chosen."))
+
+    def add_k_range(self):
+        self.integer("K_MIN", self.tr("Smallest K (automatic)"), K_MIN, 2, 254,
+                     self.tr("With Number of segments 0: the smallest K the automatic choice considers."),
+                     advanced=True)
+        self.integer("K_MAX", self.tr("Largest K (automatic)"), K_MAX, 2, 254,
+                     self.tr("With Number of segments 0: the largest K the automatic choice considers. The result "
+                             "can be cut to fewer segments later with Merge segments."), advanced=True)
 
     def add_seed_and_reference(self):
         self.integer("SEED", self.tr("Random seed"), 0, 0,
@@ -324,6 +334,8 @@ class SegmenterAlgorithm(QgsProcessingAlgorithm):
             region=region if region else None,
             output_path=self.parameterAsOutputLayer(parameters, "OUTPUT", context),
             segments=self.parameterAsInt(parameters, "SEGMENTS", context),
+            k_min=self.parameterAsInt(parameters, "K_MIN", context),
+            k_max=self.parameterAsInt(parameters, "K_MAX", context),
             seed=self.parameterAsInt(parameters, "SEED", context),
             bands=bands,
             features_path=self.parameterAsOutputLayer(parameters, "FEATURES", context) or None,
@@ -356,7 +368,7 @@ class SegmentationAlgorithm(SegmenterAlgorithm):
     the order the dialogs show them; a method adds its own at the hooks and names its engine function.
 
         INPUT, BANDS, [method inputs], SEGMENTS, [method settings], SEED, REFERENCE, EXTENT, PIXEL_SIZE, MASK,
-        [method advanced settings], MEMORY_MB, SCHEDULER, OUTPUT, FEATURES, [method outputs]
+        [method advanced settings], K_MIN, K_MAX, MEMORY_MB, SCHEDULER, OUTPUT, FEATURES, [method outputs]
 
     (The shared texts stay in ``SegmenterAlgorithm``'s methods: their translations live under its name.)"""
 
@@ -395,6 +407,7 @@ class SegmentationAlgorithm(SegmenterAlgorithm):
         self.add_seed_and_reference()
         self.add_region()
         self.add_method_advanced()
+        self.add_k_range()
         self.add_memory()
         self.add_scheduler()
         self.add_label_output(output_label)

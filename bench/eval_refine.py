@@ -52,9 +52,13 @@ def entries(tiles=None, images=0, kampala=True):
 
 
 def segmentation(method, name, image, k):
-    """Cached (labels, features) paths of segmenter:kmeans or segmenter:cnn with defaults (seed 0)."""
+    """Cached (labels, features) paths of segmenter:kmeans or segmenter:cnn with defaults (seed 0); ``k`` 0: the
+    automatic choice (SEGMENTS = 0)."""
     CACHE.mkdir(parents=True, exist_ok=True)
-    labels, features = CACHE / f"{name}_{method}.tif", CACHE / f"{name}_{method}_features.tif"
+    tag = method if k != 0 else f"{method}_auto"
+    if k not in (0, 5) and "kampala" not in name:
+        tag = f"{method}_k{k}"
+    labels, features = CACHE / f"{name}_{tag}.tif", CACHE / f"{name}_{tag}_features.tif"
     if not (labels.exists() and features.exists()):
         if method == "kmeans":
             from map_segmenter.engine.kmeans_segmentation import segment_kmeans
@@ -81,18 +85,21 @@ def read(path):
     return gdal.Open(str(path)).ReadAsArray()
 
 
-def scores(labels, classes, ignore, k):
-    """(mIoU strict, mIoU over truth classes, pixel accuracy) after Hungarian matching of ids 1..K to classes."""
+def scores(labels, classes, ignore, k, n_classes=None):
+    """(mIoU strict, mIoU over truth classes, pixel accuracy) after Hungarian matching of ids 1..``k`` to classes
+    0..``n_classes`` - 1 (default ``k``; a k x n_classes matrix when K was chosen: unmatched segments count as
+    errors of the classes they cover)."""
     from scipy.optimize import linear_sum_assignment
 
+    n_classes = n_classes or k
     keep = ~ignore & (labels > 0)
-    matrix = np.bincount((labels[keep].astype(np.int64) - 1) * k + classes[keep],
-                         minlength=k * k).reshape(k, k)
+    matrix = np.bincount((labels[keep].astype(np.int64) - 1) * n_classes + classes[keep],
+                         minlength=k * n_classes).reshape(k, n_classes)
     rows, cols = linear_sum_assignment(matrix, maximize=True)
     matched = dict(zip(cols, rows))
     class_totals, segment_totals = matrix.sum(axis=0), matrix.sum(axis=1)
     strict, truth = [], []
-    for cls in range(k):
+    for cls in range(n_classes):
         segment = matched.get(cls)
         hit = matrix[segment, cls] if segment is not None else 0
         size = segment_totals[segment] if segment is not None else 0
@@ -124,30 +131,42 @@ def parse_options(text):
     return options
 
 
-def evaluate(chosen, methods, knn_options, with_blur=True, log=print, strength="medium"):
-    """{(name, family): {variant: (strict, truth, accuracy, fragments/MPix, seconds)}}."""
+def label_count(path):
+    from map_segmenter.engine.metadata import LabelMeta
+
+    return LabelMeta.read(gdal.Open(str(path))).k
+
+
+def evaluate(chosen, methods, knn_options, with_blur=True, log=print, strength="medium", ks=("5",)):
+    """{(name, family): {variant: (strict, truth, accuracy, fragments/MPix, seconds)}}; ``ks``: the K of each
+    run, "5" (the classes of the protocol; 2 on Kampala), "auto" (SEGMENTS = 0) or "oracle" (the number of
+    classes the image's truth holds)."""
     from map_segmenter.engine.knn_refine import refine_knn
 
     results = {}
     scratch = CACHE / "scratch"
     scratch.mkdir(parents=True, exist_ok=True)
-    for name, family, image, truth, k in chosen:
+    for name, family, image, truth, n_classes in chosen:
         classes, ignore = truth()
         row = {}
-        for method in methods:
+        for method, mode in [(m, mode) for m in methods for mode in ks]:
+            k = {"5": n_classes, "auto": 0, "oracle": len(np.unique(classes[~ignore]))}[mode]
             labels, features = segmentation(method, name, image, k)
-            inputs = [(method, labels)]
+            k = label_count(labels)
+            prefix = method if ks == ("5",) else f"{method}[{mode}]"
+            inputs = [(prefix, labels)]
             if with_blur:
-                inputs.append((f"{method}+blur", blurred(labels, strength)))
+                inputs.append((f"{prefix}+blur", blurred(labels, strength)))
             for variant, path in inputs:
                 values = read(path)
-                row[variant] = (*scores(values, classes, ignore, k), fragments(values), 0.0)
+                row[variant] = (*scores(values, classes, ignore, k, n_classes), fragments(values), 0.0, k)
                 out = str(scratch / f"{variant}.tif")
                 began = time.perf_counter()
                 refine_knn(path, features, out, **knn_options)
                 seconds = time.perf_counter() - began
                 values = read(out)
-                row[f"{variant}+knn"] = (*scores(values, classes, ignore, k), fragments(values), seconds)
+                row[f"{variant}+knn"] = (*scores(values, classes, ignore, k, n_classes), fragments(values), seconds,
+                                         k)
         results[(name, family)] = row
         log(f"  {name}: " + ", ".join(f"{v} {100 * s[0]:.1f}" for v, s in row.items()), file=sys.stderr)
     return results
@@ -185,6 +204,10 @@ def report(results):
         lines.append(f"| {family} | " + " | ".join(cells) + " |")
     seconds = sum(r[v][4] for r in results.values() for v in variants)
     lines.append(f"\nknn_refine time over all runs: {seconds:.1f} s")
+    lines += ["", "Mean K per family:", "", "| family | " + " | ".join(variants) + " |",
+              "|---|" + "---:|" * len(variants)]
+    for family, rows in groups:
+        lines.append(f"| {family} | " + " | ".join(f"{np.mean([r[v][5] for r in rows]):.2f}" for v in variants) + " |")
     return "\n".join(lines)
 
 
@@ -197,11 +220,14 @@ def main(argv=None):
     parser.add_argument("--no-blur", action="store_true", help="skip the blur and blur -> knn_refine columns")
     parser.add_argument("--blur", default="medium", choices=["low", "medium", "high"], help="blur STRENGTH")
     parser.add_argument("--json", type=Path, help="also write every image's figures to this JSON file")
+    parser.add_argument("--k", default="5", help="K of the runs, comma-separated: 5 (the protocol's; 2 on "
+                        "Kampala), auto (SEGMENTS = 0), oracle (the classes the truth holds); e.g. 5,auto,oracle")
     args = parser.parse_args(argv)
     tiles = None if args.tiles in ("", "all") else set(args.tiles.split(","))
     methods = [m for m in args.methods.split(",") if m]
     options = parse_options(args.knn)
-    results = evaluate(entries(tiles, args.images), methods, options, not args.no_blur, strength=args.blur)
+    ks = tuple(args.k.split(","))
+    results = evaluate(entries(tiles, args.images), methods, options, not args.no_blur, strength=args.blur, ks=ks)
     print(f"knn_refine parameters: {options or 'defaults'}; blur: majority, {args.blur}")
     print(report(results))
     if args.json:

@@ -31,6 +31,7 @@ import numpy as np
 from . import blended_tiles, checks, distributed, kmeans, model_contract
 from .errors import InputError
 from .feature_raster import TILE_OPTIONS
+from .hierarchy import K_MAX, K_MIN
 from .label_pass import write_labels
 from .memory import within_budget
 from .metadata import FeatureMeta
@@ -65,6 +66,7 @@ class CnnResult:
     present: int = 0  # segments that occur in the output (the SEGMENTS output)
     threads: int = 0  # the session's intra-op threads (0 = ONNX Runtime's default)
     windows: int = 0  # windows of the label pass (MEMORY_MB)
+    criterion: dict = None  # SEGMENTS = 0: the automatic choice of K (engine/hierarchy.py)
 
 
 @dataclass(frozen=True)
@@ -341,8 +343,11 @@ class CnnEmbeddings(FeatureExtractor):
     def compute(self, chunk, tiles):
         return embed_tiles(self.model, self.reader, self.layout, chunk, tiles, self.grid, self.check, self.networks)
 
-    def fit(self, sample, segments, seed, check):
-        return fit_centres(sample, segments, seed, check)
+    def fit(self, sample, segments, seed, check, start=None):
+        return fit_centres(sample, segments, seed, check, start)
+
+    def vectors(self, sample):
+        return sample[:, :-1]
 
     def feature_meta(self, raster):
         return FeatureMeta(KIND, [f"embedding_{i}" for i in range(1, self.channels + 1)], self.stride,
@@ -414,6 +419,8 @@ def segment_cnn(
     region=None,
     progress=None,
     scheduler=None,
+    k_min=K_MIN,
+    k_max=K_MAX,
 ):
     """Segment ``input_path`` into ``segments`` kinds of region with the embeddings of an ONNX model.
 
@@ -424,22 +431,22 @@ def segment_cnn(
     between cell centres; measured better on the Dubai tiles) or "nearest" (each cell's id on its pixels).
     """
     settings = Settings.checked(input_path, output_path, segments, seed, bands, features_path, memory_mb,
-                                reference_path, sample_size, region, scheduler)
+                                reference_path, sample_size, region, scheduler, k_min, k_max)
     extractor = CnnEmbeddings(model_path, device, tile_size, batch_size, threads, upsample)
     run = segment(extractor, settings, progress or Progress())
     layout, model = extractor.layout, extractor.model
     return CnnResult(run.output, run.features, run.centres, run.valid_cells, len(layout.origins), extractor.batches,
                      (layout.height, layout.width), model.provider, model.info.summary(), run.present, model.threads,
-                     run.label_windows)
+                     run.label_windows, run.criterion)
 
 
-def fit_centres(sample, segments, seed, check=None):
+def fit_centres(sample, segments, seed, check=None, start=None):
     """K-Means on the sampled embeddings; ids ordered by the mean brightness of their sampled cells (dark first).
 
     ``sample`` rows are [embedding..., brightness]. Ties (and empty clusters) keep the fit's order.
     """
     embeddings, brightness = sample[:, :-1], sample[:, -1].astype(np.float64)
-    centres = kmeans.fit(embeddings, segments, seed=seed, check=check)
+    centres = kmeans.fit(embeddings, segments, seed=seed, check=check, start=start)
     members = kmeans.assign(embeddings, centres)
     counts = np.bincount(members, minlength=segments)
     mean = np.bincount(members, brightness, minlength=segments) / np.maximum(counts, 1)

@@ -56,29 +56,39 @@ def lloyd(points, centres, iterations=100, check=None):
     return centres, inertia
 
 
-def fit(points, k, seed=0, restarts=4, iterations=100, trial_size=10_000, check=None):
+def fit(points, k, seed=0, restarts=4, iterations=100, trial_size=10_000, check=None, start=None):
     """Fit ``k`` centres to ``points`` (n, C), deterministic for a given seed and point order.
 
     Several k-means++ starts guard against the poor local optima one start falls into (e.g. a cluster
     taking one colour's blocks and their mixed neighbours). The starts compete on the first
     ``trial_size`` points (a random subset when the points come in random order, as samples do); the
-    winner is then refined on all points.
+    winner is then refined on all points. ``start`` (k, C): centres to refine instead of the k-means++ starts
+    (the automatic choice of K, engine/hierarchy.py).
     """
     points = np.asarray(points, np.float64)
     if points.shape[0] < k:
         raise InputError(
             f"Only {points.shape[0]} valid blocks for {k} segments. Choose fewer SEGMENTS or a smaller BLOCK_SIZE."
         )
-    rng = np.random.default_rng(seed)
     trial = points[:trial_size]
-    best, best_inertia = None, np.inf
     with blas.single_thread():  # products too small for two threads (engine/blas.py); the numbers do not change
-        for _ in range(restarts):
-            centres, inertia = lloyd(trial, kmeans_plus_plus(trial, k, rng), iterations, check)
-            if inertia < best_inertia:
-                best, best_inertia = centres, inertia
+        if start is None:
+            best = fit_trial(trial, k, seed, restarts, iterations, check)
+        else:
+            best, _ = lloyd(trial, np.asarray(start, np.float64), iterations, check)
         if len(points) > len(trial):
             best, _ = lloyd(points, best, iterations, check)
+    return best
+
+
+def fit_trial(trial, k, seed=0, restarts=4, iterations=100, check=None):
+    """The best of ``restarts`` k-means++ starts refined by Lloyd on ``trial`` (the first part of ``fit``)."""
+    rng = np.random.default_rng(seed)
+    best, best_inertia = None, np.inf
+    for _ in range(restarts):
+        centres, inertia = lloyd(trial, kmeans_plus_plus(trial, k, rng), iterations, check)
+        if inertia < best_inertia:
+            best, best_inertia = centres, inertia
     return best
 
 

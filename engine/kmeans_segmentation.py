@@ -22,6 +22,7 @@ from . import checks, kmeans
 from .descriptors import QUANT, TEXTURE_WEIGHT, block_descriptors, feature_names
 from .errors import InputError
 from .feature_raster import STRIP_OPTIONS
+from .hierarchy import K_MAX, K_MIN
 from .label_pass import assign_cells, write_windows
 from .memory import CACHE_SHARE, block_alignment, within_budget
 from .metadata import FeatureMeta
@@ -47,6 +48,7 @@ class KMeansResult:
     valid_blocks: int
     windows: int
     present: int = 0  # segments that occur in the output (the SEGMENTS output; fewer than K on uniform rasters)
+    criterion: dict = None  # SEGMENTS = 0: the automatic choice of K (engine/hierarchy.py)
 
 
 def quantiser(ranges):
@@ -180,8 +182,8 @@ class BlockDescriptors(FeatureExtractor):
         return [_cells(window, *self.describer.descriptors(window, grown, pixels, valid), self.stride,
                        self.grid.width)]
 
-    def fit(self, sample, segments, seed, check):
-        return kmeans.order_by_brightness(kmeans.fit(sample, segments, seed=seed, check=check))
+    def fit(self, sample, segments, seed, check, start=None):
+        return kmeans.order_by_brightness(kmeans.fit(sample, segments, seed=seed, check=check, start=start))
 
     def feature_meta(self, raster):
         return FeatureMeta(DESCRIPTOR, feature_names(len(raster.bands)), self.stride,
@@ -249,12 +251,16 @@ def segment_kmeans(
     region=None,
     progress=None,
     scheduler=None,
+    k_min=K_MIN,
+    k_max=K_MAX,
 ):
     """Segment ``input_path`` into ``segments`` kinds of region; write labels (and optionally features).
+    ``segments`` 0: K is chosen in ``k_min``..``k_max`` (engine/hierarchy.py; the evidence is ``criterion``).
 
     ``scheduler``: a Dask scheduler's address or a ``distributed.Client`` to run the windows on (see
     ``engine/distributed.py``); None or empty: this process. The result is the same bytes either way."""
     settings = Settings.checked(input_path, output_path, segments, seed, bands, features_path, memory_mb,
-                                reference_path, sample_size, region, scheduler)
+                                reference_path, sample_size, region, scheduler, k_min, k_max)
     run = segment(BlockDescriptors(block, context, texture_weight), settings, progress or Progress())
-    return KMeansResult(run.output, run.features, run.centres, run.valid_cells, run.label_windows, run.present)
+    return KMeansResult(run.output, run.features, run.centres, run.valid_cells, run.label_windows, run.present,
+                        run.criterion)

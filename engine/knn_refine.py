@@ -264,6 +264,8 @@ def refine_knn(
                     knn=knn,
                     refined_from=dict(method=label_meta.method, labels=os.path.basename(labels_path),
                                       features=os.path.basename(features_path)),
+                    # the merge tree (ids unchanged) and the choice of K, so segmenter:merge can re-cut the result
+                    **{key: label_meta.raw[key] for key in ("sizes", "merges", "criterion") if key in label_meta.raw},
                 ), colours=colours, names=names)
                 outputs.commit()
     finally:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import checks, distributed
+from . import checks, distributed, hierarchy
 from .errors import InputError
 from .feature_raster import FeatureRaster
 from .label_pass import write_label_raster, write_labels
@@ -43,7 +43,7 @@ class Settings:
 
     input_path: str
     output_path: str
-    segments: int = 8
+    segments: int = 8  # 0: automatic, chosen in k_min..k_max (engine/hierarchy.py)
     seed: int = 0
     bands: list = None
     features_path: str = None
@@ -52,23 +52,38 @@ class Settings:
     sample_size: int = 50_000
     region: object = None  # region.Region: EXTENT and MASK
     scheduler: object = None  # a Dask scheduler's address or a distributed.Client; None or empty: this process
+    k_min: int = hierarchy.K_MIN
+    k_max: int = hierarchy.K_MAX
 
     @classmethod
     def checked(cls, input_path, output_path, segments=8, seed=0, bands=None, features_path=None, memory_mb=256,
-                reference_path=None, sample_size=50_000, region=None, scheduler=None):
+                reference_path=None, sample_size=50_000, region=None, scheduler=None, k_min=hierarchy.K_MIN,
+                k_max=hierarchy.K_MAX):
         """The settings with every argument checked (types, ranges) and normalised, or an ``InputError`` naming
         the parameter."""
         settings = cls(
             checks.path("INPUT", input_path), checks.path("OUTPUT", output_path), checks.whole("SEGMENTS", segments),
             checks.whole("SEED", seed, 0), checks.bands(bands), checks.path("FEATURES", features_path, optional=True),
             checks.memory(memory_mb), checks.path("REFERENCE", reference_path, optional=True),
-            checks.whole("sample_size", sample_size, 1), region, scheduler)
-        if not 2 <= settings.segments <= MAX_SEGMENTS:
-            raise InputError(f"SEGMENTS must be between 2 and {MAX_SEGMENTS}; got {settings.segments}.")
-        if settings.sample_size < settings.segments:
-            raise InputError(f"The sample size ({settings.sample_size}) must be at least SEGMENTS "
-                             f"({settings.segments}).")
+            checks.whole("sample_size", sample_size, 1), region, scheduler,
+            checks.whole("K_MIN", k_min, 2, MAX_SEGMENTS), checks.whole("K_MAX", k_max, 2, MAX_SEGMENTS))
+        if not (settings.segments == 0 or 2 <= settings.segments <= MAX_SEGMENTS):
+            raise InputError(f"SEGMENTS must be 0 (automatic) or between 2 and {MAX_SEGMENTS}; got "
+                             f"{settings.segments}.")
+        if settings.k_min > settings.k_max:
+            raise InputError(f"K_MIN ({settings.k_min}) must not be greater than K_MAX ({settings.k_max}).")
+        if settings.sample_size < settings.most_segments:
+            raise InputError(f"The sample size ({settings.sample_size}) must be at least "
+                             f"{'K_MAX' if settings.automatic else 'SEGMENTS'} ({settings.most_segments}).")
         return settings
+
+    @property
+    def automatic(self):
+        return self.segments == 0
+
+    @property
+    def most_segments(self):
+        return self.k_max if self.automatic else self.segments
 
     @property
     def memory_bytes(self):
@@ -198,9 +213,14 @@ class FeatureExtractor:
         """Whether the feature raster's cached blocks can be written out after ``item``."""
         return True
 
-    def fit(self, sample, segments, seed, check):
-        """Centres (K, channels) from the sampled vectors, ids ordered from dark to light."""
+    def fit(self, sample, segments, seed, check, start=None):
+        """Centres (K, channels) from the sampled vectors, ids ordered from dark to light; ``start``: centres to
+        refine instead of k-means++ starts (``kmeans.fit``)."""
         raise NotImplementedError
+
+    def vectors(self, sample):
+        """The part of the sample rows the centres are fitted on (the CNN's rows end with the brightness)."""
+        return sample
 
     def feature_meta(self, raster):
         """The ``FeatureMeta`` of this run's features."""
@@ -226,6 +246,7 @@ class Segmentation:
     valid_cells: int
     present: int
     label_windows: int
+    criterion: dict = None  # the automatic choice of K: name, range, values per K, K chosen (None: K was given)
 
 
 def check_reference(reference, path, extractor, segments, progress):
@@ -235,7 +256,7 @@ def check_reference(reference, path, extractor, segments, progress):
     if problem:
         raise InputError(f"The reference '{path}' {problem}")
     k = reference["k"]
-    if segments != k:
+    if segments not in (k, 0):
         progress.warn(f"REFERENCE has K = {k} segments; SEGMENTS = {segments} is ignored, the run uses {k}.")
     return k
 
@@ -274,13 +295,17 @@ def segment(extractor, settings, progress):
             sample, valid, masked = _describe(extractor, items, features, settings, progress)
             if masked:
                 extractor.non_finite(masked, valid, progress)
-            centres = _centres(extractor, sample, valid, segments, reference, settings, raster, progress)
+            centres, criterion = _centres(extractor, sample, valid, segments, reference, settings, raster,
+                                          progress)
+            sizes = hierarchy.sizes_of(extractor.vectors(sample), centres)
             feature_meta = extractor.feature_meta(raster)
             features.tag(feature_meta)
             windows = extractor.label_windows(raster, settings, len(centres), progress)
             metadata = dict(method=extractor.method, seed=settings.seed, centres=centres.tolist(),
                             features=feature_meta.as_dict(), **extractor.label_metadata(),
-                            reference=os.path.basename(settings.reference_path) if settings.reference_path else None)
+                            reference=os.path.basename(settings.reference_path) if settings.reference_path else None,
+                            sizes=sizes.tolist(), merges=hierarchy.merge_tree(centres, sizes),
+                            **({"criterion": criterion} if criterion else {}))
             present = write_label_raster(raster, windows, extractor.stride, features.dataset, centres,
                                          settings.output_path, metadata, progress, assign=extractor.assign,
                                          group=outputs)
@@ -292,7 +317,8 @@ def segment(extractor, settings, progress):
             cluster.close()
         if scratch:
             shutil.rmtree(scratch, ignore_errors=True)
-    return Segmentation(settings.output_path, settings.features_path, centres, valid, present, len(windows))
+    return Segmentation(settings.output_path, settings.features_path, centres, valid, present, len(windows),
+                        criterion)
 
 
 def _describe(extractor, items, features, settings, progress):
@@ -320,7 +346,11 @@ def _joined(arrays):
 
 
 def _centres(extractor, sample, valid, segments, reference, settings, raster, progress):
-    """The segment centres: the reference's, or the extractor's fit of the sample, once it is usable."""
+    """(centres, criterion): the reference's centres, or the extractor's fit of the sample once it is usable; with
+    SEGMENTS = 0 (and no reference) K is chosen first and ``criterion`` is the evidence (else None)."""
+    automatic = segments == 0
+    if automatic:
+        segments = settings.k_min
     if valid == 0:
         raise InputError(
             f"The raster '{settings.input_path}' has no valid pixels in BANDS {raster.bands} (all nodata or "
@@ -329,12 +359,23 @@ def _centres(extractor, sample, valid, segments, reference, settings, raster, pr
     if valid < segments:
         raise InputError(f"Only {valid} valid {extractor.cell_units} for {segments} segments. {extractor.advice}")
     progress.start("Fitting centres")
+    criterion, start = None, None
     if reference is not None:
         centres = reference["centres"]
     else:
-        centres = extractor.fit(sample, segments, settings.seed, progress.check)
+        if automatic:
+            k_max = min(settings.k_max, valid)
+            segments, values, start = hierarchy.choose(extractor.vectors(sample), settings.k_min, k_max,
+                                                       settings.seed, progress.check)
+            criterion = dict(name=hierarchy.CRITERION, threshold=hierarchy.THRESHOLD, k_min=settings.k_min,
+                             k_max=k_max, k=segments,
+                             values=[[k, value] for k, value in sorted(values.items())])
+            progress.log(hierarchy.evidence_text(criterion))
+        # an extractor written before automatic K takes no ``start``; it is passed only when there is one
+        centres = extractor.fit(sample, segments, settings.seed, progress.check,
+                                **({} if start is None else {"start": start}))
     progress.update(1.0)
-    return centres
+    return centres, criterion
 
 
 def linear_indices(rows, cols, cells, grid_width):

@@ -327,6 +327,7 @@ class StatisticsResult:
     windows: int = 0  # windows the labels were counted in (MEMORY_MB)
     output_layer: str | None = None  # the layers written in a GeoPackage
     polygons_layer: str | None = None
+    criterion: dict | None = None  # SEGMENTER_CRITERION of a run with SEGMENTS = 0 (engine/hierarchy.py)
 
 
 def _legend(dataset, band, path, values):
@@ -700,8 +701,41 @@ def _number(value, digits=2):
     return f"{value:,.{digits}f}"
 
 
+def criterion_chart(criterion):
+    """The automatic choice of K as a bar chart in the style of the area chart: per K, the share of the variance
+    merging K segments into K - 1 loses; the chosen K's bar dark, the threshold a dashed line. "" when the items are
+    not a criterion this version wrote."""
+    try:
+        values = [(int(k), float(value)) for k, value in criterion["values"]]
+        chosen, threshold = int(criterion["k"]), float(criterion["threshold"])
+    except (TypeError, KeyError, ValueError):
+        return ""
+    if not values:
+        return ""
+    bar_height, label_width, bar_width = 22, 220, 420
+    largest = max(max(value for _, value in values), threshold) or 1.0
+    rows = []
+    for index, (k, value) in enumerate(values):
+        y = index * (bar_height + 6)
+        width = max(1.0, bar_width * value / largest)
+        rows.append(
+            f'<text x="{label_width - 8}" y="{y + 16}" text-anchor="end">K = {k}{" (chosen)" if k == chosen else ""}'
+            f'</text><rect x="{label_width}" y="{y}" width="{width:.1f}" height="{bar_height}" '
+            f'fill="{"#2b6cb0" if k == chosen else "#bcd2ea"}" stroke="#333" stroke-width="0.5"/>'
+            f'<text x="{label_width + width + 6:.1f}" y="{y + 16}">{100 * value:.1f} %</text>')
+    height = len(values) * (bar_height + 6)
+    x = label_width + bar_width * threshold / largest
+    rows.append(f'<line x1="{x:.1f}" y1="0" x2="{x:.1f}" y2="{height}" stroke="#c53030" stroke-dasharray="4 3"/>')
+    return (f'<h3>How K was chosen</h3>\n<p>Share of the variance lost by merging K segments into K - 1 (Ward\'s '
+            f'linkage of {values[-1][0]} centres); K is the most segments whose next merge still loses at least '
+            f'{100 * threshold:g} % (dashed line): K = {chosen}.</p>\n'
+            f'<svg xmlns="http://www.w3.org/2000/svg" width="{label_width + bar_width + 200}" height="{height}" '
+            f'font-family="sans-serif" font-size="12">{"".join(rows)}</svg>')
+
+
 def report_html(result, title):
-    """An HTML page: a bar chart of each segment's area in its colour (inline SVG), then the table."""
+    """An HTML page: a bar chart of each segment's area in its colour (inline SVG), then the table; for a run with
+    SEGMENTS = 0, the chart of its criterion (``criterion_chart``)."""
     fields = _field_names(result)
     unit_name, unit_factor = result.area_fields[0]
     largest = max((s.area for s in result.segments), default=0.0)
@@ -751,6 +785,7 @@ td.n{{text-align:right}}</style></head>
 <p>{len(result.segments)} segments, {total_pixels:,} valid pixels (nodata excluded). {html.escape(result.method)}</p>
 <h3>Area per segment</h3>
 {chart}
+{criterion_chart(result.criterion) if result.criterion else ""}
 <h3>Table</h3>
 <table><tr>{header}</tr>
 {chr(10).join(body)}
@@ -830,7 +865,8 @@ def segment_statistics(input_path, output_path, image_path=None, polygons_path=N
                               model.method, windows=len(windows),
                               output_layer=_layer_name(output_path, output_layer)
                               if _table_format(output_path) == "GPKG" else None,
-                              polygons_layer=_layer_name(polygons_path, polygons_layer) if polygons_path else None)
+                              polygons_layer=_layer_name(polygons_path, polygons_layer) if polygons_path else None,
+                              criterion=labels.metadata.get("criterion"))
     progress.log(f"{len(segments)} segments, {int(tally.counts.sum()):,} valid pixels, counted in {len(windows)} "
                  f"windows (MEMORY_MB {memory_mb:g}). {model.method}")
     staging = Staging()

@@ -58,6 +58,7 @@ def _algorithms():
     from ..algorithms.cnn import CnnAlgorithm
     from ..algorithms.kmeans import KMeansAlgorithm
     from ..algorithms.knn_refine import KnnRefineAlgorithm
+    from ..algorithms.merge import MergeAlgorithm
     from ..algorithms.render import RenderAlgorithm
     from ..algorithms.statistics import StatisticsAlgorithm
 
@@ -66,6 +67,7 @@ def _algorithms():
         CnnAlgorithm(),
         BlurAlgorithm(),
         KnnRefineAlgorithm(),
+        MergeAlgorithm(),
         RenderAlgorithm(),
         StatisticsAlgorithm(),
     ]

@@ -46,7 +46,8 @@ COLUMN = 260
 HELP = {
     "INPUT": "The raster to segment: any raster GDAL reads (GeoTIFF, JPEG, VRT...).",
     "BANDS": "Bands to segment; empty: the first three that are not alpha. Choose band 1 for a grey-scale raster.",
-    "SEGMENTS": "How many kinds of region to find (2-254).",
+    "SEGMENTS": ("How many kinds of region to find (2-254); 0 (the default): chosen from the raster between 2 and 12, "
+                 "the log shows the evidence, and Merge segments cuts the result to fewer segments later."),
     "BLOCK_SIZE": "Side of the blocks K-Means describes: 4 = fine, 8 = medium, 16 = coarse.",
     "STRENGTH": ("How much the segments are smoothed before the refinement. On labelled aerial tiles High then "
                  "the refinement measured best; Low and Medium keep smaller details."),
@@ -119,8 +120,8 @@ def build(target=TARGET):
     parameters = [
         QgsProcessingParameterMapLayer("INPUT", "Input layer"),
         QgsProcessingParameterBand("BANDS", "Bands (default: first three)", None, "INPUT", True, True),
-        QgsProcessingParameterNumber("SEGMENTS", "Number of segments (K)", ProcessingNumberParameterType.Integer, 8,
-                                     False, 2, 254),
+        QgsProcessingParameterNumber("SEGMENTS", "Number of segments (K; 0 = automatic)",
+                                     ProcessingNumberParameterType.Integer, 0, False, 0, 254),
         QgsProcessingParameterNumber("BLOCK_SIZE", "Block size (px)", ProcessingNumberParameterType.Integer, 4,
                                      False, 1, 4096),
         # Medium, as segmenter:blur: a model input left out (processing.run, qgis_process) takes the child's default
@@ -142,7 +143,10 @@ def build(target=TARGET):
 
     kmeans = child("kmeans", "segmenter:kmeans", "Segment (K-Means)", {
         "INPUT": Source.fromModelParameter("INPUT"), "BANDS": Source.fromModelParameter("BANDS"),
-        "SEGMENTS": Source.fromModelParameter("SEGMENTS"), "BLOCK_SIZE": Source.fromModelParameter("BLOCK_SIZE"),
+        # SEGMENTS left out (processing.run, qgis_process) would take the child's default (8): the expression gives
+        # the model's own default, 0 (automatic K), and the value given otherwise
+        "SEGMENTS": Source.fromExpression("coalesce(@SEGMENTS, 0)"),
+        "BLOCK_SIZE": Source.fromModelParameter("BLOCK_SIZE"),
         "EXTENT": Source.fromModelParameter("EXTENT"), "PIXEL_SIZE": Source.fromModelParameter("PIXEL_SIZE"),
         "MASK": Source.fromModelParameter("MASK"), "SCHEDULER": Source.fromModelParameter("SCHEDULER")},
         0, 0)

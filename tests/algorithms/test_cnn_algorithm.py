@@ -83,7 +83,7 @@ def test_parameters(processing_run):
     assert definitions["DEVICE"].defaultValue() == "auto"
     assert definitions["SEGMENTS"].defaultValue() == 8 and definitions["TILE_SIZE"].defaultValue() == 0
     advanced = {name for name, p in definitions.items() if p.flags() & ProcessingParameterFlag.Advanced}
-    assert advanced == {"TILE_SIZE", "BATCH_SIZE", "THREADS", "MEMORY_MB", "SCHEDULER"}
+    assert advanced == {"TILE_SIZE", "BATCH_SIZE", "THREADS", "K_MIN", "K_MAX", "MEMORY_MB", "SCHEDULER"}
     optional = {name for name, p in definitions.items() if p.flags() & ProcessingParameterFlag.Optional}
     assert {"BANDS", "MODEL_PATH", "REFERENCE", "FEATURES"} <= optional
     assert "<" not in algorithm.shortHelpString()

@@ -223,7 +223,7 @@ def test_bad_inputs_write_nothing(tmp_path, small_crop):
         (dict(model_path=other), "is a 'classification' model, not an embedding model"),
         (dict(input_path=tiny, segments=5), "Only 4 valid cells (4 x 4 px each) for 5 segments"),
         (dict(input_path=empty), "has no valid pixels"),
-        (dict(segments=255), "SEGMENTS must be between 2 and 254"),
+        (dict(segments=255), "SEGMENTS must be 0 (automatic) or between 2 and 254"),
         (dict(tile_size=40), "TILE_SIZE 40 px leaves no room"),
         (dict(batch_size=0), "BATCH_SIZE must be at least 1"),
         (dict(device="gpu"), "DEVICE must be one of auto, cuda, coreml, cpu"),

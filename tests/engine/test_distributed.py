@@ -73,6 +73,23 @@ def test_cnn_on_the_cluster_equals_a_local_run(dask_cluster, crop, tmp_path, ups
     assert all(after[worker] > before.get(worker, 0) for worker in after), (before, after)
 
 
+@pytest.mark.parametrize("method", ["kmeans", "cnn"])
+def test_automatic_k_on_the_cluster_equals_a_local_run(dask_cluster, crop, tmp_path, method):
+    """SEGMENTS = 0: the choice is made on the same seeded sample, so the cluster writes the same bytes."""
+    from map_segmenter.engine.cnn_segmentation import segment_cnn
+
+    def run(path, **cluster):
+        if method == "kmeans":
+            return segment_kmeans(crop, str(path), segments=0, memory_mb=1, **cluster)
+        return segment_cnn(crop, str(path), str(ROOT / "onnx_models" / "student_s4_v1.onnx"), segments=0,
+                           tile_size=128, batch_size=2, memory_mb=1, **cluster)
+
+    expected = run(tmp_path / "local.tif")
+    result = run(tmp_path / "remote.tif", scheduler=dask_cluster.address)
+    assert expected.criterion == result.criterion and 2 <= result.criterion["k"] <= 12
+    same_files(tmp_path / "local.tif", tmp_path / "remote.tif")
+
+
 @pytest.fixture(scope="module")
 def segmented(crop, tmp_path_factory):
     """Labels and block descriptors of the crop (K-Means, K = 6), the inputs of blur and knn_refine."""

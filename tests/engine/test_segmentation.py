@@ -105,7 +105,7 @@ def test_the_extractor_says_what_a_reference_must_match(tmp_path, two_halves):
 
 
 @pytest.mark.parametrize("arguments, message", [
-    (dict(segments=1), "SEGMENTS must be between 2 and 254; got 1."),
+    (dict(segments=1), r"SEGMENTS must be 0 \(automatic\) or between 2 and 254; got 1."),
     (dict(segments=9, sample_size=8), r"The sample size \(8\) must be at least SEGMENTS \(9\)."),
     (dict(seed=-1), "SEED"),
     (dict(memory_mb=0), "MEMORY_MB"),

@@ -1,0 +1,129 @@
+"""Re-cut a label raster to fewer segments along the merge tree its metadata carries (``segmenter:merge``).
+
+A segmentation writes the merge tree of its centres (engine/hierarchy.py: Ward's linkage on the centres weighted by
+their sampled sizes) as SEGMENTER_MERGES, with SEGMENTER_SIZES and SEGMENTER_CENTRES. Cutting it at k is a lookup
+table from ids 1..K to ids 1..k (groups ordered by their darkest member), applied window by window: no features,
+no refit, about the time of a copy. The output is a label raster like every other (colour table, ``.qml``,
+SEGMENTER_* items: the groups' size-weighted centres, their sizes, the rest of the tree), so it can be cut again or
+refined; cutting a raster at k equals cutting its source at k.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import checks, hierarchy
+from .errors import InputError
+from .labels import PresentIds, fewer_segments, finish_label_raster, ids_text, label_type, open_label_raster
+from .memory import within_budget
+from .outputs import Destination, prepare_outputs
+from .palette import qualitative
+from .pipeline import ordered_map
+from .progress import Progress
+from .raster_io import AtomicRaster
+from .windows import plan_windows
+
+BYTES_PER_PIXEL = 8  # ids read, looked up, in flight (WORKERS + 1 windows) and written
+
+
+@dataclass
+class MergeResult:
+    output: str
+    segments: int  # k of the output
+    from_segments: int  # K of the input
+    table: np.ndarray  # lookup table id -> merged id (0 -> 0)
+    windows: int
+    present: int  # segments that occur in the output
+
+
+def tree_of(meta, path):
+    """(centres (K, C), sizes (K,), merges) of a label raster's ``LabelMeta``, checked, or an ``InputError``."""
+    k = meta.k
+    items = meta.raw
+    hint = (" Re-cutting needs a label raster written by segmenter:kmeans or segmenter:cnn (version 0.3 or later), "
+            "or by steps after them (blur, knn_refine, merge), which carry the tree.")
+    if not k or "merges" not in items or "sizes" not in items or meta.centres is None:
+        raise InputError(f"The label raster '{path}' carries no merge tree (SEGMENTER_MERGES).{hint}")
+    try:
+        centres = np.asarray(meta.centres, np.float64)
+        sizes = np.asarray(items["sizes"], np.int64)
+        merges = [[int(a), int(b), float(cost)] for a, b, cost in items["merges"]]
+    except (TypeError, ValueError):
+        raise InputError(f"The label raster '{path}' has a damaged merge tree (SEGMENTER_MERGES or _SIZES).{hint}"
+                         ) from None
+    nodes = set(range(1, k + 1))
+    for number, (a, b, _) in enumerate(merges):
+        if a not in nodes or b not in nodes or a == b:
+            raise InputError(f"The label raster '{path}' has a damaged merge tree: merge {number + 1} joins nodes "
+                             f"{a} and {b}.{hint}")
+        nodes -= {a, b}
+        nodes.add(k + 1 + number)
+    if centres.shape[0] != k or sizes.shape != (k,) or len(merges) != k - 1 or not np.isfinite(centres).all():
+        raise InputError(f"The label raster '{path}' has a damaged merge tree: K = {k}, {centres.shape[0]} centres, "
+                         f"{sizes.size} sizes, {len(merges)} merges.{hint}")
+    return centres, sizes, merges
+
+
+@within_budget
+def merge_labels(input_path, output_path, segments, memory_mb=256, progress=None):
+    """Re-cut the label raster ``input_path`` to ``segments`` (2..its K) along its merge tree into ``output_path``."""
+    progress = progress or Progress()
+    input_path, output_path = checks.path("INPUT", input_path), checks.path("OUTPUT", output_path)
+    segments, memory_mb = checks.whole("SEGMENTS", segments), checks.memory(memory_mb)
+    labels = open_label_raster(input_path, check=progress.check)
+    try:
+        meta = labels.meta
+        centres, sizes, merges = tree_of(meta, input_path)
+        k = meta.k
+        if not 2 <= segments <= k:
+            raise InputError(f"SEGMENTS must be between 2 and the input's K ({k}); got {segments}.")
+        outputs = prepare_outputs({"INPUT": input_path}, [Destination("OUTPUT", output_path, "labels")], progress)
+        table = hierarchy.cut(merges, k, segments)
+        lookup = np.zeros(np.iinfo(labels.dtype).max + 1, np.uint8 if segments <= 255 else np.uint16)
+        lookup[: k + 1] = table
+        beyond = np.ones(lookup.size, bool)
+        beyond[: k + 1] = False
+        new_centres, new_sizes, rest = hierarchy.merged(centres, sizes, merges, segments)
+        width, height = labels.width, labels.height
+        windows = plan_windows(width, height, int(memory_mb * 2**20 * 0.75) // BYTES_PER_PIXEL,
+                               row_step=labels.band.GetBlockSize()[1])
+        groups = hierarchy.groups(merges, k, segments)
+        progress.log(f"{width} x {height} px, {len(windows)} windows; K {k} -> {segments}: " + "; ".join(
+            f"{new} = {'+'.join(map(str, members))}" for new, members in enumerate(groups, start=1)))
+        progress.plan([("Merging segments", 1)])
+        progress.start("Merging segments")
+
+        def read(window):
+            ids = labels.read(window)
+            labels.release_cache()
+            return (ids,)
+
+        def compute(ids):
+            if beyond[ids].any():
+                raise InputError(f"The label raster '{input_path}' holds ids above its K ({k}): "
+                                 f"{ids_text(sorted(set(np.unique(ids[beyond[ids]]).tolist())))}.")
+            return lookup[ids]
+
+        present = PresentIds()
+        metadata = {**meta.carried(), "centres": new_centres.tolist(), "sizes": new_sizes.tolist(), "merges": rest,
+                    "merged": dict(k=k, to=segments, groups=groups)}
+        with outputs, AtomicRaster(output_path, width, height, 1, label_type(segments),
+                                   labels.dataset.GetGeoTransform(can_return_null=True),
+                                   labels.dataset.GetProjection(), palette=qualitative(segments),
+                                   gcps_from=labels.dataset, group=outputs) as output:
+            for number, (window, merged) in enumerate(ordered_map(read, compute, windows)):
+                present.add(merged)
+                output.write(merged, window.xoff, window.yoff)
+                output.release_cache()
+                merged = None
+                progress.update((number + 1) / len(windows),
+                                f"Merging segments ({number + 1}/{len(windows)} windows)")
+            finish_label_raster(output, segments, metadata)
+            outputs.commit()
+    finally:
+        labels.close()
+    few = fewer_segments(present, segments, "the input does not hold every id of the merged groups.")
+    if few:
+        progress.warn(few)
+    return MergeResult(output_path, segments, k, table, len(windows), present.count)
+
