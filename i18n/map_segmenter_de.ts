@@ -182,78 +182,83 @@ Smoothed segments: a label raster on the input&apos;s grid with the same segment
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="121"/>
+        <location filename="../algorithms/cnn.py" line="125"/>
         <source>Model</source>
         <translation>Modell</translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="124"/>
+        <location filename="../algorithms/cnn.py" line="128"/>
         <source>Other model file (.onnx, instead of Model)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="124"/>
+        <location filename="../algorithms/cnn.py" line="128"/>
         <source>Optional .onnx file used instead of Model (input &quot;rgb&quot;, output &quot;embeddings&quot;, metadata model_type &quot;embedding&quot;).</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="130"/>
+        <location filename="../algorithms/cnn.py" line="134"/>
         <source>Device</source>
         <translation>Gerät</translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="130"/>
+        <location filename="../algorithms/cnn.py" line="134"/>
         <source>auto: CUDA (NVIDIA GPU), else CoreML (Apple), else CPU, whichever this ONNX Runtime offers. An unavailable device falls back to the CPU with a warning.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="136"/>
+        <location filename="../algorithms/cnn.py" line="140"/>
         <source>Tile size (px, 0 = model default)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="136"/>
+        <location filename="../algorithms/cnn.py" line="140"/>
         <source>Side of the tiles given to the network, overlap included; 0 = the size the model recommends.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="139"/>
+        <location filename="../algorithms/cnn.py" line="143"/>
         <source>Batch size (tiles)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="139"/>
+        <location filename="../algorithms/cnn.py" line="143"/>
         <source>Tiles per network call; larger batches can be faster on a GPU.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="141"/>
+        <location filename="../algorithms/cnn.py" line="145"/>
         <source>CPU threads (0 = all cores)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="115"/>
+        <location filename="../algorithms/cnn.py" line="119"/>
         <source>Segments</source>
         <translation>Segmente</translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="115"/>
+        <location filename="../algorithms/cnn.py" line="119"/>
         <source>Embeddings</source>
         <translation>Einbettungen</translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="115"/>
+        <location filename="../algorithms/cnn.py" line="119"/>
         <source>Optional: the network&apos;s embeddings (Float32, one band each, one pixel per 4 x 4 cell), the Features input of Latent KNN refinement.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="146"/>
+        <location filename="../algorithms/cnn.py" line="150"/>
         <source>ONNX Runtime execution provider used</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="141"/>
+        <location filename="../algorithms/cnn.py" line="145"/>
         <source>CPU threads for the network, each running it on tiles of its own; 0 = one per core.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/cnn.py" line="125"/>
+        <source>Embedding network shipped with the plugin (its model card lies beside it in the plugin&apos;s onnx_models folder), or yours (user) from map_segmenter/models in the QGIS profile folder.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
@@ -268,23 +273,19 @@ Input layer: any raster GDAL reads, 8-bit RGB expected (16-bit and float rasters
 Bands: the three bands to feed the network as red, green, blue; empty means the first three bands that are not alpha. A single band is fed three times.
 Model: a network shipped with the plugin (each has a model card beside it in onnx_models), or one of yours, marked (user): .onnx files placed in the folder map_segmenter/models of your QGIS profile folder (Settings &gt; User Profiles &gt; Open Active Profile Folder), read when QGIS starts.
 Other model file: an .onnx file used instead of Model; it must follow the Map Segmenter model contract (see the README).
-Number of segments (K): how many kinds of region to find (2-254).
+Number of segments (K): how many kinds of region to find (2-254), or 0 (automatic): K is chosen between Smallest K and Largest K (advanced, 2 and 12) by merging the most alike segments while a merge loses less than 4 % of the variance; the log shows that share for every K and the K chosen, the result&apos;s metadata keeps it, and Merge segments cuts the result to fewer segments later.
 Device: where the network runs. auto: an NVIDIA GPU (CUDA) if this ONNX Runtime has it, else Apple&apos;s CoreML, else the CPU; cuda needs onnxruntime-gpu; coreml is for macOS. An unavailable device falls back to the CPU with a warning; the log names the device used.
 Random seed: the same seed gives the same result.
 Reference segmentation: optional result of an earlier run with the same model; its segments are reused, so several rasters get the same segment for the same kind of surface.
 Area to segment: optional extent; a raster file is cut on its own pixel grid. Required for web layers.
 Pixel size for drawn layers: the pixel size web and vector layers are drawn at, in their CRS units; 0 = the layer&apos;s finest resolution (required for vector layers).
 Mask polygons: optional; pixels outside them are nodata and take no part in the fit.
+Smallest K, Largest K (advanced): the range the automatic choice considers.
 Tile size, Batch size, CPU threads, Memory budget (advanced): how the work is cut up; they change speed and memory, never the result.
 Dask scheduler (advanced): optional address of a Dask cluster&apos;s scheduler, e.g. tcp://10.0.0.5:8786; its workers run the network and process the windows, with the same result. Empty = this computer.
 
 Segments: a label raster on the input&apos;s grid, segments 1..K ordered from dark to light, 0 = nodata, styled with one colour and name per segment.
 Embeddings (optional): the network&apos;s vectors, one band each, one pixel per 4 x 4 cell, for Latent KNN refinement.</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../algorithms/cnn.py" line="121"/>
-        <source>Embedding network shipped with the plugin (its model card lies beside it in the plugin&apos;s onnx_models folder), or yours (user) from map_segmenter/models in the QGIS profile folder.</source>
         <translation type="unfinished"></translation>
     </message>
 </context>
@@ -309,27 +310,27 @@ Embeddings (optional): the network&apos;s vectors, one band each, one pixel per 
         <translation>Unüberwachte Segmentierung in K Arten von Gebieten nach Farbe und Textur.</translation>
     </message>
     <message>
-        <location filename="../algorithms/kmeans.py" line="55"/>
+        <location filename="../algorithms/kmeans.py" line="59"/>
         <source>Block size (px)</source>
         <translation>Blockgröße (px)</translation>
     </message>
     <message>
-        <location filename="../algorithms/kmeans.py" line="55"/>
+        <location filename="../algorithms/kmeans.py" line="59"/>
         <source>Side of the square blocks that are described and labelled: 4 = fine, 8 = medium, 16 = coarse.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/kmeans.py" line="50"/>
+        <location filename="../algorithms/kmeans.py" line="54"/>
         <source>Segments</source>
         <translation>Segmente</translation>
     </message>
     <message>
-        <location filename="../algorithms/kmeans.py" line="50"/>
+        <location filename="../algorithms/kmeans.py" line="54"/>
         <source>Block descriptors</source>
         <translation>Blockdeskriptoren</translation>
     </message>
     <message>
-        <location filename="../algorithms/kmeans.py" line="50"/>
+        <location filename="../algorithms/kmeans.py" line="54"/>
         <source>Optional: the block descriptors (Float32, one band each, one pixel per block), the Features input of Latent KNN refinement.</source>
         <translation type="unfinished"></translation>
     </message>
@@ -341,13 +342,14 @@ The raster is cut into square blocks of Block size pixels. Each block is describ
 
 Input layer: any raster GDAL reads (GeoTIFF, JPEG, VRT...), 8-bit, 16-bit or float; or any other map layer (an XYZ or WMS basemap, a vector layer...), which is first drawn with its style. Nodata and transparent pixels stay nodata.
 Bands: the bands to segment; empty means the first three bands that are not alpha. Choose band 1 for a grey-scale raster, or pick e.g. the near-infrared band.
-Number of segments (K): how many kinds of region to find (2-254).
+Number of segments (K): how many kinds of region to find (2-254), or 0 (automatic): K is chosen between Smallest K and Largest K (advanced, 2 and 12) by merging the most alike segments while a merge loses less than 4 % of the variance; the log shows that share for every K and the K chosen, the result&apos;s metadata keeps it, and Merge segments cuts the result to fewer segments later.
 Block size: side of a block in pixels. 4 gives fine detail, 8 medium, 16 coarse and fast.
 Random seed: the same seed gives the same result.
 Reference segmentation: optional result of an earlier run; its segments are reused, so several rasters get the same segment for the same kind of surface.
 Area to segment: optional extent; a raster file is cut on its own pixel grid, so the result lines up pixel for pixel with a run over the whole raster. Required for web layers.
 Pixel size for drawn layers: the pixel size web and vector layers are drawn at, in their CRS units; 0 = the layer&apos;s finest resolution (required for vector layers).
 Mask polygons: optional; pixels outside them are nodata and take no part in the fit.
+Smallest K, Largest K (advanced): the range the automatic choice considers.
 Memory budget (advanced): working memory; large rasters are processed in windows that fit it.
 Dask scheduler (advanced): optional address of a Dask cluster&apos;s scheduler, e.g. tcp://10.0.0.5:8786; its workers process the windows, with the same result. Empty = this computer.
 
@@ -517,6 +519,55 @@ Refined segments: a label raster on the input&apos;s grid with the same segments
     </message>
 </context>
 <context>
+    <name>MergeAlgorithm</name>
+    <message>
+        <location filename="../algorithms/merge.py" line="14"/>
+        <source>Merge segments (re-cut K)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/merge.py" line="17"/>
+        <source>Cuts a segmentation to fewer segments, merging the most alike first, without running it again.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/merge.py" line="21"/>
+        <source>Cuts a segmentation to fewer kinds of region without segmenting again: the segments merge in the order of the merge tree the segmentation wrote (Ward&apos;s linkage on its segment centres, weighted by their sizes: the two most alike segments merge first). Fast: a lookup table applied to the raster window by window.
+
+Segments: a label raster written by K-Means segmentation or CNN segmentation (or smoothed, refined or merged after them: they keep the tree).
+Number of segments: how many segments to keep, from 2 to the input&apos;s K. Cutting a merged result again gives the same as cutting the original.
+Memory budget (advanced): working memory; the result does not depend on it.
+
+Merged segments: a label raster on the input&apos;s grid, segments 1..K ordered by their darkest member, styled, with the merged centres and the rest of the tree in its metadata, so it chains into Smooth segments, Latent KNN refinement, Render segments and Segment statistics.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/merge.py" line="37"/>
+        <source>Segments</source>
+        <translation type="unfinished">Segmente</translation>
+    </message>
+    <message>
+        <location filename="../algorithms/merge.py" line="37"/>
+        <source>A label raster made by K-Means segmentation or CNN segmentation (or a step after them).</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/merge.py" line="39"/>
+        <source>Number of segments</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/merge.py" line="39"/>
+        <source>How many segments to keep: 2 to the input&apos;s K.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/merge.py" line="42"/>
+        <source>Merged segments</source>
+        <translation type="unfinished"></translation>
+    </message>
+</context>
+<context>
     <name>RenderAlgorithm</name>
     <message>
         <location filename="../algorithms/render.py" line="28"/>
@@ -647,138 +698,158 @@ Quicklook (optional): PNG of the segment colours, at most 1024 px on its longer 
         <translation>Segmentierung</translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="104"/>
+        <location filename="../algorithms/base.py" line="105"/>
         <source>Post-processing</source>
         <translation>Nachbearbeitung</translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="158"/>
+        <location filename="../algorithms/base.py" line="159"/>
         <source>Bands (default: first three)</source>
         <translation>Kanäle (Standard: die ersten drei)</translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="158"/>
+        <location filename="../algorithms/base.py" line="159"/>
         <source>Bands to segment. Empty: the first three bands that are not alpha. Needed for a grey-scale raster (choose band 1).</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="164"/>
-        <source>Number of segments (K)</source>
-        <translation>Anzahl der Segmente (K)</translation>
-    </message>
-    <message>
-        <location filename="../algorithms/base.py" line="164"/>
-        <source>How many kinds of region to find (2-254).</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../algorithms/base.py" line="168"/>
+        <location filename="../algorithms/base.py" line="178"/>
         <source>Random seed</source>
         <translation>Zufallsstartwert</translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="168"/>
+        <location filename="../algorithms/base.py" line="178"/>
         <source>Seed of the sample and of the initialisation: the same seed gives the same result.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="171"/>
+        <location filename="../algorithms/base.py" line="181"/>
         <source>Reference segmentation (reuse its centres)</source>
         <translation>Referenzsegmentierung (ihre Zentren wiederverwenden)</translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="171"/>
+        <location filename="../algorithms/base.py" line="181"/>
         <source>Optional: a segmentation made earlier by this algorithm. Its segment centres are reused instead of fitting new ones, so several rasters get the same segment for the same kind of surface.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="193"/>
+        <location filename="../algorithms/base.py" line="203"/>
         <source>Memory budget (MB)</source>
         <translation>Speicherbudget (MB)</translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="193"/>
+        <location filename="../algorithms/base.py" line="203"/>
         <source>Working memory to use. The raster is processed in windows that fit it; the result does not depend on it.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="211"/>
+        <location filename="../algorithms/base.py" line="221"/>
         <source>Label raster on the input&apos;s grid: segment 1..K, 0 = nodata, styled with one colour and name per segment.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="214"/>
+        <location filename="../algorithms/base.py" line="224"/>
         <source>Number of segments produced</source>
         <translation>Anzahl erzeugter Segmente</translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="226"/>
+        <location filename="../algorithms/base.py" line="236"/>
         <source>{label}: layer &apos;{layer}&apos; is not a file GDAL can read ({provider}). Save it as a GeoTIFF first (Raster &gt; Conversion &gt; Translate).</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="233"/>
+        <location filename="../algorithms/base.py" line="243"/>
         <source>{label}: no raster given.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="153"/>
+        <location filename="../algorithms/base.py" line="154"/>
         <source>Input layer</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="153"/>
+        <location filename="../algorithms/base.py" line="154"/>
         <source>The layer to segment: a raster GDAL reads (GeoTIFF, JPEG, VRT...; 8-bit, 16-bit or float), or any other map layer (XYZ or WMS basemap, vector layer...), which is drawn with its style over Area to segment at Pixel size first. Nodata and transparent pixels stay nodata.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="178"/>
+        <location filename="../algorithms/base.py" line="188"/>
         <source>Area to segment</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="178"/>
+        <location filename="../algorithms/base.py" line="188"/>
         <source>Optional: segment only this area. A raster file is cut on its own pixel grid, so the result lines up pixel for pixel with a run over the whole raster. Required for web layers (a tile service covers the world).</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="182"/>
+        <location filename="../algorithms/base.py" line="192"/>
         <source>Pixel size for drawn layers (0 = native)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="182"/>
+        <location filename="../algorithms/base.py" line="192"/>
         <source>For layers that are drawn first (web and vector layers): the size of a pixel in the layer&apos;s CRS units. 0 = the layer&apos;s own finest resolution (a tile service&apos;s deepest zoom); required for vector layers. Raster files keep their own pixels.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="187"/>
+        <location filename="../algorithms/base.py" line="197"/>
         <source>Mask polygons</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="187"/>
+        <location filename="../algorithms/base.py" line="197"/>
         <source>Optional: only pixels inside these polygons are segmented; the others are nodata in every output and take no part in the fit.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="270"/>
+        <location filename="../algorithms/base.py" line="280"/>
         <source>Input layer: no layer given, or it cannot be opened.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="282"/>
+        <location filename="../algorithms/base.py" line="292"/>
         <source>Bands is ignored for a drawn layer: its red, green and blue are used.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="198"/>
+        <location filename="../algorithms/base.py" line="208"/>
         <source>Dask scheduler (empty = this computer)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="200"/>
+        <location filename="../algorithms/base.py" line="210"/>
         <source>Optional: the address of a running Dask scheduler, e.g. tcp://10.0.0.5:8786, to process the windows on its workers; empty runs here, as always. The result is the same. The workers must read the input under the same path (a shared folder, or /vsis3/...) and run the same Map Segmenter version; this computer writes the output.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/base.py" line="165"/>
+        <source>Number of segments (K; 0 = automatic)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/base.py" line="165"/>
+        <source>How many kinds of region to find (2-254), or 0 to let the raster choose K between Smallest K and Largest K: the log shows the criterion for every K and the K chosen.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/base.py" line="170"/>
+        <source>Smallest K (automatic)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/base.py" line="170"/>
+        <source>With Number of segments 0: the smallest K the automatic choice considers.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/base.py" line="173"/>
+        <source>Largest K (automatic)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/base.py" line="173"/>
+        <source>With Number of segments 0: the largest K the automatic choice considers. The result can be cut to fewer segments later with Merge segments.</source>
         <translation type="unfinished"></translation>
     </message>
 </context>
