@@ -2,7 +2,7 @@
 
 import os
 import re
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -297,6 +297,12 @@ def gdal_errors():
         gdal.PopErrorHandler()
 
 
+def exceptions_off():
+    """GDAL's Python exceptions off inside the block (GDAL >= 3.7; older GDAL never raises from a destructor)."""
+    manager = getattr(gdal, "ExceptionMgr", None)
+    return manager(useExceptions=False) if manager is not None else nullcontext()
+
+
 class AtomicRaster:
     """A GeoTIFF written under a temporary name beside the destination and renamed once complete.
 
@@ -396,14 +402,11 @@ class AtomicRaster:
 
     def _release(self):
         """Close the dataset (this drops the last reference to it); returns the messages of the errors closing it
-        met. GDAL >= 3.8 raises them, with exceptions on; older GDAL only reports them to the error handler.
-        (Not Dataset.Close(): after a failed write, GDAL 3.10 crashes destroying a dataset whose Close() failed.)"""
-        with gdal_errors() as errors:
-            try:
-                self.dataset = None
-            except RuntimeError as error:
-                errors.append(str(error))
-        self.dataset = None
+        met, which reach the error handler with GDAL's exceptions off. (With them on, GDAL >= 3.8 raises them
+        from the destructor, where Python can only print them as an unraisable exception; and not Dataset.Close():
+        after a failed write, GDAL 3.10 crashes destroying a dataset whose Close() failed.)"""
+        with gdal_errors() as errors, exceptions_off():
+            self.dataset = None
         return list(dict.fromkeys(errors))
 
     def abort(self):
