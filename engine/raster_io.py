@@ -2,7 +2,8 @@
 
 import os
 import re
-from contextlib import contextmanager, nullcontext
+import sys
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -297,10 +298,16 @@ def gdal_errors():
         gdal.PopErrorHandler()
 
 
-def exceptions_off():
-    """GDAL's Python exceptions off inside the block (GDAL >= 3.7; older GDAL never raises from a destructor)."""
-    manager = getattr(gdal, "ExceptionMgr", None)
-    return manager(useExceptions=False) if manager is not None else nullcontext()
+@contextmanager
+def destructor_errors(errors):
+    """Append to ``errors`` the messages of exceptions raised by destructors inside the block, which Python would
+    otherwise print ("Exception ignored in ..."): GDAL's bindings raise a failed close from the dataset's."""
+    previous = sys.unraisablehook
+    sys.unraisablehook = lambda unraisable: errors.append(str(unraisable.exc_value))
+    try:
+        yield
+    finally:
+        sys.unraisablehook = previous
 
 
 class AtomicRaster:
@@ -402,10 +409,9 @@ class AtomicRaster:
 
     def _release(self):
         """Close the dataset (this drops the last reference to it); returns the messages of the errors closing it
-        met, which reach the error handler with GDAL's exceptions off. (With them on, GDAL >= 3.8 raises them
-        from the destructor, where Python can only print them as an unraisable exception; and not Dataset.Close():
-        after a failed write, GDAL 3.10 crashes destroying a dataset whose Close() failed.)"""
-        with gdal_errors() as errors, exceptions_off():
+        met: reported to the error handler, or raised from the dataset's destructor with GDAL's exceptions on. (Not
+        Dataset.Close(): after a failed write, GDAL 3.10 crashes destroying a dataset whose Close() failed.)"""
+        with gdal_errors() as errors, destructor_errors(errors):
             self.dataset = None
         return list(dict.fromkeys(errors))
 
