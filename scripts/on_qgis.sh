@@ -88,5 +88,5 @@ tar -C "$ROOT" --exclude=./.venv --exclude=./.build --exclude=./out --exclude=./
 
 echo "QGIS $(enter "$DIR" dpkg-query -W -f='${Version}' qgis) in $DIR (Debian $SUITE$([ "$BACKPORTS" = 1 ] && echo -backports)), \
 $(enter "$DIR" python3 --version)" >&2
-enter "$DIR" bash -c 'cd /work/map_segmenter && NO_TORCH=1 bash scripts/setup.sh >&2 && source scripts/env.sh && exec "$@"' \
+enter "$DIR" bash -c 'cd /work/map_segmenter && export NO_TORCH=1 && bash scripts/setup.sh >&2 && source scripts/env.sh && exec "$@"' \
   run "$@"
