@@ -43,6 +43,10 @@ def import_time():
 
 def figures(size, repeats):
     """{name: value} of one size: median seconds and peak RSS MB of gdal_translate and of kmeans."""
+    # made by a child process: a child's peak RSS starts at its parent's RSS when forked (Linux keeps the high-water
+    # mark across fork and exec), so this process must stay small for the figures below to be the commands' own
+    subprocess.run([sys.executable, "-c", f"from common import mosaic; mosaic({size!r})"], check=True,
+                   cwd=os.path.dirname(os.path.abspath(__file__)))
     source = mosaic(size)
     copy, labels = OUT / "translate_copy.tif", OUT / "kmeans_labels.tif"
     translate = median_of(["gdal_translate", "-q", str(source), str(copy)], repeats)
@@ -56,9 +60,9 @@ def figures(size, repeats):
 def versions():
     from osgeo import gdal
 
-    return {"QGIS": subprocess.run(["qgis_process.bin", "--version"], capture_output=True, text=True,
-                                   env=dict(os.environ, QT_QPA_PLATFORM="offscreen")).stdout.split("QGIS ")[-1]
-            .split()[0].strip(","), "GDAL": gdal.__version__, "numpy": __import__("numpy").__version__,
+    qgis = subprocess.run([sys.executable, "-c", "from qgis.core import Qgis; print(Qgis.version())"],
+                          capture_output=True, text=True).stdout.strip().split("-")[0]
+    return {"QGIS": qgis, "GDAL": gdal.__version__, "numpy": __import__("numpy").__version__,
             "Python": sys.version.split()[0]}
 
 
