@@ -5,11 +5,14 @@ The same arithmetic, element by element and in the same order, as the first bili
 
 * windows are computed on ``pipeline.ordered_map``'s worker threads (numpy releases the GIL); GDAL reads and
   writes stay in the calling thread, in window order;
-* the nearest centre of K interpolated distances is the minimum of integer keys holding each distance's bits
-  above its centre index (the first of equal minima wins, as with ``numpy.argmin``), one reduction instead of
-  ``argmin`` over the centre axis, which copies and walks K values per pixel;
-* pixels whose four cells are all clearly nearest to one centre take it without interpolating (see below);
-* distances are interpolated across (x) once per column phase and down (y) per row phase, as before.
+* ``first_minimum``: the nearest centre as the minimum of integer keys holding each distance's bits above its
+  centre index (the first of equal minima wins, as with ``numpy.argmin``), one reduction instead of ``argmin``;
+* pixels are taken by dual blocks (the stride x stride pixels between four cell centres, ``_dual_grid``): a block
+  whose four cells are all clearly nearest to one centre takes it without interpolating (see below), as the
+  whole label raster first, by ``numpy.repeat`` as K-Means' pass does;
+* the other blocks (about a quarter at K = 8) interpolate only the centres that can win there (2-3 of 8),
+  with vectors along the blocks: distances across (x) per column phase, then down (y) per row phase, the same
+  float32 operations as the reference.
 
 Windows whose cell distances hold NaN (a broken model) take ``numpy.argmin`` itself, which ranks NaN first.
 """
@@ -98,7 +101,7 @@ def squared_distances(cells, centres):
 
 def _grid(cells, invalid, pad, rows, cols, stride, centres, dtype):
     """Labels (rows * stride, cols * stride) of the pixels of a window's cells (C, h, w), from the cells around
-    them."""
+    them: ``_dual_grid``, or (distances with NaN: a broken model) pixel phase by pixel phase with ``argmin``."""
     segments = len(centres)
     distances = squared_distances(cells, centres)
     if invalid.any():
@@ -111,6 +114,7 @@ def _grid(cells, invalid, pad, rows, cols, stride, centres, dtype):
         clear = np.zeros(index.shape, bool)
     else:
         index, clear = _nearest_cells(distances)
+        return _dual_grid(distances, invalid, index, clear, rows, cols, stride, dtype)
     nearest = index[1:-1, 1:-1].astype(dtype) + 1
     labelled = np.where(clear, index, -1)
     any_invalid = invalid.any()
@@ -197,3 +201,115 @@ def write_labels_bilinear(raster, windows, stride, features, centres, labels, pr
         labels.write(pixels, window.xoff, window.yoff)
         labels.release_cache()
         progress.update((number + 1) / len(windows), f"Assigning segments ({number + 1}/{len(windows)} windows)")
+
+
+def _sides(stride):
+    """(pixels of a cell before its centre's phases turn to the next cell, per pixel of a dual block: float32
+    weight of the first (upper / left) and of the second (lower / right) of its two cells).
+
+    A dual block is the stride x stride pixels between four cell centres; its first ``stride - before`` rows
+    are the last phases of the upper cell (their own cell; the lower one is the neighbour), the rest the first
+    phases of the lower cell. Each weight is the reference's: the neighbour's ``ay`` and the own cell's
+    ``1 - ay``, both float32 as computed there (the sum of two products does not depend on their order)."""
+    table = phases(stride)
+    before = sum(1 for side, _ in table if side < 0)
+    first, second = [], []
+    for q in list(range(before, stride)) + list(range(before)):
+        weight = table[q][1]
+        own = np.float32(1) - weight
+        if q >= before:  # own = the first cell, neighbour = the second
+            first.append(own)
+            second.append(weight)
+        else:  # own = the second cell
+            first.append(weight)
+            second.append(own)
+    return before, np.array(first, np.float32), np.array(second, np.float32)
+
+
+def _dual_grid(distances, invalid, index, clear, rows, cols, stride, dtype):
+    """``_grid`` by dual blocks (the stride x stride pixels between four cell centres), bit for bit the same.
+
+    ``distances`` (K, rows + 2, cols + 2) of the padded cells, with their first minimum ``index`` and whether it
+    is ``clear`` (``_nearest_cells``). A dual block whose four cells are clearly nearest to the same centre takes
+    it whole (as the pixel phases did); the others (about a quarter at K = 8) interpolate, and only the centres
+    that can win there: centre k cannot where its smallest distance among the four cells exceeds, beyond what
+    rounding can bridge (``_CLEAR_FACTOR``), the largest distance of another centre j among them, since every
+    interpolated value lies between its four cells' values up to rounding. That leaves 2-3 of 8 centres. Kept
+    centres stay in index order, so ties go to the first as with ``argmin``. Blocks with an invalid cell: each
+    pixel takes its own cell's nearest centre (nodata on invalid cells), as the pixel phases did."""
+    segments = len(distances)
+    before, first_w, second_w = _sides(stride)
+    labelled = np.where(clear, index, -1)
+    upper_left = labelled[:-1, :-1]
+    agree = upper_left >= 0
+    agree &= upper_left == labelled[:-1, 1:]
+    agree &= upper_left == labelled[1:, :-1]
+    agree &= upper_left == labelled[1:, 1:]
+    dual_rows, dual_cols = rows + 1, cols + 1
+    ids = upper_left.astype(dtype)
+    ids += 1
+    pixels = np.repeat(np.repeat(ids, stride, axis=1), stride, axis=0)  # every block as if its cells agreed
+    by_block = pixels.reshape(dual_rows, stride, dual_cols, stride).transpose(0, 2, 1, 3)  # a view
+    ii, jj = np.nonzero(~agree)
+    if len(ii):
+        width, blocks = cols + 2, len(ii)
+        flat = distances.reshape(segments, -1)
+        corner_cells = [ii * width + jj, ii * width + jj + 1, (ii + 1) * width + jj, (ii + 1) * width + jj + 1]
+        corners = [np.take(flat, cell, axis=1) for cell in corner_cells]  # (K, M): UL, UR, LL, LR
+        low = np.minimum(np.minimum(corners[0], corners[1]), np.minimum(corners[2], corners[3]))
+        high = np.maximum(np.maximum(corners[0], corners[1]), np.maximum(corners[2], corners[3]))
+        bound = high.min(axis=0).astype(np.float64)
+        bound[bound >= _CLEAR_CEILING] = np.inf  # near float32's overflow interpolation may reach infinity
+        bound *= _CLEAR_FACTOR
+        bound += _CLEAR_FLOOR
+        bound32 = bound.astype(np.float32)
+        bound32 = np.where(bound32 < bound, np.nextafter(bound32, np.float32(np.inf)), bound32)  # rounded up
+        candidates = low <= bound32  # (K, M): at least the centre of the smallest high
+        counts = candidates.sum(axis=0)
+        corner_flat = [corner.ravel() for corner in corners]
+        first_x, second_x = first_w[:, None], second_w[:, None]
+        first_y, second_y = first_w[:, None, None], second_w[:, None, None]
+        for count in np.unique(counts):
+            members = np.flatnonzero(counts == count)
+            # the candidates of each member block, in index order: (count, n)
+            chosen = np.nonzero(candidates[:, members].T)[1].reshape(len(members), count).T
+            values = [np.take(corner, chosen * blocks + members) for corner in corner_flat]  # (count, n) each
+            ids = (chosen + 1).astype(dtype)
+            best = best_ids = None
+            for c in range(count):
+                # across (x) per column phase, then down (y) per row phase, as the reference
+                top = values[0][c] * first_x
+                top += values[1][c] * second_x
+                bottom = values[2][c] * first_x
+                bottom += values[3][c] * second_x  # (stride, n)
+                value = top * first_y
+                value += bottom * second_y  # (stride, stride, n)
+                if best is None:
+                    best, best_ids = value, np.repeat(ids[0][None], stride * stride, axis=0).reshape(value.shape)
+                    continue
+                closer = value < best  # strictly: the first of equal minima keeps it
+                np.copyto(best_ids, ids[c], where=closer)
+                if c + 1 < count:
+                    np.copyto(best, value, where=closer)
+            by_block[ii[members], jj[members]] = best_ids.transpose(2, 0, 1)
+        if invalid.any():
+            _own_cells(by_block, invalid, index, ii, jj, stride, before, dtype)
+    offset = stride - before
+    return pixels[offset : offset + rows * stride, offset : offset + cols * stride]
+
+
+def _own_cells(by_block, invalid, index, ii, jj, stride, before, dtype):
+    """In dual blocks with an invalid cell (``by_block``: the pixels as (dual rows, dual cols, stride, stride)),
+    each pixel's own cell's nearest centre, or nodata on an invalid own cell (as the pixel phases did: a pixel
+    next to an invalid cell does not interpolate)."""
+    four = (invalid[ii, jj] | invalid[ii, jj + 1]) | (invalid[ii + 1, jj] | invalid[ii + 1, jj + 1])
+    if not four.any():
+        return
+    which = np.flatnonzero(four)
+    bi, bj = ii[which], jj[which]
+    lower = (np.arange(stride) >= stride - before).astype(np.intp)  # own cell: the second of the pair
+    own_rows = bi[:, None, None] + lower[None, :, None]  # (n, stride, 1)
+    own_cols = bj[:, None, None] + lower[None, None, :]  # (n, 1, stride)
+    own = (index[own_rows, own_cols] + 1).astype(dtype)
+    own[invalid[own_rows, own_cols]] = NODATA
+    by_block[bi, bj] = own
