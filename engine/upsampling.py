@@ -67,36 +67,60 @@ _CLEAR_CEILING = 1e37  # below float32's overflow: interpolated values of the ne
 def _nearest_cells(distances):
     """(index of the first minimum, whether it is clear by the margin above) of every cell of (K, h, w).
 
-    Running best and second best, one centre after the other: on cells, whose nearest centre changes in long
-    runs, this is twice as fast as the keys of ``first_minimum``."""
-    best = distances[0].copy()
-    second = np.full(best.shape, np.inf, np.float32)
-    index = np.zeros(best.shape, np.intp)
-    closer = np.empty(best.shape, bool)
-    lower = np.empty(best.shape, np.float32)
-    for k in range(1, len(distances)):
-        np.less(distances[k], best, out=closer)
-        np.minimum(second, distances[k], out=lower)
-        np.copyto(lower, best, where=closer)
-        second, lower = lower, second
-        np.copyto(best, distances[k], where=closer)
-        np.copyto(index, k, where=closer)
-    clear = second.astype(np.float64) > best.astype(np.float64) * _CLEAR_FACTOR + _CLEAR_FLOOR
-    clear &= best < _CLEAR_CEILING
-    return index, clear
+    Running best and second best, one centre after the other (CHUNK cells at a time): on cells, whose nearest
+    centre changes in long runs, this is twice as fast as the keys of ``first_minimum``."""
+    segments, shape = len(distances), distances.shape[1:]
+    flat = distances.reshape(segments, -1)
+    count = flat.shape[1]
+    index = np.zeros(count, np.intp)
+    clear = np.empty(count, bool)
+    size = min(count, CHUNK)
+    best_buffer, second_buffer, lower_buffer = (np.empty(size, np.float32) for _ in range(3))
+    closer_buffer = np.empty(size, bool)
+    for start in range(0, count, CHUNK):
+        stop = min(count, start + CHUNK)
+        n = stop - start
+        best, closer, where = best_buffer[:n], closer_buffer[:n], index[start:stop]
+        second, lower = second_buffer[:n], lower_buffer[:n]
+        np.copyto(best, flat[0, start:stop])
+        second.fill(np.inf)
+        for k in range(1, segments):
+            row = flat[k, start:stop]
+            np.less(row, best, out=closer)
+            np.minimum(second, row, out=lower)
+            np.copyto(lower, best, where=closer)
+            second, lower = lower, second
+            np.copyto(best, row, where=closer)
+            np.copyto(where, k, where=closer)
+        np.greater(second.astype(np.float64), best.astype(np.float64) * _CLEAR_FACTOR + _CLEAR_FLOOR,
+                   out=clear[start:stop])
+        clear[start:stop] &= best < _CLEAR_CEILING
+    return index.reshape(shape), clear.reshape(shape)
+
+
+CHUNK = 16384  # cells per piece of the distance and nearest-centre loops: their arrays stay in the L2 cache
 
 
 def squared_distances(cells, centres):
     """(K, h, w) float32 squared distances of cells (C, h, w) to every centre: the first label pass's
-    arithmetic (from 0, channel after channel, in float32) on the channel planes as read, without transposing."""
-    distances = np.zeros((len(centres),) + cells.shape[1:], np.float32)
-    difference = np.empty(cells.shape[1:], np.float32)
-    for index, centre in enumerate(np.asarray(centres, np.float32)):
-        for plane, value in zip(cells, centre):
-            np.subtract(plane, value, out=difference)
-            difference *= difference
-            distances[index] += difference
-    return distances
+    arithmetic (from 0, channel after channel, in float32) on the channel planes as read, without transposing,
+    CHUNK cells at a time (1.5x faster than whole planes: the K x C passes stay in the cache)."""
+    channels = cells.shape[0]
+    flat = np.ascontiguousarray(cells).reshape(channels, -1)
+    count = flat.shape[1]
+    distances = np.zeros((len(centres), count), np.float32)
+    difference = np.empty(min(count, CHUNK), np.float32)
+    centres = np.asarray(centres, np.float32)
+    for start in range(0, count, CHUNK):
+        stop = min(count, start + CHUNK)
+        piece, planes = difference[: stop - start], flat[:, start:stop]
+        for index, centre in enumerate(centres):
+            total = distances[index, start:stop]
+            for plane, value in zip(planes, centre):
+                np.subtract(plane, value, out=piece)
+                piece *= piece
+                total += piece
+    return distances.reshape((len(centres),) + cells.shape[1:])
 
 
 def _grid(cells, invalid, pad, rows, cols, stride, centres, dtype):
@@ -106,15 +130,16 @@ def _grid(cells, invalid, pad, rows, cols, stride, centres, dtype):
     distances = squared_distances(cells, centres)
     if invalid.any():
         distances[:, invalid] = 0.0  # as the label pass always did: invalid cells are at distance 0 of all
-    distances = np.pad(distances, ((0, 0), pad[:2], pad[2:]), mode="edge")
-    invalid = np.pad(invalid, (pad[:2], pad[2:]), mode="edge")
+    edges = (pad[:2], pad[2:])  # the window's cells, edge cells repeated where the raster ends
+    invalid = np.pad(invalid, edges, mode="edge")
     exact_nan = bool(np.isnan(distances).any())
-    if exact_nan:  # a broken model: argmin's ranking of NaN, and no shortcut
-        index = distances.argmin(axis=0)
-        clear = np.zeros(index.shape, bool)
-    else:
-        index, clear = _nearest_cells(distances)
-        return _dual_grid(distances, invalid, index, clear, rows, cols, stride, dtype)
+    if not exact_nan:
+        index, clear = (np.pad(array, edges, mode="edge") for array in _nearest_cells(distances))
+        return _dual_grid(distances, pad, invalid, index, clear, rows, cols, stride, dtype)
+    # a broken model: argmin's ranking of NaN, and no shortcut
+    distances = np.pad(distances, ((0, 0),) + edges, mode="edge")
+    index = distances.argmin(axis=0)
+    clear = np.zeros(index.shape, bool)
     nearest = index[1:-1, 1:-1].astype(dtype) + 1
     labelled = np.where(clear, index, -1)
     any_invalid = invalid.any()
@@ -226,11 +251,12 @@ def _sides(stride):
     return before, np.array(first, np.float32), np.array(second, np.float32)
 
 
-def _dual_grid(distances, invalid, index, clear, rows, cols, stride, dtype):
+def _dual_grid(distances, pad, invalid, index, clear, rows, cols, stride, dtype):
     """``_grid`` by dual blocks (the stride x stride pixels between four cell centres), bit for bit the same.
 
-    ``distances`` (K, rows + 2, cols + 2) of the padded cells, with their first minimum ``index`` and whether it
-    is ``clear`` (``_nearest_cells``). A dual block whose four cells are clearly nearest to the same centre takes
+    ``distances`` (K, h, w) of the cells read, ``pad`` (top, bottom, left, right: 1 where the edge cells stand in
+    for a missing row or column of cells around the window's), and of the padded cells (rows + 2, cols + 2)
+    ``invalid``, the first minimum ``index`` and whether it is ``clear`` (``_nearest_cells``). A dual block whose four cells are clearly nearest to the same centre takes
     it whole (as the pixel phases did); the others (about a quarter at K = 8) interpolate, and only the centres
     that can win there: centre k cannot where its smallest distance among the four cells exceeds, beyond what
     rounding can bridge (``_CLEAR_FACTOR``), the largest distance of another centre j among them, since every
@@ -252,9 +278,13 @@ def _dual_grid(distances, invalid, index, clear, rows, cols, stride, dtype):
     by_block = pixels.reshape(dual_rows, stride, dual_cols, stride).transpose(0, 2, 1, 3)  # a view
     ii, jj = np.nonzero(~agree)
     if len(ii):
-        width, blocks = cols + 2, len(ii)
+        blocks = len(ii)
+        height, width = distances.shape[1:]
         flat = distances.reshape(segments, -1)
-        corner_cells = [ii * width + jj, ii * width + jj + 1, (ii + 1) * width + jj, (ii + 1) * width + jj + 1]
+        upper_row = np.clip(ii - pad[0], 0, height - 1) * width  # padded cell coordinates on the cells read
+        lower_row = np.clip(ii + 1 - pad[0], 0, height - 1) * width
+        left, right = np.clip(jj - pad[2], 0, width - 1), np.clip(jj + 1 - pad[2], 0, width - 1)
+        corner_cells = [upper_row + left, upper_row + right, lower_row + left, lower_row + right]
         corners = [np.take(flat, cell, axis=1) for cell in corner_cells]  # (K, M): UL, UR, LL, LR
         low = np.minimum(np.minimum(corners[0], corners[1]), np.minimum(corners[2], corners[3]))
         high = np.maximum(np.maximum(corners[0], corners[1]), np.maximum(corners[2], corners[3]))
