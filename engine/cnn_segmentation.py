@@ -171,10 +171,10 @@ class TileReader:
         numpy only, so any thread can run it."""
         layout, stride, raster = self.layout, self.stride, self.raster
         halo = layout.halo
-        if mirror is not None:  # rows, then columns (one 2-D fancy index is 3x slower)
+        if mirror is not None:  # rows, then columns, as runs of slices (np.take: 2.7x slower, 2-D fancy index 8x)
             rows, cols = mirror
-            pixels = np.take(np.take(pixels, rows, axis=1), cols, axis=2)
-            valid = None if valid is None else np.take(np.take(valid, rows, axis=0), cols, axis=1)
+            pixels = _take_runs(_take_runs(pixels, rows, 1), cols, 2)
+            valid = None if valid is None else _take_runs(_take_runs(valid, rows, 0), cols, 1)
         network = np.empty(pixels.shape, np.float32) if out is None else out
         core = (slice(halo, halo + layout.core_height), slice(halo, halo + layout.core_width))
         if self._stretch is None:  # 8-bit: the values as float32 are exact, scaled straight from the bytes
@@ -204,6 +204,36 @@ class TileReader:
             counts = _cell_sums(inside.astype(np.uint16), stride).astype(np.float32)
         brightness = _cell_sums(grey, stride).astype(np.float32) / (3.0 * np.maximum(counts, 1.0))
         return network, counts > 0, brightness
+
+
+def _runs(index):
+    """(start, stop, first, step) of the runs of ``index`` that step by +1 or -1: ``index[start:stop]`` equals
+    ``first + step * arange(stop - start)``."""
+    runs, start = [], 0
+    while start < len(index):
+        step = int(index[start + 1] - index[start]) if start + 1 < len(index) else 1
+        if step not in (1, -1):
+            step = 1
+        stop = start + 1
+        while stop < len(index) and index[stop] - index[stop - 1] == step:
+            stop += 1
+        runs.append((start, stop, int(index[start]), step))
+        start = stop
+    return runs
+
+
+def _take_runs(array, index, axis):
+    """``np.take(array, index, axis)`` for indices made of a few ascending and descending runs (a mirrored
+    raster edge), copied slice by slice."""
+    shape = list(array.shape)
+    shape[axis] = len(index)
+    out = np.empty(shape, array.dtype)
+    before = (slice(None),) * axis
+    for start, stop, first, step in _runs(np.asarray(index)):
+        last = first + step * (stop - start - 1)
+        source = slice(first, last + 1) if step == 1 else slice(first, last - 1 if last > 0 else None, -1)
+        out[before + (slice(start, stop),)] = array[before + (source,)]
+    return out
 
 
 def _cell_sums(plane, stride):

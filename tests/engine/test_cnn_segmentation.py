@@ -351,3 +351,16 @@ def test_reference_reuses_the_value_ranges_of_sixteen_bit_input(tmp_path):
     assert len(np.unique(a[:, 112:])) == 1 and np.array_equal(np.unique(b[:, :48]), np.unique(a[:, 112:]))
     meta_a, meta_b = (read_metadata(gdal.Open(str(tmp_path / n))) for n in ("a_ids.tif", "b_ids.tif"))
     assert meta_b["features"]["input_ranges"] == meta_a["features"]["input_ranges"]
+
+
+def test_mirrored_edges_by_runs_of_slices_equal_np_take():
+    from map_segmenter.engine.cnn_segmentation import _take_runs, reflect_index
+
+    rng = np.random.default_rng(0)
+    for size in (1, 2, 3, 7, 50):
+        array = rng.integers(0, 255, (3, size, size + 1)).astype(np.uint8)
+        for low, high in [(-20, 30), (-3, 5), (0, size), (-100, 100), (size - 5, size + 40)]:
+            rows = reflect_index(np.arange(low, high), size)
+            assert np.array_equal(_take_runs(array, rows, 1), np.take(array, rows, axis=1))
+            cols = reflect_index(np.arange(low, high), size + 1)
+            assert np.array_equal(_take_runs(array[0] > 100, cols, 1), np.take(array[0] > 100, cols, axis=1))
