@@ -256,13 +256,14 @@ def _dual_grid(distances, pad, invalid, index, clear, rows, cols, stride, dtype)
 
     ``distances`` (K, h, w) of the cells read, ``pad`` (top, bottom, left, right: 1 where the edge cells stand in
     for a missing row or column of cells around the window's), and of the padded cells (rows + 2, cols + 2)
-    ``invalid``, the first minimum ``index`` and whether it is ``clear`` (``_nearest_cells``). A dual block
-    whose four cells are clearly nearest to the same centre takes it whole (as the pixel phases did); the others (about a quarter at K = 8) interpolate, and only the centres
-    that can win there: centre k cannot where its smallest distance among the four cells exceeds, beyond what
-    rounding can bridge (``_CLEAR_FACTOR``), the largest distance of another centre j among them, since every
-    interpolated value lies between its four cells' values up to rounding. That leaves 2-3 of 8 centres. Kept
-    centres stay in index order, so ties go to the first as with ``argmin``. Blocks with an invalid cell: each
-    pixel takes its own cell's nearest centre (nodata on invalid cells), as the pixel phases did."""
+    ``invalid``, the first minimum ``index`` and whether it is ``clear`` (``_nearest_cells``). A dual block whose
+    four cells are clearly nearest to the same centre takes it whole (as the pixel phases did); the others (about a
+    quarter at K = 8) interpolate, and only the centres that can win there: centre k cannot where its smallest
+    distance among the four cells exceeds, beyond what rounding can bridge (``_CLEAR_FACTOR``), the largest distance
+    of another centre j among them, since every interpolated value lies between its four cells' values up to
+    rounding. That leaves 2-3 of 8 centres. Kept centres stay in index order, so ties go to the first as with
+    ``argmin``. Blocks with an invalid cell: each pixel takes its own cell's nearest centre (nodata on invalid
+    cells), as the pixel phases did."""
     segments = len(distances)
     before, first_w, second_w = _sides(stride)
     labelled = np.where(clear, index, -1)
