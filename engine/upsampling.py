@@ -286,43 +286,10 @@ def _dual_grid(distances, pad, invalid, index, clear, rows, cols, stride, dtype)
         lower_row = np.clip(ii + 1 - pad[0], 0, height - 1) * width
         left, right = np.clip(jj - pad[2], 0, width - 1), np.clip(jj + 1 - pad[2], 0, width - 1)
         corner_cells = [upper_row + left, upper_row + right, lower_row + left, lower_row + right]
-        corners = [np.take(flat, cell, axis=1) for cell in corner_cells]  # (K, M): UL, UR, LL, LR
-        low = np.minimum(np.minimum(corners[0], corners[1]), np.minimum(corners[2], corners[3]))
-        high = np.maximum(np.maximum(corners[0], corners[1]), np.maximum(corners[2], corners[3]))
-        bound = high.min(axis=0).astype(np.float64)
-        bound[bound >= _CLEAR_CEILING] = np.inf  # near float32's overflow interpolation may reach infinity
-        bound *= _CLEAR_FACTOR
-        bound += _CLEAR_FLOOR
-        bound32 = bound.astype(np.float32)
-        bound32 = np.where(bound32 < bound, np.nextafter(bound32, np.float32(np.inf)), bound32)  # rounded up
-        candidates = low <= bound32  # (K, M): at least the centre of the smallest high
-        counts = candidates.sum(axis=0)
-        corner_flat = [corner.ravel() for corner in corners]
-        first_x, second_x = first_w[:, None], second_w[:, None]
-        first_y, second_y = first_w[:, None, None], second_w[:, None, None]
-        for count in np.unique(counts):
-            members = np.flatnonzero(counts == count)
-            # the candidates of each member block, in index order: (count, n)
-            chosen = np.nonzero(candidates[:, members].T)[1].reshape(len(members), count).T
-            values = [np.take(corner, chosen * blocks + members) for corner in corner_flat]  # (count, n) each
-            ids = (chosen + 1).astype(dtype)
-            best = best_ids = None
-            for c in range(count):
-                # across (x) per column phase, then down (y) per row phase, as the reference
-                top = values[0][c] * first_x
-                top += values[1][c] * second_x
-                bottom = values[2][c] * first_x
-                bottom += values[3][c] * second_x  # (stride, n)
-                value = top * first_y
-                value += bottom * second_y  # (stride, stride, n)
-                if best is None:
-                    best, best_ids = value, np.repeat(ids[0][None], stride * stride, axis=0).reshape(value.shape)
-                    continue
-                closer = value < best  # strictly: the first of equal minima keeps it
-                np.copyto(best_ids, ids[c], where=closer)
-                if c + 1 < count:
-                    np.copyto(best, value, where=closer)
-            by_block[ii[members], jj[members]] = best_ids.transpose(2, 0, 1)
+        for start in range(0, blocks, BLOCK_CHUNK):  # pieces whose arrays stay in the cache
+            piece = slice(start, start + BLOCK_CHUNK)
+            _interpolated(by_block, flat, [cell[piece] for cell in corner_cells], ii[piece], jj[piece], first_w,
+                          second_w, stride, dtype)
         if invalid.any():
             _own_cells(by_block, invalid, index, ii, jj, stride, before, dtype)
     offset = stride - before
@@ -344,3 +311,49 @@ def _own_cells(by_block, invalid, index, ii, jj, stride, before, dtype):
     own = (index[own_rows, own_cols] + 1).astype(dtype)
     own[invalid[own_rows, own_cols]] = NODATA
     by_block[bi, bj] = own
+
+
+BLOCK_CHUNK = 16384  # dual blocks interpolated at a time
+
+
+def _interpolated(by_block, flat, corner_cells, ii, jj, first_w, second_w, stride, dtype):
+    """Labels of the dual blocks (``ii``, ``jj``) whose cells disagree, written into ``by_block``: the centres
+    that can win there (see ``_dual_grid``), interpolated across then down as the reference, the first minimum."""
+    blocks = len(ii)
+    corners = [np.take(flat, cell, axis=1) for cell in corner_cells]  # (K, M): UL, UR, LL, LR
+    low = np.minimum(np.minimum(corners[0], corners[1]), np.minimum(corners[2], corners[3]))
+    high = np.maximum(np.maximum(corners[0], corners[1]), np.maximum(corners[2], corners[3]))
+    bound = high.min(axis=0).astype(np.float64)
+    bound[bound >= _CLEAR_CEILING] = np.inf  # near float32's overflow interpolation may reach infinity
+    bound *= _CLEAR_FACTOR
+    bound += _CLEAR_FLOOR
+    bound32 = bound.astype(np.float32)
+    bound32 = np.where(bound32 < bound, np.nextafter(bound32, np.float32(np.inf)), bound32)  # rounded up
+    candidates = low <= bound32  # (K, M): at least the centre of the smallest high
+    counts = candidates.sum(axis=0)
+    corner_flat = [corner.ravel() for corner in corners]
+    first_x, second_x = first_w[:, None], second_w[:, None]
+    first_y, second_y = first_w[:, None, None], second_w[:, None, None]
+    for count in np.unique(counts):
+        members = np.flatnonzero(counts == count)
+        # the candidates of each member block, in index order: (count, n)
+        chosen = np.nonzero(candidates[:, members].T)[1].reshape(len(members), count).T
+        values = [np.take(corner, chosen * blocks + members) for corner in corner_flat]  # (count, n) each
+        ids = (chosen + 1).astype(dtype)
+        best = best_ids = None
+        for c in range(count):
+            # across (x) per column phase, then down (y) per row phase, as the reference
+            top = values[0][c] * first_x
+            top += values[1][c] * second_x
+            bottom = values[2][c] * first_x
+            bottom += values[3][c] * second_x  # (stride, n)
+            value = top * first_y
+            value += bottom * second_y  # (stride, stride, n)
+            if best is None:
+                best, best_ids = value, np.repeat(ids[0][None], stride * stride, axis=0).reshape(value.shape)
+                continue
+            closer = value < best  # strictly: the first of equal minima keeps it
+            np.copyto(best_ids, ids[c], where=closer)
+            if c + 1 < count:
+                np.copyto(best, value, where=closer)
+        by_block[ii[members], jj[members]] = best_ids.transpose(2, 0, 1)

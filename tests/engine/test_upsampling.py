@@ -129,3 +129,22 @@ def test_first_minimum_is_argmin():
     assert np.array_equal(upsampling.first_minimum(values), values.argmin(axis=0))
     values[2, 5] = np.nan
     assert np.array_equal(upsampling.first_minimum(values), values.argmin(axis=0))
+
+
+@pytest.mark.parametrize("stride", [3, 4])
+def test_pieces_of_cells_and_of_blocks_change_nothing(tmp_path, monkeypatch, stride):
+    """The distance loops (CHUNK cells) and the interpolated dual blocks (BLOCK_CHUNK) in tiny pieces, with
+    invalid cells and many candidates: the same labels as the reference."""
+    monkeypatch.setattr(upsampling, "CHUNK", 7)
+    monkeypatch.setattr(upsampling, "BLOCK_CHUNK", 5)
+    rng = np.random.default_rng(7)
+    width, height = 83, 59
+    rows, cols = grid_shape(width, height, stride)
+    centres = rng.normal(size=(9, 3)) * 0.3  # close centres: blocks with 3 or more candidates
+    cells = np.round(rng.normal(size=(3, rows, cols)) * 4) / 4
+    cells[:, 3:6, 4:9] = np.nan  # cells without valid pixels
+    cells[:, -1, -2] = np.nan
+    expected, results, _ = both(tmp_path, cells, centres, stride, width, height, nodata_box=(10, 30, 20, 45),
+                                max_pixels=1500)
+    for got in results:
+        assert np.array_equal(got, expected)
