@@ -340,7 +340,7 @@ def _interpolated(by_block, flat, corner_cells, ii, jj, first_w, second_w, strid
         chosen = np.nonzero(candidates[:, members].T)[1].reshape(len(members), count).T
         values = [np.take(corner, chosen * blocks + members) for corner in corner_flat]  # (count, n) each
         ids = (chosen + 1).astype(dtype)
-        best = best_ids = None
+        best = position = None
         for c in range(count):
             # across (x) per column phase, then down (y) per row phase, as the reference
             top = values[0][c] * first_x
@@ -350,10 +350,24 @@ def _interpolated(by_block, flat, corner_cells, ii, jj, first_w, second_w, strid
             value = top * first_y
             value += bottom * second_y  # (stride, stride, n)
             if best is None:
-                best, best_ids = value, np.repeat(ids[0][None], stride * stride, axis=0).reshape(value.shape)
+                best = value
                 continue
             closer = value < best  # strictly: the first of equal minima keeps it
-            np.copyto(best_ids, ids[c], where=closer)
+            if count == 2:  # most blocks: the second id where it is closer (ids in index order: no wrap)
+                position = closer.astype(dtype)
+                position *= ids[1] - ids[0]
+                position += ids[0]
+                break
+            if position is None:
+                position = np.zeros(value.shape, np.intp)
+            np.copyto(position, c, where=closer)
             if c + 1 < count:
                 np.copyto(best, value, where=closer)
-        by_block[ii[members], jj[members]] = best_ids.transpose(2, 0, 1)
+        if count == 1:
+            labels = np.broadcast_to(ids[0], (stride, stride, len(members)))
+        elif count == 2:
+            labels = position
+        else:
+            labels = np.take_along_axis(ids, position.reshape(stride * stride, -1), axis=0).reshape(
+                stride, stride, -1)
+        by_block[ii[members], jj[members]] = labels.transpose(2, 0, 1)
