@@ -72,7 +72,7 @@ def _nearest_cells(distances):
     segments, shape = len(distances), distances.shape[1:]
     flat = distances.reshape(segments, -1)
     count = flat.shape[1]
-    index = np.zeros(count, np.intp)
+    index = np.zeros(count, np.int16 if segments < 2**15 else np.intp)
     clear = np.empty(count, bool)
     size = min(count, CHUNK)
     best_buffer, second_buffer, lower_buffer = (np.empty(size, np.float32) for _ in range(3))
