@@ -336,9 +336,14 @@ def _interpolated(by_block, flat, corner_cells, ii, jj, first_w, second_w, strid
     first_y, second_y = first_w[:, None, None], second_w[:, None, None]
     for count in np.unique(counts):
         members = np.flatnonzero(counts == count)
-        # the candidates of each member block, in index order: (count, n)
-        chosen = np.nonzero(candidates[:, members].T)[1].reshape(len(members), count).T
-        values = [np.take(corner, chosen * blocks + members) for corner in corner_flat]  # (count, n) each
+        group = candidates[:, members]  # (K, n)
+        if count == 2:  # most blocks: the first and the last candidate
+            chosen = np.stack([group.argmax(axis=0), len(group) - 1 - group[::-1].argmax(axis=0)])
+        else:  # the candidates of each member block, in index order: (count, n)
+            chosen = np.nonzero(group.T)[1].reshape(len(members), count).T
+        where = chosen * blocks
+        where += members
+        values = [np.take(corner, where) for corner in corner_flat]  # (count, n) each
         ids = (chosen + 1).astype(dtype)
         best = position = None
         for c in range(count):
@@ -353,21 +358,21 @@ def _interpolated(by_block, flat, corner_cells, ii, jj, first_w, second_w, strid
                 best = value
                 continue
             closer = value < best  # strictly: the first of equal minima keeps it
-            if count == 2:  # most blocks: the second id where it is closer (ids in index order: no wrap)
+            if count == 2:  # the second id where it is closer (ids in index order: no wrap)
                 position = closer.astype(dtype)
                 position *= ids[1] - ids[0]
                 position += ids[0]
                 break
-            if position is None:
-                position = np.zeros(value.shape, np.intp)
-            np.copyto(position, c, where=closer)
+            # c is above every earlier position: the maximum takes c exactly where this centre is closer
+            step = closer.view(np.uint8) * np.uint8(c) if count <= 256 else closer * np.int32(c)
+            position = step if position is None else np.maximum(position, step, out=position)
             if c + 1 < count:
-                np.copyto(best, value, where=closer)
+                np.minimum(best, value, out=best)  # no NaN here: the smaller of the two is the new best
         if count == 1:
             labels = np.broadcast_to(ids[0], (stride, stride, len(members)))
         elif count == 2:
             labels = position
         else:
-            labels = np.take_along_axis(ids, position.reshape(stride * stride, -1), axis=0).reshape(
+            labels = np.take_along_axis(ids, position.reshape(stride * stride, -1).astype(np.intp), axis=0).reshape(
                 stride, stride, -1)
         by_block[ii[members], jj[members]] = labels.transpose(2, 0, 1)
