@@ -75,23 +75,25 @@ def _nearest_cells(distances):
     index = np.zeros(count, np.int16 if segments < 2**15 else np.intp)
     clear = np.empty(count, bool)
     size = min(count, CHUNK)
-    best_buffer, second_buffer, lower_buffer = (np.empty(size, np.float32) for _ in range(3))
-    closer_buffer = np.empty(size, bool)
+    best_buffer, second_buffer, larger_buffer = (np.empty(size, np.float32) for _ in range(3))
+    closer_buffer, step_buffer = np.empty(size, bool), np.empty(size, index.dtype)
     for start in range(0, count, CHUNK):
         stop = min(count, start + CHUNK)
         n = stop - start
-        best, closer, where = best_buffer[:n], closer_buffer[:n], index[start:stop]
-        second, lower = second_buffer[:n], lower_buffer[:n]
+        best, second, larger = best_buffer[:n], second_buffer[:n], larger_buffer[:n]
+        closer, step, where = closer_buffer[:n], step_buffer[:n], index[start:stop]
         np.copyto(best, flat[0, start:stop])
         second.fill(np.inf)
         for k in range(1, segments):
+            # no NaN here: second = min(second, max(best, row)), best = min(best, row), and the index takes k
+            # where row < best, by the maximum (k exceeds every earlier index)
             row = flat[k, start:stop]
             np.less(row, best, out=closer)
-            np.minimum(second, row, out=lower)
-            np.copyto(lower, best, where=closer)
-            second, lower = lower, second
-            np.copyto(best, row, where=closer)
-            np.copyto(where, k, where=closer)
+            np.maximum(best, row, out=larger)
+            np.minimum(second, larger, out=second)
+            np.minimum(best, row, out=best)
+            np.multiply(closer, index.dtype.type(k), out=step)
+            np.maximum(where, step, out=where)
         np.greater(second.astype(np.float64), best.astype(np.float64) * _CLEAR_FACTOR + _CLEAR_FLOOR,
                    out=clear[start:stop])
         clear[start:stop] &= best < _CLEAR_CEILING

@@ -148,3 +148,18 @@ def test_pieces_of_cells_and_of_blocks_change_nothing(tmp_path, monkeypatch, str
                                 max_pixels=1500)
     for got in results:
         assert np.array_equal(got, expected)
+
+
+def test_nearest_cells_is_the_first_minimum_and_clear_is_the_margin_to_the_second(monkeypatch):
+    monkeypatch.setattr(upsampling, "CHUNK", 333)
+    rng = np.random.default_rng(1)
+    for segments in (2, 5, 9):
+        distances = (np.round(rng.random((segments, 50, 70)) * 4) / 4).astype(np.float32)  # many exact ties
+        distances[:, 0, :3] = np.inf  # all infinite: the first, not clear
+        distances[-1, 1, :3] = 1e38  # huge values
+        index, clear = upsampling._nearest_cells(distances)
+        assert np.array_equal(index, distances.argmin(axis=0))
+        ordered = np.sort(distances, axis=0).astype(np.float64)
+        expected = (ordered[1] > ordered[0] * upsampling._CLEAR_FACTOR + upsampling._CLEAR_FLOOR) & (
+            ordered[0] < upsampling._CLEAR_CEILING)
+        assert np.array_equal(clear, expected)
