@@ -35,7 +35,7 @@ from .hierarchy import K_MAX, K_MIN
 from .label_pass import write_labels
 from .memory import within_budget
 from .metadata import FeatureMeta
-from .onnx_runtime import DEVICES, import_onnxruntime, load_model, normaliser
+from .onnx_runtime import DEVICES, PROVIDERS, import_onnxruntime, load_model, normaliser
 from .pipeline import WORKERS
 from .progress import Progress
 from .raster_io import byte_stretch, value_ranges
@@ -47,6 +47,15 @@ KIND = "cnn"
 FEATURE_OPTIONS = TILE_OPTIONS
 TILE_BYTES_PER_PIXEL = 160  # input copies + network activations per tile pixel (measured peak ~ 130 B/px)
 UPSAMPLING = ("bilinear", "nearest")
+# TILE_SIZE 0 with a finite receptive field: tiles of about this many px on a side (never below the model's
+# tile_size, and as MEMORY_MB allows), run one at a time on the CPU. The network's cost per pixel is the same from
+# 256 to 1024 px and grows beyond (caches), while the halo run around each core shrinks: 25 MPix take 27.6 MPix
+# through the network with 876 px tiles, 29.8 with the shipped model's 512 (bench/bench_cnn_vs_kmeans.py prints
+# ONNX Runtime alone per geometry). The embeddings are the same whatever the tile (cores + halo >= receptive field).
+NETWORK_TILE = 1024
+# On the CPU a piece of work handed to a worker is at least this many pixels of tiles (BATCH_SIZE at most): 1 MPix
+# balances 2 cores to within a tile at the end and keeps the per-piece overhead small.
+CPU_PIECE_PIXELS = 1 << 20
 # Embeddings no FEATURES file asks for stay in a MEM dataset when they take at most this share of MEMORY_MB (25 MPix
 # at stride 4, 6 bands: 37.5 MB): the label pass reads them back without writing and reading a scratch file.
 MEMORY_SHARE = 0.25
@@ -110,6 +119,16 @@ def plan_tiles(width, height, stride, halo, tile_size):
     return TileLayout(halo, core_w, core_h, origins)
 
 
+def network_tile(info, memory_bytes, runs=1):
+    """The tile size of TILE_SIZE 0: the model's own ``tile_size`` for a model without a finite receptive field
+    (blended tiles: the result depends on it); else NETWORK_TILE px, or less as ``memory_bytes`` allows ``runs``
+    tiles at a time, but never below the model's ``tile_size``. Any of these gives the same embeddings."""
+    if info.global_context:
+        return info.tile_size
+    fits = int((memory_bytes / (TILE_BYTES_PER_PIXEL * max(1, runs))) ** 0.5) // info.stride * info.stride
+    return max(info.tile_size, min(NETWORK_TILE, fits))
+
+
 def reflect_index(coordinates, size):
     """Raster index of virtual coordinates: the raster mirrored about its edge pixels, repeated as needed."""
     if size == 1:
@@ -154,14 +173,14 @@ class TileReader:
         numpy only, so any thread can run it."""
         layout, stride, raster = self.layout, self.stride, self.raster
         halo = layout.halo
-        if mirror is not None:  # rows, then columns (one 2-D fancy index is 3x slower)
+        if mirror is not None:  # rows, then columns, as runs of slices (np.take: 2.7x slower, 2-D fancy index 8x)
             rows, cols = mirror
-            pixels = np.take(np.take(pixels, rows, axis=1), cols, axis=2)
-            valid = None if valid is None else np.take(np.take(valid, rows, axis=0), cols, axis=1)
+            pixels = _take_runs(_take_runs(pixels, rows, 1), cols, 2)
+            valid = None if valid is None else _take_runs(_take_runs(valid, rows, 0), cols, 1)
         network = np.empty(pixels.shape, np.float32) if out is None else out
         core = (slice(halo, halo + layout.core_height), slice(halo, halo + layout.core_width))
         if self._stretch is None:  # 8-bit: the values as float32 are exact, scaled straight from the bytes
-            grey = np.add(pixels[0][core], pixels[1][core], dtype=np.float32)
+            grey = np.add(pixels[0][core], pixels[1][core], dtype=np.uint16)  # exact: at most 765
             grey += pixels[2][core]
             np.multiply(pixels, self.scale, out=network)
         else:
@@ -184,16 +203,61 @@ class TileReader:
             if valid is not None:
                 inside &= valid[core]
             grey *= inside
-            counts = _cell_sums(inside.astype(np.float32), stride)
-        brightness = _cell_sums(grey, stride) / (3.0 * np.maximum(counts, 1.0))
+            counts = _cell_sums(inside.astype(np.uint16), stride).astype(np.float32)
+        brightness = _cell_sums(grey, stride).astype(np.float32) / (3.0 * np.maximum(counts, 1.0))
         return network, counts > 0, brightness
 
 
+def _runs(index):
+    """(start, stop, first, step) of the runs of ``index`` that step by +1 or -1: ``index[start:stop]`` equals
+    ``first + step * arange(stop - start)``."""
+    runs, start = [], 0
+    while start < len(index):
+        step = int(index[start + 1] - index[start]) if start + 1 < len(index) else 1
+        if step not in (1, -1):
+            step = 1
+        stop = start + 1
+        while stop < len(index) and index[stop] - index[stop - 1] == step:
+            stop += 1
+        runs.append((start, stop, int(index[start]), step))
+        start = stop
+    return runs
+
+
+def _take_runs(array, index, axis):
+    """``np.take(array, index, axis)`` for indices made of a few ascending and descending runs (a mirrored
+    raster edge), copied slice by slice."""
+    shape = list(array.shape)
+    shape[axis] = len(index)
+    out = np.empty(shape, array.dtype)
+    before = (slice(None),) * axis
+    for start, stop, first, step in _runs(np.asarray(index)):
+        last = first + step * (stop - start - 1)
+        source = slice(first, last + 1) if step == 1 else slice(first, last - 1 if last > 0 else None, -1)
+        out[before + (slice(start, stop),)] = array[before + (source,)]
+    return out
+
+
 def _cell_sums(plane, stride):
-    """Sums over stride x stride cells of a (rows * stride, cols * stride) float32 plane."""
+    """Sums over stride x stride cells of a (rows * stride, cols * stride) plane: float32 (summed as numpy's
+    ``sum`` over rows, then columns, did) or uint16 (exact integer sums, at most 65535, as 8-bit grey values
+    over cells of up to 9 x 9 px are; wider types for larger cells). Row by row and column by column, not
+    ``sum`` over an axis of ``stride`` elements, which numpy walks element by element (3.5x slower)."""
     height, width = plane.shape
-    return plane.reshape(height // stride, stride, width).sum(axis=1).reshape(
-        height // stride, width // stride, stride).sum(axis=2)
+    if plane.dtype.kind == "f":
+        return plane.reshape(height // stride, stride, width).sum(axis=1).reshape(
+            height // stride, width // stride, stride).sum(axis=2)
+    if stride * stride * 765 > np.iinfo(plane.dtype).max:
+        plane = plane.astype(np.int64)
+    rows = plane.reshape(height // stride, stride, width)
+    total = rows[:, 0].copy()
+    for offset in range(1, stride):
+        total += rows[:, offset]
+    columns = total.reshape(height // stride, width // stride, stride)
+    cell = columns[:, :, 0].copy()
+    for offset in range(1, stride):
+        cell += columns[:, :, offset]
+    return cell
 
 
 
@@ -279,7 +343,7 @@ class CnnEmbeddings(FeatureExtractor):
 
     def plan(self, raster, settings, reference, progress):
         info, stride, halo, batch_size = self.info, self.stride, self.halo, self.batch_size
-        tile_size = self.tile_size or info.tile_size
+        tile_size = self.tile_size or network_tile(info, settings.memory_bytes, self.model.runs)
         self.layout = layout = plan_tiles(raster.width, raster.height, stride, halo, tile_size)
         if info.global_context:  # no finite receptive field: overlapping tiles, blended (engine/blended_tiles.py)
             blended_tiles.check_layout(layout, tile_size)
@@ -292,6 +356,8 @@ class CnnEmbeddings(FeatureExtractor):
             progress.log(f"BATCH_SIZE {batch_size} lowered to {fitting} to stay within MEMORY_MB "
                          f"{settings.memory_mb:g}")
             batch_size = fitting
+        if self.model.provider == PROVIDERS["cpu"]:  # tile by tile anyway: pieces of about CPU_PIECE_PIXELS
+            batch_size = min(batch_size, max(1, CPU_PIECE_PIXELS // (layout.width * layout.height)))
         self.grid = grid = Window.whole(raster.width, raster.height).on_grid(stride)
         origins = layout.origins
         self.batches = cells(len(origins), batch_size)

@@ -119,6 +119,15 @@ def embedding_cells(window, core, valid, brightness, grid_width):
     """The ``Cells`` of a network's ``core`` (C, rows, cols) over ``window``: cells whose pixels are ``valid`` but
     whose embedding is not finite (NaN, infinity: the network's doing) are left out as nodata and counted in
     ``masked``; sample rows [embedding..., brightness]."""
+    channels, rows, cols = core.shape
+    if valid.all() and np.isfinite(core).all():  # every cell (most tiles): no masking, no gathering
+        vectors = np.empty((rows, cols, channels + 1), np.float32)
+        vectors[:, :, :channels] = core.transpose(1, 2, 0)
+        vectors[:, :, channels] = brightness
+        linear = (np.arange(rows, dtype=np.int64)[:, None] + window.yoff) * grid_width \
+            + (np.arange(cols, dtype=np.int64) + window.xoff)
+        return Cells(window, np.ascontiguousarray(core, np.float32), linear.ravel(),
+                     vectors.reshape(rows * cols, channels + 1))
     finite = np.isfinite(core).all(axis=0)
     masked = int(np.count_nonzero(valid & ~finite))
     valid = valid & finite

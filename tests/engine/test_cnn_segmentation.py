@@ -60,10 +60,25 @@ def test_tile_and_batch_size_do_not_change_the_result(tmp_path, small_crop, unti
 
 def test_default_tiles_on_a_larger_raster(tmp_path, kampala_crop):
     default = run(tmp_path, kampala_crop, "default")
-    assert default[2].tiles == 2  # 456 x 392 px cores over 517 x 389 px
-    one = run(tmp_path, kampala_crop, "one", tile_size=640, batch_size=1)
-    assert one[2].tiles == 1
-    assert_same(default[:2], one[:2])
+    assert default[2].tiles == 1  # TILE_SIZE 0: network_tile (NETWORK_TILE px) holds all 517 x 389 px
+    model_tiles = run(tmp_path, kampala_crop, "model", tile_size=512, batch_size=1)
+    assert model_tiles[2].tiles == 2  # the model's 512 px: 456 x 392 px cores
+    assert_same(default[:2], model_tiles[:2])
+    assert np.array_equal(default[1], model_tiles[1], equal_nan=True)  # here bit for bit
+
+
+def test_network_tile_is_bounded_by_memory_and_the_model():
+    from map_segmenter.engine.cnn_segmentation import NETWORK_TILE, TILE_BYTES_PER_PIXEL, network_tile
+
+    class Info:
+        stride, tile_size, global_context = 4, 512, False
+
+    assert network_tile(Info, 1 << 40, 2) == NETWORK_TILE
+    side = 900  # as MEMORY_MB allows two tiles of 900 px at a time (rounded down to the stride)
+    assert network_tile(Info, TILE_BYTES_PER_PIXEL * side * side * 2, 2) == 900
+    assert network_tile(Info, 1 << 20, 2) == 512  # never below the model's tile_size
+    Info.global_context = True  # blended tiles: the result depends on the tile, so it is the model's
+    assert network_tile(Info, 1 << 40, 2) == 512
 
 
 def test_without_the_halo_tiles_would_show_seams(tmp_path, small_crop, untiled):
@@ -336,3 +351,16 @@ def test_reference_reuses_the_value_ranges_of_sixteen_bit_input(tmp_path):
     assert len(np.unique(a[:, 112:])) == 1 and np.array_equal(np.unique(b[:, :48]), np.unique(a[:, 112:]))
     meta_a, meta_b = (read_metadata(gdal.Open(str(tmp_path / n))) for n in ("a_ids.tif", "b_ids.tif"))
     assert meta_b["features"]["input_ranges"] == meta_a["features"]["input_ranges"]
+
+
+def test_mirrored_edges_by_runs_of_slices_equal_np_take():
+    from map_segmenter.engine.cnn_segmentation import _take_runs, reflect_index
+
+    rng = np.random.default_rng(0)
+    for size in (1, 2, 3, 7, 50):
+        array = rng.integers(0, 255, (3, size, size + 1)).astype(np.uint8)
+        for low, high in [(-20, 30), (-3, 5), (0, size), (-100, 100), (size - 5, size + 40)]:
+            rows = reflect_index(np.arange(low, high), size)
+            assert np.array_equal(_take_runs(array, rows, 1), np.take(array, rows, axis=1))
+            cols = reflect_index(np.arange(low, high), size + 1)
+            assert np.array_equal(_take_runs(array[0] > 100, cols, 1), np.take(array[0] > 100, cols, axis=1))

@@ -225,3 +225,36 @@ def test_install_command_never_names_another_python_on_path(monkeypatch, tmp_pat
     monkeypatch.setattr(sys, "base_exec_prefix", str(tmp_path / "nothing"))
     assert onnx_runtime.python_executable() == version
     assert onnx_runtime.install_command() == f"{version} -m pip install onnxruntime"
+
+
+@pytest.mark.parametrize("provider", ["CUDAExecutionProvider", "CoreMLExecutionProvider"])
+def test_gpu_and_coreml_runs_go_through_io_binding(provider):
+    """Mocked: this machine has neither CUDA nor CoreML, so the loaded model only *claims* the device provider
+    (the one mock); the session underneath is onnxruntime's real CPU session, whose I/O binding is the same API.
+    The batch runs in one call through run_with_iobinding, never session.run, the embeddings land in an array of
+    the contract's shape, and they equal the CPU path's bit for bit."""
+    cpu, _ = load(SHIPPED, "cpu", 1)
+    calls = []
+
+    class Recording:
+        def __init__(self, session):
+            self.session = session
+
+        def io_binding(self):
+            calls.append("io_binding")
+            return self.session.io_binding()
+
+        def run_with_iobinding(self, binding, options=None):
+            calls.append("run_with_iobinding")
+            return self.session.run_with_iobinding(binding, options)
+
+        def run(self, *arguments):
+            raise AssertionError("a device run must use I/O binding")
+
+    device = onnx_runtime.LoadedModel(Recording(cpu.session), cpu.info, provider, "cuda", cpu.available, (),
+                                      cpu.onnxruntime_version)
+    batch = np.random.default_rng(0).standard_normal((3, 3, 64, 48)).astype(np.float32)
+    out = device.run(batch, cancel_check=lambda: None)
+    assert calls == ["io_binding", "run_with_iobinding"]
+    assert out.shape == (3, 32, 16, 12) and out.dtype == np.float32 and out.flags.c_contiguous
+    assert np.array_equal(out, cpu.run(batch))

@@ -129,3 +129,37 @@ def test_first_minimum_is_argmin():
     assert np.array_equal(upsampling.first_minimum(values), values.argmin(axis=0))
     values[2, 5] = np.nan
     assert np.array_equal(upsampling.first_minimum(values), values.argmin(axis=0))
+
+
+@pytest.mark.parametrize("stride", [3, 4])
+def test_pieces_of_cells_and_of_blocks_change_nothing(tmp_path, monkeypatch, stride):
+    """The distance loops (CHUNK cells) and the interpolated dual blocks (BLOCK_CHUNK) in tiny pieces, with
+    invalid cells and many candidates: the same labels as the reference."""
+    monkeypatch.setattr(upsampling, "CHUNK", 7)
+    monkeypatch.setattr(upsampling, "BLOCK_CHUNK", 5)
+    rng = np.random.default_rng(7)
+    width, height = 83, 59
+    rows, cols = grid_shape(width, height, stride)
+    centres = rng.normal(size=(9, 3)) * 0.3  # close centres: blocks with 3 or more candidates
+    cells = np.round(rng.normal(size=(3, rows, cols)) * 4) / 4
+    cells[:, 3:6, 4:9] = np.nan  # cells without valid pixels
+    cells[:, -1, -2] = np.nan
+    expected, results, _ = both(tmp_path, cells, centres, stride, width, height, nodata_box=(10, 30, 20, 45),
+                                max_pixels=1500)
+    for got in results:
+        assert np.array_equal(got, expected)
+
+
+def test_nearest_cells_is_the_first_minimum_and_clear_is_the_margin_to_the_second(monkeypatch):
+    monkeypatch.setattr(upsampling, "CHUNK", 333)
+    rng = np.random.default_rng(1)
+    for segments in (2, 5, 9):
+        distances = (np.round(rng.random((segments, 50, 70)) * 4) / 4).astype(np.float32)  # many exact ties
+        distances[:, 0, :3] = np.inf  # all infinite: the first, not clear
+        distances[-1, 1, :3] = 1e38  # huge values
+        index, clear = upsampling._nearest_cells(distances)
+        assert np.array_equal(index, distances.argmin(axis=0))
+        ordered = np.sort(distances, axis=0).astype(np.float64)
+        expected = (ordered[1] > ordered[0] * upsampling._CLEAR_FACTOR + upsampling._CLEAR_FLOOR) & (
+            ordered[0] < upsampling._CLEAR_CEILING)
+        assert np.array_equal(clear, expected)
