@@ -23,7 +23,7 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QCoreApplication, QThread
 from qgis.PyQt.QtGui import QIcon
 
-from ..engine import checks
+from ..engine import checks, params
 from ..engine.errors import SegmenterError
 from ..engine.hierarchy import K_MAX, K_MIN
 from ..engine.progress import Progress
@@ -200,12 +200,12 @@ class SegmenterAlgorithm(QgsProcessingAlgorithm):
                          "output and take no part in the fit."))
 
     def add_memory(self):
-        self.integer("MEMORY_MB", self.tr("Memory budget (MB)"), 256, 1, 1_000_000,
+        self.integer(params.MEMORY_MB, self.tr("Memory budget (MB)"), 256, 1, 1_000_000,
                      self.tr("Working memory to use. The raster is processed in windows that fit it; the result "
                              "does not depend on it."), advanced=True)
 
     def add_scheduler(self):
-        parameter = QgsProcessingParameterString("SCHEDULER", self.tr("Dask scheduler (empty = this computer)"),
+        parameter = QgsProcessingParameterString(params.SCHEDULER, self.tr("Dask scheduler (empty = this computer)"),
                                                  optional=True)
         return self.add(parameter, self.tr(
             "Optional: the address of a running Dask scheduler, e.g. tcp://10.0.0.5:8786, to process the windows on "
@@ -215,13 +215,13 @@ class SegmenterAlgorithm(QgsProcessingAlgorithm):
 
     def scheduler(self, parameters, context):
         """SCHEDULER as the engine takes it: an address, or None for this process."""
-        return self.parameterAsString(parameters, "SCHEDULER", context).strip() or None
+        return self.parameterAsString(parameters, params.SCHEDULER, context).strip() or None
 
     def add_label_output(self, label):
-        self.add(QgsProcessingParameterRasterDestination("OUTPUT", label),
+        self.add(QgsProcessingParameterRasterDestination(params.OUTPUT, label),
                  self.tr("Label raster on the input's grid: segment 1..K, 0 = nodata, styled with one colour and "
                          "name per segment."))
-        self.addOutput(QgsProcessingOutputNumber("SEGMENT_COUNT", self.tr("Number of segments produced")))
+        self.addOutput(QgsProcessingOutputNumber(params.SEGMENT_COUNT, self.tr("Number of segments produced")))
 
     def add_features_output(self, label, help_text):
         self.add(QgsProcessingParameterRasterDestination("FEATURES", label, optional=True, createByDefault=False),

@@ -3,6 +3,7 @@
 from qgis.core import QgsProcessingParameterEnum, QgsProcessingParameterRasterLayer
 
 from ..engine import knn_refine as engine
+from ..engine import params
 from ..engine.knn_refine import refine_knn
 from .base import POSTPROCESSING, SegmenterAlgorithm
 
@@ -65,28 +66,28 @@ class KnnRefineAlgorithm(SegmenterAlgorithm):
         )
 
     def initAlgorithm(self, config=None):  # noqa: N802 - QGIS API
-        self.add(QgsProcessingParameterRasterLayer("LABELS", self.tr("Segments")),
+        self.add(QgsProcessingParameterRasterLayer(params.LABELS, self.tr("Segments")),
                  self.tr("A label raster, e.g. the Segments of K-Means segmentation (or their smoothed version)."))
-        self.add(QgsProcessingParameterRasterLayer("FEATURES", self.tr("Features (of the same segmentation run)")),
+        self.add(QgsProcessingParameterRasterLayer(params.FEATURES, self.tr("Features (of the same segmentation run)")),
                  self.tr("The Block descriptors or Embeddings output of the segmentation that made Segments."))
-        self.integer("NEIGHBORS", self.tr("Neighbours"), engine.NEIGHBORS, 1, 1000,
+        self.integer(params.NEIGHBORS, self.tr("Neighbours"), engine.NEIGHBORS, 1, 1000,
                      self.tr("How many blocks around each block it is linked to (4, 8, 12, 20, 24...)."))
-        self.decimal("TEMPERATURE", self.tr("Temperature (relative)"), engine.TEMPERATURE, 1e-6, 1e6,
+        self.decimal(params.TEMPERATURE, self.tr("Temperature (relative)"), engine.TEMPERATURE, 1e-6, 1e6,
                      self.tr("Softness of the scores from the distances to the segment centres, times the fitted "
                              "temperature; higher = softer."))
-        self.decimal("MIX", self.tr("Mix per iteration"), engine.MIX, 0.0, 1.0,
+        self.decimal(params.MIX, self.tr("Mix per iteration"), engine.MIX, 0.0, 1.0,
                      self.tr("Share of the linked blocks in each step (0 = none; towards 1 = stronger cleaning)."))
-        self.integer("ITERATIONS", self.tr("Iterations"), engine.ITERATIONS, 0, 100,
+        self.integer(params.ITERATIONS, self.tr("Iterations"), engine.ITERATIONS, 0, 100,
                      self.tr("Number of propagation steps; 0 keeps the segments."))
-        self.decimal("SPATIAL_WEIGHT", self.tr("Spatial weight"), engine.SPATIAL_WEIGHT, 0.0, 1e6,
+        self.decimal(params.SPATIAL_WEIGHT, self.tr("Spatial weight"), engine.SPATIAL_WEIGHT, 0.0, 1e6,
                      self.tr("Weight of the distance between linked blocks beside their likeness; 0 = likeness "
                              "only."))
-        self.integer("SEED", self.tr("Random seed"), 0, 0,
+        self.integer(params.SEED, self.tr("Random seed"), 0, 0,
                      help_text=self.tr("Seed of the index sample: the same seed gives the same result."))
-        self.integer("INDEX_SIZE", self.tr("Index size (blocks)"), engine.INDEX_SIZE, 1, 100_000_000,
+        self.integer(params.INDEX_SIZE, self.tr("Index size (blocks)"), engine.INDEX_SIZE, 1, 100_000_000,
                      self.tr("Number of blocks sampled to calibrate the temperature and the features' spread."),
                      advanced=True)
-        self.add(QgsProcessingParameterEnum("METHOD", self.tr("Formulation"),
+        self.add(QgsProcessingParameterEnum(params.METHOD, self.tr("Formulation"),
                                             [self.tr("Edge-aware propagation between neighbouring blocks"),
                                              self.tr("Global KNN among sampled blocks (earlier method)")],
                                             defaultValue=0),
@@ -100,18 +101,18 @@ class KnnRefineAlgorithm(SegmenterAlgorithm):
         result = self.run_engine(
             refine_knn,
             feedback,
-            labels_path=self.raster_path(parameters, "LABELS", context),
-            features_path=self.raster_path(parameters, "FEATURES", context),
-            output_path=self.parameterAsOutputLayer(parameters, "OUTPUT", context),
-            neighbors=self.parameterAsInt(parameters, "NEIGHBORS", context),
-            temperature=self.parameterAsDouble(parameters, "TEMPERATURE", context),
-            mix=self.parameterAsDouble(parameters, "MIX", context),
-            iterations=self.parameterAsInt(parameters, "ITERATIONS", context),
-            spatial_weight=self.parameterAsDouble(parameters, "SPATIAL_WEIGHT", context),
-            seed=self.parameterAsInt(parameters, "SEED", context),
-            index_size=self.parameterAsInt(parameters, "INDEX_SIZE", context),
-            memory_mb=self.parameterAsInt(parameters, "MEMORY_MB", context),
+            labels_path=self.raster_path(parameters, params.LABELS, context),
+            features_path=self.raster_path(parameters, params.FEATURES, context),
+            output_path=self.parameterAsOutputLayer(parameters, params.OUTPUT, context),
+            neighbors=self.parameterAsInt(parameters, params.NEIGHBORS, context),
+            temperature=self.parameterAsDouble(parameters, params.TEMPERATURE, context),
+            mix=self.parameterAsDouble(parameters, params.MIX, context),
+            iterations=self.parameterAsInt(parameters, params.ITERATIONS, context),
+            spatial_weight=self.parameterAsDouble(parameters, params.SPATIAL_WEIGHT, context),
+            seed=self.parameterAsInt(parameters, params.SEED, context),
+            index_size=self.parameterAsInt(parameters, params.INDEX_SIZE, context),
+            memory_mb=self.parameterAsInt(parameters, params.MEMORY_MB, context),
             scheduler=self.scheduler(parameters, context),
-            method=engine.METHODS[self.parameterAsEnum(parameters, "METHOD", context)],
+            method=engine.METHODS[self.parameterAsEnum(parameters, params.METHOD, context)],
         )
         return self.label_outputs(context, result.output, result.segments)

@@ -8,6 +8,7 @@ from qgis.core import (
     QgsProcessingParameterVectorDestination,
 )
 
+from ..engine import params
 from ..engine.outputs import gpkg_layers
 from ..engine.statistics import segment_statistics
 from .base import POSTPROCESSING, SegmenterAlgorithm
@@ -51,59 +52,59 @@ class StatisticsAlgorithm(SegmenterAlgorithm):
         )
 
     def initAlgorithm(self, config=None):  # noqa: N802 - QGIS API
-        self.add(QgsProcessingParameterRasterLayer("INPUT", self.tr("Segments")),
+        self.add(QgsProcessingParameterRasterLayer(params.INPUT, self.tr("Segments")),
                  self.tr("A label raster, e.g. the result of K-Means segmentation, or any one-band integer raster "
                          "with a nodata value."))
-        self.add(QgsProcessingParameterRasterLayer("IMAGE", self.tr("Image (for colour statistics)"),
+        self.add(QgsProcessingParameterRasterLayer(params.IMAGE, self.tr("Image (for colour statistics)"),
                                                    optional=True),
                  self.tr("Optional raster on the grid of the segments; the table gives each band's mean and "
                          "standard deviation per segment."))
-        self.integer("SIEVE", self.tr("Merge polygons smaller than (px; 0 = keep all)"), 0, 0,
+        self.integer(params.SIEVE, self.tr("Merge polygons smaller than (px; 0 = keep all)"), 0, 0,
                      help_text=self.tr("Simplifies the polygons: regions smaller than this many pixels merge into "
                                        "their largest neighbour first, so boundaries stay shared (no gaps or "
                                        "overlaps). The table is not affected."))
         self.add_memory()
-        self.add(QgsProcessingParameterVectorDestination("OUTPUT", self.tr("Segment statistics"),
+        self.add(QgsProcessingParameterVectorDestination(params.OUTPUT, self.tr("Segment statistics"),
                                                          ProcessingSourceType.Vector),
                  self.tr("Table without geometry (.gpkg or .csv): one row per segment with pixels, areas, share "
                          "and image statistics."))
-        self.add(QgsProcessingParameterVectorDestination("POLYGONS", self.tr("Segment polygons"),
+        self.add(QgsProcessingParameterVectorDestination(params.POLYGONS, self.tr("Segment polygons"),
                                                          ProcessingSourceType.VectorPolygon, optional=True,
                                                          createByDefault=False),
                  self.tr("The segments as polygons (GeoPackage) with segment, name and area, styled with the "
                          "segments' colours."))
-        self.add(QgsProcessingParameterFileDestination("REPORT", self.tr("Report"), self.tr("HTML files (*.html)"),
+        self.add(QgsProcessingParameterFileDestination(params.REPORT, self.tr("Report"), self.tr("HTML files (*.html)"),
                                                        optional=True, createByDefault=False),
                  self.tr("An HTML page with a bar chart of each segment's area in its colour, and the table."))
-        self.addOutput(QgsProcessingOutputNumber("SEGMENT_COUNT", self.tr("Number of segments present")))
+        self.addOutput(QgsProcessingOutputNumber(params.SEGMENT_COUNT, self.tr("Number of segments present")))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 - QGIS API
-        output = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
-        polygons = self.parameterAsOutputLayer(parameters, "POLYGONS", context) or None
+        output = self.parameterAsOutputLayer(parameters, params.OUTPUT, context)
+        polygons = self.parameterAsOutputLayer(parameters, params.POLYGONS, context) or None
         output_path, output_layer = vector_destination(output)
         polygons_path, polygons_layer = vector_destination(polygons)
         result = self.run_engine(
             segment_statistics,
             feedback,
-            input_path=self.raster_path(parameters, "INPUT", context),
+            input_path=self.raster_path(parameters, params.INPUT, context),
             output_path=output_path,
             output_layer=output_layer,
-            image_path=self.raster_path(parameters, "IMAGE", context, required=False),
+            image_path=self.raster_path(parameters, params.IMAGE, context, required=False),
             polygons_path=polygons_path,
             polygons_layer=polygons_layer,
-            report_path=self.parameterAsFileOutput(parameters, "REPORT", context) or None,
-            sieve=self.parameterAsInt(parameters, "SIEVE", context),
-            memory_mb=self.parameterAsInt(parameters, "MEMORY_MB", context),
+            report_path=self.parameterAsFileOutput(parameters, params.REPORT, context) or None,
+            sieve=self.parameterAsInt(parameters, params.SIEVE, context),
+            memory_mb=self.parameterAsInt(parameters, params.MEMORY_MB, context),
         )
-        outputs = {"OUTPUT": self.loaded_as(context, output, result.output, result.output_layer),
-                   "SEGMENT_COUNT": len(result.segments)}
+        outputs = {params.OUTPUT: self.loaded_as(context, output, result.output, result.output_layer),
+                   params.SEGMENT_COUNT: len(result.segments)}
         if result.polygons:
             legend = [(segment.value, segment.colour, segment.name) for segment in result.segments]
             polygons = self.loaded_as(context, polygons, result.polygons, result.polygons_layer)
             style_polygons_when_loaded(context, polygons, legend)
-            outputs["POLYGONS"] = polygons
+            outputs[params.POLYGONS] = polygons
         if result.report:
-            outputs["REPORT"] = result.report
+            outputs[params.REPORT] = result.report
         return outputs
 
     @staticmethod

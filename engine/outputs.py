@@ -52,7 +52,9 @@ SIDECAR_EXTENSIONS = {".qml": "QGIS style", ".qmd": "QGIS metadata", ".sld": "st
 GPKG_MARK = "Map Segmenter"  # the start of gpkg_contents.description of each layer we write in a GeoPackage
 
 HOST = hashlib.sha1(socket.gethostname().encode("utf-8", "replace"), usedforsecurity=False).hexdigest()[:6]
-_PARTIAL = re.compile(r"^\..*\.ms-(\d+)-([0-9a-f]{6})-[0-9a-f]{8}\.partial(\.[A-Za-z0-9]+)*$", re.DOTALL)
+SQLITE_SIDECARS = ("-wal", "-shm", "-journal")  # beside a GeoPackage while SQLite writes it
+_PARTIAL = re.compile(r"^\..*\.ms-(\d+)-([0-9a-f]{6})-[0-9a-f]{8}\.partial(\.[A-Za-z0-9]+)*(-wal|-shm|-journal)?$",
+                      re.DOTALL)
 _SCRATCH = re.compile(r"^segmenter-ms-(\d+)-([0-9a-f]{6})-")
 
 
@@ -526,6 +528,14 @@ class CommitGroup:
         self._open = [item for item in self._open if getattr(item, "temp_path", None) != temp]
         self._staged.append((temp, path, tuple(stale)))
 
+    def temporary(self, path, suffix=None, temp=None, what=None):
+        """A temporary name beside ``path`` for a file that other code writes (OGR, SQLite), or ``temp``, a name that
+        code makes from another (a CSV's .csvt): ``abort`` removes it (with GDAL's .aux.xml and SQLite's journals),
+        ``stage`` then ``commit`` put it in place. ``suffix``: the temporary name's extension (default: ``path``'s)."""
+        temp = temp or temporary_path(path, os.path.splitext(path)[1] if suffix is None else suffix)
+        self.track(_Temporary(what or self.name_of(path), path, temp))
+        return temp
+
     def write_file(self, path, data, what=None):
         """Write ``data`` (bytes) under a temporary name beside ``path`` now; it replaces ``path`` at commit."""
         what = what or self.name_of(path)
@@ -582,8 +592,7 @@ class CommitGroup:
         for item in reversed(opened):
             item.abort()
         for temp, _, _ in staged:
-            _remove(temp)
-            _remove(temp + PAM_SUFFIX)
+            _remove_partial(temp)
 
     def __enter__(self):
         return self
@@ -602,6 +611,22 @@ class CommitGroup:
         return False
 
 
+@dataclass
+class _Temporary:
+    """A file of the group written by other code under ``temp_path`` (``CommitGroup.temporary``)."""
+
+    name: str
+    path: str
+    temp_path: str
+
+    @property
+    def size(self):
+        return _size(self.temp_path)
+
+    def abort(self):
+        _remove_partial(self.temp_path)
+
+
 def put_in_place(temp, path, stale=()):
     """Rename the complete file ``temp`` to ``path``, first removing ``path`` + each suffix of ``stale`` (sidecars
     that describe the data being replaced), and moving GDAL's .aux.xml of ``temp`` along."""
@@ -617,3 +642,9 @@ def _remove(path):
         os.remove(path)
     except OSError:
         pass
+
+
+def _remove_partial(temp):
+    """Remove the temporary file ``temp`` and what GDAL (.aux.xml) and SQLite (journals) keep beside it."""
+    for suffix in ("", PAM_SUFFIX, *SQLITE_SIDECARS):
+        _remove(temp + suffix)

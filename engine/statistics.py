@@ -20,12 +20,14 @@ from dataclasses import dataclass, field
 import numpy as np
 from osgeo import gdal, ogr
 
-from . import VERSION
+from . import VERSION, checks
 from .colour_tables import table_colours
 from .errors import Cancelled, InputError, OutputError
 from .labels import LabelRaster, read_legend, xml_attribute
+from .memory import within_budget
 from .outputs import GPKG_MARK, Destination, prepare_outputs, quote_identifier, quote_literal, temporary_path
 from .palette import qualitative
+from .params import IMAGE, INPUT, OUTPUT, POLYGONS, REPORT, SIEVE
 from .progress import Progress
 from .raster_io import GTIFF_OPTIONS, is_paletted, open_input, open_raster
 from .render import _same_grid
@@ -374,10 +376,6 @@ def _segments(tally, model, dataset, band, path):
 # -- writing -----------------------------------------------------------------------------------------------------
 
 
-def _partial(path, suffix):
-    return temporary_path(path, suffix)
-
-
 def _remove(*paths):
     for path in paths:
         if path and os.path.exists(path):
@@ -405,19 +403,21 @@ def _copy_geopackage(path, temp):
         raise OutputError(f"Cannot read the GeoPackage '{path}' to add a layer to it ({error}).") from None
 
 
-class Staging:
-    """Outputs written under temporary names beside their destinations, renamed together once all of them are
-    complete: a failed or cancelled run leaves every destination as it was.
+class _Files:
+    """The run's files in its ``CommitGroup``, under temporary names beside their destinations, put in place together
+    once all of them are complete: a failed, cancelled or killed run leaves every destination as it was (and the next
+    run's ``prepare_outputs`` removes what a killed one left).
 
     A GeoPackage that exists gets our layer beside the user's: a copy of it is written (our same-named layer and
     its style dropped from it; ``prepare_outputs`` refused a same-named layer of the user's) and replaces it at
     commit. Two outputs in one GeoPackage share the copy."""
 
-    def __init__(self):
-        self.files = []  # (temporary path, destination)
+    def __init__(self, group):
+        self.group = group
+        self.files = []  # (temporary path, destination), in the order they were made
 
-    def temporary(self, path, suffix):
-        temp = _partial(path, suffix)
+    def temporary(self, path, suffix, temp=None):
+        temp = self.group.temporary(path, suffix, temp)
         self.files.append((temp, path))
         return temp
 
@@ -448,13 +448,8 @@ class Staging:
 
     def commit(self):
         for temp, path in self.files:
-            os.replace(temp, path)
-        self.files = []
-
-    def abort(self):
-        for temp, _ in self.files:
-            _remove(temp, temp + "-wal", temp + "-shm", temp + "-journal")
-        self.files = []
+            self.group.stage(temp, path)
+        self.group.commit()
 
 
 def _layer_name(path, layer=None):
@@ -486,19 +481,20 @@ def _record(segment, result):
     return values
 
 
-def write_table(result, path, staging, layer_name=None):
+def write_table(result, path, files, layer_name=None):
     """The table (a layer of a GeoPackage, or CSV with its .csvt of column types; no geometry)."""
     driver_name = _table_format(path)
     try:
         if driver_name == "CSV":
-            temp = staging.temporary(path, ".csv")
-            staging.files.append((os.path.splitext(temp)[0] + ".csvt", os.path.splitext(path)[0] + ".csvt"))
+            temp = files.temporary(path, ".csv")
+            csvt = os.path.splitext(path)[0] + ".csvt"
+            files.temporary(csvt, ".csvt", os.path.splitext(temp)[0] + ".csvt")
             dataset = ogr.GetDriverByName(driver_name).CreateDataSource(temp)
             if dataset is None:
                 raise OutputError(f"Cannot create '{path}'. Choose a folder you can write to.")
             options = ["CREATE_CSVT=YES"]  # QGIS reads the column types from it
         else:
-            dataset = staging.geopackage(path, _layer_name(path, layer_name))
+            dataset = files.geopackage(path, _layer_name(path, layer_name))
             options = [f"DESCRIPTION={TABLE_MARK}"]
         layer = dataset.CreateLayer(_layer_name(path, layer_name), None, ogr.wkbNone, options)
         kinds = [ogr.OFTInteger64, ogr.OFTString, ogr.OFTString, ogr.OFTInteger64]
@@ -550,10 +546,10 @@ def _run_gdal(function, progress, message, *arguments):
         raise Cancelled()
 
 
-def write_polygons(dataset, band, path, result, model, sieve, progress, staging, layer_name=None):
+def write_polygons(dataset, band, path, result, model, sieve, progress, files, layer_name=None):
     """The segments as polygons (a GeoPackage layer, the raster's CRS) with segment, name and area; optionally
     the regions smaller than ``sieve`` pixels merged into their largest neighbour first (gdal.SieveFilter)."""
-    sieved_path = _partial(path, ".tif") if sieve else None
+    sieved_path = temporary_path(path, ".tif") if sieve else None
     area_field = model.fields[0][0]
     output = layer = source = sieved = None
     try:
@@ -569,7 +565,7 @@ def write_polygons(dataset, band, path, result, model, sieve, progress, staging,
             source = sieved.GetRasterBand(1)
         progress.start("Polygonizing")
         name = _layer_name(path, layer_name)
-        output = staging.geopackage(path, name)
+        output = files.geopackage(path, name)
         srs = dataset.GetSpatialRef()
         layer = output.CreateLayer(name, srs, ogr.wkbPolygon, ["FID=fid", "GEOMETRY_NAME=geom",
                                                                f"DESCRIPTION={POLYGONS_MARK}"])
@@ -796,9 +792,9 @@ over each segment's valid pixels.</p>
 """
 
 
-def write_report(result, path, title, staging):
+def write_report(result, path, title, files):
     try:
-        with open(staging.temporary(path, ".html"), "w", encoding="utf-8") as handle:
+        with open(files.temporary(path, ".html"), "w", encoding="utf-8") as handle:
             handle.write(report_html(result, title))
     except OSError as error:
         raise OutputError(f"Cannot write the report '{path}' ({error.strerror}).") from None
@@ -819,38 +815,90 @@ def _open_image(path, labels, labels_path):
     return open_input(path, bands), [f"band{index}" for index in bands]
 
 
-def segment_statistics(input_path, output_path, image_path=None, polygons_path=None, report_path=None, sieve=0,
-                       memory_mb=256, progress=None, output_layer=None, polygons_layer=None):
-    """Per-segment statistics of the label raster ``input_path``: the table at ``output_path`` (.gpkg or .csv),
-    optionally polygons (.gpkg), an HTML report, and the colour statistics of ``image_path`` (same grid).
+def _check_destinations(input_path, output_path, image_path, polygons_path, report_path, output_layer,
+                        polygons_layer, progress):
+    """The formats the step writes, then ``prepare_outputs``: the run's ``CommitGroup``."""
+    _table_format(output_path)
+    if polygons_path and os.path.splitext(polygons_path)[1].lower() != ".gpkg":
+        raise OutputError(f"The polygons '{polygons_path}' are written as a GeoPackage: give a .gpkg file.")
+    return prepare_outputs({"INPUT": input_path, "IMAGE": image_path},
+                           [Destination("OUTPUT", output_path, "table", layer=output_layer),
+                            Destination("POLYGONS", polygons_path, "polygons", optional=True, layer=polygons_layer),
+                            Destination("REPORT", report_path, "file", optional=True)], progress)
 
-    In a GeoPackage the table and the polygons are layers named ``output_layer`` / ``polygons_layer`` (default: the
-    file's name): added beside the file's other layers, replacing only a same-named layer Map Segmenter wrote."""
+
+def _write_outputs(outputs, result, labels, model, sieve, title, progress):
+    """The table, the polygons and the report in the run's ``CommitGroup`` ``outputs``, put in place together."""
+    with outputs:
+        files = _Files(outputs)
+        progress.start("Writing the table")
+        write_table(result, result.output, files, result.output_layer)
+        if result.polygons:
+            result.polygon_count = write_polygons(labels.dataset, labels.band, result.polygons, result, model, sieve,
+                                                  progress, files, result.polygons_layer)
+            progress.log(f"{result.polygon_count:,} polygons.")
+        if result.report:
+            progress.start("Writing the report")
+            write_report(result, result.report, title, files)
+        progress.check()
+        files.commit()
+
+
+@within_budget
+def segment_statistics(input_path: str, output_path: str, image_path: str | None = None,
+                       polygons_path: str | None = None, report_path: str | None = None, sieve: int = 0,
+                       memory_mb: float = 256, progress: Progress | None = None, output_layer: str | None = None,
+                       polygons_layer: str | None = None) -> StatisticsResult:
+    """Per-segment statistics of a label raster (``segmenter:statistics``).
+
+    Parameters
+    ----------
+    input_path : str
+        INPUT: the label raster (one integer band; nodata excluded).
+    output_path : str
+        OUTPUT: the table, a GeoPackage (.gpkg) or CSV (.csv) file.
+    image_path : str, optional
+        IMAGE: a raster on the labels' grid; the table gives each band's mean and standard deviation per segment.
+    polygons_path : str, optional
+        POLYGONS: the segments as polygons (.gpkg).
+    report_path : str, optional
+        REPORT: an HTML page with a bar chart and the table.
+    sieve : int
+        SIEVE: regions smaller than this many pixels merge into their largest neighbour before polygonizing.
+    memory_mb : float
+        MEMORY_MB: working memory (window sizes, GDAL's block cache); the result does not depend on it.
+    progress : Progress, optional
+        Reports, logs and cancel.
+    output_layer, polygons_layer : str, optional
+        In a GeoPackage, the layers' names (default: the file's name): added beside the file's other layers,
+        replacing only a same-named layer Map Segmenter wrote.
+
+    Returns
+    -------
+    StatisticsResult
+        The segments (by value) with their counts, areas, shares and colours, and what was written.
+    """
     progress = progress or Progress()
-    if sieve < 0:
-        raise InputError(f"The sieve threshold must be 0 (off) or a number of pixels; got {sieve}.")
-    if memory_mb <= 0:
-        raise InputError(f"MEMORY_MB must be more than 0; got {memory_mb}.")
+    input_path, output_path = checks.path(INPUT, input_path), checks.path(OUTPUT, output_path)
+    image_path = checks.path(IMAGE, image_path, optional=True)
+    polygons_path = checks.path(POLYGONS, polygons_path, optional=True)
+    report_path = checks.path(REPORT, report_path, optional=True)
+    sieve, memory_mb = checks.whole(SIEVE, sieve, low=0), checks.memory(memory_mb)
     labels = LabelRaster.open(input_path)
     dataset, band = labels.dataset, labels.band
     model = area_model(dataset, input_path)
     image, band_names = (None, [])
     if image_path:
         image, band_names = _open_image(image_path, dataset, input_path)
-    _table_format(output_path)
-    if polygons_path and os.path.splitext(polygons_path)[1].lower() != ".gpkg":
-        raise OutputError(f"The polygons '{polygons_path}' are written as a GeoPackage: give a .gpkg file.")
-    prepare_outputs({"INPUT": input_path, "IMAGE": image_path},
-                    [Destination("OUTPUT", output_path, "table", layer=output_layer),
-                     Destination("POLYGONS", polygons_path, "polygons", optional=True, layer=polygons_layer),
-                     Destination("REPORT", report_path, "file", optional=True)], progress)
+    outputs = _check_destinations(input_path, output_path, image_path, polygons_path, report_path, output_layer,
+                                  polygons_layer, progress)
     if band.GetNoDataValue() is None and band.GetMaskFlags() & gdal.GMF_ALL_VALID:
         progress.warn(f"The label raster '{input_path}' declares no nodata value: every pixel is counted as a "
                       f"segment, 0 included.")
 
     per_pixel = BYTES_PER_PIXEL + BYTES_PER_IMAGE_BAND * len(band_names)
     _, block_height = band.GetBlockSize()
-    windows = plan_windows(dataset.RasterXSize, dataset.RasterYSize, memory_mb * 2**20 // per_pixel,
+    windows = plan_windows(dataset.RasterXSize, dataset.RasterYSize, int(memory_mb * 2**20) // per_pixel,
                            row_step=block_height)
     # weights: seconds on 100 MPix of K-Means labels (count 0.9, sieve 1.6, polygonize 8-10, names and areas 1.3)
     progress.plan([("Counting segment pixels", 1 + len(band_names)), ("Writing the table", 0.05),
@@ -869,20 +917,7 @@ def segment_statistics(input_path, output_path, image_path=None, polygons_path=N
                               criterion=labels.metadata.get("criterion"))
     progress.log(f"{len(segments)} segments, {int(tally.counts.sum()):,} valid pixels, counted in {len(windows)} "
                  f"windows (MEMORY_MB {memory_mb:g}). {model.method}")
-    staging = Staging()
-    try:
-        progress.start("Writing the table")
-        write_table(result, output_path, staging, output_layer)
-        if polygons_path:
-            result.polygon_count = write_polygons(dataset, band, polygons_path, result, model, sieve, progress,
-                                                  staging, polygons_layer)
-            progress.log(f"{result.polygon_count:,} polygons.")
-        if report_path:
-            progress.start("Writing the report")
-            write_report(result, report_path, f"Segment statistics of {os.path.basename(input_path)}", staging)
-        progress.check()
-        staging.commit()
-    finally:
-        staging.abort()
+    _write_outputs(outputs, result, labels, model, sieve, f"Segment statistics of {os.path.basename(input_path)}",
+                   progress)
     progress.update(1.0)
     return result

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
-from map_segmenter.engine import knn_refine, latent_graph
+from map_segmenter.engine import knn_global, latent_graph
 from map_segmenter.engine.errors import Cancelled, InputError, OutputError
 from map_segmenter.engine.kmeans_segmentation import segment_kmeans
 from map_segmenter.engine.knn_refine import PREDECESSOR_DEFAULTS, block_seeds, initial_posteriors, refine_knn, smooth
@@ -392,7 +392,7 @@ def test_chunks_do_not_change_labels(tmp_path, kampala_pair, monkeypatch):
     labels, features = kampala_pair
     refine_knn(labels, features, str(tmp_path / "a.tif"), **{**PREDECESSOR, "index_size": 3000})
     refine_knn(labels, features, str(tmp_path / "graph_a.tif"), index_size=3000)
-    monkeypatch.setattr(knn_refine, "CHUNK", 97)
+    monkeypatch.setattr(knn_global, "CHUNK", 97)
     monkeypatch.setattr(latent_graph, "ROW_BAND", 3)
     refine_knn(labels, features, str(tmp_path / "b.tif"), **{**PREDECESSOR, "index_size": 3000})
     refine_knn(labels, features, str(tmp_path / "graph_b.tif"), index_size=3000)

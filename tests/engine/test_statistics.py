@@ -4,14 +4,22 @@ and GDAL, polygons against the raster, sieving, streaming, errors and cancel."""
 import csv
 import math
 import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 from osgeo import gdal, ogr
 
+from map_segmenter.engine.blur import blur_labels
 from map_segmenter.engine.errors import Cancelled, InputError, OutputError
 from map_segmenter.engine.kmeans_segmentation import segment_kmeans
 from map_segmenter.engine.labels import read_legend
+from map_segmenter.engine.memory import CACHE_SHARE, MIN_CACHE_MB
+from map_segmenter.engine.outputs import gpkg_layers
 from map_segmenter.engine.progress import Progress
 from map_segmenter.engine.statistics import area_model, authalic_q, segment_statistics
 
@@ -333,3 +341,72 @@ def test_progress_moves_to_one_and_cancel_leaves_nothing(tmp_path, labels, kampa
             segment_statistics(labels, str(tmp_path / "t.gpkg"), image_path=kampala_crop, memory_mb=1, **outputs,
                                progress=Progress(is_cancelled=cancelled))
         assert {name: (tmp_path / name).read_bytes() for name in os.listdir(tmp_path)} == before
+
+
+KILLED_RUN = """
+import time
+from map_segmenter.engine.progress import Progress
+from map_segmenter.engine.statistics import segment_statistics
+
+def report(fraction, message):
+    if message.startswith("Measuring polygons"):
+        print("measuring", flush=True)
+        time.sleep(300)
+
+segment_statistics({labels!r}, {out!r}, polygons_path={out!r}, polygons_layer="polygons", sieve=3,
+                   progress=Progress(report=report))
+"""
+
+
+def test_leftovers_of_a_killed_run_are_removed_by_the_next_run(tmp_path, labels):
+    """A run killed while it edits its copy of the user's GeoPackage (in WAL mode: SQLite keeps -wal and -shm files
+    beside the copy) leaves partial files; the next run's prepare_outputs removes them all, and the user's
+    GeoPackage is untouched until a run completes."""
+    folder = tmp_path / "out"
+    folder.mkdir()
+    mine = folder / "mine.gpkg"
+    dataset = ogr.GetDriverByName("GPKG").CreateDataSource(str(mine))
+    dataset.CreateLayer("users", None, ogr.wkbNone).CreateField(ogr.FieldDefn("note", ogr.OFTString))
+    dataset = None
+    connection = sqlite3.connect(mine)
+    assert connection.execute("PRAGMA journal_mode=WAL").fetchone() == ("wal",)
+    connection.close()
+    before = {name: (folder / name).read_bytes() for name in os.listdir(folder)}
+    run = subprocess.Popen([sys.executable, "-c", KILLED_RUN.format(labels=labels, out=str(mine))],
+                           stdout=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"))
+    try:
+        assert run.stdout.readline().strip() == "measuring"
+    finally:
+        run.send_signal(signal.SIGKILL)
+        run.wait(timeout=60)
+    partial = sorted(name for name in os.listdir(folder) if ".partial" in name)
+    assert any(name.endswith(".partial.gpkg-wal") for name in partial), partial  # SQLite's, beside our copy
+    assert any(name.endswith(".partial.tif") for name in partial), partial  # the sieved labels
+    assert all(re.search(rf"\.ms-{run.pid}-", name) for name in partial)
+    assert {name: (folder / name).read_bytes() for name in before} == before
+
+    logged = []
+    result = segment_statistics(labels, str(mine), polygons_path=str(mine), polygons_layer="polygons", sieve=3,
+                                progress=Progress(log=logged.append))
+    assert not [name for name in os.listdir(folder) if ".partial" in name]
+    assert any(f"Removed {len(partial)} leftovers of runs that were stopped" in message for message in logged)
+    assert set(gpkg_layers(str(mine))) >= {"users", "mine", "polygons"} and result.polygon_count > 0
+
+
+def test_memory_mb_is_checked_as_in_the_other_steps_and_caps_gdals_cache(tmp_path, labels):
+    out = str(tmp_path / "t.gpkg")
+    for memory in ("abc", 0, float("nan")):
+        with pytest.raises(InputError) as expected:
+            blur_labels(labels, str(tmp_path / "b.tif"), memory_mb=memory)
+        with pytest.raises(InputError) as error:
+            segment_statistics(labels, out, memory_mb=memory)
+        assert str(error.value) == str(expected.value)
+    with pytest.raises(InputError, match="SIEVE must be at least 0; got -1."):
+        segment_statistics(labels, out, sieve=-1)
+    with pytest.raises(InputError, match="SIEVE must be a whole number; got '5' \\(str\\)."):
+        segment_statistics(labels, out, sieve="5")
+    assert not os.listdir(tmp_path)
+    own, during = gdal.GetCacheMax(), []
+    watch = Progress(report=lambda *_: during.append(gdal.GetCacheMax()))
+    segment_statistics(labels, out, memory_mb=64, progress=watch)
+    assert set(during) == {min(own, max(MIN_CACHE_MB, 64 // CACHE_SHARE) * 2**20)} and gdal.GetCacheMax() == own

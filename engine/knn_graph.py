@@ -1,0 +1,217 @@
+"""Latent KNN refinement, the graph formulation (the default; numerics in ``latent_graph``): edge-aware label
+propagation on the block grid, window by window, here or on a Dask cluster.
+
+1. One pass ("Sampling the index", ``knn_common.scan``) checks the ids, counts the usable blocks, sums their features
+   exactly when the centres must be recomputed, and draws the index: the INDEX_SIZE usable blocks with the smallest
+   seeded hash keys (``sampling.BlockSample``, the same whatever the windows) with the ids of their right and lower
+   neighbours.
+2. Calibration on the index: s^2 = mean ||f - c_seed||^2, and the temperature whose softmax(-||f - c||^2 / (T s^2))
+   best predicts the neighbours' ids (``latent_graph.fit_temperature``); TEMPERATURE multiplies it.
+3. Window by window, each grown by the model's halo: ``latent_graph.refine_window``, then each pixel's id from the
+   scores interpolated bilinearly between block centres (``knn_common.write_windows`` writes them in order).
+"""
+
+import numpy as np
+
+from . import distributed
+from .knn_common import Inputs, block_seeds, label_dtype, open_reader, scan, tally_window, write_windows
+from .latent_graph import (
+    GraphModel,
+    fit_temperature,
+    graph_offsets,
+    label_shares,
+    pixel_labels,
+    refine_window,
+    scale2_of,
+    squared_distances,
+)
+from .sampling import BlockSample, hash_keys
+from .windows import Window
+
+STAGES = [("Sampling the index", 8), ("Refining blocks", 92)]
+
+
+def _graph_window_pixels(memory_mb, stride, channels, label_bytes, segments, links):
+    """Label pixels per window core: label copies per pixel plus features, scores and link weights per block."""
+    per_block = 4 * (2 * channels + 7 * segments + links) + 24
+    per_pixel = 7 * label_bytes + 3 + per_block / (stride * stride)
+    return max(stride * stride, int(memory_mb * 2**20 / per_pixel))
+
+
+def _scan_window(reader, window, recompute, segments, labels_path, size, seed, largest=None):
+    """One window of ``_scan``: (usable blocks per id, their exact feature sums per id or None, and (the linear
+    indices, the index vectors) of the window's candidates for the sample: the blocks whose key is below ``largest``
+    (the sample's largest key so far), or without it the window's ``size`` smallest keys)."""
+    grid, stride = reader.grid, reader.grid.stride
+    # one more block row and column: the neighbours of the window's last blocks
+    grown = Window(window.xoff, window.yoff, min(grid.width - window.xoff, window.width + stride),
+                   min(grid.height - window.yoff, window.height + stride))
+    grown_pixels = reader.pixels(grown)
+    pixels = grown_pixels[: window.height, : window.width]
+    window_counts, sums, cells = tally_window(reader, window, pixels, recompute, segments, labels_path)
+    linear, seeds, rows, cols, values, _ = cells
+    if largest is not None:  # only blocks whose key beats the sample's largest can enter it
+        chosen = np.flatnonzero(hash_keys(linear, seed) < largest)
+    elif len(linear) > size:
+        chosen = np.sort(np.argpartition(hash_keys(linear, seed), size - 1)[:size])
+    else:
+        chosen = np.arange(len(linear))
+    around = block_seeds(grown_pixels, stride)
+    padded = np.zeros((around.shape[0] + 1, around.shape[1] + 1), np.float64)
+    padded[: around.shape[0], : around.shape[1]] = around
+    corner = window.on_grid(stride)
+    local_rows, local_cols = rows[chosen] - corner.yoff, cols[chosen] - corner.xoff
+    vectors = np.concatenate([linear[chosen, None].astype(np.float64), values[:, chosen].T.astype(np.float64),
+                              seeds[chosen, None].astype(np.float64), padded[local_rows, local_cols + 1, None],
+                              padded[local_rows + 1, local_cols, None]], axis=1)
+    return window_counts, sums, (linear[chosen], vectors)
+
+
+def scan_task(window, labels_path, features_path, grid, recompute, segments, size, seed):
+    """Worker task: ``_scan_window`` of one window, LABELS and FEATURES opened by the worker."""
+    reader = distributed.cached(("knn_refine", labels_path, features_path, grid.stride),
+                                lambda: open_reader(labels_path, features_path, grid), labels_path, features_path)
+    return _scan_window(reader, window, recompute, segments, labels_path, size, seed)
+
+
+def _calibrate(index, centres, offsets, settings):
+    """The graph model: s^2 and the prior's temperature fitted on the index (see latent_graph.fit_temperature)."""
+    features, ids, right, lower = index
+    distances = squared_distances(features, centres)
+    scale2 = scale2_of(distances, ids)
+    rows = np.arange(len(ids))
+    sources = np.concatenate([rows[right > 0], rows[lower > 0]])
+    neighbour_ids = np.concatenate([right[right > 0], lower[lower > 0]])
+    fitted = fit_temperature(distances, scale2, sources, neighbour_ids)
+    model = GraphModel(centres=np.asarray(centres, np.float64), scale2=scale2,
+                       temperature=settings.temperature * fitted, offsets=offsets,
+                       spatial_weight=settings.spatial_weight, mix=settings.mix, iterations=settings.iterations)
+    return model, fitted
+
+
+def _graph_cells(reader, window):
+    """LABELS pixels of ``window`` (at a block corner), block seeds, features (C, h, w) float32 and the usable
+    blocks (a seed label and valid features)."""
+    stride = reader.grid.stride
+    pixels = reader.pixels(window)
+    seeds = block_seeds(pixels, stride)
+    values = reader.features.read(window.on_grid(stride))
+    return pixels, seeds, values, (seeds > 0) & reader.features.usable(values)
+
+
+def _refine_graph_window(reader, window, model, dtype, mapper=map, tick=None):
+    """(labels of ``window``, pixels changed): the window grown by the model's halo, refined, cut back."""
+    grid, stride = reader.grid, reader.grid.stride
+    grown = window.grown(model.halo * stride, grid.width, grid.height)
+    pixels, seeds, values, usable = _graph_cells(reader, grown)
+    reader.release_cache()
+    if model.iterations == 0:  # the segments as they are
+        return pixels[window.yoff - grown.yoff :, window.xoff - grown.xoff :][: window.height, : window.width], 0
+    shares = label_shares(pixels, seeds, stride, model.segments)
+    scores = refine_window(values, shares, usable, model, mapper=mapper)
+    if tick:
+        tick(0.8)
+    core_rows, core_cols = window.on_grid(stride).within(grown.on_grid(stride)).slices
+    core = (core_rows.start, core_rows.stop, core_cols.start, core_cols.stop)
+    refined = pixel_labels(scores, usable, stride, core, dtype, mapper)[: window.height, : window.width]
+    y0, x0 = window.yoff - grown.yoff, window.xoff - grown.xoff
+    original = pixels[y0 : y0 + window.height, x0 : x0 + window.width]
+    # pixels of blocks that are not refined (no features) keep their label; nodata stays nodata
+    result = np.where((refined > 0) & (original != 0), refined, original).astype(dtype)
+    return result, int(np.count_nonzero(result != original))
+
+
+def refine_task(window, labels_path, features_path, grid, model, dtype):
+    """Worker task: ``_refine_graph_window`` of one window, LABELS and FEATURES opened by the worker."""
+    reader = distributed.cached(("knn_refine", labels_path, features_path, grid.stride),
+                                lambda: open_reader(labels_path, features_path, grid), labels_path, features_path)
+    return _refine_graph_window(reader, window, model, dtype)
+
+
+class GraphFormulation:
+    """The graph formulation of ``refine_knn`` over ``inputs`` (a ``knn_common.Inputs``): ``windows``, ``scan``,
+    ``fit`` and ``refine`` in this order, then ``close``."""
+
+    def __init__(self, inputs: Inputs):
+        settings = inputs.settings
+        self.inputs, self.settings = inputs, settings
+        self.offsets = graph_offsets(settings.neighbors)
+        self.cluster = distributed.connect(settings.scheduler, inputs.progress, settings.memory_mb)
+        self.index = self.model = None
+
+    def windows(self):
+        """The windows (cores) that fit MEMORY_MB with their halo, scores and links."""
+        inputs = self.inputs
+        inputs.progress.plan(STAGES)
+        inputs.progress.start("Sampling the index")
+        max_pixels = _graph_window_pixels(self.settings.memory_mb, inputs.grid.stride, inputs.channels,
+                                          inputs.label_bytes, max(inputs.segments or 0, 8), len(self.offsets))
+        return inputs.plan_windows(max_pixels)
+
+    def scan(self, windows):
+        """Usable blocks and exact sums per id, and the index (``self.index``: features (n, C), ids, right, lower,
+        sorted by cell; None when no block is usable). On a cluster the workers scan the windows (integer counts and
+        sums, merged here: exact)."""
+        inputs, settings = self.inputs, self.settings
+        reader, size, seed = inputs.reader, settings.index_size, settings.seed
+        sampler = BlockSample(size, seed)
+
+        def here():
+            for window in windows:
+                largest = sampler.keys[-1] if len(sampler) >= size else None
+                result = _scan_window(reader, window, inputs.recompute, inputs.segments, settings.labels_path, size,
+                                      seed, largest)
+                reader.release_cache()
+                yield window, result
+
+        results = here() if self.cluster is None else self.cluster.ordered_map(
+            scan_task, windows, settings.labels_path, settings.features_path, inputs.grid, inputs.recompute,
+            inputs.segments, size, seed)
+        counts, sums = scan(results, len(windows), inputs.recompute, inputs.progress, "Sampling the index",
+                            lambda extra: sampler.offer(*extra))
+        if len(sampler):
+            vectors = sampler.vectors[np.argsort(sampler.vectors[:, 0], kind="stable")]
+            ids = vectors[:, -3:].astype(np.int64)
+            self.index = (vectors[:, 1:-3], ids[:, 0], ids[:, 1], ids[:, 2])
+        return counts, sums
+
+    def fit(self, windows, centres, counts, recomputed, pool):
+        """Calibrate the model on the index; (index points, s^2, the run's ``knn`` metadata)."""
+        settings = self.settings
+        self.model, fitted = _calibrate(self.index, centres, self.offsets, settings)
+        index_points, scale2 = len(self.index[1]), self.model.scale2
+        self.inputs.progress.log(
+            f"Index: {index_points} blocks; feature scale s^2 = {scale2:.6g}; fitted temperature {fitted:.4g} (x "
+            f"TEMPERATURE {settings.temperature:g}); {len(self.offsets)} neighbours per block, halo "
+            f"{self.model.halo} blocks")
+        knn = dict(method="graph", neighbors=settings.neighbors, links=len(self.offsets),
+                   temperature=settings.temperature, fitted_temperature=fitted, mix=settings.mix,
+                   iterations=settings.iterations, spatial_weight=settings.spatial_weight,
+                   index_size=settings.index_size, index_points=index_points, scale2=scale2,
+                   centres="recomputed" if recomputed else "metadata")
+        return index_points, scale2, knn
+
+    def refine(self, windows, output, pool):
+        """Refine the windows (here: bands of block rows on ``pool``; or on the cluster) and write them in order;
+        the pixels changed."""
+        inputs, settings, model, dtype = self.inputs, self.settings, self.model, label_dtype(output)
+        progress, count = inputs.progress, len(windows)
+        if self.cluster is not None:
+            results = self.cluster.ordered_map(refine_task, windows, settings.labels_path, settings.features_path,
+                                               inputs.grid, self.cluster.share(model), dtype)
+            return write_windows(results, output, count, progress)
+        mapper = pool.map if settings.threads > 1 else map
+
+        def here():
+            for number, window in enumerate(windows):
+
+                def tick(fraction, number=number):
+                    progress.update((number + fraction) / count, f"Refining blocks ({number + 1}/{count} windows)")
+
+                yield window, _refine_graph_window(inputs.reader, window, model, dtype, mapper, tick)
+
+        return write_windows(here(), output, count, progress)
+
+    def close(self):
+        if self.cluster is not None:
+            self.cluster.close()
