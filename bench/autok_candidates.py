@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from eval_refine import scores
 from osgeo import gdal
 
 from map_segmenter.engine import hierarchy, kmeans
@@ -28,27 +29,7 @@ gdal.UseExceptions()
 
 def rect_scores(labels, classes, ignore, k, classes_n=None):
     """(strict, truth) mIoU of ids 1..k against classes 0..C-1 (Hungarian on the k x C matrix)."""
-    classes_n = classes_n or len(CLASS_COLOURS)
-    from scipy.optimize import linear_sum_assignment
-
-    keep = ~ignore & (labels > 0)
-    matrix = np.bincount((labels[keep].astype(np.int64) - 1) * classes_n + classes[keep],
-                         minlength=k * classes_n).reshape(k, classes_n)
-    rows, cols = linear_sum_assignment(matrix, maximize=True)
-    matched = dict(zip(cols, rows))
-    class_totals, segment_totals = matrix.sum(axis=0), matrix.sum(axis=1)
-    strict, truth = [], []
-    for cls in range(classes_n):
-        segment = matched.get(cls)
-        hit = matrix[segment, cls] if segment is not None else 0
-        size = segment_totals[segment] if segment is not None else 0
-        union = class_totals[cls] + size - hit
-        iou = hit / union if union else 0.0
-        if class_totals[cls] or size:
-            strict.append(iou)
-        if class_totals[cls]:
-            truth.append(iou)
-    return float(np.mean(strict)), float(np.mean(truth))
+    return scores(labels, classes, ignore, k, classes_n or len(CLASS_COLOURS))[:2]
 
 
 def cut_labels(assigned, merges, segments, k):
