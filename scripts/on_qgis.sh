@@ -15,7 +15,7 @@ shift || true
 [ $# -gt 0 ] || { echo "usage: bash scripts/on_qgis.sh 3.22|3.40|3.44 COMMAND..." >&2; exit 2; }
 
 case "$VERSION" in
-  3.22) bash "$ROOT/scripts/setup.sh"; source "$ROOT/scripts/env.sh"; cd "$ROOT"; exec "$@" ;;
+  3.22) bash "$ROOT/scripts/setup.sh"; source "$ROOT/scripts/env.sh"; cd "$ROOT"; MAP_SEGMENTER_SET_UP=1 exec "$@" ;;
   3.40) SUITE=trixie; BACKPORTS=0 ;;
   3.44) SUITE=trixie; BACKPORTS=1 ;;
   *) echo "usage: bash scripts/on_qgis.sh 3.22|3.40|3.44 COMMAND..." >&2; exit 2 ;;
@@ -88,5 +88,6 @@ tar -C "$ROOT" --exclude=./.venv --exclude=./.build --exclude=./out --exclude=./
 
 echo "QGIS $(enter "$DIR" dpkg-query -W -f='${Version}' qgis) in $DIR (Debian $SUITE$([ "$BACKPORTS" = 1 ] && echo -backports)), \
 $(enter "$DIR" python3 --version)" >&2
-enter "$DIR" bash -c 'cd /work/map_segmenter && export NO_TORCH=1 && bash scripts/setup.sh >&2 && source scripts/env.sh && exec "$@"' \
+enter "$DIR" bash -c 'cd /work/map_segmenter && export NO_TORCH=1 && bash scripts/setup.sh >&2 && source scripts/env.sh \
+  && MAP_SEGMENTER_SET_UP=1 exec "$@"' \
   run "$@"
