@@ -187,9 +187,8 @@ def check_path_length(name, path, extra=0):
     ``extra``: bytes the longest name made from it adds (a temporary name beside a destination)."""
     if not isinstance(path, str) or not path or path.startswith("/vsi"):
         return path
-    length = len(os.fsencode(os.path.abspath(path))) + extra
-    if length > GDAL_PATH_MAX:
-        size = len(os.fsencode(os.path.abspath(path)))
+    size = len(os.fsencode(os.path.abspath(path)))
+    if size + extra > GDAL_PATH_MAX:
         unit = "characters" if size == len(os.path.abspath(path)) else "bytes"
         limit = GDAL_PATH_MAX - extra
         error = OutputError if extra else InputError
@@ -285,9 +284,9 @@ def gpkg_layers(path):
     return layers
 
 
-def gpkg_layer_name(destination):
-    """The layer a GeoPackage destination writes: the one given, else the file's name without extension."""
-    return destination.layer or os.path.splitext(os.path.basename(destination.path))[0]
+def gpkg_layer_name(path, layer=None):
+    """The layer a GeoPackage destination writes: ``layer`` when given, else the file's name without extension."""
+    return layer or os.path.splitext(os.path.basename(path))[0]
 
 
 def is_gpkg(destination):
@@ -297,7 +296,7 @@ def is_gpkg(destination):
 def _check_gpkg_layer(destination):
     """A GeoPackage destination gets a layer of its own: beside the user's other layers, replacing only a
     same-named layer that Map Segmenter wrote."""
-    name, path, layer = destination.name, destination.path, gpkg_layer_name(destination)
+    name, path, layer = destination.name, destination.path, gpkg_layer_name(destination.path, destination.layer)
     if not layer.strip():
         raise OutputError(f"{name}: the layer name in '{path}' is empty. Give the layer a name.")
     if layer.lower().startswith(GPKG_RESERVED):
@@ -375,7 +374,7 @@ def prepare_outputs(inputs, destinations, progress=None, other_inputs=None):
         _check_destination(destination)
     written = []  # (what, path, parameter, GeoPackage layer): every file the run writes
     for destination in destinations:
-        layer = gpkg_layer_name(destination) if is_gpkg(destination) else None
+        layer = gpkg_layer_name(destination.path, destination.layer) if is_gpkg(destination) else None
         written.append((destination.name, destination.path, destination.name, layer))
         if destination.kind == "labels":
             written.append((f"The style sidecar of {destination.name}", style_path(destination.path),
@@ -528,12 +527,12 @@ class CommitGroup:
         self._open = [item for item in self._open if getattr(item, "temp_path", None) != temp]
         self._staged.append((temp, path, tuple(stale)))
 
-    def temporary(self, path, suffix=None, temp=None, what=None):
+    def temporary(self, path, suffix=None, temp=None):
         """A temporary name beside ``path`` for a file that other code writes (OGR, SQLite), or ``temp``, a name that
         code makes from another (a CSV's .csvt): ``abort`` removes it (with GDAL's .aux.xml and SQLite's journals),
         ``stage`` then ``commit`` put it in place. ``suffix``: the temporary name's extension (default: ``path``'s)."""
         temp = temp or temporary_path(path, os.path.splitext(path)[1] if suffix is None else suffix)
-        self.track(_Temporary(what or self.name_of(path), path, temp))
+        self.track(_Temporary(self.name_of(path), path, temp))
         return temp
 
     def write_file(self, path, data, what=None):

@@ -14,6 +14,7 @@ from .errors import InputError, OutputError
 from .metadata import FeatureMeta
 from .outputs import (
     STALE_SIDECARS,
+    _remove_partial,
     check_path_length,
     is_write_failure,
     put_in_place,
@@ -418,9 +419,7 @@ class AtomicRaster:
     def abort(self):
         if self.dataset is not None:
             self._release()  # a file being given up: its errors do not matter
-        for leftover in (self.temp_path, self.temp_path + ".aux.xml"):
-            if os.path.exists(leftover):
-                os.remove(leftover)
+        _remove_partial(self.temp_path)
 
     def __enter__(self):
         return self

@@ -25,7 +25,15 @@ from .colour_tables import table_colours
 from .errors import Cancelled, InputError, OutputError
 from .labels import LabelRaster, read_legend, xml_attribute
 from .memory import within_budget
-from .outputs import GPKG_MARK, Destination, prepare_outputs, quote_identifier, quote_literal, temporary_path
+from .outputs import (
+    GPKG_MARK,
+    Destination,
+    gpkg_layer_name,
+    prepare_outputs,
+    quote_identifier,
+    quote_literal,
+    temporary_path,
+)
 from .palette import qualitative
 from .params import IMAGE, INPUT, OUTPUT, POLYGONS, REPORT, SIEVE
 from .progress import Progress
@@ -452,10 +460,6 @@ class _Files:
         self.group.commit()
 
 
-def _layer_name(path, layer=None):
-    return layer or os.path.splitext(os.path.basename(path))[0]
-
-
 def _table_format(path):
     extension = os.path.splitext(path)[1].lower()
     if extension not in TABLE_FORMATS:
@@ -494,9 +498,9 @@ def write_table(result, path, files, layer_name=None):
                 raise OutputError(f"Cannot create '{path}'. Choose a folder you can write to.")
             options = ["CREATE_CSVT=YES"]  # QGIS reads the column types from it
         else:
-            dataset = files.geopackage(path, _layer_name(path, layer_name))
+            dataset = files.geopackage(path, gpkg_layer_name(path, layer_name))
             options = [f"DESCRIPTION={TABLE_MARK}"]
-        layer = dataset.CreateLayer(_layer_name(path, layer_name), None, ogr.wkbNone, options)
+        layer = dataset.CreateLayer(gpkg_layer_name(path, layer_name), None, ogr.wkbNone, options)
         kinds = [ogr.OFTInteger64, ogr.OFTString, ogr.OFTString, ogr.OFTInteger64]
         names = _field_names(result)
         kinds += [ogr.OFTReal] * (len(names) - len(kinds))
@@ -564,7 +568,7 @@ def write_polygons(dataset, band, path, result, model, sieve, progress, files, l
                       sieve, 4)
             source = sieved.GetRasterBand(1)
         progress.start("Polygonizing")
-        name = _layer_name(path, layer_name)
+        name = gpkg_layer_name(path, layer_name)
         output = files.geopackage(path, name)
         srs = dataset.GetSpatialRef()
         layer = output.CreateLayer(name, srs, ogr.wkbPolygon, ["FID=fid", "GEOMETRY_NAME=geom",
@@ -911,9 +915,9 @@ def segment_statistics(input_path: str, output_path: str, image_path: str | None
         raise InputError(f"The label raster '{input_path}' has no valid pixels (everything is nodata).")
     result = StatisticsResult(output_path, polygons_path, report_path, segments, model.fields, band_names,
                               model.method, windows=len(windows),
-                              output_layer=_layer_name(output_path, output_layer)
+                              output_layer=gpkg_layer_name(output_path, output_layer)
                               if _table_format(output_path) == "GPKG" else None,
-                              polygons_layer=_layer_name(polygons_path, polygons_layer) if polygons_path else None,
+                              polygons_layer=gpkg_layer_name(polygons_path, polygons_layer) if polygons_path else None,
                               criterion=labels.metadata.get("criterion"))
     progress.log(f"{len(segments)} segments, {int(tally.counts.sum()):,} valid pixels, counted in {len(windows)} "
                  f"windows (MEMORY_MB {memory_mb:g}). {model.method}")
