@@ -38,27 +38,40 @@ def merge_tree(centres, sizes):
     centres = np.asarray(centres, np.float64)
     weights = np.asarray(sizes, np.float64)
     total = max(float(weights.sum()), 1.0)
-    nodes = {index + 1: (centres[index], weights[index]) for index in range(len(centres))}
+    # the active nodes in id order (a merge's node has the largest id: it goes last) and their pair costs, upper
+    # triangle only; one new row a merge, and argmin's first minimum in row-major order is the smallest ids on ties
+    ids = list(range(1, len(centres) + 1))
+    active, mass = centres.copy(), weights.copy()
+    costs = np.full((len(ids), len(ids)), np.inf)
+    for position in range(len(ids) - 1):
+        costs[position, position + 1 :] = _costs(active[position + 1 :], mass[position + 1 :], active[position],
+                                                 mass[position], total)
     merges = []
     following = len(centres) + 1
-    while len(nodes) > 1:
-        ids = sorted(nodes)
-        best = None
-        for position, a in enumerate(ids):
-            ca, na = nodes[a]
-            for b in ids[position + 1 :]:
-                cb, nb = nodes[b]
-                joined = na + nb
-                cost = 0.0 if joined == 0 else na * nb / joined * float(((ca - cb) ** 2).sum()) / total
-                if best is None or cost < best[0]:
-                    best = (cost, a, b)
-        cost, a, b = best
-        (ca, na), (cb, nb) = nodes.pop(a), nodes.pop(b)
+    while len(ids) > 1:
+        first, second = divmod(int(np.argmin(costs)), len(ids))
+        cost = float(costs[first, second])
+        (ca, na), (cb, nb) = (active[first], mass[first]), (active[second], mass[second])
         joined = na + nb
-        nodes[following] = ((ca * na + cb * nb) / joined if joined else (ca + cb) / 2, joined)
-        merges.append([a, b, cost])
+        centre = (ca * na + cb * nb) / joined if joined else (ca + cb) / 2
+        merges.append([ids[first], ids[second], cost])
+        keep = [position for position in range(len(ids)) if position not in (first, second)]
+        ids = [ids[position] for position in keep] + [following]
+        active = np.vstack([active[keep], centre])
+        mass = np.append(mass[keep], joined)
+        costs = np.pad(costs[np.ix_(keep, keep)], ((0, 1), (0, 1)), constant_values=np.inf)
+        costs[:-1, -1] = _costs(active[:-1], mass[:-1], centre, joined, total)
         following += 1
     return merges
+
+
+def _costs(others, their_sizes, centre, size, total):
+    """Ward's cost of merging each of ``others`` (sizes ``their_sizes``) with ``centre`` (``size``), as merge_tree
+    defines it: size product over joined size, times the squared distance, over ``total``; 0 for two empty ones."""
+    joined = their_sizes + size
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cost = their_sizes * size / joined * ((others - centre) ** 2).sum(axis=1) / total
+    return np.where(joined == 0, 0.0, cost)
 
 
 def groups(merges, segments, k):
