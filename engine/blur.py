@@ -537,14 +537,10 @@ def blur_labels(input_path, output_path, method="majority", strength="medium", r
                     last_write.result()
             finally:
                 io.shutdown(wait=True, cancel_futures=True)
-            segments = expected_k
-            metadata, names = _output_metadata(labels, kernel, stride, None if radius else strength, segments)
-            colours = table_colours(labels.dataset.GetRasterBand(1), segments)
+            metadata, names = _output_metadata(labels, kernel, stride, None if radius else strength, expected_k)
+            colours = table_colours(labels.dataset.GetRasterBand(1), expected_k)
             # ids past K (metadata naming fewer segments than the raster holds) get legend entries too
-            covered, colours, names = covering(segments, output_ids.highest, colours, names)
-            if covered != segments:
-                segments = covered
-                metadata, _ = _output_metadata(labels, kernel, stride, None if radius else strength, segments)
+            segments, colours, names = covering(expected_k, output_ids.highest, colours, names)
             finish_label_raster(output, segments, metadata, colours, names)
             outputs.commit()
     finally:
