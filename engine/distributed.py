@@ -242,13 +242,12 @@ class Cluster:
     Every wait on the scheduler goes through ``wait_on`` on the client's event loop: bounded by ``timeout`` (a
     scheduler or cluster that stops answering) and stopped within POLL s by cancel."""
 
-    def __init__(self, client, address, owned, progress, timeout, memory_mb=256, loop=None, nthreads=None):
+    def __init__(self, client, address, owned, progress, timeout, memory_mb, loop, nthreads):
         self.client, self.address, self.owned, self.progress, self.timeout = client, address, owned, progress, timeout
         self.memory_mb = memory_mb  # each worker thread's budget, as MEMORY_MB is this process's
         self.loop = loop  # an event loop owned by this run (a client given by the caller keeps its own)
         self.run_id = uuid.uuid4().hex[:8]
         self._maps = 0
-        nthreads = self.call(client.nthreads, "did not list its workers") if nthreads is None else nthreads
         self.workers = len(nthreads)
         self.threads = max(1, sum(nthreads.values()))
         self._probe = None
@@ -267,9 +266,13 @@ class Cluster:
         except (SegmenterError, KeyboardInterrupt):
             raise
         except (Exception, asyncio.CancelledError) as error:
-            raise ClusterError(f"The Dask scheduler at {self.address} {what} within {timeout:g} s "
-                               f"({_reason(error)}); no output was written. Run again once the scheduler answers, "
-                               f"or leave SCHEDULER empty to run in this process.") from None
+            raise self.unanswered(what, timeout, error) from None
+
+    def unanswered(self, what, timeout, error):
+        """The ClusterError for a wait on the scheduler that ``error`` ended (``what`` it did not do)."""
+        return ClusterError(f"The Dask scheduler at {self.address} {what} within {timeout:g} s ({_reason(error)}); "
+                            f"no output was written. Run again once the scheduler answers, or leave SCHEDULER empty "
+                            f"to run in this process.")
 
     def share(self, value):
         """``value`` sent once to every worker; pass the returned future as a task argument."""
@@ -502,10 +505,12 @@ def _check_versions(cluster):
     client, address = cluster.client, cluster.address
     here = engine_fingerprint()
     try:
-        theirs = cluster.call(lambda: client.run(engine_fingerprint), "did not run the version check on its workers")
-    except ClusterError:
+        theirs = wait_on(cluster.event_loop, lambda: client.run(engine_fingerprint), cluster.progress, cluster.timeout)
+    except (SegmenterError, KeyboardInterrupt):
         raise
-    except Exception as error:
+    except (NoAnswer, OSError, asyncio.CancelledError) as error:  # the scheduler, not the workers' engine
+        raise cluster.unanswered("did not run the version check on its workers", cluster.timeout, error) from None
+    except Exception as error:  # raised on a worker: it cannot import or run the engine
         raise ClusterError(
             f"The Dask workers at {address} cannot run Map Segmenter's engine ({type(error).__name__}: {error}). "
             f"Install this version on every worker (pip install -e <plugin folder>, or the same release).") from None
