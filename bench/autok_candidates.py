@@ -110,10 +110,10 @@ def captured(method, image, name):
     cls = BlockDescriptors if method == "kmeans" else CnnEmbeddings
     original = cls.fit
 
-    def spy(self, sample, segments, seed, check):
+    def spy(self, sample, segments, seed, check, start=None):
         store["sample"] = np.asarray(sample)
         store["stride"] = self.stride
-        return original(self, sample, segments, seed, check)
+        return original(self, sample, segments, seed, check, start)
 
     cls.fit = spy
     try:

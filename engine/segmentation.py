@@ -380,9 +380,7 @@ def _centres(extractor, sample, valid, segments, reference, settings, raster, pr
                              k_max=k_max, k=segments,
                              values=[[k, value] for k, value in sorted(values.items())])
             progress.log(hierarchy.evidence_text(criterion))
-        # an extractor written before automatic K takes no ``start``; it is passed only when there is one
-        centres = extractor.fit(sample, segments, settings.seed, progress.check,
-                                **({} if start is None else {"start": start}))
+        centres = extractor.fit(sample, segments, settings.seed, progress.check, start=start)
     progress.update(1.0)
     return centres, criterion
 

@@ -137,7 +137,6 @@ class _Checker(ast.NodeVisitor):
         self.findings = []
         self.parents = {child: parent for parent in ast.walk(tree) for child in ast.iter_child_nodes(parent)}
         self.font_metrics = set()  # names bound to QFontMetrics(...) / widget.fontMetrics()
-        self.tree = tree
 
     def report(self, node, rule, message):
         self.findings.append(Finding(self.path, node.lineno, rule, message))

@@ -58,7 +58,7 @@ class MeanColour(FeatureExtractor):
         rows, cols = np.nonzero(np.ones(means.shape[1:], bool))
         return [Cells(cells, means, linear_indices(rows, cols, cells, self.grid.width), means[0][rows, cols, None])]
 
-    def fit(self, sample, segments, seed, check):
+    def fit(self, sample, segments, seed, check, start=None):
         return np.sort(np.quantile(sample[:, 0], np.linspace(0.1, 0.9, segments)))[:, None]
 
     def feature_meta(self, raster):
