@@ -81,8 +81,6 @@ def merge_labels(input_path, output_path, segments, memory_mb=256, progress=None
         table = hierarchy.cut(merges, k, segments)
         lookup = np.zeros(np.iinfo(labels.dtype).max + 1, np.uint8 if segments <= 255 else np.uint16)
         lookup[: k + 1] = table
-        beyond = np.ones(lookup.size, bool)
-        beyond[: k + 1] = False
         new_centres, new_sizes, rest = hierarchy.merged(centres, sizes, merges, segments)
         width, height = labels.width, labels.height
         windows = plan_windows(width, height, int(memory_mb * 2**20 * 0.75) // BYTES_PER_PIXEL,
@@ -99,9 +97,9 @@ def merge_labels(input_path, output_path, segments, memory_mb=256, progress=None
             return (ids,)
 
         def compute(ids):
-            if beyond[ids].any():
+            if ids.size and int(ids.max()) > k:
                 raise InputError(f"The label raster '{input_path}' holds ids above its K ({k}): "
-                                 f"{ids_text(sorted(set(np.unique(ids[beyond[ids]]).tolist())))}.")
+                                 f"{ids_text(np.unique(ids[ids > k]).tolist())}.")
             return lookup[ids]
 
         present = PresentIds()
