@@ -128,7 +128,6 @@ def squared_distances(cells, centres):
 def _grid(cells, invalid, pad, rows, cols, stride, centres, dtype):
     """Labels (rows * stride, cols * stride) of the pixels of a window's cells (C, h, w), from the cells around
     them: ``_dual_grid``, or (distances with NaN: a broken model) pixel phase by pixel phase with ``argmin``."""
-    segments = len(centres)
     distances = squared_distances(cells, centres)
     if invalid.any():
         distances[:, invalid] = 0.0  # as the label pass always did: invalid cells are at distance 0 of all
@@ -138,50 +137,24 @@ def _grid(cells, invalid, pad, rows, cols, stride, centres, dtype):
     if not exact_nan:
         index, clear = (np.pad(array, edges, mode="edge") for array in _nearest_cells(distances))
         return _dual_grid(distances, pad, invalid, index, clear, rows, cols, stride, dtype)
-    # a broken model: argmin's ranking of NaN, and no shortcut
+    # a broken model: argmin's ranking of NaN, every cell's pixels interpolated over the K centres
     distances = np.pad(distances, ((0, 0),) + edges, mode="edge")
-    index = distances.argmin(axis=0)
-    clear = np.zeros(index.shape, bool)
-    nearest = index[1:-1, 1:-1].astype(dtype) + 1
-    labelled = np.where(clear, index, -1)
+    nearest = distances.argmin(axis=0)[1:-1, 1:-1].astype(dtype) + 1
     any_invalid = invalid.any()
     grid = np.empty((rows * stride, cols * stride), dtype)
-    own = labelled[1 : 1 + rows, 1 : 1 + cols]
-    agreed = own.astype(dtype)  # ids where the four cells agree (elsewhere rewritten below)
-    agreed += 1
-    # The four cells of a pixel depend only on the sides (ox, oy) its offset lies on: which pixels need the K
-    # interpolations is found once per side, not once per offset.
-    others = {}
-    for ox in (-1, 1):
-        side = labelled[:, 1 + ox : 1 + ox + cols]
-        for oy in (-1, 1):
-            agree = (own >= 0) & (own == side[1 : 1 + rows])
-            agree &= own == labelled[1 + oy : 1 + oy + rows, 1 : 1 + cols]
-            agree &= own == side[1 + oy : 1 + oy + rows]
-            others[ox, oy] = np.flatnonzero(~agree)
-    by_side = {}
-    for q, (oy, ay) in enumerate(phases(stride)):
-        by_side.setdefault(oy, []).append((q, ay))
     for r, (ox, ax) in enumerate(phases(stride)):
         across = distances[:, :, 1 + ox : 1 + ox + cols] * ax
         across += distances[:, :, 1 : 1 + cols] * (np.float32(1) - ax)
         bad_x = invalid[:, 1 + ox : 1 + ox + cols] if any_invalid else None
-        for oy, offsets in by_side.items():
-            rest = others[ox, oy]
-            if len(rest):  # np.take keeps (K, M) C-ordered (fancy indexing would give K-contiguous columns)
-                upper = np.take(across[:, 1 + oy : 1 + oy + rows].reshape(segments, -1), rest, axis=1)
-                lower = np.take(across[:, 1 : 1 + rows].reshape(segments, -1), rest, axis=1)
-            for q, ay in offsets:
-                ids = agreed.copy()
-                if len(rest):
-                    value = upper * ay
-                    value += lower * (np.float32(1) - ay)
-                    ids.ravel()[rest] = first_minimum(value, exact_nan=exact_nan) + 1
-                if any_invalid:
-                    bad = bad_x[1 : 1 + rows] | bad_x[1 + oy : 1 + oy + rows] | invalid[1 + oy : 1 + oy + rows,
-                                                                                          1 : 1 + cols]
-                    ids = np.where(bad, nearest, ids)
-                grid[q::stride, r::stride] = ids
+        for q, (oy, ay) in enumerate(phases(stride)):
+            value = across[:, 1 + oy : 1 + oy + rows] * ay
+            value += across[:, 1 : 1 + rows] * (np.float32(1) - ay)
+            ids = (first_minimum(value) + 1).astype(dtype)
+            if any_invalid:
+                bad = bad_x[1 : 1 + rows] | bad_x[1 + oy : 1 + oy + rows] | invalid[1 + oy : 1 + oy + rows,
+                                                                                      1 : 1 + cols]
+                ids = np.where(bad, nearest, ids)
+            grid[q::stride, r::stride] = ids
     if any_invalid:
         own_invalid = invalid[1:-1, 1:-1]
         grid[np.repeat(np.repeat(own_invalid, stride, axis=0), stride, axis=1)] = NODATA
