@@ -29,14 +29,17 @@ def assign_cells(window, descriptors, pixel_valid, stride, centres):
     return pixels
 
 
-def write_windows(results, windows, labels, progress, present=None):
-    """Write ``(window, pixels)`` results, in order, into the label raster ``labels``."""
+def write_windows(results, windows, labels, progress, present=None, stage="Assigning segments", release=False):
+    """Write ``(window, pixels)`` results, in order, into the label raster ``labels``; ``release``: hand GDAL's
+    cached blocks of it to the file after each window (else blocks cut by windows stay in its capped cache)."""
     for number, (window, pixels) in enumerate(results):
         if present is not None:
             present.add(pixels)
-        labels.write(pixels, window.xoff, window.yoff)  # blocks cut by windows stay in GDAL's (capped) cache
+        labels.write(pixels, window.xoff, window.yoff)
+        if release:
+            labels.release_cache()
         pixels = None  # let go of this window before the next one is read (pipeline.ordered_map)
-        progress.update((number + 1) / len(windows), f"Assigning segments ({number + 1}/{len(windows)} windows)")
+        progress.update((number + 1) / len(windows), f"{stage} ({number + 1}/{len(windows)} windows)")
 
 
 def write_labels(raster, windows, stride, features, centres, labels, progress, present=None, mapper=ordered_map):

@@ -14,6 +14,7 @@ import numpy as np
 
 from . import checks, hierarchy
 from .errors import InputError
+from .label_pass import write_windows
 from .labels import PresentIds, fewer_segments, finish_label_raster, ids_text, label_type, open_label_raster
 from .memory import within_budget
 from .outputs import Destination, prepare_outputs
@@ -109,13 +110,8 @@ def merge_labels(input_path, output_path, segments, memory_mb=256, progress=None
                                    labels.dataset.GetGeoTransform(can_return_null=True),
                                    labels.dataset.GetProjection(), palette=qualitative(segments),
                                    gcps_from=labels.dataset, group=outputs) as output:
-            for number, (window, merged) in enumerate(ordered_map(read, compute, windows)):
-                present.add(merged)
-                output.write(merged, window.xoff, window.yoff)
-                output.release_cache()
-                merged = None
-                progress.update((number + 1) / len(windows),
-                                f"Merging segments ({number + 1}/{len(windows)} windows)")
+            write_windows(ordered_map(read, compute, windows), windows, output, progress, present,
+                          stage="Merging segments", release=True)
             finish_label_raster(output, segments, metadata)
             outputs.commit()
     finally:
