@@ -321,12 +321,8 @@ class CnnEmbeddings(FeatureExtractor):
         self.workers = max(self.model.runs, 2)
 
     def non_finite(self, masked, valid, progress):
-        text = (f"The model '{self.info.name}' gave non-finite embeddings (NaN or infinity) for {masked} of "
-                f"{masked + valid} cells with valid pixels")
-        if not valid:
-            raise InputError(f"{text}: no cell is left to segment. The model is broken for this raster: choose "
-                             f"another MODEL, or check the model's export.")
-        progress.warn(f"{text}; they are left out as nodata (0 in OUTPUT).")
+        super().non_finite(masked, valid, progress, f"The model '{self.info.name}' gave non-finite embeddings",
+                           " The model is broken for this raster: choose another MODEL, or check the model's export.")
 
     def reference_mismatch(self, reference):
         centres, feature_meta, info = reference.centres, reference.features, self.info

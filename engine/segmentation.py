@@ -178,13 +178,14 @@ class FeatureExtractor:
         """The first progress stage (load a model, measure the raster)."""
         progress.start(self.stages[0][0])
 
-    def non_finite(self, masked, valid, progress):
+    def non_finite(self, masked, valid, progress, source=None, advice=""):
         """Tell the user that ``masked`` cells with valid pixels got non-finite features and were left out
-        (``valid`` cells are left): a warning, or an ``InputError`` when none is left."""
-        text = (f"{self.method} gave non-finite features (NaN or infinity) for {masked} of {masked + valid} cells "
-                f"with valid pixels")
+        (``valid`` cells are left): a warning, or an ``InputError`` (ending with ``advice``) when none is left.
+        ``source``: what gave which values, by default "<method> gave non-finite features"."""
+        source = source or f"{self.method} gave non-finite features"
+        text = f"{source} (NaN or infinity) for {masked} of {masked + valid} cells with valid pixels"
         if not valid:
-            raise InputError(f"{text}: no cell is left to segment.")
+            raise InputError(f"{text}: no cell is left to segment.{advice}")
         progress.warn(f"{text}; they are left out as nodata (0 in OUTPUT).")
 
     def reference_mismatch(self, reference):
