@@ -15,8 +15,8 @@ CPU cache, and the window shrinks by one pass reach per pass.
 """
 
 import math
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -38,8 +38,10 @@ from .labels import (
 from .memory import within_budget
 from .outputs import Destination, prepare_outputs
 from .palette import covering, qualitative
+from .params import INPUT, ITERATIONS, METHOD, OUTPUT, RADIUS, STRENGTH
 from .progress import Progress
 from .raster_io import AtomicRaster, damaged
+from .window_step import Executor, WindowStep
 from .windows import Window, cells, plan_windows
 
 METHODS = ("majority", "gaussian")
@@ -442,111 +444,119 @@ def _output_metadata(labels, kernel, stride, strength, segments):
     return metadata, labels.meta.names_for(segments)
 
 
-@within_budget
-def blur_labels(input_path, output_path, method="majority", strength="medium", radius=0, iterations=1,
-                memory_mb=256, progress=None, scheduler=None):
-    """Smooth the label raster ``input_path`` into ``output_path``: same grid, ids, metadata and style.
+@dataclass(frozen=True)
+class BlurSettings:
+    """The arguments of ``blur_labels``, checked (``checked``): what the run and its step follow."""
 
-    ``scheduler``: a Dask scheduler's address or a ``distributed.Client`` to smooth the windows on (the workers
-    read ``input_path`` themselves: shared storage); None or empty: this process. The same bytes either way."""
-    progress = progress or Progress()
-    input_path, output_path = checks.path("INPUT", input_path), checks.path("OUTPUT", output_path)
-    method, strength = checks.choice("METHOD", method, METHODS), checks.choice("STRENGTH", strength, tuple(STRENGTHS))
-    radius, iterations = checks.whole("RADIUS", radius), checks.whole("ITERATIONS", iterations)
-    memory_mb = checks.memory(memory_mb)
-    labels = _open_labels(input_path)
-    present_in = None  # without Map Segmenter metadata (or K): which ids are there, from a scan
-    if not labels.segments or not labels.metadata:
-        present_in = scan_ids(labels.dataset.GetRasterBand(1), input_path, labels.other_nodata, progress.check)
-        if not present_in.count:
-            raise InputError(_NO_IDS.format(path=input_path))
-        doubt = label_doubt(input_path, labels.metadata, present_in)
-        if doubt:
-            progress.warn(doubt)
-    stride = labels.meta.stride
-    kernel = choose_kernel(method, strength, radius, iterations, stride or DEFAULT_STRIDE)
-    outputs = prepare_outputs({"INPUT": input_path}, [Destination("OUTPUT", output_path, "labels")], progress)
-    width, height = labels.width, labels.height
-    windows = _windows(width, height, kernel.reach, memory_mb, labels.dtype.itemsize)
-    voter = make_voter(kernel, labels.dtype, _chunk_side(kernel, memory_mb, labels.dtype))
-    if stride is None and not radius:
-        progress.log(f"No block size in the metadata of '{input_path}': kernels assume {DEFAULT_STRIDE} px blocks.")
-    progress.log(
-        f"{width} x {height} px; {kernel.method}, {2 * kernel.radius + 1} px, {kernel.total_passes} pass(es); "
-        f"halo {kernel.reach} px; {len(windows)} windows; chunks of {voter.size} px"
-    )
-    progress.plan([("Smoothing labels", 1)])
-    progress.start("Smoothing labels")
-    reader = _StripReader(labels) if all(window.width == width for window in windows) else None
+    input_path: str
+    output_path: str
+    method: str = "majority"
+    strength: str = "medium"
+    radius: int = 0
+    iterations: int = 1
+    memory_mb: float = 256
+    scheduler: Any = None
 
-    def read(window):
-        grown = window.grown(kernel.reach, width, height)
-        if reader:
-            return grown, reader.read(grown.yoff, grown.yoff + grown.height)
-        ids = labels.read(grown)
-        labels.release_cache()
-        return grown, ids
+    @classmethod
+    def checked(cls, input_path, output_path, method, strength, radius, iterations, memory_mb, scheduler):
+        return cls(checks.path(INPUT, input_path), checks.path(OUTPUT, output_path),
+                   checks.choice(METHOD, method, METHODS), checks.choice(STRENGTH, strength, tuple(STRENGTHS)),
+                   checks.whole(RADIUS, radius), checks.whole(ITERATIONS, iterations), checks.memory(memory_mb),
+                   scheduler)
 
-    def write(output, smoothed, window):
+
+class _BlurInputs:
+    """The labels a blur reads: whole strips through ``_StripReader`` here (each block row decoded once), any
+    window on a worker."""
+
+    def __init__(self, labels, strips=False):
+        self.labels, self.strips = labels, _StripReader(labels) if strips else None
+
+    def read(self, window):
+        if self.strips:
+            return self.strips.read(window.yoff, window.yoff + window.height)
+        ids = self.labels.read(window)
+        self.labels.release_cache()
+        return ids
+
+    def close(self):
+        self.labels.close()
+
+
+@dataclass(frozen=True)
+class BlurStep(WindowStep):
+    """A window's smoothed core, the pixels it changed, and (``count_input``) the ids of its input core."""
+
+    path: str
+    kernel: Kernel
+    chunk: int  # side of the voter's chunks (px)
+    dtype: str  # the ids' numpy type
+    count_input: bool  # the input's ids are not known from a scan: every window counts those of its core
+
+    stage: ClassVar[str] = "Smoothing labels"
+    workers: ClassVar[int] = 1  # the voter's buffers are planned once in MEMORY_MB
+    ticks: ClassVar[bool] = True  # strips of many rows take a while: the bar moves within them
+
+    @property
+    def halo(self):
+        return self.kernel.reach
+
+    @property
+    def paths(self):
+        return (self.path,)
+
+    def open(self):
+        return _BlurInputs(_open_labels(self.path))
+
+    def read(self, inputs, window):
+        grown = window.grown(self.halo, inputs.labels.width, inputs.labels.height)
+        return grown, inputs.read(grown)
+
+    def compute(self, window, grown, ids, tick=None):
+        top, left = window.yoff - grown.yoff, window.xoff - grown.xoff
+        margins = (top, grown.height - top - window.height, left, grown.width - left - window.width)
+        voter = distributed.cached(("voter", self.kernel, self.dtype, self.chunk),
+                                   lambda: make_voter(self.kernel, np.dtype(self.dtype), self.chunk))
+        smoothed = smooth(ids, self.kernel, margins, tick=tick, voter=voter)
+        original = ids[top : top + window.height, left : left + window.width]
+        present = None
+        if self.count_input:
+            seen = PresentIds()
+            seen.add(original)
+            present = np.asarray(seen.ids, original.dtype)
+        return smoothed, int(np.count_nonzero(smoothed != original)), present
+
+
+def _scanned_ids(labels, path, progress):
+    """The ids of a raster without Map Segmenter metadata (or K), from a scan; None when the metadata says K."""
+    if labels.segments and labels.metadata:
+        return None
+    present = scan_ids(labels.dataset.GetRasterBand(1), path, labels.other_nodata, progress.check)
+    if not present.count:
+        raise InputError(_NO_IDS.format(path=path))
+    doubt = label_doubt(path, labels.metadata, present)
+    if doubt:
+        progress.warn(doubt)
+    return present
+
+
+def _smooth(executor, step, windows, labels, output, input_ids, output_ids):
+    """Smooth every window (here or on the cluster) and write it, in order; the pixels changed."""
+    here = None if executor.on_cluster else _BlurInputs(
+        labels, strips=all(window.width == labels.width for window in windows))
+    changed = 0
+    for window, (smoothed, window_changed, present) in executor.map(step, windows, here):
+        changed += window_changed
+        if present is not None and len(present):
+            input_ids.add(present)
+        output_ids.add(smoothed)
         output.write(smoothed, window.xoff, window.yoff)
         output.release_cache()
+    return changed
 
-    changed = 0
-    input_ids, output_ids = present_in or PresentIds(), PresentIds()  # the input's counted as read if not scanned
-    cluster = distributed.connect(scheduler, progress, memory_mb)
-    here = windows if cluster is None else []  # windows smoothed in this process
-    # GDAL reads the next window and writes the last one in a second thread (it releases the GIL) while
-    # numpy votes: the one thread touching the datasets until all is written, in window order.
-    try:
-        # Smoothing never makes new ids: K is known now (a scan when the metadata does not say).
-        expected_k = labels.segments or present_in.highest
-        palette = table_colours(labels.dataset.GetRasterBand(1), expected_k) or qualitative(expected_k)
-        with outputs, AtomicRaster(output_path, width, height, 1, labels.output_type,
-                                   labels.dataset.GetGeoTransform(can_return_null=True),
-                                   labels.dataset.GetProjection(),
-                                   palette=palette,
-                                   gcps_from=labels.dataset, group=outputs) as output:
-            if cluster is not None:
-                changed = _smooth_on_cluster(cluster, windows, input_path, kernel, voter.size, output,
-                                             input_ids if present_in is None else None, output_ids, progress)
-            io = ThreadPoolExecutor(1, thread_name_prefix="blur-io")
-            try:  # the thread stops before a failed or cancelled output is removed
-                next_read, last_write = io.submit(read, here[0]) if here else None, None
-                for number, window in enumerate(here):
 
-                    def tick(fraction, number=number):
-                        progress.update((number + fraction) / len(windows),
-                                        f"Smoothing labels ({number + 1}/{len(windows)} windows)")
-
-                    grown, ids = next_read.result()
-                    if number + 1 < len(windows):
-                        next_read = io.submit(read, windows[number + 1])
-                    top, left = window.yoff - grown.yoff, window.xoff - grown.xoff
-                    margins = (top, grown.height - top - window.height, left, grown.width - left - window.width)
-                    smoothed = smooth(ids, kernel, margins, tick=tick, voter=voter)
-                    original = ids[top : top + window.height, left : left + window.width]
-                    changed += int(np.count_nonzero(smoothed != original))
-                    if present_in is None:
-                        input_ids.add(original)
-                    output_ids.add(smoothed)
-                    if last_write:
-                        last_write.result()
-                    last_write = io.submit(write, output, smoothed, window)
-                    tick(1.0)
-                if last_write:
-                    last_write.result()
-            finally:
-                io.shutdown(wait=True, cancel_futures=True)
-            metadata, names = _output_metadata(labels, kernel, stride, None if radius else strength, expected_k)
-            colours = table_colours(labels.dataset.GetRasterBand(1), expected_k)
-            # ids past K (metadata naming fewer segments than the raster holds) get legend entries too
-            segments, colours, names = covering(expected_k, output_ids.highest, colours, names)
-            finish_label_raster(output, segments, metadata, colours, names)
-            outputs.commit()
-    finally:
-        labels.close()
-        if cluster is not None:
-            cluster.close()
+def _report(progress, settings, changed, width, height, input_ids, output_ids, segments):
+    """Log the share of pixels changed; warn when the output holds fewer ids than K, and why."""
     share = 100 * changed / (width * height)
     progress.log(f"Smoothing changed {changed} of {width * height} pixels ({share:.1f} %).")
     removed = sorted(set(input_ids.ids) - set(output_ids.ids))
@@ -558,40 +568,83 @@ def blur_labels(input_path, output_path, method="majority", strength="medium", r
     few = fewer_segments(output_ids, segments, " ".join(reasons))
     if few:
         progress.warn(few)
+
+
+@within_budget
+def blur_labels(input_path: str, output_path: str, method: str = "majority", strength: str = "medium",
+                radius: int = 0, iterations: int = 1, memory_mb: float = 256, progress: Progress | None = None,
+                scheduler: Any = None) -> BlurResult:
+    """Smooth the label raster ``input_path`` into ``output_path``: same grid, ids, metadata and style.
+
+    Parameters
+    ----------
+    input_path, output_path : str
+        The label raster to smooth, and where to write the result (GeoTIFF, committed atomically with its ``.qml``).
+    method : {"majority", "gaussian"}
+        How a neighbourhood votes (see the module's docstring).
+    strength : {"low", "medium", "high"}
+        The kernel, scaled by the labels' block size; used when ``radius`` is 0.
+    radius : int
+        The kernel's radius in pixels (0: from ``strength``).
+    iterations : int
+        How many times the whole kernel is applied.
+    memory_mb : float
+        The memory budget (MB): windows, chunk buffers and GDAL's block cache fit in it.
+    progress : Progress, optional
+        Progress, cancel and log.
+    scheduler : str or distributed.Client, optional
+        A Dask scheduler to smooth the windows on (the workers read ``input_path`` themselves: shared storage);
+        None or empty: this process. The same bytes either way.
+
+    Returns
+    -------
+    BlurResult
+
+    Raises
+    ------
+    InputError, OutputError, ClusterError, Cancelled
+        Bad arguments or inputs, a destination that cannot be written, a cluster that does not answer, a cancel:
+        nothing is left at ``output_path``.
+    """
+    progress = progress or Progress()
+    settings = BlurSettings.checked(input_path, output_path, method, strength, radius, iterations, memory_mb,
+                                    scheduler)
+    input_path, output_path, memory_mb = settings.input_path, settings.output_path, settings.memory_mb
+    labels = _open_labels(input_path)
+    try:
+        present_in = _scanned_ids(labels, input_path, progress)
+        stride = labels.meta.stride
+        kernel = choose_kernel(settings.method, settings.strength, settings.radius, settings.iterations,
+                               stride or DEFAULT_STRIDE)
+        outputs = prepare_outputs({INPUT: input_path}, [Destination(OUTPUT, output_path, "labels")], progress)
+        width, height = labels.width, labels.height
+        windows = _windows(width, height, kernel.reach, memory_mb, labels.dtype.itemsize)
+        step = BlurStep(input_path, kernel, _chunk_side(kernel, memory_mb, labels.dtype), labels.dtype.str,
+                        present_in is None)
+        if stride is None and not settings.radius:
+            progress.log(f"No block size in the metadata of '{input_path}': kernels assume {DEFAULT_STRIDE} px "
+                         f"blocks.")
+        progress.log(f"{width} x {height} px; {kernel.method}, {2 * kernel.radius + 1} px, {kernel.total_passes} "
+                     f"pass(es); halo {kernel.reach} px; {len(windows)} windows; chunks of {step.chunk} px")
+        progress.plan([(step.stage, 1)])
+        progress.start(step.stage)
+        input_ids, output_ids = present_in or PresentIds(), PresentIds()  # the input's counted as read if not scanned
+        # Smoothing never makes new ids: K is known now (a scan when the metadata does not say).
+        expected_k = labels.segments or present_in.highest
+        band = labels.dataset.GetRasterBand(1)
+        with Executor(settings.scheduler, progress, memory_mb) as executor, outputs, AtomicRaster(
+                output_path, width, height, 1, labels.output_type, labels.dataset.GetGeoTransform(can_return_null=True),
+                labels.dataset.GetProjection(), palette=table_colours(band, expected_k) or qualitative(expected_k),
+                gcps_from=labels.dataset, group=outputs) as output:
+            changed = _smooth(executor, step, windows, labels, output, input_ids, output_ids)
+            metadata, names = _output_metadata(labels, kernel, stride, None if settings.radius else settings.strength,
+                                               expected_k)
+            # ids past K (metadata naming fewer segments than the raster holds) get legend entries too
+            segments, colours, names = covering(expected_k, output_ids.highest, table_colours(band, expected_k),
+                                                names)
+            finish_label_raster(output, segments, metadata, colours, names)
+            outputs.commit()
+    finally:
+        labels.close()
+    _report(progress, settings, changed, width, height, input_ids, output_ids, segments)
     return BlurResult(output_path, segments, kernel, len(windows), changed, output_ids.count)
-
-
-def blur_task(window, path, kernel, chunk, count_input):
-    """Worker task: (smoothed core, pixels changed, ids of the input core or None) of one window of the label
-    raster at ``path``, which the worker opens itself."""
-    labels = distributed.cached(("labels", path), lambda: _open_labels(path), path)
-    grown = window.grown(kernel.reach, labels.width, labels.height)
-    ids = labels.read(grown)
-    labels.release_cache()
-    top, left = window.yoff - grown.yoff, window.xoff - grown.xoff
-    margins = (top, grown.height - top - window.height, left, grown.width - left - window.width)
-    voter = distributed.cached(("voter", kernel, labels.dtype.str, chunk),
-                               lambda: make_voter(kernel, labels.dtype, chunk))
-    smoothed = smooth(ids, kernel, margins, voter=voter)
-    original = ids[top : top + window.height, left : left + window.width]
-    present = None
-    if count_input:
-        seen = PresentIds()
-        seen.add(original)
-        present = np.asarray(seen.ids, original.dtype)
-    return smoothed, int(np.count_nonzero(smoothed != original)), present
-
-
-def _smooth_on_cluster(cluster, windows, path, kernel, chunk, output, input_ids, output_ids, progress):
-    """Smooth the windows on the cluster and write them here, in order; returns the pixels changed."""
-    changed = 0
-    results = cluster.ordered_map(blur_task, windows, path, kernel, chunk, input_ids is not None)
-    for number, (window, (smoothed, window_changed, present)) in enumerate(results):
-        changed += window_changed
-        if input_ids is not None and len(present):
-            input_ids.add(present)
-        output_ids.add(smoothed)
-        output.write(smoothed, window.xoff, window.yoff)
-        output.release_cache()
-        progress.update((number + 1) / len(windows), f"Smoothing labels ({number + 1}/{len(windows)} windows)")
-    return changed

@@ -9,19 +9,20 @@ refined; cutting a raster at k equals cutting its source at k.
 """
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 
 from . import checks, hierarchy
 from .errors import InputError
-from .label_pass import write_windows
 from .labels import PresentIds, fewer_segments, finish_label_raster, ids_text, label_type, open_label_raster
 from .memory import within_budget
 from .outputs import Destination, prepare_outputs
 from .palette import qualitative
-from .pipeline import ordered_map
+from .params import INPUT, OUTPUT, SEGMENTS
 from .progress import Progress
 from .raster_io import AtomicRaster
+from .window_step import Executor, WindowStep
 from .windows import plan_windows
 
 BYTES_PER_PIXEL = 8  # ids read, looked up, in flight (WORKERS + 1 windows) and written
@@ -65,23 +66,75 @@ def tree_of(meta, path):
     return centres, sizes, merges
 
 
+@dataclass(frozen=True)
+class MergeStep(WindowStep):
+    """A window's ids looked up in ``table`` (id -> merged id, 0 -> 0)."""
+
+    path: str
+    table: np.ndarray
+
+    stage: ClassVar[str] = "Merging segments"
+
+    @property
+    def paths(self):
+        return (self.path,)
+
+    def open(self):
+        return open_label_raster(self.path)
+
+    def read(self, labels, window):
+        ids = labels.read(window)
+        labels.release_cache()
+        return (ids,)
+
+    def compute(self, window, ids, tick=None):
+        k = len(self.table) - 1
+        if ids.size and int(ids.max()) > k:
+            raise InputError(f"The label raster '{self.path}' holds ids above its K ({k}): "
+                             f"{ids_text(np.unique(ids[ids > k]).tolist())}.")
+        return self.table[ids]
+
+
 @within_budget
-def merge_labels(input_path, output_path, segments, memory_mb=256, progress=None):
-    """Re-cut the label raster ``input_path`` to ``segments`` (2..its K) along its merge tree into ``output_path``."""
+def merge_labels(input_path: str, output_path: str, segments: int, memory_mb: float = 256,
+                 progress: Progress | None = None, scheduler: Any = None) -> MergeResult:
+    """Re-cut the label raster ``input_path`` to ``segments`` along its merge tree into ``output_path``.
+
+    Parameters
+    ----------
+    input_path, output_path : str
+        A label raster carrying SEGMENTER_MERGES (every kmeans / cnn output, and the steps after them), and where
+        to write the re-cut raster (GeoTIFF with its ``.qml``, committed atomically).
+    segments : int
+        The K of the output: 2 .. the input's K.
+    memory_mb : float
+        The memory budget (MB) of the windows in flight.
+    progress : Progress, optional
+        Progress, cancel and log.
+    scheduler : str or distributed.Client, optional
+        A Dask scheduler to look the windows up on (the workers read ``input_path``); None or empty: here.
+
+    Returns
+    -------
+    MergeResult
+
+    Raises
+    ------
+    InputError
+        No or a damaged merge tree, ``segments`` out of range, ids above K.
+    """
     progress = progress or Progress()
-    input_path, output_path = checks.path("INPUT", input_path), checks.path("OUTPUT", output_path)
-    segments, memory_mb = checks.whole("SEGMENTS", segments), checks.memory(memory_mb)
+    input_path, output_path = checks.path(INPUT, input_path), checks.path(OUTPUT, output_path)
+    segments, memory_mb = checks.whole(SEGMENTS, segments), checks.memory(memory_mb)
     labels = open_label_raster(input_path, check=progress.check)
     try:
         meta = labels.meta
         centres, sizes, merges = tree_of(meta, input_path)
         k = meta.k
         if not 2 <= segments <= k:
-            raise InputError(f"SEGMENTS must be between 2 and the input's K ({k}); got {segments}.")
-        outputs = prepare_outputs({"INPUT": input_path}, [Destination("OUTPUT", output_path, "labels")], progress)
-        table = hierarchy.cut(merges, k, segments)
-        lookup = np.zeros(np.iinfo(labels.dtype).max + 1, np.uint8 if segments <= 255 else np.uint16)
-        lookup[: k + 1] = table
+            raise InputError(f"{SEGMENTS} must be between 2 and the input's K ({k}); got {segments}.")
+        outputs = prepare_outputs({INPUT: input_path}, [Destination(OUTPUT, output_path, "labels")], progress)
+        table = hierarchy.cut(merges, k, segments).astype(np.uint8 if segments <= 255 else np.uint16)
         new_centres, new_sizes, rest = hierarchy.merged(centres, sizes, merges, segments)
         width, height = labels.width, labels.height
         windows = plan_windows(width, height, int(memory_mb * 2**20 * 0.75) // BYTES_PER_PIXEL,
@@ -89,29 +142,20 @@ def merge_labels(input_path, output_path, segments, memory_mb=256, progress=None
         groups = hierarchy.groups(merges, k, segments)
         progress.log(f"{width} x {height} px, {len(windows)} windows; K {k} -> {segments}: " + "; ".join(
             f"{new} = {'+'.join(map(str, members))}" for new, members in enumerate(groups, start=1)))
-        progress.plan([("Merging segments", 1)])
-        progress.start("Merging segments")
-
-        def read(window):
-            ids = labels.read(window)
-            labels.release_cache()
-            return (ids,)
-
-        def compute(ids):
-            if ids.size and int(ids.max()) > k:
-                raise InputError(f"The label raster '{input_path}' holds ids above its K ({k}): "
-                                 f"{ids_text(np.unique(ids[ids > k]).tolist())}.")
-            return lookup[ids]
-
+        step = MergeStep(input_path, table)
+        progress.plan([(step.stage, 1)])
+        progress.start(step.stage)
         present = PresentIds()
         metadata = {**meta.carried(), "centres": new_centres.tolist(), "sizes": new_sizes.tolist(), "merges": rest,
                     "merged": dict(k=k, to=segments, groups=groups)}
-        with outputs, AtomicRaster(output_path, width, height, 1, label_type(segments),
-                                   labels.dataset.GetGeoTransform(can_return_null=True),
-                                   labels.dataset.GetProjection(), palette=qualitative(segments),
-                                   gcps_from=labels.dataset, group=outputs) as output:
-            write_windows(ordered_map(read, compute, windows), windows, output, progress, present,
-                          stage="Merging segments", release=True)
+        with Executor(scheduler, progress, memory_mb) as executor, outputs, AtomicRaster(
+                output_path, width, height, 1, label_type(segments),
+                labels.dataset.GetGeoTransform(can_return_null=True), labels.dataset.GetProjection(),
+                palette=qualitative(segments), gcps_from=labels.dataset, group=outputs) as output:
+            for window, merged in executor.map(step, windows, None if executor.on_cluster else labels):
+                present.add(merged)
+                output.write(merged, window.xoff, window.yoff)
+                output.release_cache()
             finish_label_raster(output, segments, metadata)
             outputs.commit()
     finally:
@@ -120,4 +164,3 @@ def merge_labels(input_path, output_path, segments, memory_mb=256, progress=None
     if few:
         progress.warn(few)
     return MergeResult(output_path, segments, k, table, len(windows), present.count)
-

@@ -112,6 +112,20 @@ def test_blur_on_the_cluster_equals_a_local_run(dask_cluster, segmented, tmp_pat
     same_files(local, remote)
 
 
+def test_merge_on_the_cluster_equals_a_local_run(dask_cluster, segmented, tmp_path):
+    from map_segmenter.engine.merge import merge_labels
+
+    local, remote = tmp_path / "local.tif", tmp_path / "remote.tif"
+    before = sum(dask_cluster.tasks_run("merge").values())
+    expected = merge_labels(segmented[0], str(local), 3, memory_mb=1)
+    result = merge_labels(segmented[0], str(remote), 3, memory_mb=1, scheduler=dask_cluster.address)
+    assert expected.windows == result.windows > 2
+    assert sum(dask_cluster.tasks_run("merge").values()) == before + result.windows  # looked up on the workers
+    assert (expected.segments, expected.present) == (result.segments, result.present) == (3, 3)
+    same_files(local, remote)
+    np.testing.assert_array_equal(read_array(remote), expected.table[read_array(segmented[0])])
+
+
 @pytest.mark.parametrize("centres", ["metadata", "recomputed"])
 def test_knn_refine_on_the_cluster_equals_a_local_run(dask_cluster, segmented, tmp_path, centres):
     from osgeo import gdal
