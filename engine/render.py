@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 from osgeo import gdal
@@ -37,6 +38,7 @@ from .raster_io import (
     read_window,
     value_ranges,
 )
+from .window_step import Executor, WindowStep
 from .windows import plan_windows
 
 PALETTES = ("qualitative", "mean_colour", "ramp")
@@ -77,23 +79,65 @@ def _windows(labels, memory_mb):
                         row_step=256)
 
 
-def mean_colours(labels, image, windows, progress):
+class _LabelsAndImage:
+    """The labels and the imagery under them, open together (what the render steps read)."""
+
+    def __init__(self, labels, image):
+        self.labels, self.image = labels, image
+
+    def close(self):
+        self.labels.close()
+
+
+@dataclass(frozen=True)
+class _ImageStep(WindowStep):
+    """A render pass over the labels and their imagery (a worker opens both by path)."""
+
+    labels_path: str
+    image_path: str
+
+    @property
+    def paths(self):
+        return (self.labels_path, self.image_path)
+
+    def open(self):
+        return _LabelsAndImage(open_label_raster(self.labels_path), _open_image(self.image_path))
+
+
+@dataclass(frozen=True)
+class MeanColourStep(_ImageStep):
+    """A window's pixel count and sums of its first three bands per id 0..``segments``."""
+
+    segments: int = 0
+    stage: ClassVar[str] = "Measuring segment colours"
+
+    def read(self, inputs, window):
+        pixels = inputs.image.read(window)[:3]
+        return inputs.labels.read(window), pixels, inputs.image.read_valid(window, pixels)
+
+    def compute(self, window, ids, pixels, valid, tick=None):
+        size = self.segments + 1
+        ids = ids.ravel()
+        weights = None if valid is None else valid.ravel().astype(np.float64)
+        counts = np.bincount(ids, weights, minlength=size)[:size]
+        sums = np.zeros((3, size))
+        for band in range(min(3, pixels.shape[0])):
+            values = pixels[band].ravel().astype(np.float64)
+            sums[band] = np.bincount(ids, values if weights is None else values * weights, minlength=size)[:size]
+        return counts, sums, pixels.shape[0]
+
+
+def mean_colours(executor, labels, image, windows):
     """Mean image colour (first three bands, 0..255) of every segment, in one streaming pass."""
     k = labels.segments
     sums = np.zeros((3, k + 1))
     counts = np.zeros(k + 1)
-    for number, window in enumerate(windows):
-        ids = labels.read(window).ravel()
-        pixels = image.read(window)[:3]
-        valid = image.read_valid(window, pixels)
-        weights = None if valid is None else valid.ravel().astype(np.float64)
-        counts += np.bincount(ids, weights, minlength=k + 1)[: k + 1]
-        for band in range(min(3, pixels.shape[0])):
-            values = pixels[band].ravel().astype(np.float64)
-            sums[band] += np.bincount(ids, values if weights is None else values * weights, minlength=k + 1)[: k + 1]
-        progress.update((number + 1) / len(windows), f"Measuring segment colours ({number + 1}/{len(windows)})")
-    if pixels.shape[0] < 3:
-        sums[pixels.shape[0] :] = sums[0]
+    step = MeanColourStep(labels.path, image.path, k)
+    for _, (window_counts, window_sums, bands) in executor.map(step, windows, _LabelsAndImage(labels, image)):
+        counts += window_counts
+        sums[:bands] += window_sums[:bands]
+    if bands < 3:
+        sums[bands:] = sums[0]
     means = sums[:, 1:] / np.maximum(counts[1:], 1)
     if image.data_type != gdal.GDT_Byte:
         low, high = means.min(), means.max()
@@ -113,8 +157,12 @@ def render_labels(
     names=None,
     memory_mb=256,
     progress=None,
+    scheduler=None,
 ):
-    """Style ``input_path`` (a label raster) and optionally write an RGBA composite and a PNG quicklook."""
+    """Style ``input_path`` (a label raster) and optionally write an RGBA composite and a PNG quicklook.
+
+    ``scheduler``: a Dask scheduler's address or a ``distributed.Client`` to compute the windows on (the workers
+    read INPUT and IMAGE themselves: shared storage); None or empty: this process. The same bytes either way."""
     progress = progress or Progress()
     input_path, output_path = checks.path("INPUT", input_path), checks.path("OUTPUT", output_path)
     image_path = checks.path("IMAGE", image_path, optional=True)
@@ -147,35 +195,21 @@ def render_labels(
     progress.plan([("Measuring segment colours", 1 if palette == "mean_colour" else 0),
                    ("Writing styled labels", 1), ("Writing composite", 2 if composite_path else 0),
                    ("Writing quicklook", 0.2 if quicklook_path else 0)])
-    if palette == "mean_colour":
-        progress.start("Measuring segment colours")
-        colours = mean_colours(labels, image, windows, progress)
-    else:
-        colours = qualitative(segments) if palette == "qualitative" else ramp(segments)
-
-    with outputs:  # every output is put in place at the end, or none
+    with Executor(scheduler, progress, memory_mb) as executor, outputs:  # every output in place at the end, or none
+        if palette == "mean_colour":
+            progress.start("Measuring segment colours")
+            colours = mean_colours(executor, labels, image, windows)
+        else:
+            colours = qualitative(segments) if palette == "qualitative" else ramp(segments)
         progress.start("Writing styled labels")
-        with AtomicRaster(output_path, labels.width, labels.height, 1, label_type(segments),
-                          labels.dataset.GetGeoTransform(can_return_null=True), labels.dataset.GetProjection(),
-                          palette=colours, gcps_from=labels.dataset, group=outputs) as out:
-            present = PresentIds()
-            for number, window in enumerate(windows):
-                ids = labels.read(window)
-                present.add(ids)
-                out.write(ids, window.xoff, window.yoff)
-                out.release_cache()
-                progress.update((number + 1) / len(windows))
-            meta = labels.meta.carried()
-            # ids past K (metadata naming fewer segments than the raster holds) get legend entries too
-            segments, colours, names = covering(segments, present.highest, colours, names)
-            finish_label_raster(out, segments, {**meta, "palette": palette}, colours, names)
-
+        segments, colours, present = _write_styled(executor, labels, windows, colours, names, palette, output_path,
+                                                   outputs)
         few = fewer_segments(present, segments, f"the other ids do not occur in '{input_path}'.")
         if few:
             progress.warn(few)
         if composite_path:
             progress.start("Writing composite")
-            _write_composite(labels, image, windows, colours, opacity, composite_path, progress, outputs)
+            _write_composite(executor, labels, image, windows, colours, opacity, composite_path, outputs)
         if quicklook_path:
             progress.start("Writing quicklook")
             _write_quicklook(labels, colours, quicklook_path, outputs)
@@ -184,40 +218,88 @@ def render_labels(
     return RenderResult(output_path, segments, colours, composite_path, quicklook_path, present.count)
 
 
+@dataclass(frozen=True)
+class LabelStep(WindowStep):
+    """A window of the labels, as they are (the styled output is the input with new colours)."""
+
+    path: str
+    stage: ClassVar[str] = "Writing styled labels"
+
+    @property
+    def paths(self):
+        return (self.path,)
+
+    def open(self):
+        return open_label_raster(self.path)
+
+    def read(self, labels, window):
+        return (labels.read(window),)
+
+    def compute(self, window, ids, tick=None):
+        return ids
+
+
+def _write_styled(executor, labels, windows, colours, names, palette, path, group):
+    """The labels with ``colours`` and ``names`` (legend entries for ids past K too); (K, colours, present ids)."""
+    present = PresentIds()
+    with AtomicRaster(path, labels.width, labels.height, 1, label_type(labels.segments),
+                      labels.dataset.GetGeoTransform(can_return_null=True), labels.dataset.GetProjection(),
+                      palette=colours, gcps_from=labels.dataset, group=group) as out:
+        for window, ids in executor.map(LabelStep(labels.path), windows, labels):
+            present.add(ids)
+            out.write(ids, window.xoff, window.yoff)
+            out.release_cache()
+        # ids past K (metadata naming fewer segments than the raster holds) get legend entries too
+        segments, colours, names = covering(labels.segments, present.highest, colours, names)
+        finish_label_raster(out, segments, {**labels.meta.carried(), "palette": palette}, colours, names)
+    return segments, colours, present
+
+
 def _lookup(colours):
     table = np.zeros((max(len(colours) + 1, 256), 3), np.float32)
     table[1 : len(colours) + 1] = colours
     return table
 
 
-def _display_scale(image):
-    """Pixels -> 0..255 display values: 8-bit as they are, other types stretched between their 1st and 99th
-    percentiles (as the segmentation steps read them), so a 16-bit or float scene is not drawn white."""
-    ranges = value_ranges(image)
-    return (lambda pixels: pixels) if ranges is None else byte_stretch(ranges)
+@dataclass(frozen=True)
+class CompositeStep(_ImageStep):
+    """A window's segment colours blended over its imagery: RGB (3, h, w) and alpha (0 where the labels are
+    nodata)."""
+
+    table: np.ndarray = None  # id -> colour (float32)
+    opacity: float = 0.5
+    ranges: list | None = None  # the imagery's display stretch (None: 8-bit, as it is)
+    stage: ClassVar[str] = "Writing composite"
+
+    def read(self, inputs, window):
+        return inputs.labels.read(window), inputs.image.read(window)
+
+    def compute(self, window, ids, pixels, tick=None):
+        pixels = pixels.astype(np.float32)
+        if self.ranges is not None:
+            pixels = byte_stretch(self.ranges)(pixels)
+        if pixels.shape[0] < 3:
+            pixels = np.repeat(pixels[:1], 3, axis=0)
+        overlay = np.moveaxis(self.table[ids], -1, 0)
+        blended = np.rint(pixels[:3] * (1.0 - self.opacity) + overlay * self.opacity).astype(np.uint8)
+        return blended, np.where(ids == NODATA, 0, 255).astype(np.uint8)
 
 
-def _write_composite(labels, image, windows, colours, opacity, path, progress, group):
-    table = _lookup(colours)
-    display = _display_scale(image)
+def _write_composite(executor, labels, image, windows, colours, opacity, path, group):
+    """The RGBA composite: segment colours at ``opacity`` over the imagery (stretched for display when not 8-bit,
+    as the segmentation steps read it, so a 16-bit or float scene is not drawn white)."""
+    step = CompositeStep(labels.path, image.path, _lookup(colours), opacity, value_ranges(image))
     with AtomicRaster(path, labels.width, labels.height, 4, gdal.GDT_Byte,
                       labels.dataset.GetGeoTransform(can_return_null=True), labels.dataset.GetProjection(),
                       gcps_from=labels.dataset, group=group) as out:
         for band, interpretation in enumerate((gdal.GCI_RedBand, gdal.GCI_GreenBand, gdal.GCI_BlueBand,
                                                gdal.GCI_AlphaBand), start=1):
             out.band(band).SetColorInterpretation(interpretation)
-        for number, window in enumerate(windows):
-            ids = labels.read(window)
-            pixels = display(image.read(window).astype(np.float32))
-            if pixels.shape[0] < 3:
-                pixels = np.repeat(pixels[:1], 3, axis=0)
-            overlay = np.moveaxis(table[ids], -1, 0)
-            blended = np.rint(pixels[:3] * (1.0 - opacity) + overlay * opacity).astype(np.uint8)
+        for window, (blended, alpha) in executor.map(step, windows, _LabelsAndImage(labels, image)):
             for band in range(3):
                 out.write(blended[band], window.xoff, window.yoff, band + 1)
-            out.write(np.where(ids == NODATA, 0, 255).astype(np.uint8), window.xoff, window.yoff, 4)
+            out.write(alpha, window.xoff, window.yoff, 4)
             out.release_cache()
-            progress.update((number + 1) / len(windows), f"Writing composite ({number + 1}/{len(windows)})")
         out.commit()
 
 

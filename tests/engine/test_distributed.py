@@ -112,6 +112,20 @@ def test_blur_on_the_cluster_equals_a_local_run(dask_cluster, segmented, tmp_pat
     same_files(local, remote)
 
 
+def test_render_on_the_cluster_equals_a_local_run(dask_cluster, segmented, crop, tmp_path):
+    from map_segmenter.engine.render import render_labels
+
+    runs = {}
+    for name, scheduler in (("local", None), ("remote", dask_cluster.address)):
+        runs[name] = render_labels(segmented[0], str(tmp_path / f"{name}.tif"), palette="mean_colour", image_path=crop,
+                                   composite_path=str(tmp_path / f"{name}_composite.tif"), memory_mb=1,
+                                   scheduler=scheduler)
+    assert runs["local"].colours == runs["remote"].colours
+    same_files(tmp_path / "local.tif", tmp_path / "remote.tif")
+    same_files(tmp_path / "local_composite.tif", tmp_path / "remote_composite.tif")
+    assert sum(dask_cluster.tasks_run("composite").values()) > 2
+
+
 def test_merge_on_the_cluster_equals_a_local_run(dask_cluster, segmented, tmp_path):
     from map_segmenter.engine.merge import merge_labels
 
