@@ -16,6 +16,7 @@ import os
 import sqlite3
 import urllib.parse
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 from osgeo import gdal, ogr
@@ -39,6 +40,7 @@ from .params import IMAGE, INPUT, OUTPUT, POLYGONS, REPORT, SIEVE
 from .progress import Progress
 from .raster_io import GTIFF_OPTIONS, is_paletted, open_input, open_raster
 from .render import _same_grid
+from .window_step import Executor, WindowStep
 from .windows import plan_windows
 
 TABLE_FORMATS = {".gpkg": "GPKG", ".csv": "CSV"}
@@ -176,13 +178,15 @@ class _Bins:
         self.lookup = {}
 
     def rows(self, values):
-        if self.direct:
-            return values.astype(np.intp) - self.offset if self.offset else values
-        unique, inverse = np.unique(values, return_inverse=True)
-        for value in unique.tolist():
+        """Direct bins: the rows of ``values``."""
+        return values.astype(np.intp) - self.offset if self.offset else values
+
+    def add(self, values):
+        """Lookup bins: the rows of ``values`` (unique, ascending), new values given new rows in this order."""
+        for value in values.tolist():
             self.lookup.setdefault(value, len(self.lookup))
         self.size = len(self.lookup)
-        return np.array([self.lookup[value] for value in unique.tolist()], np.intp)[inverse.ravel()]
+        return np.array([self.lookup[value] for value in values.tolist()], np.intp)
 
     def values(self):
         if self.direct:
@@ -231,28 +235,46 @@ class _Tally:
         self.colour_counts = _grown(self.colour_counts, size)
         self.means, self.m2 = _grown(self.means, size), _grown(self.m2, size)
 
-    def add_counts(self, rows, weights=None):
+    def add(self, rows, window):
+        """Merge a ``_WindowTally`` whose local rows are the tally's ``rows`` (a slice for direct bins)."""
+        self.grow()
         size = self.bins.size
-        self.counts += np.bincount(rows, minlength=size)[:size]
-        if weights is not None:
-            self.areas += np.bincount(rows, weights, minlength=size)[:size]
 
-    def add_colours(self, rows, pixels):
-        """Merge one window's per-segment count, mean and sum of squared deviations of each band (Chan et al.)."""
-        size = self.bins.size
-        counts = np.bincount(rows, minlength=size)[:size]
+        def full(values, dtype=np.float64):  # local rows -> every row of the tally (0 where the window has none)
+            if isinstance(rows, slice):
+                return values
+            spread = np.zeros(values.shape[:-1] + (size,), dtype)
+            spread[..., rows] = values
+            return spread
+
+        self.counts += full(window.counts, np.int64)
+        if window.areas is not None:
+            self.areas += full(window.areas)
+        if window.colour_counts is None:
+            return
+        counts, seen = full(window.colour_counts, np.int64), None
         seen = counts > 0
         total = self.colour_counts + counts
-        for band, values in enumerate(pixels):
-            sums = np.bincount(rows, values, minlength=size)[:size]
+        for band, (sums, window_m2) in enumerate(zip(full(window.sums), full(window.m2))):
+            # Chan et al.: merge the window's per-segment count, mean and sum of squared deviations
             window_mean = np.divide(sums, counts, out=np.zeros(size), where=seen)
-            deviations = values - window_mean[rows]
-            window_m2 = np.bincount(rows, deviations * deviations, minlength=size)[:size]
             delta = window_mean - self.means[band]
             share = np.divide(counts, total, out=np.zeros(size), where=total > 0)
             self.means[band] += delta * share
             self.m2[band] += window_m2 + delta * delta * self.colour_counts * share
         self.colour_counts = total
+
+
+@dataclass
+class _WindowTally:
+    """One window's counts per local row (``values``: the ids of the rows; None: rows are the ids' direct bins)."""
+
+    values: np.ndarray | None
+    counts: np.ndarray
+    areas: np.ndarray | None = None
+    colour_counts: np.ndarray | None = None
+    sums: np.ndarray | None = None  # (bands, rows)
+    m2: np.ndarray | None = None  # (bands, rows): sums of squared deviations from the window's means
 
 
 def _validity(band):
@@ -265,41 +287,99 @@ def _validity(band):
     return nodata, mask
 
 
-def _count(dataset, band, image, model, windows, progress):
-    nodata, mask = _validity(band)
-    sample = band.ReadAsArray(0, 0, 1, 1)
-    bins = _Bins(sample.dtype)
-    tally = _Tally(bins, len(image.bands) if image is not None else 0)
-    fast = bins.direct and image is None and mask is None and not model.geographic
-    for number, window in enumerate(windows):
-        ids = band.ReadAsArray(*window.box)
-        if fast:  # every pixel counted, the nodata bin dropped at the end
-            tally.add_counts(bins.rows(ids.ravel()))
-        else:
-            keep = np.ones(ids.shape, bool) if nodata is None else ids != nodata
-            if mask is not None:
-                keep &= mask.ReadAsArray(*window.box) > 0
+class _CountInputs:
+    """The labels (their validity and area model) and the IMAGE a count reads."""
+
+    def __init__(self, labels, image, model):
+        self.labels, self.image, self.model = labels, image, model
+        self.nodata, self.mask = _validity(labels.band)
+        self.dtype = labels.band.ReadAsArray(0, 0, 1, 1).dtype
+
+    def close(self):
+        self.labels.close()
+
+
+@dataclass(frozen=True)
+class CountStep(WindowStep):
+    """A window's ``_WindowTally``: pixels (and areas on geographic grids) per id, and the IMAGE bands' means and
+    squared deviations per id."""
+
+    labels_path: str
+    image_path: str | None
+    fast: bool  # 8/16-bit ids, no mask, no IMAGE, projected: every pixel counted, nodata's bin dropped at the end
+
+    stage: ClassVar[str] = "Counting segment pixels"
+
+    @property
+    def paths(self):
+        return (self.labels_path, self.image_path) if self.image_path else (self.labels_path,)
+
+    def open(self):
+        labels = LabelRaster.open(self.labels_path)
+        image = _open_image(self.image_path, labels.dataset, self.labels_path)[0] if self.image_path else None
+        return _CountInputs(labels, image, area_model(labels.dataset, self.labels_path))
+
+    def read(self, inputs, window):
+        ids = inputs.labels.band.ReadAsArray(*window.box)
+        valid = None if inputs.mask is None else inputs.mask.ReadAsArray(*window.box) > 0
+        pixels = image_valid = areas = None
+        if inputs.image is not None:
+            pixels = inputs.image.read(window)
+            image_valid = inputs.image.read_valid(window, pixels)
+            inputs.image.release_cache()
+        if inputs.model.geographic:
+            areas = inputs.model.row_areas[window.yoff : window.yoff + window.height]
+        inputs.labels.dataset.FlushCache()
+        return ids, valid, pixels, image_valid, areas, inputs.nodata
+
+    def compute(self, window, ids, valid, pixels, image_valid, areas, nodata, tick=None):
+        bins = _Bins(ids.dtype)
+        if self.fast:
+            return _WindowTally(None, np.bincount(bins.rows(ids.ravel()), minlength=bins.size)[: bins.size])
+        keep = np.ones(ids.shape, bool) if nodata is None else ids != nodata
+        if valid is not None:
+            keep &= valid
+        values, rows, size = None, None, bins.size
+        if bins.direct:
             rows = bins.rows(ids[keep])
-            tally.grow()
-            weights = None
-            if model.geographic:
-                weights = np.broadcast_to(model.row_areas[window.yoff : window.yoff + window.height, None],
-                                          ids.shape)[keep]
-            tally.add_counts(rows, weights)
-            if image is not None:
-                pixels = image.read(window)
-                valid = image.read_valid(window, pixels)
-                if valid is not None:
-                    valid = valid[keep]
-                    rows = rows[valid]
-                values = [p[keep] if valid is None else p[keep][valid] for p in pixels]
-                tally.add_colours(rows, [v.astype(np.float64) for v in values])
-                image.release_cache()
-        dataset.FlushCache()
-        progress.update((number + 1) / len(windows),
-                        f"Counting segment pixels ({number + 1}/{len(windows)} windows)")
-    if fast and nodata is not None and float(nodata).is_integer():
-        row = bins.row_of(nodata)
+        else:
+            values, rows = np.unique(ids[keep], return_inverse=True)
+            rows, size = rows.ravel(), len(values)
+        tally = _WindowTally(values, np.bincount(rows, minlength=size)[:size])
+        if areas is not None:
+            weights = np.broadcast_to(areas[:, None], ids.shape)[keep]
+            tally.areas = np.bincount(rows, weights, minlength=size)[:size]
+        if pixels is not None:
+            if image_valid is not None:
+                rows = rows[image_valid[keep]]
+            bands = [p[keep] if image_valid is None else p[keep][image_valid[keep]] for p in pixels]
+            _colour_moments(tally, rows, [band.astype(np.float64) for band in bands], size)
+        return tally
+
+
+def _colour_moments(tally, rows, bands, size):
+    """Count, sums and sums of squared deviations from the window's means, per row, of each band."""
+    counts = np.bincount(rows, minlength=size)[:size]
+    seen = counts > 0
+    tally.colour_counts = counts
+    tally.sums, tally.m2 = np.zeros((len(bands), size)), np.zeros((len(bands), size))
+    for band, values in enumerate(bands):
+        tally.sums[band] = np.bincount(rows, values, minlength=size)[:size]
+        window_mean = np.divide(tally.sums[band], counts, out=np.zeros(size), where=seen)
+        deviations = values - window_mean[rows]
+        tally.m2[band] = np.bincount(rows, deviations * deviations, minlength=size)[:size]
+
+
+def _count(executor, inputs, windows):
+    """Every window's tally merged in window order (the same sums whatever the threads or workers)."""
+    bins = _Bins(inputs.dtype)
+    tally = _Tally(bins, len(inputs.image.bands) if inputs.image is not None else 0)
+    fast = bins.direct and inputs.image is None and inputs.mask is None and not inputs.model.geographic
+    step = CountStep(inputs.labels.path, inputs.image.path if inputs.image is not None else None, fast)
+    for _, window in executor.map(step, windows, inputs):
+        tally.add(slice(None) if window.values is None else bins.add(window.values), window)
+    if fast and inputs.nodata is not None and float(inputs.nodata).is_integer():
+        row = bins.row_of(inputs.nodata)
         if row is not None:
             tally.counts[row] = 0
     return tally
@@ -852,7 +932,7 @@ def _write_outputs(outputs, result, labels, model, sieve, title, progress):
 def segment_statistics(input_path: str, output_path: str, image_path: str | None = None,
                        polygons_path: str | None = None, report_path: str | None = None, sieve: int = 0,
                        memory_mb: float = 256, progress: Progress | None = None, output_layer: str | None = None,
-                       polygons_layer: str | None = None) -> StatisticsResult:
+                       polygons_layer: str | None = None, scheduler=None) -> StatisticsResult:
     """Per-segment statistics of a label raster (``segmenter:statistics``).
 
     Parameters
@@ -876,6 +956,9 @@ def segment_statistics(input_path: str, output_path: str, image_path: str | None
     output_layer, polygons_layer : str, optional
         In a GeoPackage, the layers' names (default: the file's name): added beside the file's other layers,
         replacing only a same-named layer Map Segmenter wrote.
+    scheduler : str or distributed.Client, optional
+        A Dask scheduler to count the windows on (the workers read INPUT and IMAGE themselves: shared storage);
+        None or empty: this process. The same table either way.
 
     Returns
     -------
@@ -909,7 +992,8 @@ def segment_statistics(input_path: str, output_path: str, image_path: str | None
                    ("Sieving", 2 if polygons_path and sieve else 0), ("Polygonizing", 10 if polygons_path else 0),
                    ("Measuring polygons", 1.5 if polygons_path else 0), ("Writing the report", 0.05)])
     progress.start("Counting segment pixels")
-    tally = _count(dataset, band, image, model, windows, progress)
+    with Executor(scheduler, progress, memory_mb) as executor:
+        tally = _count(executor, _CountInputs(labels, image, model), windows)
     segments = _segments(tally, model, dataset, band, input_path)
     if not segments:
         raise InputError(f"The label raster '{input_path}' has no valid pixels (everything is nodata).")

@@ -126,6 +126,18 @@ def test_render_on_the_cluster_equals_a_local_run(dask_cluster, segmented, crop,
     assert sum(dask_cluster.tasks_run("composite").values()) > 2
 
 
+def test_statistics_on_the_cluster_equal_a_local_run(dask_cluster, segmented, crop, tmp_path):
+    from map_segmenter.engine.statistics import segment_statistics
+
+    before = sum(dask_cluster.tasks_run("count").values())
+    local = segment_statistics(segmented[0], str(tmp_path / "local.csv"), image_path=crop, memory_mb=1)
+    remote = segment_statistics(segmented[0], str(tmp_path / "remote.csv"), image_path=crop, memory_mb=1,
+                                scheduler=dask_cluster.address)
+    assert local.windows == remote.windows > 2
+    assert sum(dask_cluster.tasks_run("count").values()) == before + remote.windows
+    assert (tmp_path / "local.csv").read_bytes() == (tmp_path / "remote.csv").read_bytes()
+
+
 def test_merge_on_the_cluster_equals_a_local_run(dask_cluster, segmented, tmp_path):
     from map_segmenter.engine.merge import merge_labels
 
