@@ -199,13 +199,8 @@ class FeatureRaster:
         return values.reshape(self.channels, cells.height, cells.width)
 
     def usable(self, values):
-        """Which cells of ``values`` (C, ...) hold features: finite, and not a declared nodata, in every band."""
-        usable = np.ones(values.shape[1:], bool)
-        for channel, nodata in enumerate(self.nodata):
-            usable &= np.isfinite(values[channel])
-            if nodata is not None:
-                usable &= values[channel] != nodata
-        return usable
+        """Which cells of ``values`` (C, ...) hold features (``usable_features``)."""
+        return usable_features(values, self.nodata)
 
     def release_cache(self):
         self.target.release_cache()
@@ -234,3 +229,14 @@ class FeatureRaster:
         if kind is not None or isinstance(self.target, _MemoryDataset):
             self.target.abort()
         return False
+
+
+def usable_features(values, nodata):
+    """Which cells of ``values`` (C, ...) hold features: finite, and not the declared ``nodata`` (per band, or None),
+    in every band."""
+    usable = np.ones(values.shape[1:], bool)
+    for channel, value in enumerate(nodata):
+        usable &= np.isfinite(values[channel])
+        if value is not None:
+            usable &= values[channel] != value
+    return usable

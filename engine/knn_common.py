@@ -7,6 +7,7 @@ sums, the scan that counts usable blocks per id, and the writer of refined windo
 
 import os
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 from osgeo import gdal, osr
@@ -14,10 +15,11 @@ from osgeo import gdal, osr
 from . import checks
 from .colour_tables import table_colours
 from .errors import InputError
-from .feature_raster import FeatureRaster
+from .feature_raster import FeatureRaster, usable_features
 from .labels import MAX_ID, LabelRaster
 from .params import FEATURES, INDEX_SIZE, ITERATIONS, LABELS, MIX, NEIGHBORS, OUTPUT, SEED, SPATIAL_WEIGHT, TEMPERATURE
 from .raster_io import scaled_geotransform
+from .window_step import WindowStep
 from .windows import Window, plan_windows
 
 METHODS = ("graph", "predecessor")
@@ -211,19 +213,10 @@ class _Reader:
         return self.labels.read(window)
 
     def cells(self, window, pixels=None):
-        """The window's usable cells (a seed label and valid features): linear index, seed, row, col (m,),
-        features (C, m) float32; and the seeds of all its cells (rows, cols)."""
-        stride = self.grid.stride
-        seeds = block_seeds(self.pixels(window) if pixels is None else pixels, stride)
-        rows, cols = seeds.shape
-        cells = window.on_grid(stride)
-        values = self.features.read(cells).reshape(-1, rows * cols)
-        usable = (seeds.reshape(-1) > 0) & self.features.usable(values)
-        position = np.flatnonzero(usable)
-        row = position // cols + cells.yoff
-        col = position % cols + cells.xoff
-        return (row * self.grid.grid_w + col, seeds.reshape(-1)[position].astype(np.int64), row, col,
-                values[:, position], seeds)
+        """The window's usable cells, as ``usable_cells`` gives them (LABELS read unless ``pixels`` are given)."""
+        pixels = self.pixels(window) if pixels is None else pixels
+        return usable_cells(self.grid, window, pixels, self.features.read(window.on_grid(self.grid.stride)),
+                            self.features.nodata)
 
     def release_cache(self):
         self.labels.release_cache()
@@ -265,6 +258,23 @@ class _ExactSums:
         return centres
 
 
+def usable_cells(grid, window, pixels, values, nodata):
+    """The usable cells (a seed label and valid features) of ``window`` from its LABELS ``pixels`` and FEATURES
+    ``values`` (C, rows, cols; ``nodata`` per band): linear index, seed, row, col (m,), features (C, m) float32; and
+    the seeds of all its cells (rows, cols)."""
+    stride = grid.stride
+    seeds = block_seeds(pixels, stride)
+    rows, cols = seeds.shape
+    cells = window.on_grid(stride)
+    values = values.reshape(-1, rows * cols)
+    usable = (seeds.reshape(-1) > 0) & usable_features(values, nodata)
+    position = np.flatnonzero(usable)
+    row = position // cols + cells.yoff
+    col = position % cols + cells.xoff
+    return (row * grid.grid_w + col, seeds.reshape(-1)[position].astype(np.int64), row, col, values[:, position],
+            seeds)
+
+
 def open_reader(labels_path, features_path, grid):
     """A worker's ``_Reader`` of LABELS and FEATURES, opened as ``refine_knn`` opens them."""
     return _Reader(LabelRaster.open(labels_path, "label raster (LABELS)"), FeatureRaster.open(features_path), grid)
@@ -285,11 +295,10 @@ def _check_ids(pixels, segments, labels_path):
 # ---------------------------------------------------------------- the shared scan and writer
 
 
-def tally_window(reader, window, pixels, recompute, segments, labels_path):
-    """The ids of ``pixels`` (LABELS over ``window``) checked; (usable blocks per id, their exact feature sums per id
-    or None, and the window's usable cells as ``_Reader.cells`` gives them)."""
+def tally_window(cells, pixels, recompute, segments, labels_path):
+    """The ids of ``pixels`` (LABELS over the window of ``cells``, its ``usable_cells``) checked; (usable blocks per
+    id, their exact feature sums per id or None, and ``cells``)."""
     _check_ids(pixels, segments, labels_path)
-    cells = reader.cells(window, pixels)
     seeds, values = cells[1], cells[4]
     sums = None
     if recompute and len(seeds):
@@ -298,20 +307,49 @@ def tally_window(reader, window, pixels, recompute, segments, labels_path):
     return np.bincount(seeds, minlength=1), sums, cells
 
 
-def scan(results, count, recompute, progress, message, offer=None):
+@dataclass(frozen=True)
+class ScanStep(WindowStep):
+    """A window's ``tally_window``: usable blocks per id, their exact feature sums (``recompute``), ids checked."""
+
+    labels_path: str
+    features_path: str
+    grid: _Grid
+    recompute: bool
+    segments: int | None
+
+    stage: ClassVar[str] = "Counting segments"
+
+    @property
+    def paths(self):
+        return (self.labels_path, self.features_path)
+
+    def open(self):
+        return open_reader(self.labels_path, self.features_path, self.grid)
+
+    def read(self, reader, window):
+        pixels = reader.pixels(window)
+        values = reader.features.read(window.on_grid(self.grid.stride))
+        reader.release_cache()
+        return pixels, values, reader.features.nodata
+
+    def compute(self, window, pixels, values, nodata, tick=None):
+        cells = usable_cells(self.grid, window, pixels, values, nodata)
+        return tally_window(cells, pixels, self.recompute, self.segments, self.labels_path)
+
+
+def scan(results, recompute, offer=None):
     """Merge the windows' ``tally_window`` results ``results`` [(window, (counts, sums, extra))], in order: usable
     blocks per id (index = id) and, when ``recompute``, exact feature sums per id (integers: the same in any order).
     ``offer(extra)`` takes what else a formulation's scan found in the window."""
     counts = np.zeros(1, np.int64)
     sums = _ExactSums() if recompute else None
-    for number, (_, (window_counts, window_sums, extra)) in enumerate(results):
+    for _, (window_counts, window_sums, extra) in results:
         length = max(len(counts), len(window_counts))
         counts = np.pad(counts, (0, length - len(counts))) + np.pad(window_counts, (0, length - len(window_counts)))
         if window_sums is not None:
             sums.merge(window_sums)
         if offer is not None:
             offer(extra)
-        progress.update((number + 1) / count, f"{message} ({number + 1}/{count} windows)")
     return counts, sums
 
 
@@ -340,14 +378,13 @@ def label_dtype(output):
     return np.uint8 if output.band(1).DataType == gdal.GDT_Byte else np.uint16
 
 
-def write_windows(results, output, count, progress):
+def write_windows(results, output):
     """Write the refined windows ``results`` [(window, (labels, pixels changed))] in order; the pixels changed."""
     changed = 0
-    for number, (window, (labels, window_changed)) in enumerate(results):
+    for window, (labels, window_changed) in results:
         changed += window_changed
         output.write(labels, window.xoff, window.yoff)
         output.release_cache()
-        progress.update((number + 1) / count, f"Refining blocks ({number + 1}/{count} windows)")
     return changed
 
 

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .knn_common import Inputs, _Grid, label_dtype, scan, tally_window, write_windows
+from .knn_common import Inputs, ScanStep, _Grid, label_dtype, scan, write_windows
 from .neighbours import NeighbourIndex, require_ckdtree
 from .sampling import BlockSample
+from .window_step import Executor
 
 PREDECESSOR_DEFAULTS = dict(neighbors=12, temperature=2.0, mix=0.65, iterations=2, spatial_weight=0.08,
                             index_size=120_000)
@@ -253,16 +254,11 @@ class GlobalFormulation:
 
     def scan(self, windows):
         """Usable blocks per id and, when recomputing centres, exact feature sums per id."""
-        inputs, reader = self.inputs, self.inputs.reader
-
-        def here():
-            for window in windows:
-                result = tally_window(reader, window, reader.pixels(window), inputs.recompute, inputs.segments,
-                                      self.settings.labels_path)
-                reader.release_cache()
-                yield window, result
-
-        return scan(here(), len(windows), inputs.recompute, inputs.progress, "Counting segments")
+        inputs = self.inputs
+        step = ScanStep(self.settings.labels_path, self.settings.features_path, inputs.grid, inputs.recompute,
+                        inputs.segments)
+        with Executor(None, inputs.progress, self.settings.memory_mb) as executor:
+            return scan(executor.map(step, windows, inputs.reader), inputs.recompute)
 
     def fit(self, windows, centres, counts, recomputed, pool):
         """Sample the index (quotas per segment from ``counts``), then iterate its posteriors on ``pool``; (index
@@ -286,12 +282,17 @@ class GlobalFormulation:
         return index_points, scale2, knn
 
     def refine(self, windows, output, pool):
-        """Refine the windows in this process (query batches on ``pool``), write them in order; the pixels changed."""
+        """Refine the windows in this process and write them in order; the pixels changed. Not a window step: every
+        window queries the one global index (query batches on ``pool``), which stays in this process."""
         inputs, dtype, count = self.inputs, label_dtype(output), len(windows)
-        results = ((window, _refine_window(inputs.reader, window, self.model, self.settings.iterations, dtype, pool,
-                                           inputs.progress, number, count))
-                   for number, window in enumerate(windows))
-        return write_windows(results, output, count, inputs.progress)
+
+        def refined():
+            for number, window in enumerate(windows):
+                yield window, _refine_window(inputs.reader, window, self.model, self.settings.iterations, dtype, pool,
+                                             inputs.progress, number, count)
+                inputs.progress.update((number + 1) / count, f"Refining blocks ({number + 1}/{count} windows)")
+
+        return write_windows(refined(), output)
 
     def close(self):
         pass

@@ -11,10 +11,24 @@ propagation on the block grid, window by window, here or on a Dask cluster.
    scores interpolated bilinearly between block centres (``knn_common.write_windows`` writes them in order).
 """
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import numpy as np
 
-from . import distributed
-from .knn_common import Inputs, block_seeds, label_dtype, open_reader, scan, tally_window, write_windows
+from .feature_raster import usable_features
+from .knn_common import (
+    Inputs,
+    ScanStep,
+    _Grid,
+    block_seeds,
+    label_dtype,
+    open_reader,
+    scan,
+    tally_window,
+    usable_cells,
+    write_windows,
+)
 from .latent_graph import (
     GraphModel,
     fit_temperature,
@@ -26,7 +40,8 @@ from .latent_graph import (
     squared_distances,
 )
 from .sampling import BlockSample, hash_keys
-from .windows import Window
+from .window_step import Executor, WindowStep
+from .windows import Window, cells
 
 STAGES = [("Sampling the index", 8), ("Refining blocks", 92)]
 
@@ -38,40 +53,45 @@ def _graph_window_pixels(memory_mb, stride, channels, label_bytes, segments, lin
     return max(stride * stride, int(memory_mb * 2**20 / per_pixel))
 
 
-def _scan_window(reader, window, recompute, segments, labels_path, size, seed, largest=None):
-    """One window of ``_scan``: (usable blocks per id, their exact feature sums per id or None, and (the linear
-    indices, the index vectors) of the window's candidates for the sample: the blocks whose key is below ``largest``
-    (the sample's largest key so far), or without it the window's ``size`` smallest keys)."""
-    grid, stride = reader.grid, reader.grid.stride
-    # one more block row and column: the neighbours of the window's last blocks
-    grown = Window(window.xoff, window.yoff, min(grid.width - window.xoff, window.width + stride),
-                   min(grid.height - window.yoff, window.height + stride))
-    grown_pixels = reader.pixels(grown)
-    pixels = grown_pixels[: window.height, : window.width]
-    window_counts, sums, cells = tally_window(reader, window, pixels, recompute, segments, labels_path)
-    linear, seeds, rows, cols, values, _ = cells
-    if largest is not None:  # only blocks whose key beats the sample's largest can enter it
-        chosen = np.flatnonzero(hash_keys(linear, seed) < largest)
-    elif len(linear) > size:
-        chosen = np.sort(np.argpartition(hash_keys(linear, seed), size - 1)[:size])
-    else:
-        chosen = np.arange(len(linear))
-    around = block_seeds(grown_pixels, stride)
-    padded = np.zeros((around.shape[0] + 1, around.shape[1] + 1), np.float64)
-    padded[: around.shape[0], : around.shape[1]] = around
-    corner = window.on_grid(stride)
-    local_rows, local_cols = rows[chosen] - corner.yoff, cols[chosen] - corner.xoff
-    vectors = np.concatenate([linear[chosen, None].astype(np.float64), values[:, chosen].T.astype(np.float64),
-                              seeds[chosen, None].astype(np.float64), padded[local_rows, local_cols + 1, None],
-                              padded[local_rows + 1, local_cols, None]], axis=1)
-    return window_counts, sums, (linear[chosen], vectors)
+@dataclass(frozen=True)
+class GraphScanStep(ScanStep):
+    """``ScanStep`` plus the window's candidates for the index: (the linear indices, the index vectors) of its
+    ``size`` blocks with the smallest seeded keys, with the ids of their right and lower neighbours."""
 
+    size: int = 0
+    seed: int = 0
 
-def scan_task(window, labels_path, features_path, grid, recompute, segments, size, seed):
-    """Worker task: ``_scan_window`` of one window, LABELS and FEATURES opened by the worker."""
-    reader = distributed.cached(("knn_refine", labels_path, features_path, grid.stride),
-                                lambda: open_reader(labels_path, features_path, grid), labels_path, features_path)
-    return _scan_window(reader, window, recompute, segments, labels_path, size, seed)
+    stage: ClassVar[str] = "Sampling the index"
+    task_name: ClassVar[str] = "scan"
+
+    def read(self, reader, window):
+        grid = self.grid
+        # one more block row and column: the neighbours of the window's last blocks
+        grown = Window(window.xoff, window.yoff, min(grid.width - window.xoff, window.width + grid.stride),
+                       min(grid.height - window.yoff, window.height + grid.stride))
+        return super().read(reader, grown)
+
+    def compute(self, window, grown_pixels, grown_values, nodata, tick=None):
+        stride = self.grid.stride
+        pixels = grown_pixels[: window.height, : window.width]
+        rows, cols = cells(window.height, stride), cells(window.width, stride)
+        cells_found = usable_cells(self.grid, window, pixels, grown_values[:, :rows, :cols], nodata)
+        window_counts, sums, found = tally_window(cells_found, pixels, self.recompute, self.segments,
+                                                  self.labels_path)
+        linear, seeds, rows, cols, values, _ = found
+        if len(linear) > self.size:
+            chosen = np.sort(np.argpartition(hash_keys(linear, self.seed), self.size - 1)[: self.size])
+        else:
+            chosen = np.arange(len(linear))
+        around = block_seeds(grown_pixels, stride)
+        padded = np.zeros((around.shape[0] + 1, around.shape[1] + 1), np.float64)
+        padded[: around.shape[0], : around.shape[1]] = around
+        corner = window.on_grid(stride)
+        local_rows, local_cols = rows[chosen] - corner.yoff, cols[chosen] - corner.xoff
+        vectors = np.concatenate([linear[chosen, None].astype(np.float64), values[:, chosen].T.astype(np.float64),
+                                  seeds[chosen, None].astype(np.float64), padded[local_rows, local_cols + 1, None],
+                                  padded[local_rows + 1, local_cols, None]], axis=1)
+        return window_counts, sums, (linear[chosen], vectors)
 
 
 def _calibrate(index, centres, offsets, settings):
@@ -89,43 +109,64 @@ def _calibrate(index, centres, offsets, settings):
     return model, fitted
 
 
-def _graph_cells(reader, window):
-    """LABELS pixels of ``window`` (at a block corner), block seeds, features (C, h, w) float32 and the usable
-    blocks (a seed label and valid features)."""
-    stride = reader.grid.stride
-    pixels = reader.pixels(window)
-    seeds = block_seeds(pixels, stride)
-    values = reader.features.read(window.on_grid(stride))
-    return pixels, seeds, values, (seeds > 0) & reader.features.usable(values)
+class _GraphInputs:
+    """LABELS and FEATURES, and how a window's rows of blocks are spread over threads (``mapper``)."""
+
+    def __init__(self, reader, mapper=map):
+        self.reader, self.mapper = reader, mapper
 
 
-def _refine_graph_window(reader, window, model, dtype, mapper=map, tick=None):
-    """(labels of ``window``, pixels changed): the window grown by the model's halo, refined, cut back."""
-    grid, stride = reader.grid, reader.grid.stride
-    grown = window.grown(model.halo * stride, grid.width, grid.height)
-    pixels, seeds, values, usable = _graph_cells(reader, grown)
-    reader.release_cache()
-    if model.iterations == 0:  # the segments as they are
-        return pixels[window.yoff - grown.yoff :, window.xoff - grown.xoff :][: window.height, : window.width], 0
-    shares = label_shares(pixels, seeds, stride, model.segments)
-    scores = refine_window(values, shares, usable, model, mapper=mapper)
-    if tick:
-        tick(0.8)
-    core_rows, core_cols = window.on_grid(stride).within(grown.on_grid(stride)).slices
-    core = (core_rows.start, core_rows.stop, core_cols.start, core_cols.stop)
-    refined = pixel_labels(scores, usable, stride, core, dtype, mapper)[: window.height, : window.width]
-    y0, x0 = window.yoff - grown.yoff, window.xoff - grown.xoff
-    original = pixels[y0 : y0 + window.height, x0 : x0 + window.width]
-    # pixels of blocks that are not refined (no features) keep their label; nodata stays nodata
-    result = np.where((refined > 0) & (original != 0), refined, original).astype(dtype)
-    return result, int(np.count_nonzero(result != original))
+@dataclass(frozen=True)
+class RefineStep(WindowStep):
+    """A window's refined labels and the pixels changed: the window grown by the model's halo, refined, cut back."""
 
+    labels_path: str
+    features_path: str
+    grid: _Grid
+    model: GraphModel
+    dtype: str
 
-def refine_task(window, labels_path, features_path, grid, model, dtype):
-    """Worker task: ``_refine_graph_window`` of one window, LABELS and FEATURES opened by the worker."""
-    reader = distributed.cached(("knn_refine", labels_path, features_path, grid.stride),
-                                lambda: open_reader(labels_path, features_path, grid), labels_path, features_path)
-    return _refine_graph_window(reader, window, model, dtype)
+    stage: ClassVar[str] = "Refining blocks"
+    workers: ClassVar[int] = 1  # a window's rows of blocks run on the run's threads (``mapper``)
+    ticks: ClassVar[bool] = True
+
+    @property
+    def halo(self):
+        return self.model.halo * self.grid.stride
+
+    @property
+    def paths(self):
+        return (self.labels_path, self.features_path)
+
+    def open(self):
+        return _GraphInputs(open_reader(self.labels_path, self.features_path, self.grid))
+
+    def read(self, inputs, window):
+        reader = inputs.reader
+        grown = window.grown(self.halo, self.grid.width, self.grid.height)
+        pixels = reader.pixels(grown)
+        values = reader.features.read(grown.on_grid(self.grid.stride))
+        reader.release_cache()
+        return grown, pixels, values, reader.features.nodata, inputs.mapper
+
+    def compute(self, window, grown, pixels, values, nodata, mapper, tick=None):
+        model, stride, dtype = self.model, self.grid.stride, np.dtype(self.dtype).type
+        y0, x0 = window.yoff - grown.yoff, window.xoff - grown.xoff
+        original = pixels[y0 : y0 + window.height, x0 : x0 + window.width]
+        if model.iterations == 0:  # the segments as they are
+            return original, 0
+        seeds = block_seeds(pixels, stride)
+        usable = (seeds > 0) & usable_features(values, nodata)
+        scores = refine_window(values, label_shares(pixels, seeds, stride, model.segments), usable, model,
+                               mapper=mapper)
+        if tick:
+            tick(0.8)
+        core_rows, core_cols = window.on_grid(stride).within(grown.on_grid(stride)).slices
+        core = (core_rows.start, core_rows.stop, core_cols.start, core_cols.stop)
+        refined = pixel_labels(scores, usable, stride, core, dtype, mapper)[: window.height, : window.width]
+        # pixels of blocks that are not refined (no features) keep their label; nodata stays nodata
+        result = np.where((refined > 0) & (original != 0), refined, original).astype(dtype)
+        return result, int(np.count_nonzero(result != original))
 
 
 class GraphFormulation:
@@ -136,7 +177,7 @@ class GraphFormulation:
         settings = inputs.settings
         self.inputs, self.settings = inputs, settings
         self.offsets = graph_offsets(settings.neighbors)
-        self.cluster = distributed.connect(settings.scheduler, inputs.progress, settings.memory_mb)
+        self.executor = Executor(settings.scheduler, inputs.progress, settings.memory_mb)
         self.index = self.model = None
 
     def windows(self):
@@ -153,21 +194,10 @@ class GraphFormulation:
         sorted by cell; None when no block is usable). On a cluster the workers scan the windows (integer counts and
         sums, merged here: exact)."""
         inputs, settings = self.inputs, self.settings
-        reader, size, seed = inputs.reader, settings.index_size, settings.seed
-        sampler = BlockSample(size, seed)
-
-        def here():
-            for window in windows:
-                largest = sampler.keys[-1] if len(sampler) >= size else None
-                result = _scan_window(reader, window, inputs.recompute, inputs.segments, settings.labels_path, size,
-                                      seed, largest)
-                reader.release_cache()
-                yield window, result
-
-        results = here() if self.cluster is None else self.cluster.ordered_map(
-            scan_task, windows, settings.labels_path, settings.features_path, inputs.grid, inputs.recompute,
-            inputs.segments, size, seed)
-        counts, sums = scan(results, len(windows), inputs.recompute, inputs.progress, "Sampling the index",
+        sampler = BlockSample(settings.index_size, settings.seed)
+        step = GraphScanStep(settings.labels_path, settings.features_path, inputs.grid, inputs.recompute,
+                             inputs.segments, settings.index_size, settings.seed)
+        counts, sums = scan(self.executor.map(step, windows, inputs.reader), inputs.recompute,
                             lambda extra: sampler.offer(*extra))
         if len(sampler):
             vectors = sampler.vectors[np.argsort(sampler.vectors[:, 0], kind="stable")]
@@ -194,24 +224,11 @@ class GraphFormulation:
     def refine(self, windows, output, pool):
         """Refine the windows (here: bands of block rows on ``pool``; or on the cluster) and write them in order;
         the pixels changed."""
-        inputs, settings, model, dtype = self.inputs, self.settings, self.model, label_dtype(output)
-        progress, count = inputs.progress, len(windows)
-        if self.cluster is not None:
-            results = self.cluster.ordered_map(refine_task, windows, settings.labels_path, settings.features_path,
-                                               inputs.grid, self.cluster.share(model), dtype)
-            return write_windows(results, output, count, progress)
-        mapper = pool.map if settings.threads > 1 else map
-
-        def here():
-            for number, window in enumerate(windows):
-
-                def tick(fraction, number=number):
-                    progress.update((number + fraction) / count, f"Refining blocks ({number + 1}/{count} windows)")
-
-                yield window, _refine_graph_window(inputs.reader, window, model, dtype, mapper, tick)
-
-        return write_windows(here(), output, count, progress)
+        inputs, settings = self.inputs, self.settings
+        step = RefineStep(settings.labels_path, settings.features_path, inputs.grid, self.model,
+                          np.dtype(label_dtype(output)).str)
+        here = _GraphInputs(inputs.reader, pool.map if settings.threads > 1 else map)
+        return write_windows(self.executor.map(step, windows, here), output)
 
     def close(self):
-        if self.cluster is not None:
-            self.cluster.close()
+        self.executor.close()
