@@ -22,7 +22,7 @@ from .palette import qualitative
 from .params import INPUT, OUTPUT, SEGMENTS
 from .progress import Progress
 from .raster_io import AtomicRaster
-from .window_step import Executor, WindowStep
+from .window_step import Executor, LabelStep
 from .windows import plan_windows
 
 BYTES_PER_PIXEL = 8  # ids read, looked up, in flight (WORKERS + 1 windows) and written
@@ -67,25 +67,12 @@ def tree_of(meta, path):
 
 
 @dataclass(frozen=True)
-class MergeStep(WindowStep):
+class MergeStep(LabelStep):
     """A window's ids looked up in ``table`` (id -> merged id, 0 -> 0)."""
 
-    path: str
-    table: np.ndarray
+    table: np.ndarray = None
 
     stage: ClassVar[str] = "Merging segments"
-
-    @property
-    def paths(self):
-        return (self.path,)
-
-    def open(self):
-        return open_label_raster(self.path)
-
-    def read(self, labels, window):
-        ids = labels.read(window)
-        labels.release_cache()
-        return (ids,)
 
     def compute(self, window, ids, tick=None):
         k = len(self.table) - 1

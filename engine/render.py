@@ -38,7 +38,7 @@ from .raster_io import (
     read_window,
     value_ranges,
 )
-from .window_step import Executor, WindowStep
+from .window_step import Executor, LabelStep, WindowStep
 from .windows import plan_windows
 
 PALETTES = ("qualitative", "mean_colour", "ramp")
@@ -219,24 +219,10 @@ def render_labels(
 
 
 @dataclass(frozen=True)
-class LabelStep(WindowStep):
+class StyledLabelsStep(LabelStep):
     """A window of the labels, as they are (the styled output is the input with new colours)."""
 
-    path: str
     stage: ClassVar[str] = "Writing styled labels"
-
-    @property
-    def paths(self):
-        return (self.path,)
-
-    def open(self):
-        return open_label_raster(self.path)
-
-    def read(self, labels, window):
-        return (labels.read(window),)
-
-    def compute(self, window, ids, tick=None):
-        return ids
 
 
 def _write_styled(executor, labels, windows, colours, names, palette, path, group):
@@ -245,7 +231,7 @@ def _write_styled(executor, labels, windows, colours, names, palette, path, grou
     with AtomicRaster(path, labels.width, labels.height, 1, label_type(labels.segments),
                       labels.dataset.GetGeoTransform(can_return_null=True), labels.dataset.GetProjection(),
                       palette=colours, gcps_from=labels.dataset, group=group) as out:
-        for window, ids in executor.map(LabelStep(labels.path), windows, labels):
+        for window, ids in executor.map(StyledLabelsStep(labels.path), windows, labels):
             present.add(ids)
             out.write(ids, window.xoff, window.yoff)
             out.release_cache()

@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from . import distributed
+from .labels import open_label_raster
 from .pipeline import WORKERS, ordered_map
 from .progress import Progress
 from .windows import Window
@@ -67,6 +69,28 @@ class WindowStep:
     def compute(self, window: Window, *data: Any, tick=None) -> Any:
         """The result of ``window`` from what ``read`` returned (numpy only; no dataset is touched here)."""
         raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class LabelStep(WindowStep):
+    """A step over the windows of one label raster: ``compute`` gets its ids (by default returns them as they are)."""
+
+    path: str
+
+    @property
+    def paths(self):
+        return (self.path,)
+
+    def open(self):
+        return open_label_raster(self.path)
+
+    def read(self, labels, window):
+        ids = labels.read(window)
+        labels.release_cache()
+        return (ids,)
+
+    def compute(self, window, ids, tick=None):
+        return ids
 
 
 def step_task(window: Window, step: WindowStep) -> Any:
