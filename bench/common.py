@@ -101,3 +101,15 @@ def output_options():
 def engine_command(code):
     """A command running ``code`` in this Python (the plugin is installed in it as map_segmenter)."""
     return [sys.executable, "-c", code]
+
+
+def export_engine(revision):
+    """The engine of git ``revision`` as an importable map_segmenter folder (``git archive``, cached in
+    bench/out/before-REV/); returns the folder to put on PYTHONPATH."""
+    folder = OUT / f"before-{revision.replace('/', '_')}"
+    target = folder / "map_segmenter"
+    if not target.exists():
+        target.mkdir(parents=True)
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", revision], capture_output=True, check=True)
+        subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
+    return folder

@@ -128,6 +128,7 @@ class RefineStep(WindowStep):
 
     stage: ClassVar[str] = "Refining blocks"
     workers: ClassVar[int] = 1  # a window's rows of blocks run on the run's threads (``mapper``)
+    overlap: ClassVar[bool] = False  # its windows are planned one at a time in MEMORY_MB
     ticks: ClassVar[bool] = True
 
     @property

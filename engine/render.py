@@ -42,7 +42,7 @@ from .window_step import Executor, LabelStep, WindowStep
 from .windows import plan_windows
 
 PALETTES = ("qualitative", "mean_colour", "ramp")
-BYTES_PER_PIXEL = 24
+BYTES_PER_PIXEL = 24  # of a window of the composite, the largest pass: ids, pixels as float32, overlay, blend
 QUICKLOOK_SIDE = 1024
 
 
@@ -75,8 +75,8 @@ def _open_image(path):
 
 
 def _windows(labels, memory_mb):
-    return plan_windows(labels.width, labels.height, memory_mb * 2**20 // BYTES_PER_PIXEL, step=1,
-                        row_step=256)
+    pixels = memory_mb * 2**20 // (BYTES_PER_PIXEL * CompositeStep.in_flight())
+    return plan_windows(labels.width, labels.height, pixels, step=1, row_step=256)
 
 
 class _LabelsAndImage:
@@ -95,6 +95,9 @@ class _ImageStep(WindowStep):
 
     labels_path: str
     image_path: str
+
+    workers: ClassVar[int] = 1  # here, one window at a time: the windows are planned one at a time (BYTES_PER_PIXEL)
+    overlap: ClassVar[bool] = False
 
     @property
     def paths(self):
@@ -223,6 +226,8 @@ class StyledLabelsStep(LabelStep):
     """A window of the labels, as they are (the styled output is the input with new colours)."""
 
     stage: ClassVar[str] = "Writing styled labels"
+    workers: ClassVar[int] = 1
+    overlap: ClassVar[bool] = False
 
 
 def _write_styled(executor, labels, windows, colours, names, palette, path, group):

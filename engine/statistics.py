@@ -309,6 +309,8 @@ class CountStep(WindowStep):
     fast: bool  # 8/16-bit ids, no mask, no IMAGE, projected: every pixel counted, nodata's bin dropped at the end
 
     stage: ClassVar[str] = "Counting segment pixels"
+    workers: ClassVar[int] = 1  # counting is light next to reading: here, one window at a time (as planned)
+    overlap: ClassVar[bool] = False
 
     @property
     def paths(self):
@@ -983,7 +985,7 @@ def segment_statistics(input_path: str, output_path: str, image_path: str | None
         progress.warn(f"The label raster '{input_path}' declares no nodata value: every pixel is counted as a "
                       f"segment, 0 included.")
 
-    per_pixel = BYTES_PER_PIXEL + BYTES_PER_IMAGE_BAND * len(band_names)
+    per_pixel = (BYTES_PER_PIXEL + BYTES_PER_IMAGE_BAND * len(band_names)) * CountStep.in_flight()
     _, block_height = band.GetBlockSize()
     windows = plan_windows(dataset.RasterXSize, dataset.RasterYSize, int(memory_mb * 2**20) // per_pixel,
                            row_step=block_height)

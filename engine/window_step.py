@@ -40,7 +40,13 @@ class WindowStep:
 
     stage: ClassVar[str] = ""  # the progress stage, and the message "<stage> (n/N windows)"
     workers: ClassVar[int] = WORKERS  # windows computed at once here; 1 where compute holds large buffers
+    overlap: ClassVar[bool] = True  # one worker computes while the next window is read (False: in turn)
     ticks: ClassVar[bool] = False  # compute takes ``tick(fraction)`` to report progress within a window
+
+    @classmethod
+    def in_flight(cls) -> int:
+        """Windows held at once in this process by a local run: what a step's window plan divides MEMORY_MB by."""
+        return cls.workers + 1 if cls.workers > 1 or cls.overlap else 1
 
     @property
     def halo(self) -> int:
@@ -154,7 +160,7 @@ class Executor:
                     return step.compute(window, *data, tick=tick)
 
             yield from ordered_map(lambda window: (window, *step.read(inputs, window)), compute, windows,
-                                   workers=step.workers, overlap=True)
+                                   workers=step.workers, overlap=step.overlap)
         finally:
             if owned and hasattr(inputs, "close"):
                 inputs.close()
