@@ -67,6 +67,22 @@ def tree_of(meta, path):
 
 
 @dataclass(frozen=True)
+class MergeSettings:
+    """The arguments of ``merge_labels``, checked (``checked``)."""
+
+    input_path: str
+    output_path: str
+    segments: int
+    memory_mb: float = 256
+    scheduler: Any = None
+
+    @classmethod
+    def checked(cls, input_path, output_path, segments, memory_mb, scheduler):
+        return cls(checks.path(INPUT, input_path), checks.path(OUTPUT, output_path), checks.whole(SEGMENTS, segments),
+                   checks.memory(memory_mb), scheduler)
+
+
+@dataclass(frozen=True)
 class MergeStep(LabelStep):
     """A window's ids looked up in ``table`` (id -> merged id, 0 -> 0)."""
 
@@ -111,8 +127,9 @@ def merge_labels(input_path: str, output_path: str, segments: int, memory_mb: fl
         No or a damaged merge tree, ``segments`` out of range, ids above K.
     """
     progress = progress or Progress()
-    input_path, output_path = checks.path(INPUT, input_path), checks.path(OUTPUT, output_path)
-    segments, memory_mb = checks.whole(SEGMENTS, segments), checks.memory(memory_mb)
+    settings = MergeSettings.checked(input_path, output_path, segments, memory_mb, scheduler)
+    input_path, output_path, segments, memory_mb = (settings.input_path, settings.output_path, settings.segments,
+                                                    settings.memory_mb)
     labels = open_label_raster(input_path, check=progress.check)
     try:
         meta = labels.meta
@@ -135,7 +152,7 @@ def merge_labels(input_path: str, output_path: str, segments: int, memory_mb: fl
         present = PresentIds()
         metadata = {**meta.carried(), "centres": new_centres.tolist(), "sizes": new_sizes.tolist(), "merges": rest,
                     "merged": dict(k=k, to=segments, groups=groups)}
-        with Executor(scheduler, progress, memory_mb) as executor, outputs, AtomicRaster(
+        with Executor(settings.scheduler, progress, memory_mb) as executor, outputs, AtomicRaster(
                 output_path, width, height, 1, label_type(segments),
                 labels.dataset.GetGeoTransform(can_return_null=True), labels.dataset.GetProjection(),
                 palette=qualitative(segments), gcps_from=labels.dataset, group=outputs) as output:

@@ -34,3 +34,10 @@ METHOD = "METHOD"  # the formulation: graph or global
 # segmenter:blur (METHOD: majority or gaussian)
 STRENGTH = "STRENGTH"
 RADIUS = "RADIUS"
+
+# segmenter:render (IMAGE as for statistics)
+PALETTE = "PALETTE"
+OPACITY = "OPACITY"
+COMPOSITE = "COMPOSITE"
+QUICKLOOK = "QUICKLOOK"
+NAMES = "NAMES"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 from osgeo import gdal
@@ -28,6 +28,7 @@ from .labels import (
 from .memory import within_budget
 from .outputs import Destination, prepare_outputs
 from .palette import covering, qualitative, ramp
+from .params import COMPOSITE, IMAGE, INPUT, NAMES, OPACITY, OUTPUT, PALETTE, QUICKLOOK
 from .progress import Progress
 from .raster_io import (
     AtomicRaster,
@@ -148,47 +149,93 @@ def mean_colours(executor, labels, image, windows):
     return [tuple(int(round(v)) for v in np.clip(means[:, i], 0, 255)) for i in range(k)]
 
 
-@within_budget
-def render_labels(
-    input_path,
-    output_path,
-    palette="qualitative",
-    image_path=None,
-    opacity=0.5,
-    composite_path=None,
-    quicklook_path=None,
-    names=None,
-    memory_mb=256,
-    progress=None,
-    scheduler=None,
-):
-    """Style ``input_path`` (a label raster) and optionally write an RGBA composite and a PNG quicklook.
+@dataclass(frozen=True)
+class RenderSettings:
+    """The arguments of ``render_labels``, checked (``checked``)."""
 
-    ``scheduler``: a Dask scheduler's address or a ``distributed.Client`` to compute the windows on (the workers
-    read INPUT and IMAGE themselves: shared storage); None or empty: this process. The same bytes either way."""
-    progress = progress or Progress()
-    input_path, output_path = checks.path("INPUT", input_path), checks.path("OUTPUT", output_path)
-    image_path = checks.path("IMAGE", image_path, optional=True)
-    composite_path = checks.path("COMPOSITE", composite_path, optional=True)
-    quicklook_path = checks.path("QUICKLOOK", quicklook_path, optional=True)
-    palette, memory_mb = checks.choice("PALETTE", palette, PALETTES), checks.memory(memory_mb)
-    opacity = checks.number("OPACITY", opacity, 0, 1)
-    names = checks.names(names)
-    labels = open_label_raster(input_path, check=progress.check)
-    doubt = label_doubt(input_path, labels.metadata, labels.present)
+    input_path: str
+    output_path: str
+    palette: str = "qualitative"
+    image_path: str | None = None
+    opacity: float = 0.5
+    composite_path: str | None = None
+    quicklook_path: str | None = None
+    names: list | None = None
+    memory_mb: float = 256
+    scheduler: Any = None
+
+    @classmethod
+    def checked(cls, input_path, output_path, palette, image_path, opacity, composite_path, quicklook_path, names,
+                memory_mb, scheduler):
+        return cls(checks.path(INPUT, input_path), checks.path(OUTPUT, output_path),
+                   checks.choice(PALETTE, palette, PALETTES), checks.path(IMAGE, image_path, optional=True),
+                   checks.number(OPACITY, opacity, 0, 1), checks.path(COMPOSITE, composite_path, optional=True),
+                   checks.path(QUICKLOOK, quicklook_path, optional=True), checks.names(names, NAMES),
+                   checks.memory(memory_mb), scheduler)
+
+
+def _open_inputs(settings, progress):
+    """The labels (warned of when they do not look like labels) and, when the palette or the composite needs it,
+    the imagery on their grid."""
+    labels = open_label_raster(settings.input_path, check=progress.check)
+    doubt = label_doubt(settings.input_path, labels.metadata, labels.present)
     if doubt:
         progress.warn(doubt)
-    needs_image = palette == "mean_colour" or composite_path
-    if needs_image and not image_path:
+    if not (settings.palette == "mean_colour" or settings.composite_path):
+        return labels, None
+    if not settings.image_path:
         raise InputError("The mean-colour palette and the composite need IMAGE: choose the raster the labels were "
                          "made from.")
-    image = _open_image(image_path) if needs_image else None
-    if image is not None:
-        _same_grid(labels.dataset, image.dataset, input_path, image_path)
+    image = _open_image(settings.image_path)
+    _same_grid(labels.dataset, image.dataset, settings.input_path, settings.image_path)
+    return labels, image
+
+
+@within_budget
+def render_labels(input_path: str, output_path: str, palette: str = "qualitative", image_path: str | None = None,
+                  opacity: float = 0.5, composite_path: str | None = None, quicklook_path: str | None = None,
+                  names: list[str] | str | None = None, memory_mb: float = 256, progress: Progress | None = None,
+                  scheduler: Any = None) -> RenderResult:
+    """Style a label raster; optionally write an RGBA composite over its imagery and a PNG quicklook.
+
+    Parameters
+    ----------
+    input_path, output_path : str
+        The label raster, and the styled copy (same ids and grid, a new colour table and ``.qml``).
+    palette : {"qualitative", "mean_colour", "ramp"}
+        The segments' colours; "mean_colour" measures them on ``image_path``.
+    image_path : str, optional
+        The raster the labels were made from (needed by "mean_colour" and the composite).
+    opacity : float
+        The segment colours' weight (0..1) in the composite.
+    composite_path, quicklook_path : str, optional
+        An RGBA GeoTIFF of the colours over the imagery; a PNG of the colours, at most 1024 px on a side.
+    names : list of str or str, optional
+        The segments' names (default: the metadata's, else "Segment i").
+    memory_mb : float
+        The memory budget (MB) of a window.
+    progress : Progress, optional
+        Progress, cancel and log.
+    scheduler : str or distributed.Client, optional
+        A Dask scheduler to compute the windows on (the workers read INPUT and IMAGE themselves: shared storage);
+        None or empty: this process. The same bytes either way.
+
+    Returns
+    -------
+    RenderResult
+    """
+    progress = progress or Progress()
+    settings = RenderSettings.checked(input_path, output_path, palette, image_path, opacity, composite_path,
+                                      quicklook_path, names, memory_mb, scheduler)
+    input_path, output_path, palette, image_path = (settings.input_path, settings.output_path, settings.palette,
+                                                    settings.image_path)
+    composite_path, quicklook_path, memory_mb = settings.composite_path, settings.quicklook_path, settings.memory_mb
+    opacity, names = settings.opacity, settings.names
+    labels, image = _open_inputs(settings, progress)
     outputs = prepare_outputs(
-        {"INPUT": input_path, "IMAGE": image_path},
-        [Destination("OUTPUT", output_path, "labels"), Destination("COMPOSITE", composite_path, optional=True),
-         Destination("QUICKLOOK", quicklook_path, "png", optional=True)],
+        {INPUT: input_path, IMAGE: image_path},
+        [Destination(OUTPUT, output_path, "labels"), Destination(COMPOSITE, composite_path, optional=True),
+         Destination(QUICKLOOK, quicklook_path, "png", optional=True)],
         progress)
     segments = labels.segments
     names = names or labels.meta.names_for(segments) or segment_names(segments)

@@ -930,6 +930,27 @@ def _write_outputs(outputs, result, labels, model, sieve, title, progress):
         files.commit()
 
 
+@dataclass(frozen=True)
+class StatisticsSettings:
+    """The arguments of ``segment_statistics``, checked (``checked``)."""
+
+    input_path: str
+    output_path: str
+    image_path: str | None = None
+    polygons_path: str | None = None
+    report_path: str | None = None
+    sieve: int = 0
+    memory_mb: float = 256
+    scheduler: object = None
+
+    @classmethod
+    def checked(cls, input_path, output_path, image_path, polygons_path, report_path, sieve, memory_mb, scheduler):
+        return cls(checks.path(INPUT, input_path), checks.path(OUTPUT, output_path),
+                   checks.path(IMAGE, image_path, optional=True), checks.path(POLYGONS, polygons_path, optional=True),
+                   checks.path(REPORT, report_path, optional=True), checks.whole(SIEVE, sieve, low=0),
+                   checks.memory(memory_mb), scheduler)
+
+
 @within_budget
 def segment_statistics(input_path: str, output_path: str, image_path: str | None = None,
                        polygons_path: str | None = None, report_path: str | None = None, sieve: int = 0,
@@ -968,11 +989,9 @@ def segment_statistics(input_path: str, output_path: str, image_path: str | None
         The segments (by value) with their counts, areas, shares and colours, and what was written.
     """
     progress = progress or Progress()
-    input_path, output_path = checks.path(INPUT, input_path), checks.path(OUTPUT, output_path)
-    image_path = checks.path(IMAGE, image_path, optional=True)
-    polygons_path = checks.path(POLYGONS, polygons_path, optional=True)
-    report_path = checks.path(REPORT, report_path, optional=True)
-    sieve, memory_mb = checks.whole(SIEVE, sieve, low=0), checks.memory(memory_mb)
+    settings = StatisticsSettings.checked(input_path, output_path, image_path, polygons_path, report_path, sieve,
+                                          memory_mb, scheduler)
+    input_path, output_path, image_path, polygons_path, report_path, sieve, memory_mb, _ = vars(settings).values()
     labels = LabelRaster.open(input_path)
     dataset, band = labels.dataset, labels.band
     model = area_model(dataset, input_path)
@@ -994,7 +1013,7 @@ def segment_statistics(input_path: str, output_path: str, image_path: str | None
                    ("Sieving", 2 if polygons_path and sieve else 0), ("Polygonizing", 10 if polygons_path else 0),
                    ("Measuring polygons", 1.5 if polygons_path else 0), ("Writing the report", 0.05)])
     progress.start("Counting segment pixels")
-    with Executor(scheduler, progress, memory_mb) as executor:
+    with Executor(settings.scheduler, progress, memory_mb) as executor:
         tally = _count(executor, _CountInputs(labels, image, model), windows)
     segments = _segments(tally, model, dataset, band, input_path)
     if not segments:
