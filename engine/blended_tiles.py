@@ -66,9 +66,8 @@ def describe_blended(model, reader, layout, chunks, grid, check, workers):
     weights = tile_weights(layout, stride)
     row_origins = sorted({y for _, y in layout.origins})
     columns = cells(grid_w, core_cols) * core_cols + 2 * halo_cells
-    channels = model.info.embed_dim
     band_rows = 2 * core_rows + 2 * halo_cells  # cells [top - halo, top + 2 core + halo) of two rows of tiles
-    total = np.zeros((channels, band_rows, columns), np.float32)
+    total = np.zeros((model.info.embed_dim, band_rows, columns), np.float32)
     weight = np.zeros((band_rows, columns), np.float32)
     validity = {}  # tile row y -> (valid (core_rows, columns), brightness)
 
