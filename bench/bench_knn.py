@@ -130,32 +130,36 @@ def query_stage(labels, features, tree_points, brute_points):
     """Time the query stage (k nearest index points of every block) with cKDTree and by brute force."""
     import numpy as np
 
-    from map_segmenter.engine import knn_refine as knn
-    from map_segmenter.engine.labels import check_label_band, read_metadata
+    from map_segmenter.engine import knn_common, knn_global
+    from map_segmenter.engine.feature_raster import FeatureRaster
+    from map_segmenter.engine.labels import LabelRaster
     from map_segmenter.engine.neighbours import NeighbourIndex, brute_force
     from map_segmenter.engine.progress import Progress
+    from map_segmenter.engine.window_step import Executor
     from map_segmenter.engine.windows import Window
 
-    # the engine's own index, built the way refine_knn builds it (defaults)
-    label_ds, feature_ds = gdal.Open(labels), gdal.Open(features)
-    band, nodata = check_label_band(label_ds, labels)
-    grid = knn._check_grids(label_ds, feature_ds, labels, features, read_metadata(feature_ds))
-    centres, segments, _ = knn._metadata_centres(read_metadata(label_ds), read_metadata(feature_ds),
-                                                 feature_ds.RasterCount)
-    reader = knn._Reader(label_ds, band, nodata, feature_ds, grid)
+    # the engine's own index, built the way refine_knn's earlier formulation builds it (its defaults)
+    label_raster, feature_raster = LabelRaster.open(labels), FeatureRaster.open(features)
+    channels = feature_raster.dataset.RasterCount
+    grid = knn_common._check_grids(label_raster.dataset, feature_raster.dataset, labels, features,
+                                   feature_raster.meta)
+    centres, segments, _ = knn_common._metadata_centres(label_raster.meta, feature_raster.meta, channels)
+    reader = knn_common._Reader(label_raster, feature_raster, grid)
     everything = [Window(0, 0, grid.width, grid.height)]
-    counts, _ = knn._count(reader, everything, False, segments, labels, Progress())
+    with Executor(None, Progress()) as executor:
+        step = knn_common.ScanStep(labels, features, grid, False, segments)
+        counts, _ = knn_common.scan(executor.map(step, everything, reader), False)
     counts = np.pad(counts, (0, segments + 1 - len(counts)))[1:]
-    index = knn._sample(reader, everything, knn._quotas(counts, 120_000), 0, Progress())
-    model = knn._Model(centres=centres, scale2=knn._scale2(index[0], index[1], centres), temperature=2.0,
-                       spatial_weight=0.08, mix=0.65, neighbours=12, grid=grid)  # the predecessor's defaults
-    index_points = knn.embed(index[0], index[2], index[3], model)
+    index = knn_global._sample(reader, everything, knn_global._quotas(counts, 120_000), 0, Progress())
+    model = knn_global._Model(centres=centres, scale2=knn_global._scale2(index[0], index[1], centres),
+                              temperature=2.0, spatial_weight=0.08, mix=0.65, neighbours=12, grid=grid)
+    index_points = knn_global.embed(index[0], index[2], index[3], model)
     total_blocks = int(counts.sum())
     # query points: consecutive blocks (raster order, as the engine queries them) from the middle of the raster
     rows = min(-(-tree_points // grid.grid_w) * grid.stride, grid.height // 2 // grid.stride * grid.stride)
     middle = Window(0, (grid.height - rows) // 2 // grid.stride * grid.stride, grid.width, rows)
     _, _, qrows, qcols, values, _ = reader.cells(middle)
-    queries = knn.embed(values, qrows, qcols, model)[:tree_points]
+    queries = knn_global.embed(values, qrows, qcols, model)[:tree_points]
     results = {}
     for workers in (1, -1):
         tree = NeighbourIndex(index_points, workers=workers)
