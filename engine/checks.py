@@ -11,6 +11,7 @@ import numbers
 import os
 import re
 
+from . import params
 from .errors import InputError
 from .outputs import check_path_length
 
@@ -53,7 +54,7 @@ def number(name, value, low=None, high=None, above=None):
 
 def memory(value):
     """MEMORY_MB: a working-memory budget in MB, greater than 0."""
-    return number("MEMORY_MB", value, above=0)
+    return number(params.MEMORY_MB, value, above=0)
 
 
 def choice(name, value, options):
@@ -76,7 +77,7 @@ def path(name, value, optional=False):
     return check_path_length(name, value)
 
 
-def bands(value, name="BANDS"):
+def bands(value, name=params.BANDS):
     """Band numbers from a list of numbers or a text such as "1,2,3", "1;2;3" or "1 2 3"; None when empty.
 
     QGIS reads a text value of a multiple band parameter only when it is separated by semicolons: "1,2,3" written
@@ -107,7 +108,7 @@ def bands(value, name="BANDS"):
     return result or None
 
 
-def names(value, name="NAMES"):
+def names(value, name=params.NAMES):
     """Segment names: a list of strings in id order, or None."""
     if value is None:
         return None

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 from osgeo import gdal
 
-from . import VERSION
+from . import VERSION, params
 from .colour_tables import colour_table, table_colours, table_entries
 from .errors import InputError
 from .metadata import MAX_ID, LabelMeta, read_metadata, write_metadata
@@ -59,12 +59,12 @@ def check_label_band(dataset, path, purpose="label raster", hint=""):
     if band.DataType not in INTEGER_TYPES:
         raise InputError(
             f"The {purpose} '{path}' holds {gdal.GetDataTypeName(band.DataType)} values, not integer segment ids. "
-            f"Choose a label raster (ids 1..K, 0 = nodata) such as the OUTPUT of segmenter:kmeans.{hint}"
+            f"Choose a label raster (ids 1..K, 0 = nodata) such as the {params.OUTPUT} of segmenter:kmeans.{hint}"
         )
     if dataset.RasterCount != 1:
         raise InputError(
             f"The {purpose} '{path}' has {dataset.RasterCount} bands; a label raster has one band of segment ids. "
-            f"Choose the OUTPUT of a Map Segmenter segmentation (for example segmenter:kmeans).{hint}"
+            f"Choose the {params.OUTPUT} of a Map Segmenter segmentation (for example segmenter:kmeans).{hint}"
         )
     nodata = band.GetNoDataValue()
     return band, (None if nodata is None or nodata == NODATA or not np.isfinite(nodata) else nodata)
@@ -133,7 +133,7 @@ def open_label_raster(path, purpose="label raster", check=None):
         raise InputError(
             f"The {purpose} '{path}' holds {gdal.GetDataTypeName(labels.band.DataType)} ids; this step reads the "
             f"label rasters Map Segmenter writes (Byte or UInt16 ids, 0 = nodata). Convert it with gdal_translate "
-            f"-ot UInt16, or choose the OUTPUT of a Map Segmenter segmentation."
+            f"-ot UInt16, or choose the {params.OUTPUT} of a Map Segmenter segmentation."
         )
     if not labels.segments:  # no K in the metadata: the highest id is K
         labels.present = scan_ids(labels.band, path, labels.other_nodata, check)
@@ -212,7 +212,7 @@ def label_doubt(path, metadata, present):
     return (
         f"'{path}' does not look like a label raster: it has no Map Segmenter metadata and {present.count} distinct "
         f"values, as an image has, so each value is taken as a segment (ids up to {present.highest}). If it is an "
-        f"image, segment it first with segmenter:kmeans or segmenter:cnn and use their OUTPUT here."
+        f"image, segment it first with segmenter:kmeans or segmenter:cnn and use their {params.OUTPUT} here."
     )
 
 
@@ -227,7 +227,7 @@ def fewer_segments(present, segments, reason):
 
 
 REFERENCE_ADVICE = ("Choose a label raster as segmenter:kmeans or segmenter:cnn wrote it (its SEGMENTER_* metadata "
-                    "intact), or leave REFERENCE empty to fit new centres.")
+                    f"intact), or leave {params.REFERENCE} empty to fit new centres.")
 
 
 def read_reference(path):

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from osgeo import gdal
 
+from . import params
 from .colour_tables import colour_table
 from .errors import InputError, OutputError
 from .metadata import FeatureMeta
@@ -181,7 +182,8 @@ def open_input(path, bands=None, grey_as_rgb=False, region=None):
         bad = [band for band in bands if band < 1 or band > count]
         if bad:
             raise InputError(
-                f"BANDS {bad} out of range: the raster has {count} band{'s' if count != 1 else ''} (1..{count})."
+                f"{params.BANDS} {bad} out of range: the raster has {count} band{'s' if count != 1 else ''} "
+                f"(1..{count})."
             )
     elif grey_as_rgb and len(colour) == 1:
         bands = colour
@@ -190,7 +192,7 @@ def open_input(path, bands=None, grey_as_rgb=False, region=None):
             noun = "band" if len(colour) == 1 else "bands"
             raise InputError(
                 f"The raster has {len(colour)} colour {noun}; the default needs 3. Choose the bands to segment "
-                f"with BANDS (for example BANDS=1 for a grey-scale raster)."
+                f"with {params.BANDS} (for example {params.BANDS}=1 for a grey-scale raster)."
             )
         bands = colour[:3]
     if grey_as_rgb and len(bands) == 1:
