@@ -22,7 +22,9 @@ class MergeAlgorithm(LabelStepAlgorithm):
             "merged after them: they keep the tree).\n"
             "Number of segments: how many segments to keep, from 2 to the input's K. Cutting a merged result "
             "again gives the same as cutting the original.\n"
-            "Memory budget (advanced): working memory; the result does not depend on it.\n\n"
+            "Memory budget (advanced): working memory; the result does not depend on it.\n"
+            "Dask scheduler (advanced): optional address of a Dask cluster's scheduler, e.g. tcp://10.0.0.5:8786; "
+            "its workers process the windows, with the same result. Empty = this computer.\n\n"
             "Merged segments: a label raster on the input's grid, segments 1..K ordered by their darkest member, "
             "styled, with the merged centres and the rest of the tree in its metadata, so it chains into Smooth "
             "segments, Latent KNN refinement, Render segments and Segment statistics."
@@ -36,9 +38,11 @@ class MergeAlgorithm(LabelStepAlgorithm):
         self.integer(params.SEGMENTS, self.tr("Number of segments"), 4, 2, 254,
                      self.tr("How many segments to keep: 2 to the input's K."))
         self.add_memory()
+        self.add_scheduler()
 
     def method_arguments(self, parameters, context):
         return dict(
             segments=self.parameterAsInt(parameters, params.SEGMENTS, context),
             memory_mb=self.parameterAsInt(parameters, params.MEMORY_MB, context),
+            scheduler=self.scheduler(parameters, context),
         )

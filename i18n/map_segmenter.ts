@@ -521,34 +521,35 @@ Refined segments: a label raster on the input&apos;s grid with the same segments
         <translation type="unfinished"></translation>
     </message>
     <message>
+        <location filename="../algorithms/merge.py" line="34"/>
+        <source>A label raster made by K-Means segmentation or CNN segmentation (or a step after them).</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/merge.py" line="38"/>
+        <source>Number of segments</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/merge.py" line="38"/>
+        <source>How many segments to keep: 2 to the input&apos;s K.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/merge.py" line="34"/>
+        <source>Merged segments</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
         <location filename="../algorithms/merge.py" line="16"/>
         <source>Cuts a segmentation to fewer kinds of region without segmenting again: the segments merge in the order of the merge tree the segmentation wrote (Ward&apos;s linkage on its segment centres, weighted by their sizes: the two most alike segments merge first). Fast: a lookup table applied to the raster window by window.
 
 Segments: a label raster written by K-Means segmentation or CNN segmentation (or smoothed, refined or merged after them: they keep the tree).
 Number of segments: how many segments to keep, from 2 to the input&apos;s K. Cutting a merged result again gives the same as cutting the original.
 Memory budget (advanced): working memory; the result does not depend on it.
+Dask scheduler (advanced): optional address of a Dask cluster&apos;s scheduler, e.g. tcp://10.0.0.5:8786; its workers process the windows, with the same result. Empty = this computer.
 
 Merged segments: a label raster on the input&apos;s grid, segments 1..K ordered by their darkest member, styled, with the merged centres and the rest of the tree in its metadata, so it chains into Smooth segments, Latent KNN refinement, Render segments and Segment statistics.</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../algorithms/merge.py" line="32"/>
-        <source>A label raster made by K-Means segmentation or CNN segmentation (or a step after them).</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../algorithms/merge.py" line="36"/>
-        <source>Number of segments</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../algorithms/merge.py" line="36"/>
-        <source>How many segments to keep: 2 to the input&apos;s K.</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../algorithms/merge.py" line="32"/>
-        <source>Merged segments</source>
         <translation type="unfinished"></translation>
     </message>
 </context>
