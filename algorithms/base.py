@@ -1,16 +1,23 @@
 """What every Map Segmenter algorithm shares: translated texts, the provider's icon, the parameters kmeans and cnn
 declare alike, engine calls with progress, cancel and readable errors, and styled label outputs."""
 
+from __future__ import annotations
+
 import os
 import time
+from collections.abc import Callable
+from typing import Any
 
 from osgeo import gdal
 from qgis.core import (
     QgsApplication,
     QgsProcessingAlgorithm,
+    QgsProcessingContext,
     QgsProcessingException,
+    QgsProcessingFeedback,
     QgsProcessingOutputNumber,
     QgsProcessingParameterBand,
+    QgsProcessingParameterDefinition,
     QgsProcessingParameterExtent,
     QgsProcessingParameterFeatureSource,
     QgsProcessingParameterMapLayer,
@@ -140,29 +147,50 @@ class SegmenterAlgorithm(QgsProcessingAlgorithm):
         return "https://github.com/map-segmenter/map-segmenter#readme"
 
     @staticmethod
-    def advanced(parameter):
+    def advanced(parameter: QgsProcessingParameterDefinition) -> QgsProcessingParameterDefinition:
         parameter.setFlags(parameter.flags() | ProcessingParameterFlag.Advanced)
         return parameter
 
-    def add(self, parameter, help_text=None, advanced=False):
-        """Add ``parameter`` with the help QGIS shows as its tooltip."""
+    def add(self, parameter: QgsProcessingParameterDefinition, help_text: str | None = None,
+            advanced: bool = False) -> QgsProcessingParameterDefinition:
+        """Add ``parameter`` with the help QGIS shows as its tooltip.
+
+        Parameters
+        ----------
+        parameter : QgsProcessingParameterDefinition
+            The parameter, named by a constant of ``engine/params.py``.
+        help_text : str, optional
+            Its tooltip, translated.
+        advanced : bool
+            Whether the dialog shows it under Advanced Parameters.
+
+        Returns
+        -------
+        QgsProcessingParameterDefinition
+            ``parameter``.
+        """
         if help_text:
             parameter.setHelp(help_text)
         self.addParameter(self.advanced(parameter) if advanced else parameter)
         return parameter
 
-    def integer(self, name, label, default, minimum, maximum=None, help_text=None, advanced=False, optional=False):
+    def integer(self, name: str, label: str, default: int | None, minimum: int, maximum: int | None = None,
+                help_text: str | None = None, advanced: bool = False,
+                optional: bool = False) -> QgsProcessingParameterDefinition:
+        """Add an integer parameter ``name`` of ``minimum``..``maximum`` (default: the largest int QGIS takes)."""
         kind = ProcessingNumberParameterType.Integer
         parameter = QgsProcessingParameterNumber(name, label, kind, default, optional, minimum,
                                                  maximum if maximum is not None else 2**31 - 1)
         return self.add(parameter, help_text, advanced)
 
-    def decimal(self, name, label, default, minimum, maximum, help_text=None, advanced=False):
+    def decimal(self, name: str, label: str, default: float, minimum: float, maximum: float,
+                help_text: str | None = None, advanced: bool = False) -> QgsProcessingParameterDefinition:
+        """Add a required decimal parameter ``name`` of ``minimum``..``maximum``."""
         kind = ProcessingNumberParameterType.Double
         return self.add(QgsProcessingParameterNumber(name, label, kind, default, False, minimum, maximum),
                         help_text, advanced)
 
-    def add_segments_input(self, help_text, name=params.INPUT):
+    def add_segments_input(self, help_text: str, name: str = params.INPUT) -> QgsProcessingParameterDefinition:
         """The label raster a post-processing step reads, "Segments" in every dialog."""
         return self.add(QgsProcessingParameterRasterLayer(name, self.tr("Segments")), help_text)
 
@@ -233,12 +261,14 @@ class SegmenterAlgorithm(QgsProcessingAlgorithm):
                  self.tr("Optional: only pixels inside these polygons are segmented; the others are nodata in every "
                          "output and take no part in the fit."))
 
-    def add_memory(self):
+    def add_memory(self) -> None:
+        """MEMORY_MB (advanced): the working-memory budget every step takes."""
         self.integer(params.MEMORY_MB, self.tr("Memory budget (MB)"), 256, 1, 1_000_000,
                      self.tr("Working memory to use. The raster is processed in windows that fit it; the result "
                              "does not depend on it."), advanced=True)
 
-    def add_scheduler(self):
+    def add_scheduler(self) -> QgsProcessingParameterDefinition:
+        """SCHEDULER (advanced): the optional Dask scheduler address; read with ``scheduler``."""
         parameter = QgsProcessingParameterString(params.SCHEDULER, self.tr("Dask scheduler (empty = this computer)"),
                                                  optional=True)
         return self.add(parameter, self.tr(
@@ -247,22 +277,57 @@ class SegmenterAlgorithm(QgsProcessingAlgorithm):
             "under the same path (a shared folder, or /vsis3/...) and run the same Map Segmenter version; this "
             "computer writes the output."), advanced=True)
 
-    def scheduler(self, parameters, context):
+    def add_memory_and_scheduler(self) -> None:
+        """MEMORY_MB and SCHEDULER, as every step that can run on a Dask cluster declares them; the engine
+        arguments are ``memory_and_scheduler``'s."""
+        self.add_memory()
+        self.add_scheduler()
+
+    def memory_and_scheduler(self, parameters: dict[str, Any], context: QgsProcessingContext) -> dict[str, Any]:
+        """The engine arguments ``memory_mb`` and ``scheduler`` of MEMORY_MB and SCHEDULER."""
+        return dict(memory_mb=self.parameterAsInt(parameters, params.MEMORY_MB, context),
+                    scheduler=self.scheduler(parameters, context))
+
+    def scheduler(self, parameters: dict[str, Any], context: QgsProcessingContext) -> str | None:
         """SCHEDULER as the engine takes it: an address, or None for this process."""
         return self.parameterAsString(parameters, params.SCHEDULER, context).strip() or None
 
-    def add_label_output(self, label):
+    def add_label_output(self, label: str) -> None:
+        """OUTPUT (a label raster destination, ``label`` in the dialog) and the SEGMENT_COUNT output."""
         self.add(QgsProcessingParameterRasterDestination(params.OUTPUT, label),
                  self.tr("Label raster on the input's grid: segment 1..K, 0 = nodata, styled with one colour and "
                          "name per segment."))
         self.addOutput(QgsProcessingOutputNumber(params.SEGMENT_COUNT, self.tr("Number of segments produced")))
 
-    def add_features_output(self, label, help_text):
+    def add_features_output(self, label: str, help_text: str) -> None:
         self.add(QgsProcessingParameterRasterDestination(params.FEATURES, label, optional=True, createByDefault=False),
                  help_text)
 
-    def raster_path(self, parameters, name, context, required=True):
-        """File path of a raster parameter; GDAL (not QGIS) then says precisely what is wrong with it."""
+    def raster_path(self, parameters: dict[str, Any], name: str, context: QgsProcessingContext,
+                    required: bool = True) -> str | None:
+        """File path of a raster parameter; GDAL (not QGIS) then says precisely what is wrong with it.
+
+        Parameters
+        ----------
+        parameters : dict
+            The run's parameter values.
+        name : str
+            The raster parameter.
+        context : QgsProcessingContext
+            The run's context.
+        required : bool
+            Whether an empty value is an error.
+
+        Returns
+        -------
+        str or None
+            The layer's file (or the value as given, for GDAL to judge); None when empty and not required.
+
+        Raises
+        ------
+        QgsProcessingException
+            The layer is not a GDAL raster, or no raster was given although one is required.
+        """
         layer = self.parameterAsRasterLayer(parameters, name, context)
         label = self.parameterDefinition(name).description()
         if layer is not None:
@@ -277,7 +342,8 @@ class SegmenterAlgorithm(QgsProcessingAlgorithm):
             raise QgsProcessingException(self.tr("{label}: no raster given.").format(label=label))
         return value or None
 
-    def band_numbers(self, parameters, name, context, feedback=None):
+    def band_numbers(self, parameters: dict[str, Any], name: str, context: QgsProcessingContext,
+                     feedback: QgsProcessingFeedback | None = None) -> list[int] | None:
         """Band numbers of a multiple band parameter, logged. QGIS reads a text value only when it is separated by
         semicolons ("1,2,3" from the qgis_process command line became band 0): text is parsed here."""
         value = parameters.get(name)
@@ -344,7 +410,8 @@ class SegmenterAlgorithm(QgsProcessingAlgorithm):
         path = layer_path(layer)
         return f"'{layer.name()}' ({path})" if path and path != layer.name() else f"'{layer.name()}'"
 
-    def segment(self, function, parameters, context, feedback, **arguments):
+    def segment(self, function: Callable[..., Any], parameters: dict[str, Any], context: QgsProcessingContext,
+                feedback: QgsProcessingFeedback, **arguments: Any) -> Any:
         """Run the segmentation engine ``function`` with the arguments kmeans and cnn share plus ``arguments``;
         the drawn layer and the mask written for it are removed afterwards, whatever happens."""
         temporary = []
@@ -372,13 +439,12 @@ class SegmenterAlgorithm(QgsProcessingAlgorithm):
             seed=self.parameterAsInt(parameters, params.SEED, context),
             bands=bands,
             features_path=self.parameterAsOutputLayer(parameters, params.FEATURES, context) or None,
-            memory_mb=self.parameterAsInt(parameters, params.MEMORY_MB, context),
             reference_path=self.raster_path(parameters, params.REFERENCE, context, required=False),
-            scheduler=self.scheduler(parameters, context),
+            **self.memory_and_scheduler(parameters, context),
         )
 
     @staticmethod
-    def label_outputs(context, path, segments, **extra):
+    def label_outputs(context: QgsProcessingContext, path: str, segments: int, **extra: Any) -> dict[str, Any]:
         """The outputs of a step that writes a label raster at ``path``, styled when QGIS loads it."""
         style_when_loaded(context, path)
         return {params.OUTPUT: path, params.SEGMENT_COUNT: segments, **extra}
@@ -389,7 +455,28 @@ class SegmenterAlgorithm(QgsProcessingAlgorithm):
         return self.label_outputs(context, result.output, result.present, **extra)
 
     @staticmethod
-    def run_engine(function, feedback, **arguments):
+    def run_engine(function: Callable[..., Any], feedback: QgsProcessingFeedback, **arguments: Any) -> Any:
+        """``function(progress=..., **arguments)`` with progress, log and cancel through ``feedback``.
+
+        Parameters
+        ----------
+        function : callable
+            An engine entry point (it takes ``progress``).
+        feedback : QgsProcessingFeedback
+            The run's feedback.
+        **arguments
+            The entry point's other arguments.
+
+        Returns
+        -------
+        Any
+            What ``function`` returns.
+
+        Raises
+        ------
+        QgsProcessingException
+            With the message of the engine's ``SegmenterError`` (input, output, cluster errors, cancel).
+        """
         try:
             return function(progress=StageLog(feedback).progress(), **arguments)
         except SegmenterError as error:
@@ -425,8 +512,7 @@ class SegmentationAlgorithm(SegmenterAlgorithm):
         self.add_region()
         self.add_method_advanced()
         self.add_k_range()
-        self.add_memory()
-        self.add_scheduler()
+        self.add_memory_and_scheduler()
         self.add_label_output(output_label)
         self.add_features_output(features_label, features_help)
         self.add_method_outputs()

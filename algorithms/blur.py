@@ -55,8 +55,7 @@ class BlurAlgorithm(LabelStepAlgorithm):
                      self.tr("Window half-width in pixels, one pass, instead of Strength."), advanced=True)
         self.integer(params.ITERATIONS, self.tr("Iterations"), 1, 1, 100,
                      self.tr("How many times the smoothing is repeated."))
-        self.add_memory()
-        self.add_scheduler()
+        self.add_memory_and_scheduler()
 
     def method_arguments(self, parameters, context):
         return dict(
@@ -64,6 +63,5 @@ class BlurAlgorithm(LabelStepAlgorithm):
             strength=STRENGTH_VALUES[self.parameterAsEnum(parameters, params.STRENGTH, context)],
             radius=self.parameterAsInt(parameters, params.RADIUS, context),
             iterations=self.parameterAsInt(parameters, params.ITERATIONS, context),
-            memory_mb=self.parameterAsInt(parameters, params.MEMORY_MB, context),
-            scheduler=self.scheduler(parameters, context),
+            **self.memory_and_scheduler(parameters, context),
         )

@@ -89,8 +89,7 @@ class KnnRefineAlgorithm(SegmenterAlgorithm):
                                             defaultValue=0),
                  self.tr("Edge-aware propagation (default), or the earlier global KNN in feature space."),
                  advanced=True)
-        self.add_memory()
-        self.add_scheduler()
+        self.add_memory_and_scheduler()
         self.add_label_output(self.tr("Refined segments"))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 - QGIS API
@@ -107,8 +106,7 @@ class KnnRefineAlgorithm(SegmenterAlgorithm):
             spatial_weight=self.parameterAsDouble(parameters, params.SPATIAL_WEIGHT, context),
             seed=self.parameterAsInt(parameters, params.SEED, context),
             index_size=self.parameterAsInt(parameters, params.INDEX_SIZE, context),
-            memory_mb=self.parameterAsInt(parameters, params.MEMORY_MB, context),
-            scheduler=self.scheduler(parameters, context),
             method=engine.METHODS[self.parameterAsEnum(parameters, params.METHOD, context)],
+            **self.memory_and_scheduler(parameters, context),
         )
         return self.label_outputs(context, result.output, result.segments)

@@ -37,12 +37,10 @@ class MergeAlgorithm(LabelStepAlgorithm):
     def add_method_settings(self):
         self.integer(params.SEGMENTS, self.tr("Number of segments"), 4, 2, 254,
                      self.tr("How many segments to keep: 2 to the input's K."))
-        self.add_memory()
-        self.add_scheduler()
+        self.add_memory_and_scheduler()
 
     def method_arguments(self, parameters, context):
         return dict(
             segments=self.parameterAsInt(parameters, params.SEGMENTS, context),
-            memory_mb=self.parameterAsInt(parameters, params.MEMORY_MB, context),
-            scheduler=self.scheduler(parameters, context),
+            **self.memory_and_scheduler(parameters, context),
         )

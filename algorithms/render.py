@@ -13,9 +13,20 @@ from ..engine.render import PALETTES, render_labels
 from .base import LabelStepAlgorithm
 
 
-def split_names(text):
+def split_names(text: str) -> list[str] | None:
     """Segment names from NAMES: separated by semicolons when there is one (names may then hold commas), else by
-    commas; None when empty."""
+    commas; None when empty.
+
+    Parameters
+    ----------
+    text : str
+        The NAMES value.
+
+    Returns
+    -------
+    list of str or None
+        The names, stripped, in segment order; None when ``text`` is blank.
+    """
     if not text.strip():
         return None
     return [name.strip() for name in text.split(";" if ";" in text else ",")]

@@ -416,7 +416,7 @@ Block descriptors (optional): the descriptors, one band each, one pixel per bloc
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/knn_refine.py" line="94"/>
+        <location filename="../algorithms/knn_refine.py" line="93"/>
         <source>Refined segments</source>
         <translation type="unfinished"></translation>
     </message>
@@ -556,17 +556,17 @@ Merged segments: a label raster on the input&apos;s grid, segments 1..K ordered 
 <context>
     <name>RenderAlgorithm</name>
     <message>
-        <location filename="../algorithms/render.py" line="29"/>
+        <location filename="../algorithms/render.py" line="40"/>
         <source>Render segments</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/render.py" line="30"/>
+        <location filename="../algorithms/render.py" line="41"/>
         <source>Colours, segment names and style; an RGBA composite over the imagery and a PNG quicklook.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/render.py" line="31"/>
+        <location filename="../algorithms/render.py" line="42"/>
         <source>Styles a segmentation for maps and export.
 
 Segments: a label raster (segments 1..K, 0 = nodata), e.g. the result of K-Means segmentation, Smooth segments or Latent KNN refinement.
@@ -581,92 +581,92 @@ Quicklook (optional): PNG of the segment colours, at most 1024 px on its longer 
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/render.py" line="52"/>
+        <location filename="../algorithms/render.py" line="63"/>
         <source>A label raster, e.g. the result of K-Means segmentation.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/render.py" line="55"/>
+        <location filename="../algorithms/render.py" line="66"/>
         <source>Distinct colours</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/render.py" line="55"/>
+        <location filename="../algorithms/render.py" line="66"/>
         <source>Segment mean colour (needs Image)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/render.py" line="56"/>
+        <location filename="../algorithms/render.py" line="67"/>
         <source>Colour ramp (viridis)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/render.py" line="57"/>
+        <location filename="../algorithms/render.py" line="68"/>
         <source>Palette</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/render.py" line="57"/>
+        <location filename="../algorithms/render.py" line="68"/>
         <source>How segments are coloured.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/render.py" line="59"/>
+        <location filename="../algorithms/render.py" line="70"/>
         <source>Segment names (comma-separated)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/render.py" line="59"/>
+        <location filename="../algorithms/render.py" line="70"/>
         <source>Names in segment order, e.g. water, trees, roofs. Use semicolons when a name holds a comma.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/render.py" line="63"/>
+        <location filename="../algorithms/render.py" line="74"/>
         <source>Image (for mean colour and composite)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/render.py" line="63"/>
+        <location filename="../algorithms/render.py" line="74"/>
         <source>The raster the segments were made from.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/render.py" line="66"/>
+        <location filename="../algorithms/render.py" line="77"/>
         <source>Composite opacity</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/render.py" line="66"/>
+        <location filename="../algorithms/render.py" line="77"/>
         <source>Opacity of the segment colours over the image (0 = image only, 1 = colours only).</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/render.py" line="52"/>
+        <location filename="../algorithms/render.py" line="63"/>
         <source>Styled segments</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/render.py" line="70"/>
+        <location filename="../algorithms/render.py" line="81"/>
         <source>Composite (RGBA)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/render.py" line="70"/>
+        <location filename="../algorithms/render.py" line="81"/>
         <source>Segment colours blended over Image, for export and web maps.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/render.py" line="73"/>
+        <location filename="../algorithms/render.py" line="84"/>
         <source>Quicklook</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/render.py" line="73"/>
+        <location filename="../algorithms/render.py" line="84"/>
         <source>PNG files (*.png)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/render.py" line="73"/>
+        <location filename="../algorithms/render.py" line="84"/>
         <source>A PNG picture of the segment colours, at most 1024 px on its longer side.</source>
         <translation type="unfinished"></translation>
     </message>
@@ -679,162 +679,162 @@ Quicklook (optional): PNG of the segment colours, at most 1024 px on its longer 
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="106"/>
+        <location filename="../algorithms/base.py" line="113"/>
         <source>Post-processing</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="193"/>
+        <location filename="../algorithms/base.py" line="221"/>
         <source>Bands (default: first three)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="193"/>
+        <location filename="../algorithms/base.py" line="221"/>
         <source>Bands to segment. Empty: the first three bands that are not alpha. Needed for a grey-scale raster (choose band 1).</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="212"/>
+        <location filename="../algorithms/base.py" line="240"/>
         <source>Random seed</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="212"/>
+        <location filename="../algorithms/base.py" line="240"/>
         <source>Seed of the sample and of the initialisation: the same seed gives the same result.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="215"/>
+        <location filename="../algorithms/base.py" line="243"/>
         <source>Reference segmentation (reuse its centres)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="215"/>
+        <location filename="../algorithms/base.py" line="243"/>
         <source>Optional: a segmentation made earlier by this algorithm. Its segment centres are reused instead of fitting new ones, so several rasters get the same segment for the same kind of surface.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="237"/>
+        <location filename="../algorithms/base.py" line="266"/>
         <source>Memory budget (MB)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="237"/>
+        <location filename="../algorithms/base.py" line="266"/>
         <source>Working memory to use. The raster is processed in windows that fit it; the result does not depend on it.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="255"/>
+        <location filename="../algorithms/base.py" line="297"/>
         <source>Label raster on the input&apos;s grid: segment 1..K, 0 = nodata, styled with one colour and name per segment.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="258"/>
+        <location filename="../algorithms/base.py" line="300"/>
         <source>Number of segments produced</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="270"/>
+        <location filename="../algorithms/base.py" line="335"/>
         <source>{label}: layer &apos;{layer}&apos; is not a file GDAL can read ({provider}). Save it as a GeoTIFF first (Raster &gt; Conversion &gt; Translate).</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="277"/>
+        <location filename="../algorithms/base.py" line="342"/>
         <source>{label}: no raster given.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="188"/>
+        <location filename="../algorithms/base.py" line="216"/>
         <source>Input layer</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="188"/>
+        <location filename="../algorithms/base.py" line="216"/>
         <source>The layer to segment: a raster GDAL reads (GeoTIFF, JPEG, VRT...; 8-bit, 16-bit or float), or any other map layer (XYZ or WMS basemap, vector layer...), which is drawn with its style over Area to segment at Pixel size first. Nodata and transparent pixels stay nodata.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="222"/>
+        <location filename="../algorithms/base.py" line="250"/>
         <source>Area to segment</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="222"/>
+        <location filename="../algorithms/base.py" line="250"/>
         <source>Optional: segment only this area. A raster file is cut on its own pixel grid, so the result lines up pixel for pixel with a run over the whole raster. Required for web layers (a tile service covers the world).</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="226"/>
+        <location filename="../algorithms/base.py" line="254"/>
         <source>Pixel size for drawn layers (0 = native)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="226"/>
+        <location filename="../algorithms/base.py" line="254"/>
         <source>For layers that are drawn first (web and vector layers): the size of a pixel in the layer&apos;s CRS units. 0 = the layer&apos;s own finest resolution (a tile service&apos;s deepest zoom); required for vector layers. Raster files keep their own pixels.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="231"/>
+        <location filename="../algorithms/base.py" line="259"/>
         <source>Mask polygons</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="231"/>
+        <location filename="../algorithms/base.py" line="259"/>
         <source>Optional: only pixels inside these polygons are segmented; the others are nodata in every output and take no part in the fit.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="313"/>
+        <location filename="../algorithms/base.py" line="379"/>
         <source>Input layer: no layer given, or it cannot be opened.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="325"/>
+        <location filename="../algorithms/base.py" line="391"/>
         <source>Bands is ignored for a drawn layer: its red, green and blue are used.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="242"/>
+        <location filename="../algorithms/base.py" line="272"/>
         <source>Dask scheduler (empty = this computer)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="244"/>
+        <location filename="../algorithms/base.py" line="274"/>
         <source>Optional: the address of a running Dask scheduler, e.g. tcp://10.0.0.5:8786, to process the windows on its workers; empty runs here, as always. The result is the same. The workers must read the input under the same path (a shared folder, or /vsis3/...) and run the same Map Segmenter version; this computer writes the output.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="199"/>
+        <location filename="../algorithms/base.py" line="227"/>
         <source>Number of segments (K; 0 = automatic)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="199"/>
+        <location filename="../algorithms/base.py" line="227"/>
         <source>How many kinds of region to find (2-254), or 0 to let the raster choose K between Smallest K and Largest K: the log shows the criterion for every K and the K chosen.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="204"/>
+        <location filename="../algorithms/base.py" line="232"/>
         <source>Smallest K (automatic)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="204"/>
+        <location filename="../algorithms/base.py" line="232"/>
         <source>With Number of segments 0: the smallest K the automatic choice considers.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="207"/>
+        <location filename="../algorithms/base.py" line="235"/>
         <source>Largest K (automatic)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="207"/>
+        <location filename="../algorithms/base.py" line="235"/>
         <source>With Number of segments 0: the largest K the automatic choice considers. The result can be cut to fewer segments later with Merge segments.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="167"/>
+        <location filename="../algorithms/base.py" line="195"/>
         <source>Segments</source>
         <translation type="unfinished"></translation>
     </message>
