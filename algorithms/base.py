@@ -1,16 +1,23 @@
 """What every Map Segmenter algorithm shares: translated texts, the provider's icon, the parameters kmeans and cnn
 declare alike, engine calls with progress, cancel and readable errors, and styled label outputs."""
 
+from __future__ import annotations
+
 import os
 import time
+from collections.abc import Callable
+from typing import Any
 
 from osgeo import gdal
 from qgis.core import (
     QgsApplication,
     QgsProcessingAlgorithm,
+    QgsProcessingContext,
     QgsProcessingException,
+    QgsProcessingFeedback,
     QgsProcessingOutputNumber,
     QgsProcessingParameterBand,
+    QgsProcessingParameterDefinition,
     QgsProcessingParameterExtent,
     QgsProcessingParameterFeatureSource,
     QgsProcessingParameterMapLayer,
@@ -91,6 +98,7 @@ class SegmenterAlgorithm(QgsProcessingAlgorithm):
 
     GROUP = SEGMENTATION
     ID = ""  # set by each algorithm
+    ENGINE = None  # the engine entry point of an algorithm built on a skeleton below, as staticmethod(...)
 
     def tr(self, text):
         """``text`` in the user's language: looked up under this class's name (the context pylupdate5 gives
@@ -106,6 +114,19 @@ class SegmenterAlgorithm(QgsProcessingAlgorithm):
 
     def name(self):
         return self.ID
+
+    def texts(self):
+        """(display name, short description, help) in the user's language: each algorithm's own words."""
+        raise NotImplementedError
+
+    def displayName(self):  # noqa: N802 - QGIS API
+        return self.texts()[0]
+
+    def shortDescription(self):  # noqa: N802 - QGIS API
+        return self.texts()[1]
+
+    def shortHelpString(self):  # noqa: N802 - QGIS API
+        return self.texts()[2]
 
     def createInstance(self):  # noqa: N802 - QGIS API
         return type(self)()
@@ -126,85 +147,128 @@ class SegmenterAlgorithm(QgsProcessingAlgorithm):
         return "https://github.com/map-segmenter/map-segmenter#readme"
 
     @staticmethod
-    def advanced(parameter):
+    def advanced(parameter: QgsProcessingParameterDefinition) -> QgsProcessingParameterDefinition:
         parameter.setFlags(parameter.flags() | ProcessingParameterFlag.Advanced)
         return parameter
 
-    def add(self, parameter, help_text=None, advanced=False):
-        """Add ``parameter`` with the help QGIS shows as its tooltip."""
+    def add(self, parameter: QgsProcessingParameterDefinition, help_text: str | None = None,
+            advanced: bool = False) -> QgsProcessingParameterDefinition:
+        """Add ``parameter`` with the help QGIS shows as its tooltip.
+
+        Parameters
+        ----------
+        parameter : QgsProcessingParameterDefinition
+            The parameter, named by a constant of ``engine/params.py``.
+        help_text : str, optional
+            Its tooltip, translated.
+        advanced : bool
+            Whether the dialog shows it under Advanced Parameters.
+
+        Returns
+        -------
+        QgsProcessingParameterDefinition
+            ``parameter``.
+        """
         if help_text:
             parameter.setHelp(help_text)
         self.addParameter(self.advanced(parameter) if advanced else parameter)
         return parameter
 
-    def integer(self, name, label, default, minimum, maximum=None, help_text=None, advanced=False, optional=False):
+    def integer(self, name: str, label: str, default: int | None, minimum: int, maximum: int | None = None,
+                help_text: str | None = None, advanced: bool = False,
+                optional: bool = False) -> QgsProcessingParameterDefinition:
+        """Add an integer parameter ``name`` of ``minimum``..``maximum`` (default: the largest int QGIS takes)."""
         kind = ProcessingNumberParameterType.Integer
         parameter = QgsProcessingParameterNumber(name, label, kind, default, optional, minimum,
                                                  maximum if maximum is not None else 2**31 - 1)
         return self.add(parameter, help_text, advanced)
 
-    def decimal(self, name, label, default, minimum, maximum, help_text=None, advanced=False):
+    def decimal(self, name: str, label: str, default: float, minimum: float, maximum: float,
+                help_text: str | None = None, advanced: bool = False) -> QgsProcessingParameterDefinition:
+        """Add a required decimal parameter ``name`` of ``minimum``..``maximum``."""
         kind = ProcessingNumberParameterType.Double
         return self.add(QgsProcessingParameterNumber(name, label, kind, default, False, minimum, maximum),
                         help_text, advanced)
 
+    def add_segments_input(self, help_text: str, name: str = params.INPUT) -> QgsProcessingParameterDefinition:
+        """The label raster a post-processing step reads, "Segments" in every dialog."""
+        return self.add(QgsProcessingParameterRasterLayer(name, self.tr("Segments")), help_text)
+
+    # -- the hooks of the skeletons below (SegmentationAlgorithm, LabelStepAlgorithm) ------------------------------
+
+    def add_method_settings(self):
+        """The algorithm's own parameters, where its skeleton's order puts them."""
+
+    def add_method_outputs(self):
+        """The algorithm's own outputs, after its skeleton's."""
+
+    def method_arguments(self, parameters, context):
+        """The engine arguments of the algorithm's own parameters."""
+        return {}
+
+    def method_outputs(self, result):
+        """Outputs of the algorithm's own, from the engine's result."""
+        return {}
+
     # -- the parameters segmenter:kmeans and segmenter:cnn share ------------------------------------------------
 
     def add_input_and_bands(self):
-        self.add(QgsProcessingParameterMapLayer("INPUT", self.tr("Input layer")),
+        self.add(QgsProcessingParameterMapLayer(params.INPUT, self.tr("Input layer")),
                  self.tr("The layer to segment: a raster GDAL reads (GeoTIFF, JPEG, VRT...; 8-bit, 16-bit or float), "
                          "or any other map layer (XYZ or WMS basemap, vector layer...), which is drawn with its "
                          "style over Area to segment at Pixel size first. Nodata and transparent pixels stay "
                          "nodata."))
-        self.add(QgsProcessingParameterBand("BANDS", self.tr("Bands (default: first three)"), None, "INPUT", True,
-                                            True),
+        self.add(QgsProcessingParameterBand(params.BANDS, self.tr("Bands (default: first three)"), None, params.INPUT,
+                                            True, True),
                  self.tr("Bands to segment. Empty: the first three bands that are not alpha. Needed for a "
                          "grey-scale raster (choose band 1)."))
 
     def add_segments(self):
-        self.integer("SEGMENTS", self.tr("Number of segments (K; 0 = automatic)"), 8, 0, 254,
+        self.integer(params.SEGMENTS, self.tr("Number of segments (K; 0 = automatic)"), 8, 0, 254,
                      self.tr("How many kinds of region to find (2-254), or 0 to let the raster choose K between "
                              "Smallest K and Largest K: the log shows the criterion for every K and the K chosen."))
 
     def add_k_range(self):
-        self.integer("K_MIN", self.tr("Smallest K (automatic)"), K_MIN, 2, 254,
+        self.integer(params.K_MIN, self.tr("Smallest K (automatic)"), K_MIN, 2, 254,
                      self.tr("With Number of segments 0: the smallest K the automatic choice considers."),
                      advanced=True)
-        self.integer("K_MAX", self.tr("Largest K (automatic)"), K_MAX, 2, 254,
+        self.integer(params.K_MAX, self.tr("Largest K (automatic)"), K_MAX, 2, 254,
                      self.tr("With Number of segments 0: the largest K the automatic choice considers. The result "
                              "can be cut to fewer segments later with Merge segments."), advanced=True)
 
     def add_seed_and_reference(self):
-        self.integer("SEED", self.tr("Random seed"), 0, 0,
+        self.integer(params.SEED, self.tr("Random seed"), 0, 0,
                      help_text=self.tr("Seed of the sample and of the initialisation: the same seed gives the same "
                                        "result."))
-        self.add(QgsProcessingParameterRasterLayer("REFERENCE", self.tr("Reference segmentation (reuse its centres)"),
+        self.add(QgsProcessingParameterRasterLayer(params.REFERENCE, self.tr("Reference segmentation (reuse its centres)"),
                                                    optional=True),
                  self.tr("Optional: a segmentation made earlier by this algorithm. Its segment centres are reused "
                          "instead of fitting new ones, so several rasters get the same segment for the same kind "
                          "of surface."))
 
     def add_region(self):
-        self.add(QgsProcessingParameterExtent("EXTENT", self.tr("Area to segment"), optional=True),
+        self.add(QgsProcessingParameterExtent(params.EXTENT, self.tr("Area to segment"), optional=True),
                  self.tr("Optional: segment only this area. A raster file is cut on its own pixel grid, so the "
                          "result lines up pixel for pixel with a run over the whole raster. Required for web "
                          "layers (a tile service covers the world)."))
-        self.add(QgsProcessingParameterNumber("PIXEL_SIZE", self.tr("Pixel size for drawn layers (0 = native)"),
+        self.add(QgsProcessingParameterNumber(params.PIXEL_SIZE, self.tr("Pixel size for drawn layers (0 = native)"),
                                               ProcessingNumberParameterType.Double, 0.0, False, 0.0),
                  self.tr("For layers that are drawn first (web and vector layers): the size of a pixel in the "
                          "layer's CRS units. 0 = the layer's own finest resolution (a tile service's deepest "
                          "zoom); required for vector layers. Raster files keep their own pixels."))
-        self.add(QgsProcessingParameterFeatureSource("MASK", self.tr("Mask polygons"),
+        self.add(QgsProcessingParameterFeatureSource(params.MASK, self.tr("Mask polygons"),
                                                      [ProcessingSourceType.VectorPolygon], optional=True),
                  self.tr("Optional: only pixels inside these polygons are segmented; the others are nodata in every "
                          "output and take no part in the fit."))
 
-    def add_memory(self):
+    def add_memory(self) -> None:
+        """MEMORY_MB (advanced): the working-memory budget every step takes."""
         self.integer(params.MEMORY_MB, self.tr("Memory budget (MB)"), 256, 1, 1_000_000,
                      self.tr("Working memory to use. The raster is processed in windows that fit it; the result "
                              "does not depend on it."), advanced=True)
 
-    def add_scheduler(self):
+    def add_scheduler(self) -> QgsProcessingParameterDefinition:
+        """SCHEDULER (advanced): the optional Dask scheduler address; read with ``scheduler``."""
         parameter = QgsProcessingParameterString(params.SCHEDULER, self.tr("Dask scheduler (empty = this computer)"),
                                                  optional=True)
         return self.add(parameter, self.tr(
@@ -213,22 +277,57 @@ class SegmenterAlgorithm(QgsProcessingAlgorithm):
             "under the same path (a shared folder, or /vsis3/...) and run the same Map Segmenter version; this "
             "computer writes the output."), advanced=True)
 
-    def scheduler(self, parameters, context):
+    def add_memory_and_scheduler(self) -> None:
+        """MEMORY_MB and SCHEDULER, as every step that can run on a Dask cluster declares them; the engine
+        arguments are ``memory_and_scheduler``'s."""
+        self.add_memory()
+        self.add_scheduler()
+
+    def memory_and_scheduler(self, parameters: dict[str, Any], context: QgsProcessingContext) -> dict[str, Any]:
+        """The engine arguments ``memory_mb`` and ``scheduler`` of MEMORY_MB and SCHEDULER."""
+        return dict(memory_mb=self.parameterAsInt(parameters, params.MEMORY_MB, context),
+                    scheduler=self.scheduler(parameters, context))
+
+    def scheduler(self, parameters: dict[str, Any], context: QgsProcessingContext) -> str | None:
         """SCHEDULER as the engine takes it: an address, or None for this process."""
         return self.parameterAsString(parameters, params.SCHEDULER, context).strip() or None
 
-    def add_label_output(self, label):
+    def add_label_output(self, label: str) -> None:
+        """OUTPUT (a label raster destination, ``label`` in the dialog) and the SEGMENT_COUNT output."""
         self.add(QgsProcessingParameterRasterDestination(params.OUTPUT, label),
                  self.tr("Label raster on the input's grid: segment 1..K, 0 = nodata, styled with one colour and "
                          "name per segment."))
         self.addOutput(QgsProcessingOutputNumber(params.SEGMENT_COUNT, self.tr("Number of segments produced")))
 
-    def add_features_output(self, label, help_text):
-        self.add(QgsProcessingParameterRasterDestination("FEATURES", label, optional=True, createByDefault=False),
+    def add_features_output(self, label: str, help_text: str) -> None:
+        self.add(QgsProcessingParameterRasterDestination(params.FEATURES, label, optional=True, createByDefault=False),
                  help_text)
 
-    def raster_path(self, parameters, name, context, required=True):
-        """File path of a raster parameter; GDAL (not QGIS) then says precisely what is wrong with it."""
+    def raster_path(self, parameters: dict[str, Any], name: str, context: QgsProcessingContext,
+                    required: bool = True) -> str | None:
+        """File path of a raster parameter; GDAL (not QGIS) then says precisely what is wrong with it.
+
+        Parameters
+        ----------
+        parameters : dict
+            The run's parameter values.
+        name : str
+            The raster parameter.
+        context : QgsProcessingContext
+            The run's context.
+        required : bool
+            Whether an empty value is an error.
+
+        Returns
+        -------
+        str or None
+            The layer's file (or the value as given, for GDAL to judge); None when empty and not required.
+
+        Raises
+        ------
+        QgsProcessingException
+            The layer is not a GDAL raster, or no raster was given although one is required.
+        """
         layer = self.parameterAsRasterLayer(parameters, name, context)
         label = self.parameterDefinition(name).description()
         if layer is not None:
@@ -243,7 +342,8 @@ class SegmenterAlgorithm(QgsProcessingAlgorithm):
             raise QgsProcessingException(self.tr("{label}: no raster given.").format(label=label))
         return value or None
 
-    def band_numbers(self, parameters, name, context, feedback=None):
+    def band_numbers(self, parameters: dict[str, Any], name: str, context: QgsProcessingContext,
+                     feedback: QgsProcessingFeedback | None = None) -> list[int] | None:
         """Band numbers of a multiple band parameter, logged. QGIS reads a text value only when it is separated by
         semicolons ("1,2,3" from the qgis_process command line became band 0): text is parsed here."""
         value = parameters.get(name)
@@ -262,9 +362,8 @@ class SegmenterAlgorithm(QgsProcessingAlgorithm):
     def prepareAlgorithm(self, parameters, context, feedback):  # noqa: N802 - QGIS API
         """Main thread: a map layer that must be drawn is cloned here (layers of the project belong to it)."""
         self._to_draw = None
-        if self.parameterDefinition("INPUT") is not None and isinstance(
-                self.parameterDefinition("INPUT"), QgsProcessingParameterMapLayer):
-            layer = self.parameterAsLayer(parameters, "INPUT", context)
+        if isinstance(self.parameterDefinition(params.INPUT), QgsProcessingParameterMapLayer):
+            layer = self.parameterAsLayer(parameters, params.INPUT, context)
             if layer is not None and not is_gdal_file(layer):
                 self._to_draw = layer.clone()
                 # owned by the run's context, so it is deleted with the run: a Python-owned clone still held by a
@@ -275,17 +374,17 @@ class SegmenterAlgorithm(QgsProcessingAlgorithm):
     def segmentation_input(self, parameters, context, feedback):
         """(raster path, engine Region, bands) of INPUT, EXTENT and MASK: a raster file as it is, any other layer
         drawn into a temporary GeoTIFF first."""
-        layer = self._to_draw or self.parameterAsLayer(parameters, "INPUT", context)
+        layer = self._to_draw or self.parameterAsLayer(parameters, params.INPUT, context)
         if layer is None:
             raise QgsProcessingException(self.tr("Input layer: no layer given, or it cannot be opened."))
         crs = layer.crs()
         extent = None
-        if parameters.get("EXTENT") not in (None, ""):
-            extent = self.parameterAsExtent(parameters, "EXTENT", context, crs)
-        bands = self.band_numbers(parameters, "BANDS", context, feedback)
+        if parameters.get(params.EXTENT) not in (None, ""):
+            extent = self.parameterAsExtent(parameters, params.EXTENT, context, crs)
+        bands = self.band_numbers(parameters, params.BANDS, context, feedback)
         box = None
         if self._to_draw is not None:
-            pixel_size = self.parameterAsDouble(parameters, "PIXEL_SIZE", context) or native_pixel_size(layer)
+            pixel_size = self.parameterAsDouble(parameters, params.PIXEL_SIZE, context) or native_pixel_size(layer)
             extent = extent if extent is not None else (None if isinstance(layer, QgsRasterLayer) else layer.extent())
             path = render_layer(layer, extent, pixel_size, crs, context.transformContext(), feedback)
             if bands:
@@ -295,8 +394,8 @@ class SegmenterAlgorithm(QgsProcessingAlgorithm):
             path = layer_path(layer)
             box = None if extent is None else (extent.xMinimum(), extent.yMinimum(), extent.xMaximum(),
                                                extent.yMaximum())
-        mask = self.parameterAsSource(parameters, "MASK", context)
-        mask_name = self.layer_name(parameters, "MASK", context) if mask is not None else None
+        mask = self.parameterAsSource(parameters, params.MASK, context)
+        mask_name = self.layer_name(parameters, params.MASK, context) if mask is not None else None
         mask_path = polygons_file(mask, crs, context.transformContext(), feedback, mask_name) \
             if mask is not None else None
         return path, Region(extent=box, mask_path=mask_path, mask_name=mask_name), bands
@@ -311,7 +410,8 @@ class SegmenterAlgorithm(QgsProcessingAlgorithm):
         path = layer_path(layer)
         return f"'{layer.name()}' ({path})" if path and path != layer.name() else f"'{layer.name()}'"
 
-    def segment(self, function, parameters, context, feedback, **arguments):
+    def segment(self, function: Callable[..., Any], parameters: dict[str, Any], context: QgsProcessingContext,
+                feedback: QgsProcessingFeedback, **arguments: Any) -> Any:
         """Run the segmentation engine ``function`` with the arguments kmeans and cnn share plus ``arguments``;
         the drawn layer and the mask written for it are removed afterwards, whatever happens."""
         temporary = []
@@ -332,31 +432,51 @@ class SegmenterAlgorithm(QgsProcessingAlgorithm):
         return dict(
             input_path=input_path,
             region=region if region else None,
-            output_path=self.parameterAsOutputLayer(parameters, "OUTPUT", context),
-            segments=self.parameterAsInt(parameters, "SEGMENTS", context),
-            k_min=self.parameterAsInt(parameters, "K_MIN", context),
-            k_max=self.parameterAsInt(parameters, "K_MAX", context),
-            seed=self.parameterAsInt(parameters, "SEED", context),
+            output_path=self.parameterAsOutputLayer(parameters, params.OUTPUT, context),
+            segments=self.parameterAsInt(parameters, params.SEGMENTS, context),
+            k_min=self.parameterAsInt(parameters, params.K_MIN, context),
+            k_max=self.parameterAsInt(parameters, params.K_MAX, context),
+            seed=self.parameterAsInt(parameters, params.SEED, context),
             bands=bands,
-            features_path=self.parameterAsOutputLayer(parameters, "FEATURES", context) or None,
-            memory_mb=self.parameterAsInt(parameters, "MEMORY_MB", context),
-            reference_path=self.raster_path(parameters, "REFERENCE", context, required=False),
-            scheduler=self.scheduler(parameters, context),
+            features_path=self.parameterAsOutputLayer(parameters, params.FEATURES, context) or None,
+            reference_path=self.raster_path(parameters, params.REFERENCE, context, required=False),
+            **self.memory_and_scheduler(parameters, context),
         )
 
     @staticmethod
-    def label_outputs(context, path, segments, **extra):
+    def label_outputs(context: QgsProcessingContext, path: str, segments: int, **extra: Any) -> dict[str, Any]:
         """The outputs of a step that writes a label raster at ``path``, styled when QGIS loads it."""
         style_when_loaded(context, path)
-        return {"OUTPUT": path, "SEGMENT_COUNT": segments, **extra}
+        return {params.OUTPUT: path, params.SEGMENT_COUNT: segments, **extra}
 
     def segmentation_outputs(self, context, result, **extra):
         if result.features:
-            extra["FEATURES"] = result.features
+            extra[params.FEATURES] = result.features
         return self.label_outputs(context, result.output, result.present, **extra)
 
     @staticmethod
-    def run_engine(function, feedback, **arguments):
+    def run_engine(function: Callable[..., Any], feedback: QgsProcessingFeedback, **arguments: Any) -> Any:
+        """``function(progress=..., **arguments)`` with progress, log and cancel through ``feedback``.
+
+        Parameters
+        ----------
+        function : callable
+            An engine entry point (it takes ``progress``).
+        feedback : QgsProcessingFeedback
+            The run's feedback.
+        **arguments
+            The entry point's other arguments.
+
+        Returns
+        -------
+        Any
+            What ``function`` returns.
+
+        Raises
+        ------
+        QgsProcessingException
+            With the message of the engine's ``SegmenterError`` (input, output, cluster errors, cancel).
+        """
         try:
             return function(progress=StageLog(feedback).progress(), **arguments)
         except SegmenterError as error:
@@ -372,8 +492,6 @@ class SegmentationAlgorithm(SegmenterAlgorithm):
 
     (The shared texts stay in ``SegmenterAlgorithm``'s methods: their translations live under its name.)"""
 
-    ENGINE = None  # the engine entry point (engine/*_segmentation.py), as staticmethod(...)
-
     def output_texts(self):
         """(OUTPUT label, FEATURES label, FEATURES help) in the method's words."""
         raise NotImplementedError
@@ -381,22 +499,8 @@ class SegmentationAlgorithm(SegmenterAlgorithm):
     def add_method_inputs(self):
         """Parameters after BANDS (a model)."""
 
-    def add_method_settings(self):
-        """Parameters after SEGMENTS."""
-
     def add_method_advanced(self):
         """Parameters after MASK, before MEMORY_MB."""
-
-    def add_method_outputs(self):
-        """Outputs after FEATURES."""
-
-    def method_arguments(self, parameters, context):
-        """The engine arguments of the method's own parameters."""
-        return {}
-
-    def method_outputs(self, result):
-        """Outputs of the method's own, from the engine's result."""
-        return {}
 
     def initAlgorithm(self, config=None):  # noqa: N802 - QGIS API
         output_label, features_label, features_help = self.output_texts()
@@ -408,8 +512,7 @@ class SegmentationAlgorithm(SegmenterAlgorithm):
         self.add_region()
         self.add_method_advanced()
         self.add_k_range()
-        self.add_memory()
-        self.add_scheduler()
+        self.add_memory_and_scheduler()
         self.add_label_output(output_label)
         self.add_features_output(features_label, features_help)
         self.add_method_outputs()
@@ -417,3 +520,32 @@ class SegmentationAlgorithm(SegmenterAlgorithm):
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 - QGIS API
         result = self.segment(self.ENGINE, parameters, context, feedback, **self.method_arguments(parameters, context))
         return self.segmentation_outputs(context, result, **self.method_outputs(result))
+
+
+class LabelStepAlgorithm(SegmenterAlgorithm):
+    """segmenter:blur, segmenter:merge, segmenter:render: a post-processing step from the label raster INPUT to a
+    styled label raster OUTPUT on its grid. The step declares its own parameters at the hooks, in the order the
+    dialogs show them, and names its engine function:
+
+        INPUT, [method settings], OUTPUT, [method outputs]
+    """
+
+    GROUP = POSTPROCESSING
+
+    def io_texts(self):
+        """(INPUT help, OUTPUT label) in the step's words."""
+        raise NotImplementedError
+
+    def initAlgorithm(self, config=None):  # noqa: N802 - QGIS API
+        input_help, output_label = self.io_texts()
+        self.add_segments_input(input_help)
+        self.add_method_settings()
+        self.add_label_output(output_label)
+        self.add_method_outputs()
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 - QGIS API
+        result = self.run_engine(self.ENGINE, feedback,
+                                 input_path=self.raster_path(parameters, params.INPUT, context),
+                                 output_path=self.parameterAsOutputLayer(parameters, params.OUTPUT, context),
+                                 **self.method_arguments(parameters, context))
+        return self.label_outputs(context, result.output, result.present, **self.method_outputs(result))

@@ -1,28 +1,22 @@
 """``segmenter:blur``: smooths a label raster by a vote of each pixel's neighbourhood."""
 
-from qgis.core import (
-    QgsProcessingParameterEnum,
-    QgsProcessingParameterRasterLayer,
-)
+from qgis.core import QgsProcessingParameterEnum
 
+from ..engine import params
 from ..engine.blur import METHODS, STRENGTHS, blur_labels
-from .base import POSTPROCESSING, SegmenterAlgorithm
+from .base import LabelStepAlgorithm
 
 STRENGTH_VALUES = list(STRENGTHS)  # option i of STRENGTH is STRENGTHS' key i; indices are what scripts pass
 
 
-class BlurAlgorithm(SegmenterAlgorithm):
-    GROUP = POSTPROCESSING
+class BlurAlgorithm(LabelStepAlgorithm):
     ID = "blur"
+    ENGINE = staticmethod(blur_labels)
 
-    def displayName(self):  # noqa: N802 - QGIS API
-        return self.tr("Smooth segments (blur)")
-
-    def shortDescription(self):  # noqa: N802 - QGIS API
-        return self.tr("Smooths a segmentation by a majority or Gaussian vote of each pixel's neighbourhood.")
-
-    def shortHelpString(self):  # noqa: N802 - QGIS API
-        return self.tr(
+    def texts(self):
+        title = self.tr("Smooth segments (blur)")
+        summary = self.tr("Smooths a segmentation by a majority or Gaussian vote of each pixel's neighbourhood.")
+        return title, summary, self.tr(
             "Smooths a segmentation: every pixel takes the segment that wins a vote of its neighbourhood. Removes "
             "speckle and small islands and straightens ragged boundaries, keeping segments, grid and style.\n\n"
             "Segments: a label raster (one band of segment numbers, 0 = nodata), such as the result of K-Means "
@@ -44,37 +38,30 @@ class BlurAlgorithm(SegmenterAlgorithm):
             "metadata, so Latent KNN refinement and Render segments work on it as on the input."
         )
 
-    def initAlgorithm(self, config=None):  # noqa: N802 - QGIS API
-        self.add(QgsProcessingParameterRasterLayer("INPUT", self.tr("Segments")),
-                 self.tr("A label raster, e.g. the Segments of K-Means segmentation."))
-        self.add(QgsProcessingParameterEnum("METHOD", self.tr("Method"),
+    def io_texts(self):
+        return self.tr("A label raster, e.g. the Segments of K-Means segmentation."), self.tr("Smoothed segments")
+
+    def add_method_settings(self):
+        self.add(QgsProcessingParameterEnum(params.METHOD, self.tr("Method"),
                                             [self.tr("Majority"), self.tr("Gaussian-weighted majority")],
                                             defaultValue=0),
                  self.tr("Majority: every pixel of the window counts the same. Gaussian-weighted: near pixels count "
                          "more (rounder boundaries)."))
-        self.add(QgsProcessingParameterEnum("STRENGTH", self.tr("Strength"),
+        self.add(QgsProcessingParameterEnum(params.STRENGTH, self.tr("Strength"),
                                             [self.tr("Low"), self.tr("Medium"), self.tr("High")],
                                             defaultValue=STRENGTH_VALUES.index("medium")),
                  self.tr("Size of the voting window; High also smooths twice."))
-        self.integer("RADIUS", self.tr("Radius (px; 0 = use strength)"), 0, 0, 200,
+        self.integer(params.RADIUS, self.tr("Radius (px; 0 = use strength)"), 0, 0, 200,
                      self.tr("Window half-width in pixels, one pass, instead of Strength."), advanced=True)
-        self.integer("ITERATIONS", self.tr("Iterations"), 1, 1, 100,
+        self.integer(params.ITERATIONS, self.tr("Iterations"), 1, 1, 100,
                      self.tr("How many times the smoothing is repeated."))
-        self.add_memory()
-        self.add_scheduler()
-        self.add_label_output(self.tr("Smoothed segments"))
+        self.add_memory_and_scheduler()
 
-    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 - QGIS API
-        result = self.run_engine(
-            blur_labels,
-            feedback,
-            input_path=self.raster_path(parameters, "INPUT", context),
-            output_path=self.parameterAsOutputLayer(parameters, "OUTPUT", context),
-            method=METHODS[self.parameterAsEnum(parameters, "METHOD", context)],
-            strength=STRENGTH_VALUES[self.parameterAsEnum(parameters, "STRENGTH", context)],
-            radius=self.parameterAsInt(parameters, "RADIUS", context),
-            iterations=self.parameterAsInt(parameters, "ITERATIONS", context),
-            memory_mb=self.parameterAsInt(parameters, "MEMORY_MB", context),
-            scheduler=self.scheduler(parameters, context),
+    def method_arguments(self, parameters, context):
+        return dict(
+            method=METHODS[self.parameterAsEnum(parameters, params.METHOD, context)],
+            strength=STRENGTH_VALUES[self.parameterAsEnum(parameters, params.STRENGTH, context)],
+            radius=self.parameterAsInt(parameters, params.RADIUS, context),
+            iterations=self.parameterAsInt(parameters, params.ITERATIONS, context),
+            **self.memory_and_scheduler(parameters, context),
         )
-        return self.label_outputs(context, result.output, result.present)

@@ -8,6 +8,7 @@ from qgis.core import (
     QgsProcessingParameterFile,
 )
 
+from ..engine import params
 from ..engine.cnn_segmentation import segment_cnn
 from ..engine.onnx_runtime import DEVICES
 from .base import SegmentationAlgorithm
@@ -59,14 +60,10 @@ class CnnAlgorithm(SegmentationAlgorithm):
     ID = "cnn"
     ENGINE = staticmethod(segment_cnn)
 
-    def displayName(self):  # noqa: N802 - QGIS API
-        return self.tr("CNN segmentation")
-
-    def shortDescription(self):  # noqa: N802 - QGIS API
-        return self.tr("Unsupervised segmentation into K kinds of region from CNN embeddings (ONNX Runtime).")
-
-    def shortHelpString(self):  # noqa: N802 - QGIS API
-        return self.tr(
+    def texts(self):
+        title = self.tr("CNN segmentation")
+        summary = self.tr("Unsupervised segmentation into K kinds of region from CNN embeddings (ONNX Runtime).")
+        return title, summary, self.tr(
             "Divides a raster into K kinds of region (segments) using a convolutional network (CNN), without "
             "training data.\n\n"
             "The network turns every 4 x 4 pixel cell into a vector describing its appearance and surroundings. "
@@ -122,38 +119,38 @@ class CnnAlgorithm(SegmentationAlgorithm):
 
     def add_method_inputs(self):
         models = (shipped_models() + user_models()) or [NO_MODEL]
-        self.add(QgsProcessingParameterEnum("MODEL", self.tr("Model"), models, False, models[0], False, True),
+        self.add(QgsProcessingParameterEnum(params.MODEL, self.tr("Model"), models, False, models[0], False, True),
                  self.tr("Embedding network shipped with the plugin (its model card lies beside it in the plugin's "
                          "onnx_models folder), or yours (user) from map_segmenter/models in the QGIS profile folder."))
-        self.add(QgsProcessingParameterFile("MODEL_PATH", self.tr("Other model file (.onnx, instead of Model)"),
+        self.add(QgsProcessingParameterFile(params.MODEL_PATH, self.tr("Other model file (.onnx, instead of Model)"),
                                             ProcessingFileParameterBehavior.File, "onnx", None, True),
                  self.tr("Optional .onnx file used instead of Model (input \"rgb\", output \"embeddings\", "
                          "metadata model_type \"embedding\")."))
 
     def add_method_settings(self):
-        self.add(QgsProcessingParameterEnum("DEVICE", self.tr("Device"), list(DEVICES), False, "auto", False,
+        self.add(QgsProcessingParameterEnum(params.DEVICE, self.tr("Device"), list(DEVICES), False, "auto", False,
                                             True),
                  self.tr("auto: CUDA (NVIDIA GPU), else CoreML (Apple), else CPU, whichever this ONNX Runtime "
                          "offers. An unavailable device falls back to the CPU with a warning."))
 
     def add_method_advanced(self):
-        self.integer("TILE_SIZE", self.tr("Tile size (px, 0 = model default)"), 0, 0, 16384,
+        self.integer(params.TILE_SIZE, self.tr("Tile size (px, 0 = model default)"), 0, 0, 16384,
                      self.tr("Side of the tiles given to the network, overlap included; 0 = the size the model "
                              "recommends."), advanced=True)
-        self.integer("BATCH_SIZE", self.tr("Batch size (tiles)"), 4, 1, 1024,
+        self.integer(params.BATCH_SIZE, self.tr("Batch size (tiles)"), 4, 1, 1024,
                      self.tr("Tiles per network call; larger batches can be faster on a GPU."), advanced=True)
-        self.integer("THREADS", self.tr("CPU threads (0 = all cores)"), 0, 0, 1024,
+        self.integer(params.THREADS, self.tr("CPU threads (0 = all cores)"), 0, 0, 1024,
                      self.tr("CPU threads for the network, each running it on tiles of its own; 0 = one per core."),
                      advanced=True)
 
     def add_method_outputs(self):
-        self.addOutput(QgsProcessingOutputString("PROVIDER", self.tr("ONNX Runtime execution provider used")))
+        self.addOutput(QgsProcessingOutputString(params.PROVIDER, self.tr("ONNX Runtime execution provider used")))
 
     def model_path(self, parameters, context):
-        path = self.parameterAsFile(parameters, "MODEL_PATH", context)
+        path = self.parameterAsFile(parameters, params.MODEL_PATH, context)
         if path:
             return path
-        name = self.parameterAsEnumString(parameters, "MODEL", context)
+        name = self.parameterAsEnumString(parameters, params.MODEL, context)
         if not name or name == NO_MODEL:
             return ""
         return model_file(name)
@@ -161,11 +158,11 @@ class CnnAlgorithm(SegmentationAlgorithm):
     def method_arguments(self, parameters, context):
         return dict(
             model_path=self.model_path(parameters, context),
-            device=self.parameterAsEnumString(parameters, "DEVICE", context),
-            tile_size=self.parameterAsInt(parameters, "TILE_SIZE", context),
-            batch_size=self.parameterAsInt(parameters, "BATCH_SIZE", context),
-            threads=self.parameterAsInt(parameters, "THREADS", context),
+            device=self.parameterAsEnumString(parameters, params.DEVICE, context),
+            tile_size=self.parameterAsInt(parameters, params.TILE_SIZE, context),
+            batch_size=self.parameterAsInt(parameters, params.BATCH_SIZE, context),
+            threads=self.parameterAsInt(parameters, params.THREADS, context),
         )
 
     def method_outputs(self, result):
-        return dict(PROVIDER=result.provider)
+        return {params.PROVIDER: result.provider}

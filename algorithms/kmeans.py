@@ -1,5 +1,6 @@
 """``segmenter:kmeans``: K-Means on colour and texture block descriptors."""
 
+from ..engine import params
 from ..engine.kmeans_segmentation import segment_kmeans
 from .base import SegmentationAlgorithm
 
@@ -8,14 +9,10 @@ class KMeansAlgorithm(SegmentationAlgorithm):
     ID = "kmeans"
     ENGINE = staticmethod(segment_kmeans)
 
-    def displayName(self):  # noqa: N802 - QGIS API
-        return self.tr("K-Means segmentation")
-
-    def shortDescription(self):  # noqa: N802 - QGIS API
-        return self.tr("Unsupervised segmentation into K kinds of region by colour and texture.")
-
-    def shortHelpString(self):  # noqa: N802 - QGIS API
-        return self.tr(
+    def texts(self):
+        title = self.tr("K-Means segmentation")
+        summary = self.tr("Unsupervised segmentation into K kinds of region by colour and texture.")
+        return title, summary, self.tr(
             "Divides a raster into K kinds of region (segments) of similar colour and texture, without training "
             "data.\n\n"
             "The raster is cut into square blocks of Block size pixels. Each block is described by its mean colour "
@@ -56,9 +53,9 @@ class KMeansAlgorithm(SegmentationAlgorithm):
                         "input of Latent KNN refinement."))
 
     def add_method_settings(self):
-        self.integer("BLOCK_SIZE", self.tr("Block size (px)"), 4, 1, 4096,
+        self.integer(params.BLOCK_SIZE, self.tr("Block size (px)"), 4, 1, 4096,
                      self.tr("Side of the square blocks that are described and labelled: 4 = fine, 8 = medium, "
                              "16 = coarse."))
 
     def method_arguments(self, parameters, context):
-        return dict(block=self.parameterAsInt(parameters, "BLOCK_SIZE", context))
+        return dict(block=self.parameterAsInt(parameters, params.BLOCK_SIZE, context))

@@ -12,15 +12,11 @@ class KnnRefineAlgorithm(SegmenterAlgorithm):
     GROUP = POSTPROCESSING
     ID = "knn_refine"
 
-    def displayName(self):  # noqa: N802 - QGIS API
-        return self.tr("Latent KNN refinement")
-
-    def shortDescription(self):  # noqa: N802 - QGIS API
-        return self.tr("Cleans speckle and mislabelled blocks: segments spread between neighbouring blocks that look "
-                       "alike, not across image edges.")
-
-    def shortHelpString(self):  # noqa: N802 - QGIS API
-        return self.tr(
+    def texts(self):
+        title = self.tr("Latent KNN refinement")
+        summary = self.tr("Cleans speckle and mislabelled blocks: segments spread between neighbouring blocks that look "
+                          "alike, not across image edges.")
+        return title, summary, self.tr(
             "Cleans a segmentation: every block (a cell of the Features grid) revises its segment from the blocks "
             "around it that look like it, so speckle and blocks near a decision boundary join the region they "
             "belong to, while boundaries along image edges stay. Boundaries are then drawn at pixel resolution.\n\n"
@@ -66,8 +62,8 @@ class KnnRefineAlgorithm(SegmenterAlgorithm):
         )
 
     def initAlgorithm(self, config=None):  # noqa: N802 - QGIS API
-        self.add(QgsProcessingParameterRasterLayer(params.LABELS, self.tr("Segments")),
-                 self.tr("A label raster, e.g. the Segments of K-Means segmentation (or their smoothed version)."))
+        self.add_segments_input(self.tr("A label raster, e.g. the Segments of K-Means segmentation (or their smoothed "
+                                        "version)."), params.LABELS)
         self.add(QgsProcessingParameterRasterLayer(params.FEATURES, self.tr("Features (of the same segmentation run)")),
                  self.tr("The Block descriptors or Embeddings output of the segmentation that made Segments."))
         self.integer(params.NEIGHBORS, self.tr("Neighbours"), engine.NEIGHBORS, 1, 1000,
@@ -93,8 +89,7 @@ class KnnRefineAlgorithm(SegmenterAlgorithm):
                                             defaultValue=0),
                  self.tr("Edge-aware propagation (default), or the earlier global KNN in feature space."),
                  advanced=True)
-        self.add_memory()
-        self.add_scheduler()
+        self.add_memory_and_scheduler()
         self.add_label_output(self.tr("Refined segments"))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 - QGIS API
@@ -111,8 +106,7 @@ class KnnRefineAlgorithm(SegmenterAlgorithm):
             spatial_weight=self.parameterAsDouble(parameters, params.SPATIAL_WEIGHT, context),
             seed=self.parameterAsInt(parameters, params.SEED, context),
             index_size=self.parameterAsInt(parameters, params.INDEX_SIZE, context),
-            memory_mb=self.parameterAsInt(parameters, params.MEMORY_MB, context),
-            scheduler=self.scheduler(parameters, context),
             method=engine.METHODS[self.parameterAsEnum(parameters, params.METHOD, context)],
+            **self.memory_and_scheduler(parameters, context),
         )
         return self.label_outputs(context, result.output, result.segments)

@@ -29,6 +29,7 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QCoreApplication, QSize
 from qgis.PyQt.QtGui import QColor, QImage, QPainter
 
+from ..engine import params
 from ..engine.raster_io import GTIFF_OPTIONS
 from .qgis_compat import CrsWktVariant, GeometryType, ProcessingFeatureSourceFlag, WkbType
 
@@ -67,11 +68,11 @@ def render_grid(layer, extent, pixel_size):
     if extent is None or extent.isEmpty():
         raise QgsProcessingException(tr(
             "Layer '{}' has no extent of its own to segment (a tile service covers the world): choose the area "
-            "with Area to segment (EXTENT).").format(layer.name()))
+            "with Area to segment ({extent}).").format(layer.name(), extent=params.EXTENT))
     if not pixel_size or pixel_size <= 0:
         raise QgsProcessingException(tr(
-            "Layer '{}' has no pixel size of its own: set Pixel size (PIXEL_SIZE) in its CRS units.").format(
-            layer.name()))
+            "Layer '{}' has no pixel size of its own: set Pixel size ({pixel_size}) in its CRS units.").format(
+            layer.name(), pixel_size=params.PIXEL_SIZE))
     # an extent typed or printed in decimal is a whole number of pixels only to about 1e-6 of a pixel
     width = max(1, math.ceil(extent.width() / pixel_size - 1e-6))
     height = max(1, math.ceil(extent.height() / pixel_size - 1e-6))
@@ -167,14 +168,14 @@ def render_layer(layer, extent, pixel_size, crs, transform_context, feedback):
     return path
 
 
-def polygons_file(source, crs, transform_context, feedback, name="MASK"):
+def polygons_file(source, crs, transform_context, feedback, name=params.MASK):
     """MASK's polygons reprojected to ``crs``, in a temporary GeoPackage the engine reads; None when empty.
     ``name`` is how messages name the user's layer (never the temporary copy)."""
     if QgsWkbTypes.geometryType(source.wkbType()) != GeometryType.Polygon:
         kind = QgsWkbTypes.displayString(source.wkbType()) or "no"
         raise QgsProcessingException(tr(
-            "The MASK {} holds {} geometries; a mask must be polygons (only pixels inside them are segmented). "
-            "Choose a polygon layer.").format(name, kind))
+            "The {mask} {} holds {} geometries; a mask must be polygons (only pixels inside them are segmented). "
+            "Choose a polygon layer.").format(name, kind, mask=params.MASK))
     path = QgsProcessingUtils.generateTempFilename("mask.gpkg")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     options = QgsVectorFileWriter.SaveVectorOptions()
@@ -201,5 +202,6 @@ def polygons_file(source, crs, transform_context, feedback, name="MASK"):
         count += 1
     del writer
     if not count:
-        raise QgsProcessingException(tr("The MASK {} holds no polygons: nothing would be segmented.").format(name))
+        raise QgsProcessingException(tr("The {mask} {} holds no polygons: nothing would be segmented.").format(
+            name, mask=params.MASK))
     return path

@@ -8,30 +8,38 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
+from ..engine import params
 from ..engine.render import PALETTES, render_labels
-from .base import POSTPROCESSING, SegmenterAlgorithm
+from .base import LabelStepAlgorithm
 
 
-def split_names(text):
+def split_names(text: str) -> list[str] | None:
     """Segment names from NAMES: separated by semicolons when there is one (names may then hold commas), else by
-    commas; None when empty."""
+    commas; None when empty.
+
+    Parameters
+    ----------
+    text : str
+        The NAMES value.
+
+    Returns
+    -------
+    list of str or None
+        The names, stripped, in segment order; None when ``text`` is blank.
+    """
     if not text.strip():
         return None
     return [name.strip() for name in text.split(";" if ";" in text else ",")]
 
 
-class RenderAlgorithm(SegmenterAlgorithm):
-    GROUP = POSTPROCESSING
+class RenderAlgorithm(LabelStepAlgorithm):
     ID = "render"
+    ENGINE = staticmethod(render_labels)
 
-    def displayName(self):  # noqa: N802 - QGIS API
-        return self.tr("Render segments")
-
-    def shortDescription(self):  # noqa: N802 - QGIS API
-        return self.tr("Colours, segment names and style; an RGBA composite over the imagery and a PNG quicklook.")
-
-    def shortHelpString(self):  # noqa: N802 - QGIS API
-        return self.tr(
+    def texts(self):
+        title = self.tr("Render segments")
+        summary = self.tr("Colours, segment names and style; an RGBA composite over the imagery and a PNG quicklook.")
+        return title, summary, self.tr(
             "Styles a segmentation for maps and export.\n\n"
             "Segments: a label raster (segments 1..K, 0 = nodata), e.g. the result of K-Means segmentation, "
             "Smooth segments or Latent KNN refinement.\n"
@@ -51,46 +59,43 @@ class RenderAlgorithm(SegmenterAlgorithm):
             "Quicklook (optional): PNG of the segment colours, at most 1024 px on its longer side."
         )
 
-    def initAlgorithm(self, config=None):  # noqa: N802 - QGIS API
-        self.add(QgsProcessingParameterRasterLayer("INPUT", self.tr("Segments")),
-                 self.tr("A label raster, e.g. the result of K-Means segmentation."))
+    def io_texts(self):
+        return self.tr("A label raster, e.g. the result of K-Means segmentation."), self.tr("Styled segments")
+
+    def add_method_settings(self):
         palettes = [self.tr("Distinct colours"), self.tr("Segment mean colour (needs Image)"),
                     self.tr("Colour ramp (viridis)")]
-        self.add(QgsProcessingParameterEnum("PALETTE", self.tr("Palette"), palettes, False, 0),
+        self.add(QgsProcessingParameterEnum(params.PALETTE, self.tr("Palette"), palettes, False, 0),
                  self.tr("How segments are coloured."))
-        self.add(QgsProcessingParameterString("NAMES", self.tr("Segment names (comma-separated)"), optional=True),
+        self.add(QgsProcessingParameterString(params.NAMES, self.tr("Segment names (comma-separated)"),
+                                              optional=True),
                  self.tr("Names in segment order, e.g. water, trees, roofs. Use semicolons when a name holds a "
                          "comma."))
-        self.add(QgsProcessingParameterRasterLayer("IMAGE", self.tr("Image (for mean colour and composite)"),
+        self.add(QgsProcessingParameterRasterLayer(params.IMAGE, self.tr("Image (for mean colour and composite)"),
                                                    optional=True),
                  self.tr("The raster the segments were made from."))
-        self.decimal("OPACITY", self.tr("Composite opacity"), 0.5, 0.0, 1.0,
+        self.decimal(params.OPACITY, self.tr("Composite opacity"), 0.5, 0.0, 1.0,
                      self.tr("Opacity of the segment colours over the image (0 = image only, 1 = colours only)."))
-        self.add_label_output(self.tr("Styled segments"))
-        self.add(QgsProcessingParameterRasterDestination("COMPOSITE", self.tr("Composite (RGBA)"), optional=True,
-                                                         createByDefault=False),
+
+    def add_method_outputs(self):
+        self.add(QgsProcessingParameterRasterDestination(params.COMPOSITE, self.tr("Composite (RGBA)"),
+                                                         optional=True, createByDefault=False),
                  self.tr("Segment colours blended over Image, for export and web maps."))
-        self.add(QgsProcessingParameterFileDestination("QUICKLOOK", self.tr("Quicklook"), self.tr("PNG files (*.png)"),
-                                                       optional=True, createByDefault=False),
+        self.add(QgsProcessingParameterFileDestination(params.QUICKLOOK, self.tr("Quicklook"),
+                                                       self.tr("PNG files (*.png)"), optional=True,
+                                                       createByDefault=False),
                  self.tr("A PNG picture of the segment colours, at most 1024 px on its longer side."))
 
-    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 - QGIS API
-        names = self.parameterAsString(parameters, "NAMES", context)
-        result = self.run_engine(
-            render_labels,
-            feedback,
-            input_path=self.raster_path(parameters, "INPUT", context),
-            output_path=self.parameterAsOutputLayer(parameters, "OUTPUT", context),
-            palette=PALETTES[self.parameterAsEnum(parameters, "PALETTE", context)],
-            image_path=self.raster_path(parameters, "IMAGE", context, required=False),
-            opacity=self.parameterAsDouble(parameters, "OPACITY", context),
-            composite_path=self.parameterAsOutputLayer(parameters, "COMPOSITE", context) or None,
-            quicklook_path=self.parameterAsFileOutput(parameters, "QUICKLOOK", context) or None,
-            names=split_names(names),
+    def method_arguments(self, parameters, context):
+        return dict(
+            palette=PALETTES[self.parameterAsEnum(parameters, params.PALETTE, context)],
+            image_path=self.raster_path(parameters, params.IMAGE, context, required=False),
+            opacity=self.parameterAsDouble(parameters, params.OPACITY, context),
+            composite_path=self.parameterAsOutputLayer(parameters, params.COMPOSITE, context) or None,
+            quicklook_path=self.parameterAsFileOutput(parameters, params.QUICKLOOK, context) or None,
+            names=split_names(self.parameterAsString(parameters, params.NAMES, context)),
         )
-        extra = {}
-        if result.composite:
-            extra["COMPOSITE"] = result.composite
-        if result.quicklook:
-            extra["QUICKLOOK"] = result.quicklook
-        return self.label_outputs(context, result.output, result.present, **extra)
+
+    def method_outputs(self, result):
+        return {name: path for name, path in ((params.COMPOSITE, result.composite),
+                                              (params.QUICKLOOK, result.quicklook)) if path}

@@ -21,15 +21,11 @@ class StatisticsAlgorithm(SegmenterAlgorithm):
     GROUP = POSTPROCESSING
     ID = "statistics"
 
-    def displayName(self):  # noqa: N802 - QGIS API
-        return self.tr("Segment statistics and polygons")
-
-    def shortDescription(self):  # noqa: N802 - QGIS API
-        return self.tr("How much of the area each segment covers, its mean colour, the segments as polygons and "
-                       "a chart.")
-
-    def shortHelpString(self):  # noqa: N802 - QGIS API
-        return self.tr(
+    def texts(self):
+        title = self.tr("Segment statistics and polygons")
+        summary = self.tr("How much of the area each segment covers, its mean colour, the segments as polygons and "
+                          "a chart.")
+        return title, summary, self.tr(
             "Measures a segmentation: one table row per segment present, the segments as polygons for editing and "
             "overlays, and a report with a chart. Nodata pixels are left out everywhere.\n\n"
             "Segments: a label raster, e.g. the result of K-Means segmentation, Smooth segments or Render "
@@ -52,9 +48,8 @@ class StatisticsAlgorithm(SegmenterAlgorithm):
         )
 
     def initAlgorithm(self, config=None):  # noqa: N802 - QGIS API
-        self.add(QgsProcessingParameterRasterLayer(params.INPUT, self.tr("Segments")),
-                 self.tr("A label raster, e.g. the result of K-Means segmentation, or any one-band integer raster "
-                         "with a nodata value."))
+        self.add_segments_input(self.tr("A label raster, e.g. the result of K-Means segmentation, or any one-band "
+                                        "integer raster with a nodata value."))
         self.add(QgsProcessingParameterRasterLayer(params.IMAGE, self.tr("Image (for colour statistics)"),
                                                    optional=True),
                  self.tr("Optional raster on the grid of the segments; the table gives each band's mean and "

@@ -27,7 +27,7 @@ import time
 
 from osgeo import gdal
 
-from common import KAMPALA, OUT, engine_command, output_options
+from common import KAMPALA, OUT, engine_command, output_options, write_mosaic_vrt
 
 gdal.UseExceptions()
 
@@ -39,36 +39,15 @@ def mosaic_vrt(megapixels, source=KAMPALA):
     """A square VRT of about ``megapixels`` MPix tiling copies of ``source`` (each under its own link)."""
     side = int(round((megapixels * 1e6) ** 0.5))
     path = OUT / f"kampala_mosaic_{megapixels:g}mp.vrt"
-    dataset = gdal.Open(str(source))
-    width, height = dataset.RasterXSize, dataset.RasterYSize
-    block_w, block_h = dataset.GetRasterBand(1).GetBlockSize()
     TILES.mkdir(parents=True, exist_ok=True)
-    parts = [f'<VRTDataset rasterXSize="{side}" rasterYSize="{side}">', f"<SRS>{dataset.GetProjection()}</SRS>",
-             f"<GeoTransform>{', '.join(map(str, dataset.GetGeoTransform()))}</GeoTransform>"]
-    sources = []
-    for row in range(-(-side // height)):
-        for col in range(-(-side // width)):
-            link = TILES / f"kampala_{row:03d}_{col:03d}.tif"
-            if not link.exists():
-                os.link(source, link)  # a hard link: one more file name, no copy
-            sources.append((link, col * width, row * height))
-    for band in range(1, 4):
-        colour = dataset.GetRasterBand(band).GetColorInterpretation()
-        parts.append(f'<VRTRasterBand dataType="Byte" band="{band}" blockXSize="{block_w}" blockYSize="{block_h}">'
-                     f"<ColorInterp>{gdal.GetColorInterpretationName(colour)}</ColorInterp>")
-        for link, x, y in sources:
-            w, h = min(width, side - x), min(height, side - y)
-            parts.append(
-                f"<SimpleSource><SourceFilename relativeToVRT=\"0\">{link}</SourceFilename>"
-                f"<SourceBand>{band}</SourceBand>"
-                f'<SourceProperties RasterXSize="{width}" RasterYSize="{height}" DataType="Byte" '
-                f'BlockXSize="{block_w}" BlockYSize="{block_h}"/>'
-                f'<SrcRect xOff="0" yOff="0" xSize="{w}" ySize="{h}"/>'
-                f'<DstRect xOff="{x}" yOff="{y}" xSize="{w}" ySize="{h}"/></SimpleSource>'
-            )
-        parts.append("</VRTRasterBand>")
-    parts.append("</VRTDataset>")
-    path.write_text("\n".join(parts))
+
+    def link(row, col):
+        name = TILES / f"kampala_{row:03d}_{col:03d}.tif"
+        if not name.exists():
+            os.link(source, name)  # a hard link: one more file name, no copy
+        return name
+
+    write_mosaic_vrt(path, gdal.Open(str(source)), side, link, described=True)
     return path
 
 

@@ -17,6 +17,44 @@ PLUGINS = ROOT / ".build" / "plugins"  # where QGIS and qgis_process find the pl
 KAMPALA = ROOT / "data" / "kampala_oam" / "kampala_oam_z21_mosaic.tif"
 
 
+def write_mosaic_vrt(path, dataset, side, tile, described=False):
+    """Write at ``path`` a VRT of ``side`` x ``side`` px on ``dataset``'s CRS and geotransform whose three Byte bands
+    tile copies of ``dataset``'s pixels: the copy in row ``row``, column ``col`` is read from the file
+    ``tile(row, col)`` (a file like ``dataset``), the last ones cut at the right and bottom edges.
+
+    ``described``: each source's size, type and block size and each band's colour interpretation are written into
+    the VRT, so GDAL opens a source only when it reads from it (for a mosaic of many files).
+    """
+    width, height = dataset.RasterXSize, dataset.RasterYSize
+    block_w, block_h = dataset.GetRasterBand(1).GetBlockSize()
+    sources = [(tile(row, col), col * width, row * height)
+               for row in range(-(-side // height)) for col in range(-(-side // width))]
+    parts = [f'<VRTDataset rasterXSize="{side}" rasterYSize="{side}">', f"<SRS>{dataset.GetProjection()}</SRS>",
+             f"<GeoTransform>{', '.join(map(str, dataset.GetGeoTransform()))}</GeoTransform>"]
+    for band in range(1, 4):
+        if described:
+            colour = gdal.GetColorInterpretationName(dataset.GetRasterBand(band).GetColorInterpretation())
+            parts.append(f'<VRTRasterBand dataType="Byte" band="{band}" blockXSize="{block_w}" '
+                         f'blockYSize="{block_h}"><ColorInterp>{colour}</ColorInterp>')
+        else:
+            parts.append(f'<VRTRasterBand dataType="Byte" band="{band}">')
+        for file, x, y in sources:
+            w, h = min(width, side - x), min(height, side - y)
+            filename, properties = "<SourceFilename>", ""
+            if described:
+                filename = '<SourceFilename relativeToVRT="0">'
+                properties = (f'<SourceProperties RasterXSize="{width}" RasterYSize="{height}" DataType="Byte" '
+                              f'BlockXSize="{block_w}" BlockYSize="{block_h}"/>')
+            parts.append(
+                f"<SimpleSource>{filename}{file}</SourceFilename><SourceBand>{band}</SourceBand>{properties}"
+                f'<SrcRect xOff="0" yOff="0" xSize="{w}" ySize="{h}"/>'
+                f'<DstRect xOff="{x}" yOff="{y}" xSize="{w}" ySize="{h}"/></SimpleSource>'
+            )
+        parts.append("</VRTRasterBand>")
+    parts.append("</VRTDataset>")
+    Path(path).write_text("\n".join(parts))
+
+
 def mosaic(megapixels, source=KAMPALA, name="kampala"):
     """An uncompressed, tiled RGB GeoTIFF of about ``megapixels`` MPix made of copies of a real image.
 
@@ -28,7 +66,6 @@ def mosaic(megapixels, source=KAMPALA, name="kampala"):
     if path.exists():
         return path
     src = gdal.Open(str(source))
-    width, height = src.RasterXSize, src.RasterYSize
     flipped = OUT / f"{name}_flipped.tif"
     if not flipped.exists():
         data = src.ReadAsArray()[:, ::-1, ::-1].copy()
@@ -36,27 +73,8 @@ def mosaic(megapixels, source=KAMPALA, name="kampala"):
         for band in range(3):
             out.GetRasterBand(band + 1).WriteArray(data[band])
         out = None
-    sources = []
-    for row in range(-(-side // height)):
-        for col in range(-(-side // width)):
-            tile = str(source if (row + col) % 2 == 0 else flipped)
-            sources.append((tile, col * width, row * height))
     vrt_path = OUT / f"{name}_{megapixels:g}mp.vrt"
-    gt = src.GetGeoTransform()
-    parts = [f'<VRTDataset rasterXSize="{side}" rasterYSize="{side}">',
-             f"<SRS>{src.GetProjection()}</SRS>", f"<GeoTransform>{', '.join(map(str, gt))}</GeoTransform>"]
-    for band in range(1, 4):
-        parts.append(f'<VRTRasterBand dataType="Byte" band="{band}">')
-        for tile, x, y in sources:
-            w, h = min(width, side - x), min(height, side - y)
-            parts.append(
-                f"<SimpleSource><SourceFilename>{tile}</SourceFilename><SourceBand>{band}</SourceBand>"
-                f'<SrcRect xOff="0" yOff="0" xSize="{w}" ySize="{h}"/><DstRect xOff="{x}" yOff="{y}" '
-                f'xSize="{w}" ySize="{h}"/></SimpleSource>'
-            )
-        parts.append("</VRTRasterBand>")
-    parts.append("</VRTDataset>")
-    vrt_path.write_text("\n".join(parts))
+    write_mosaic_vrt(vrt_path, src, side, lambda row, col: source if (row + col) % 2 == 0 else flipped)
     gdal.Translate(str(path), str(vrt_path), creationOptions=["TILED=YES", "BIGTIFF=IF_SAFER"])
     return path
 

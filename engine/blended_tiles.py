@@ -15,6 +15,7 @@ once the next row of tiles is done, so memory holds two rows of tiles' embedding
 
 import numpy as np
 
+from . import params
 from .errors import InputError
 from .pipeline import ordered_map
 from .segmentation import embedding_cells
@@ -43,15 +44,16 @@ def notes(info, layout):
     return (f"{info.name} has global context (attention or pooling over the whole tile, no finite receptive "
             f"field): tiles of "
             f"{layout.width} x {layout.height} px overlap by {layout.halo} px on each side and their embeddings "
-            f"are blended, so results depend on TILE_SIZE (0 = the model's {info.tile_size} px). Keep TILE_SIZE "
-            f"fixed to compare runs.")
+            f"are blended, so results depend on {params.TILE_SIZE} (0 = the model's {info.tile_size} px). Keep "
+            f"{params.TILE_SIZE} fixed to compare runs.")
 
 
 def check_layout(layout, tile_size):
     if layout.core_height < layout.halo or layout.core_width < layout.halo:
         raise InputError(
-            f"TILE_SIZE {tile_size} px leaves cores ({layout.core_width} x {layout.core_height} px) smaller than the "
-            f"model's blending overlap of {layout.halo} px: choose a TILE_SIZE of at least {3 * layout.halo} px.")
+            f"{params.TILE_SIZE} {tile_size} px leaves cores ({layout.core_width} x {layout.core_height} px) smaller "
+            f"than the model's blending overlap of {layout.halo} px: choose a {params.TILE_SIZE} of at least "
+            f"{3 * layout.halo} px.")
 
 
 def describe_blended(model, reader, layout, chunks, grid, check, workers):

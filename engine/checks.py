@@ -6,11 +6,16 @@ type or value is an ``InputError`` naming the parameter (as the algorithms call 
 ValueError from deep inside, and never a silent run with a meaningless value (MEMORY_MB 0).
 """
 
+from __future__ import annotations
+
 import math
 import numbers
 import os
 import re
+from collections.abc import Iterable
+from typing import Any
 
+from . import params
 from .errors import InputError
 from .outputs import check_path_length
 
@@ -30,8 +35,28 @@ def _bounds(name, value, low, high, above):
         raise InputError(f"{name} must be at most {high}; got {value}.")
 
 
-def whole(name, value, low=None, high=None):
-    """``value`` as an int (whole floats such as 8.0 are accepted), within ``low``..``high``."""
+def whole(name: str, value: Any, low: int | None = None, high: int | None = None) -> int:
+    """``value`` as an int (whole floats such as 8.0 are accepted), within ``low``..``high``.
+
+    Parameters
+    ----------
+    name : str
+        The parameter's name, as messages give it (``params.SEGMENTS``...).
+    value : Any
+        An int, or a float with a whole value.
+    low, high : int, optional
+        Bounds, both included; None = unbounded.
+
+    Returns
+    -------
+    int
+        ``value`` as an int.
+
+    Raises
+    ------
+    InputError
+        ``value`` is not a whole number (a bool, a string, NaN, 2.5...) or lies outside ``low``..``high``.
+    """
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise InputError(f"{name} must be a whole number; got {_shown(value)}.")
     if not isinstance(value, numbers.Integral):
@@ -42,8 +67,31 @@ def whole(name, value, low=None, high=None):
     return value
 
 
-def number(name, value, low=None, high=None, above=None):
-    """``value`` as a finite float within ``low``..``high`` (and greater than ``above``)."""
+def number(name: str, value: Any, low: float | None = None, high: float | None = None,
+           above: float | None = None) -> float:
+    """``value`` as a finite float within ``low``..``high`` (and greater than ``above``).
+
+    Parameters
+    ----------
+    name : str
+        The parameter's name, as messages give it (``params.MEMORY_MB``...).
+    value : Any
+        A real number (int or float, not bool).
+    low, high : float, optional
+        Bounds, both included; None = unbounded.
+    above : float, optional
+        A bound the value must exceed (excluded).
+
+    Returns
+    -------
+    float
+        ``value`` as a float.
+
+    Raises
+    ------
+    InputError
+        ``value`` is not a finite real number (a bool, a string, NaN, inf...) or lies outside the bounds.
+    """
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
         raise InputError(f"{name} must be a number; got {_shown(value)}.")
     value = float(value)
@@ -51,20 +99,71 @@ def number(name, value, low=None, high=None, above=None):
     return value
 
 
-def memory(value):
-    """MEMORY_MB: a working-memory budget in MB, greater than 0."""
-    return number("MEMORY_MB", value, above=0)
+def memory(value: Any) -> float:
+    """MEMORY_MB: a working-memory budget in MB, greater than 0.
+
+    Returns
+    -------
+    float
+        The budget in MB.
+
+    Raises
+    ------
+    InputError
+        ``value`` is not a number greater than 0.
+    """
+    return number(params.MEMORY_MB, value, above=0)
 
 
-def choice(name, value, options):
-    """One of ``options`` (strings)."""
+def choice(name: str, value: Any, options: Iterable[str]) -> str:
+    """One of ``options`` (strings).
+
+    Parameters
+    ----------
+    name : str
+        The parameter's name (``params.METHOD``...).
+    value : Any
+        The option chosen, as a string.
+    options : iterable of str
+        The allowed values, in the order messages list them.
+
+    Returns
+    -------
+    str
+        ``value``.
+
+    Raises
+    ------
+    InputError
+        ``value`` is not one of ``options``.
+    """
     if not isinstance(value, str) or value not in options:
         raise InputError(f"{name} must be one of {', '.join(options)}; got {value!r}.")
     return value
 
 
-def path(name, value, optional=False):
-    """A file path or GDAL dataset name as str (``os.PathLike`` accepted); None when optional and not given."""
+def path(name: str, value: Any, optional: bool = False) -> str | None:
+    """A file path or GDAL dataset name as str (``os.PathLike`` accepted); None when optional and not given.
+
+    Parameters
+    ----------
+    name : str
+        The parameter's name (``params.INPUT``...), as "No INPUT was given" names it.
+    value : str, os.PathLike or None
+        A path, or None / "" for none.
+    optional : bool
+        Whether None or "" stands for "not given".
+
+    Returns
+    -------
+    str or None
+        The path as str; None when ``optional`` and not given.
+
+    Raises
+    ------
+    InputError
+        No path although one is required, a value that is not a path, or a path longer than the system takes.
+    """
     if value is None or value == "":
         if optional:
             return None
@@ -76,11 +175,30 @@ def path(name, value, optional=False):
     return check_path_length(name, value)
 
 
-def bands(value, name="BANDS"):
+def bands(value: Any, name: str = params.BANDS) -> list[int] | None:
     """Band numbers from a list of numbers or a text such as "1,2,3", "1;2;3" or "1 2 3"; None when empty.
 
     QGIS reads a text value of a multiple band parameter only when it is separated by semicolons: "1,2,3" written
-    on the qgis_process command line became band 0."""
+    on the qgis_process command line became band 0.
+
+    Parameters
+    ----------
+    value : str, bytes, number, iterable or None
+        Band numbers as text, one number, or a list of numbers or texts.
+    name : str
+        The parameter's name, as messages give it.
+
+    Returns
+    -------
+    list of int or None
+        The band numbers in the order given; None when none are given. (Their range is checked when the raster
+        is opened.)
+
+    Raises
+    ------
+    InputError
+        A part that is not a whole number.
+    """
     if value is None:
         return None
     if isinstance(value, (str, bytes)):
@@ -107,8 +225,19 @@ def bands(value, name="BANDS"):
     return result or None
 
 
-def names(value, name="NAMES"):
-    """Segment names: a list of strings in id order, or None."""
+def names(value: Any, name: str = params.NAMES) -> list[str] | None:
+    """Segment names: a list of strings in id order, or None.
+
+    Returns
+    -------
+    list of str or None
+        The names; None when ``value`` is None or empty.
+
+    Raises
+    ------
+    InputError
+        ``value`` is not a list or tuple of strings.
+    """
     if value is None:
         return None
     if isinstance(value, str) or not isinstance(value, (list, tuple)) or not all(isinstance(n, str) for n in value):

@@ -43,6 +43,7 @@ from dataclasses import dataclass
 import numpy as np
 from osgeo import gdal
 
+from . import params
 from .errors import Cancelled, ClusterError, InputError, SegmenterError
 from .memory import block_cache, release_freed
 from .onnx_runtime import python_executable
@@ -69,10 +70,10 @@ def install_command():
 
 def install_message():
     return (
-        "Running on a Dask cluster (SCHEDULER) needs the Python package distributed, which is not installed for "
-        f"the Python that QGIS runs ({python_executable()}). Install it with:\n    {install_command()}\n"
-        "then restart QGIS, or leave SCHEDULER empty to run in this process. Every worker needs the same package "
-        "and the same Map Segmenter version."
+        f"Running on a Dask cluster ({params.SCHEDULER}) needs the Python package distributed, which is not "
+        f"installed for the Python that QGIS runs ({python_executable()}). Install it with:\n    {install_command()}\n"
+        f"then restart QGIS, or leave {params.SCHEDULER} empty to run in this process. Every worker needs the same "
+        "package and the same Map Segmenter version."
     )
 
 
@@ -271,8 +272,8 @@ class Cluster:
     def unanswered(self, what, timeout, error):
         """The ClusterError for a wait on the scheduler that ``error`` ended (``what`` it did not do)."""
         return ClusterError(f"The Dask scheduler at {self.address} {what} within {timeout:g} s ({_reason(error)}); "
-                            f"no output was written. Run again once the scheduler answers, or leave SCHEDULER empty "
-                            f"to run in this process.")
+                            f"no output was written. Run again once the scheduler answers, or leave "
+                            f"{params.SCHEDULER} empty to run in this process.")
 
     def share(self, value):
         """``value`` sent once to every worker; pass the returned future as a task argument."""
@@ -365,7 +366,7 @@ class Cluster:
             if self.client.status != "running" or "connection-lost" in str(error):
                 raise ClusterError(f"The connection to the Dask scheduler at {self.address} was lost during the run "
                                    f"(the scheduler stopped, or the network failed); no output was written. Run "
-                                   f"again once the scheduler answers, or leave SCHEDULER empty.") from None
+                                   f"again once the scheduler answers, or leave {params.SCHEDULER} empty.") from None
             raise ClusterError(f"{what.capitalize()} failed on the Dask cluster at {self.address}: "
                                f"{type(error).__name__}: {error}. No output was written.") from None
         finally:
@@ -467,8 +468,8 @@ def connect(scheduler, progress, memory_mb=256, timeout=None):
                 raise
             raise ClusterError(
                 f"Could not reach the Dask scheduler at {address} within {timeout:g} s ({_reason(error)}); no "
-                f"output was written. Check SCHEDULER (e.g. tcp://10.0.0.5:8786) and that `dask scheduler` runs "
-                f"there, or leave it empty to run in this process.") from None
+                f"output was written. Check {params.SCHEDULER} (e.g. tcp://10.0.0.5:8786) and that `dask scheduler` "
+                f"runs there, or leave it empty to run in this process.") from None
     left = max(1.0, timeout - (time.monotonic() - started))
     try:
         try:
@@ -481,7 +482,7 @@ def connect(scheduler, progress, memory_mb=256, timeout=None):
                 raise
             raise ClusterError(f"The Dask scheduler at {address} did not list its workers within {left:g} s "
                                f"({_reason(error)}); no output was written. Run again once the scheduler answers, "
-                               f"or leave SCHEDULER empty to run in this process.") from None
+                               f"or leave {params.SCHEDULER} empty to run in this process.") from None
         cluster = Cluster(client, address, owned, progress, timeout, memory_mb, loop, nthreads)
         _check_versions(cluster)
     except BaseException:

@@ -12,6 +12,7 @@ import os
 import numpy as np
 from osgeo import gdal
 
+from . import params
 from .errors import InputError
 from .metadata import FeatureMeta, write_metadata
 from .outputs import write_failure
@@ -139,15 +140,15 @@ class FeatureRaster:
         self.nodata = [None] * channels  # per band: a declared nodata value other than NaN
 
     @classmethod
-    def open(cls, path, purpose="feature raster (FEATURES)"):
+    def open(cls, path, purpose=f"feature raster ({params.FEATURES})"):
         """Open a feature raster written earlier (FEATURES of segmenter:kmeans or segmenter:cnn): float bands."""
         dataset = open_raster(path, purpose=purpose)
         band_types = {dataset.GetRasterBand(i).DataType for i in range(1, dataset.RasterCount + 1)}
         if band_types - {gdal.GDT_Float32, gdal.GDT_Float64}:
             names = ", ".join(sorted(gdal.GetDataTypeName(t) for t in band_types))
             raise InputError(
-                f"FEATURES '{path}' holds {names} values; it should be the Float32 FEATURES raster written "
-                f"by segmenter:kmeans (or segmenter:cnn) with LABELS."
+                f"{params.FEATURES} '{path}' holds {names} values; it should be the Float32 {params.FEATURES} raster "
+                f"written by segmenter:kmeans (or segmenter:cnn) with {params.LABELS}."
             )
         features = cls(_OpenedDataset(dataset), Window.whole(dataset.RasterXSize, dataset.RasterYSize),
                        dataset.RasterCount, path)

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from . import blas
+from . import blas, params
 from .errors import InputError
 
 
@@ -68,7 +68,8 @@ def fit(points, k, seed=0, restarts=4, iterations=100, trial_size=10_000, check=
     points = np.asarray(points, np.float64)
     if points.shape[0] < k:
         raise InputError(
-            f"Only {points.shape[0]} valid blocks for {k} segments. Choose fewer SEGMENTS or a smaller BLOCK_SIZE."
+            f"Only {points.shape[0]} valid blocks for {k} segments. Choose fewer {params.SEGMENTS} or a smaller "
+            f"{params.BLOCK_SIZE}."
         )
     trial = points[:trial_size]
     with blas.single_thread():  # products too small for two threads (engine/blas.py); the numbers do not change

@@ -18,7 +18,7 @@ from functools import partial
 
 import numpy as np
 
-from . import checks, kmeans
+from . import checks, kmeans, params
 from .descriptors import QUANT, TEXTURE_WEIGHT, block_descriptors, feature_names
 from .errors import InputError
 from .feature_raster import STRIP_OPTIONS
@@ -121,15 +121,15 @@ class BlockDescriptors(FeatureExtractor):
               ("Assigning segments", 39))
     unit = "windows"
     cell_units = "blocks"
-    advice = "Choose fewer SEGMENTS or a smaller BLOCK_SIZE."
+    advice = f"Choose fewer {params.SEGMENTS} or a smaller {params.BLOCK_SIZE}."
     feature_options = STRIP_OPTIONS
 
     def __init__(self, block=4, context=1, texture_weight=TEXTURE_WEIGHT):
-        self.stride = checks.whole("BLOCK_SIZE", block)
+        self.stride = checks.whole(params.BLOCK_SIZE, block)
         self.context = checks.whole("context", context, 0)
         self.texture_weight = checks.number("texture_weight", texture_weight, 0)
         if self.stride < 1:
-            raise InputError(f"BLOCK_SIZE must be at least 1 pixel; got {self.stride}.")
+            raise InputError(f"{params.BLOCK_SIZE} must be at least 1 pixel; got {self.stride}.")
         self.halo = self.context * self.stride
 
     def check_raster(self, raster):
@@ -137,18 +137,19 @@ class BlockDescriptors(FeatureExtractor):
         self.channels = len(feature_names(len(raster.bands)))
         if block > max(raster.width, raster.height):  # thinner rasters are fine: their blocks are partial
             raise InputError(
-                f"BLOCK_SIZE {block} px is larger than the raster ({raster.width} x {raster.height} px). "
-                f"Choose a BLOCK_SIZE of at most {max(raster.width, raster.height)}."
+                f"{params.BLOCK_SIZE} {block} px is larger than the raster ({raster.width} x {raster.height} px). "
+                f"Choose a {params.BLOCK_SIZE} of at most {max(raster.width, raster.height)}."
             )
 
     def reference_mismatch(self, reference):
         centres, feature_meta = reference.centres, reference.features
         if centres.ndim != 2 or centres.shape[1] != self.channels or feature_meta.kind != DESCRIPTOR:
             return (f"was made with other features ({feature_meta.kind}, {centres.shape[-1]} channels); this run "
-                    f"has {self.channels} {DESCRIPTOR} channels. Use the same BANDS count and method as the "
+                    f"has {self.channels} {DESCRIPTOR} channels. Use the same {params.BANDS} count and method as the "
                     f"reference.")
         if feature_meta.stride != self.stride:
-            return f"used BLOCK_SIZE {feature_meta.stride}; this run uses {self.stride}. Use the same BLOCK_SIZE."
+            return (f"used {params.BLOCK_SIZE} {feature_meta.stride}; this run uses {self.stride}. Use the same "
+                    f"{params.BLOCK_SIZE}.")
         return None
 
     def plan(self, raster, settings, reference, progress):

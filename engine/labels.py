@@ -1,18 +1,23 @@
 """The label-raster contract: ids 1..K, 0 = nodata, metadata, colour table and a QGIS ``.qml`` sidecar."""
 
+from __future__ import annotations
+
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from osgeo import gdal
 
-from . import VERSION
+from . import VERSION, params
 from .colour_tables import colour_table, table_colours, table_entries
 from .errors import InputError
 from .metadata import MAX_ID, LabelMeta, read_metadata, write_metadata
 from .outputs import CommitGroup, style_path
 from .palette import qualitative
-from .raster_io import open_raster, read_window
+from .raster_io import AtomicRaster, open_raster, read_window
+from .windows import Window
 
 NODATA = 0
 MAX_SEGMENTS = 254
@@ -20,15 +25,17 @@ MANY_IDS = 64  # more distinct values than this and no Map Segmenter metadata: p
 SCAN_PIXELS = 2**22  # pixels per read when a label raster is scanned for its ids
 
 
-def label_type(segments):
+def label_type(segments: int) -> int:
+    """The GDAL type of a label raster of ``segments`` ids: Byte up to MAX_SEGMENTS, else UInt16."""
     return gdal.GDT_Byte if segments <= MAX_SEGMENTS else gdal.GDT_UInt16
 
 
-def segment_names(segments):
+def segment_names(segments: int) -> list[str]:
+    """The default names "Segment 1" .. "Segment K"."""
     return [f"Segment {index}" for index in range(1, segments + 1)]
 
 
-def style_label_band(band, segments, colours=None):
+def style_label_band(band: gdal.Band, segments: int, colours: Sequence[tuple] | None = None) -> None:
     """Nodata 0 and a colour table on a label band (names go to metadata and the .qml: GeoTIFF cannot hold
     category names without an .aux.xml sidecar). The table is left alone when it is already right."""
     band.SetNoDataValue(NODATA)
@@ -44,27 +51,52 @@ INTEGER_TYPES = {
 }
 
 
-def nodata_as_zero(values, other_nodata):
+def nodata_as_zero(values: np.ndarray, other_nodata: float | None) -> np.ndarray:
     """Label values with a declared nodata other than 0 (see ``check_label_band``) turned into 0 (in place)."""
     if other_nodata is not None:
         values[values == other_nodata] = NODATA
     return values
 
 
-def check_label_band(dataset, path, purpose="label raster", hint=""):
+def check_label_band(dataset: gdal.Dataset, path: str, purpose: str = "label raster",
+                     hint: str = "") -> tuple[gdal.Band, float | None]:
     """The band of segment ids of an opened label raster, and its nodata value when that is not 0 (else None).
 
-    The checks every step that reads labels makes (one band, integer values), with the same messages."""
+    The checks every step that reads labels makes (one band, integer values), with the same messages.
+
+    Parameters
+    ----------
+    dataset : gdal.Dataset
+        The opened raster.
+    path : str
+        Its path, as messages name it.
+    purpose : str
+        What the raster is to the step, as messages name it ("label raster", "reference label raster"...).
+    hint : str
+        Text appended to the messages (advice of the calling step).
+
+    Returns
+    -------
+    band : gdal.Band
+        Band 1.
+    other_nodata : float or None
+        The band's declared nodata value when it is not 0 (read as 0), else None.
+
+    Raises
+    ------
+    InputError
+        The raster has more than one band or non-integer values.
+    """
     band = dataset.GetRasterBand(1)
     if band.DataType not in INTEGER_TYPES:
         raise InputError(
             f"The {purpose} '{path}' holds {gdal.GetDataTypeName(band.DataType)} values, not integer segment ids. "
-            f"Choose a label raster (ids 1..K, 0 = nodata) such as the OUTPUT of segmenter:kmeans.{hint}"
+            f"Choose a label raster (ids 1..K, 0 = nodata) such as the {params.OUTPUT} of segmenter:kmeans.{hint}"
         )
     if dataset.RasterCount != 1:
         raise InputError(
             f"The {purpose} '{path}' has {dataset.RasterCount} bands; a label raster has one band of segment ids. "
-            f"Choose the OUTPUT of a Map Segmenter segmentation (for example segmenter:kmeans).{hint}"
+            f"Choose the {params.OUTPUT} of a Map Segmenter segmentation (for example segmenter:kmeans).{hint}"
         )
     nodata = band.GetNoDataValue()
     return band, (None if nodata is None or nodata == NODATA or not np.isfinite(nodata) else nodata)
@@ -81,14 +113,32 @@ class LabelRaster:
     segments: int  # K: from the metadata, or a scan, or the value range; 0 while only the data can tell
     metadata: dict
     other_nodata: float = None  # a declared nodata value other than 0: read as 0
-    present: "PresentIds" = None  # the ids found when the metadata did not give K (a scan of the raster)
+    present: PresentIds = None  # the ids found when the metadata did not give K (a scan of the raster)
     dtype: np.dtype = None  # ids as the engine holds them (None: not a Byte/UInt16 raster; see ``open``)
     output_type: int = None  # the GDAL type of a label raster with these ids
 
     @classmethod
-    def open(cls, path, purpose="label raster", hint=""):
+    def open(cls, path: str, purpose: str = "label raster", hint: str = "") -> LabelRaster:
         """Open and check a label raster (one band of integers); K from its metadata (0 when it does not say).
-        ``dtype`` and ``output_type`` are set for Byte and UInt16 rasters, the types Map Segmenter writes."""
+        ``dtype`` and ``output_type`` are set for Byte and UInt16 rasters, the types Map Segmenter writes.
+
+        Parameters
+        ----------
+        path : str
+            The raster's path or GDAL dataset name.
+        purpose, hint : str
+            As ``check_label_band`` takes them.
+
+        Returns
+        -------
+        LabelRaster
+            The opened raster; ``segments`` is 0 when its metadata does not give K.
+
+        Raises
+        ------
+        InputError
+            The raster cannot be opened, or is not one band of integers.
+        """
         dataset = open_raster(path, purpose=purpose)
         band, other_nodata = check_label_band(dataset, path, purpose, hint)
         metadata = read_metadata(dataset)
@@ -98,42 +148,64 @@ class LabelRaster:
                    output_type=band.DataType if known else None)
 
     @property
-    def meta(self):
+    def meta(self) -> LabelMeta:
         """The metadata as a ``LabelMeta``."""
         return LabelMeta.parse(self.metadata)
 
     @property
-    def width(self):
+    def width(self) -> int:
         return self.dataset.RasterXSize
 
     @property
-    def height(self):
+    def height(self) -> int:
         return self.dataset.RasterYSize
 
-    def read(self, window):
+    def read(self, window: Window) -> np.ndarray:
         """The ids of ``window`` (a ``Window``), nodata as 0, as ``dtype``."""
         ids = self.as_ids(read_window(self.band, *window.box, self.path))
         return ids if self.dtype is None else ids.astype(self.dtype, copy=False)
 
-    def as_ids(self, values):
+    def as_ids(self, values: np.ndarray) -> np.ndarray:
         return nodata_as_zero(values, self.other_nodata)
 
-    def release_cache(self):
+    def release_cache(self) -> None:
         """Drop GDAL's cached blocks of the labels: memory follows the window, not the raster."""
         self.dataset.FlushCache()
 
-    def close(self):
+    def close(self) -> None:
         self.band = self.dataset = None
 
 
-def open_label_raster(path, purpose="label raster", check=None):
-    """Open a label raster written by a segmentation step: one Byte/UInt16 band; K from metadata or the maximum."""
+def open_label_raster(path: str, purpose: str = "label raster",
+                      check: Callable[[], None] | None = None) -> LabelRaster:
+    """Open a label raster written by a segmentation step: one Byte/UInt16 band; K from metadata or the maximum.
+
+    Parameters
+    ----------
+    path : str
+        The raster's path or GDAL dataset name.
+    purpose : str
+        What the raster is to the step, as messages name it.
+    check : callable, optional
+        Called between the strips of a scan for the highest id (it raises to cancel).
+
+    Returns
+    -------
+    LabelRaster
+        The opened raster with ``segments`` = K (from its metadata, else its highest id, then ``present`` holds
+        the ids found).
+
+    Raises
+    ------
+    InputError
+        The raster cannot be opened, is not one band, or its ids are not Byte or UInt16.
+    """
     labels = LabelRaster.open(path, purpose)
     if labels.dtype is None:
         raise InputError(
             f"The {purpose} '{path}' holds {gdal.GetDataTypeName(labels.band.DataType)} ids; this step reads the "
             f"label rasters Map Segmenter writes (Byte or UInt16 ids, 0 = nodata). Convert it with gdal_translate "
-            f"-ot UInt16, or choose the OUTPUT of a Map Segmenter segmentation."
+            f"-ot UInt16, or choose the {params.OUTPUT} of a Map Segmenter segmentation."
         )
     if not labels.segments:  # no K in the metadata: the highest id is K
         labels.present = scan_ids(labels.band, path, labels.other_nodata, check)
@@ -153,7 +225,7 @@ class PresentIds:
     def __init__(self):
         self.seen = np.zeros(MAX_ID + 1, bool)
 
-    def add(self, ids):
+    def add(self, ids: np.ndarray) -> None:
         flat = ids.reshape(-1)
         for start in range(0, flat.size, self.CHUNK):
             part = flat[start : start + self.CHUNK]
@@ -167,24 +239,47 @@ class PresentIds:
         self.seen[NODATA] = False
 
     @property
-    def ids(self):
+    def ids(self) -> list[int]:
         return np.flatnonzero(self.seen).tolist()
 
     @property
-    def count(self):
+    def count(self) -> int:
         return int(np.count_nonzero(self.seen))
 
     @property
-    def highest(self):
+    def highest(self) -> int:
         present = np.flatnonzero(self.seen)
         return int(present[-1]) if len(present) else 0
 
 
-def scan_ids(band, path, other_nodata=None, check=None):
+def scan_ids(band: gdal.Band, path: str, other_nodata: float | None = None,
+             check: Callable[[], None] | None = None) -> PresentIds:
     """The ``PresentIds`` of a whole label band (Byte or UInt16), read in strips of whole blocks; ``check()`` is
     called between strips (it raises to cancel).
 
-    (GDAL's histogram would do it in C, but it saves itself in an .aux.xml beside the input.)"""
+    (GDAL's histogram would do it in C, but it saves itself in an .aux.xml beside the input.)
+
+    Parameters
+    ----------
+    band : gdal.Band
+        The label band.
+    path : str
+        Its raster's path, as messages name it.
+    other_nodata : float, optional
+        A declared nodata value other than 0, read as 0.
+    check : callable, optional
+        Called between strips.
+
+    Returns
+    -------
+    PresentIds
+        The ids that occur.
+
+    Raises
+    ------
+    InputError
+        A block cannot be read (a damaged file).
+    """
     width, height = band.XSize, band.YSize
     block_height = band.GetBlockSize()[1]
     rows = max(1, SCAN_PIXELS // max(1, width) // block_height) * block_height
@@ -198,13 +293,13 @@ def scan_ids(band, path, other_nodata=None, check=None):
     return present
 
 
-def ids_text(ids, most=12):
+def ids_text(ids: Sequence[int], most: int = 12) -> str:
     """Ids as text for messages: "1, 2, 5" (or the first ``most`` and how many more)."""
     shown = ", ".join(map(str, ids[:most]))
     return shown if len(ids) <= most else f"{shown} and {len(ids) - most} more"
 
 
-def label_doubt(path, metadata, present):
+def label_doubt(path: str, metadata: dict, present: PresentIds | None) -> str | None:
     """A warning when ``path`` (``metadata``: its SEGMENTER_* items) does not look like a label raster: no Map
     Segmenter metadata and more than MANY_IDS distinct values, as in an image (a grey photo has about 255)."""
     if metadata or present is None or present.count <= MANY_IDS:
@@ -212,11 +307,11 @@ def label_doubt(path, metadata, present):
     return (
         f"'{path}' does not look like a label raster: it has no Map Segmenter metadata and {present.count} distinct "
         f"values, as an image has, so each value is taken as a segment (ids up to {present.highest}). If it is an "
-        f"image, segment it first with segmenter:kmeans or segmenter:cnn and use their OUTPUT here."
+        f"image, segment it first with segmenter:kmeans or segmenter:cnn and use their {params.OUTPUT} here."
     )
 
 
-def fewer_segments(present, segments, reason):
+def fewer_segments(present: PresentIds, segments: int, reason: str) -> str | None:
     """A warning when only some of ``segments`` ids occur in an output (``present``: its ``PresentIds``)."""
     if present.count >= segments:
         return None
@@ -227,12 +322,28 @@ def fewer_segments(present, segments, reason):
 
 
 REFERENCE_ADVICE = ("Choose a label raster as segmenter:kmeans or segmenter:cnn wrote it (its SEGMENTER_* metadata "
-                    "intact), or leave REFERENCE empty to fit new centres.")
+                    f"intact), or leave {params.REFERENCE} empty to fit new centres.")
 
 
-def read_reference(path):
+def read_reference(path: str) -> dict[str, Any]:
     """Centres and descriptor settings from a label raster written earlier, for consistent ids across rasters:
-    its SEGMENTER_* items, checked by ``validate_reference`` (centres as a float64 array, K an int)."""
+    its SEGMENTER_* items, checked by ``validate_reference`` (centres as a float64 array, K an int).
+
+    Parameters
+    ----------
+    path : str
+        The REFERENCE label raster.
+
+    Returns
+    -------
+    dict
+        Its SEGMENTER_* items (lower-case keys), ``centres`` as a float64 array and ``k`` an int.
+
+    Raises
+    ------
+    InputError
+        The raster cannot be opened, or its items are missing or damaged.
+    """
     dataset = open_raster(path, purpose="reference label raster")
     return validate_reference(read_metadata(dataset), path)
 
@@ -245,7 +356,7 @@ def _number(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def validate_reference(items, path):
+def validate_reference(items: dict[str, Any], path: str) -> dict[str, Any]:
     """The metadata ``items`` of the reference at ``path`` (``read_metadata``), each item a reference needs
     checked before any work: CENTRES (a table of finite numbers, one row per segment), K (a whole number of
     segments that the centres match), FEATURES (what the centres were fitted on: as many names as each centre has
@@ -299,7 +410,7 @@ def validate_reference(items, path):
 _XML_ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", "\n": "&#10;", "\r": "&#13;", "\t": "&#9;"}
 
 
-def xml_attribute(text):
+def xml_attribute(text: str) -> str:
     """``text`` as a quoted XML attribute value, character for character what ``xml.sax.saxutils.quoteattr``
     writes. The plugin writes XML and never parses any: this avoids importing ``xml.sax`` only for escaping,
     an import the plugin repository's Bandit scan reports (B406)."""
@@ -343,7 +454,7 @@ _QML_ENTRY = re.compile(
     r'        <paletteEntry value="\d+" color="#[0-9a-f]{6}" alpha="255" label=(?:"[^"]*"|\'[^\']*\')/>')
 
 
-def qml_text(segments, colours=None, names=None):
+def qml_text(segments: int, colours: Sequence[tuple] | None = None, names: Sequence[str] | None = None) -> str:
     """The ``.qml`` style (paletted renderer, one entry per segment), marked as written by Map Segmenter."""
     colours = colours or qualitative(segments)
     names = names or segment_names(segments)
@@ -356,7 +467,7 @@ def qml_text(segments, colours=None, names=None):
     return f"{head}\n{STYLE_COMMENT}\n{rest}{entries}{_QML_TAIL}"
 
 
-def is_our_style(path):
+def is_our_style(path: str) -> bool:
     """Whether the .qml at ``path`` was written by Map Segmenter: it has our mark, or is exactly what versions
     before the mark wrote. A style the user saved there (QGIS rewrites the whole file) is not ours."""
     try:
@@ -372,10 +483,35 @@ def is_our_style(path):
     return all(_QML_ENTRY.fullmatch(entry) for entry in entries)
 
 
-def write_qml(raster_path, segments, colours=None, names=None, group=None):
+def write_qml(raster_path: str, segments: int, colours: Sequence[tuple] | None = None,
+              names: Sequence[str] | None = None, group: CommitGroup | None = None) -> str | None:
     """The ``.qml`` sidecar that QGIS loads with the raster, written atomically; with a ``CommitGroup`` it is
     put in place with the group's other outputs. A .qml there that is not ours (a user's own style, an input's
-    style) is left alone with a warning: returns None; else the path."""
+    style) is left alone with a warning: returns None; else the path.
+
+    Parameters
+    ----------
+    raster_path : str
+        The label raster the style belongs to.
+    segments : int
+        K: one palette entry per id 1..K.
+    colours : sequence of (r, g, b), optional
+        The segments' colours; default the qualitative palette.
+    names : sequence of str, optional
+        The segments' names; default "Segment 1" ...
+    group : CommitGroup, optional
+        The group the style is committed with; None commits it here.
+
+    Returns
+    -------
+    str or None
+        The .qml's path, or None when a style that is not ours was left in place.
+
+    Raises
+    ------
+    OutputError
+        The style cannot be written.
+    """
     text = qml_text(segments, colours, names).encode("utf-8")
     if group is None:
         with CommitGroup() as group:
@@ -385,9 +521,32 @@ def write_qml(raster_path, segments, colours=None, names=None, group=None):
     return group.write_sidecar(raster_path, style_path(raster_path), text, is_our_style)
 
 
-def finish_label_raster(output, segments, metadata, colours=None, names=None):
+def finish_label_raster(output: AtomicRaster, segments: int, metadata: dict[str, Any],
+                        colours: Sequence[tuple] | None = None, names: Sequence[str] | None = None) -> str:
     """Style, tag and commit an ``AtomicRaster`` of labels, then write its ``.qml`` (both in the output's
-    ``CommitGroup`` when it has one)."""
+    ``CommitGroup`` when it has one).
+
+    Parameters
+    ----------
+    output : AtomicRaster
+        The written label raster, not yet committed.
+    segments : int
+        K.
+    metadata : dict
+        SEGMENTER_* items to write besides K, names and version.
+    colours, names : sequence, optional
+        As ``write_qml`` takes them.
+
+    Returns
+    -------
+    str
+        The committed raster's path (where its group puts it).
+
+    Raises
+    ------
+    OutputError
+        The raster or its style cannot be written.
+    """
     names = names or segment_names(segments)
     style_label_band(output.band(1), segments, colours)
     write_metadata(output.dataset, k=segments, names=names, version=VERSION, **metadata)
@@ -403,11 +562,22 @@ class LegendEntry:
     name: str
 
 
-def read_legend(path):
+def read_legend(path: str) -> list[LegendEntry] | None:
     """The K legend entries of a label raster (id, RGB colour, name) as written by Map Segmenter: K and names
     from its metadata, colours from its colour table (the qualitative palette where it has none).
 
-    None when the raster is not a label raster of ours (no SEGMENTER_K), so callers leave it as it is."""
+    None when the raster is not a label raster of ours (no SEGMENTER_K), so callers leave it as it is.
+
+    Parameters
+    ----------
+    path : str
+        Any raster path; it is opened read-only and never raises.
+
+    Returns
+    -------
+    list of LegendEntry or None
+        One entry per id 1..K, or None.
+    """
     try:
         dataset = gdal.Open(str(path), gdal.GA_ReadOnly)
     except RuntimeError:

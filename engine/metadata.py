@@ -6,23 +6,48 @@ leniently: an item that is missing or malformed reads as unknown (None), and ``r
 that a step carries an input's metadata into its output unchanged.
 """
 
+from __future__ import annotations
+
 import json
 from dataclasses import dataclass, field
+from typing import Any
+
+from osgeo import gdal
 
 PREFIX = "SEGMENTER_"
 MAX_ID = 65535  # the largest id of a label raster (UInt16)
 _FEATURE_KEYS = ("kind", "names", "stride", "bands", "input_ranges")
 
 
-def write_metadata(dataset, **values):
-    """Store values (JSON-encoded) as SEGMENTER_* metadata items of the dataset."""
+def write_metadata(dataset: gdal.Dataset, **values: Any) -> None:
+    """Store values (JSON-encoded) as SEGMENTER_* metadata items of the dataset.
+
+    Parameters
+    ----------
+    dataset : gdal.Dataset
+        A dataset open for writing; its other metadata items are kept.
+    **values
+        JSON-serialisable values, each stored as ``SEGMENTER_<KEY>`` (the key upper-cased).
+    """
     dataset.SetMetadata(
         {**dataset.GetMetadata(), **{PREFIX + key.upper(): json.dumps(value) for key, value in values.items()}}
     )
 
 
-def read_metadata(dataset):
-    """The SEGMENTER_* metadata of a dataset as a dict with lower-case keys."""
+def read_metadata(dataset: gdal.Dataset) -> dict[str, Any]:
+    """The SEGMENTER_* metadata of a dataset as a dict with lower-case keys.
+
+    Parameters
+    ----------
+    dataset : gdal.Dataset
+        Any open dataset.
+
+    Returns
+    -------
+    dict
+        ``{key: value}`` of its SEGMENTER_* items, without the prefix; a value that is not JSON stays the text it
+        is. Empty for a raster Map Segmenter did not write.
+    """
     result = {}
     for key, value in (dataset.GetMetadata() or {}).items():
         if key.startswith(PREFIX):
@@ -46,22 +71,22 @@ class FeatureMeta:
     the method's own settings (``details``: context and texture weight, or the model and its halo), the input
     ``bands`` and the ``input_ranges`` that mapped them onto 0..255 (None for 8-bit input)."""
 
-    kind: str = None
-    names: list = None
-    stride: int = None
+    kind: str | None = None
+    names: list | None = None
+    stride: int | None = None
     details: dict = field(default_factory=dict)
-    bands: list = None
-    input_ranges: list = None
+    bands: list | None = None
+    input_ranges: list | None = None
     raw: dict = field(default_factory=dict, compare=False, repr=False)  # the items as read
 
-    def as_dict(self):
+    def as_dict(self) -> dict[str, Any]:
         """The SEGMENTER_FEATURES value (and the ``features`` item of a label raster), keys in the order written
         since the first version."""
         return dict(kind=self.kind, names=self.names, stride=self.stride, **self.details, bands=self.bands,
                     input_ranges=self.input_ranges)
 
     @classmethod
-    def parse(cls, value):
+    def parse(cls, value: Any) -> FeatureMeta:
         """The ``FeatureMeta`` of a metadata value (a dict as ``as_dict`` gives; anything else: all unknown)."""
         if not isinstance(value, dict):
             return cls()
@@ -70,7 +95,7 @@ class FeatureMeta:
                    value.get("input_ranges"), dict(value))
 
     @classmethod
-    def read(cls, dataset):
+    def read(cls, dataset: gdal.Dataset) -> FeatureMeta:
         """The ``FeatureMeta`` of a feature raster (its own SEGMENTER_* items)."""
         return cls.parse(read_metadata(dataset))
 
@@ -80,23 +105,25 @@ class LabelMeta:
     """What a label raster says of itself: K (``k``, 1..65535), segment ``names``, the ``method`` that made it, its
     ``centres`` (as stored) and the ``features`` they were fitted on."""
 
-    k: int = None
-    names: list = None
-    method: str = None
-    centres: object = None
+    k: int | None = None
+    names: list | None = None
+    method: str | None = None
+    centres: Any = None
     features: FeatureMeta = field(default_factory=FeatureMeta)
     raw: dict = field(default_factory=dict, compare=False, repr=False)  # the items as read
 
     @classmethod
-    def parse(cls, items):
+    def parse(cls, items: dict[str, Any]) -> LabelMeta:
+        """The ``LabelMeta`` of the SEGMENTER_* items ``read_metadata`` gives (unknown values as None)."""
         return cls(_whole(items.get("k"), 1, MAX_ID), items.get("names"), items.get("method"), items.get("centres"),
                    FeatureMeta.parse(items.get("features")), dict(items))
 
     @classmethod
-    def read(cls, dataset):
+    def read(cls, dataset: gdal.Dataset) -> LabelMeta:
+        """The ``LabelMeta`` of a label raster."""
         return cls.parse(read_metadata(dataset))
 
-    def names_for(self, segments):
+    def names_for(self, segments: int) -> list[str] | None:
         """The segment names when there is one text for each of ``segments`` ids, else None."""
         names = self.names
         if isinstance(names, list) and len(names) == segments and all(isinstance(name, str) for name in names):
@@ -104,11 +131,11 @@ class LabelMeta:
         return None
 
     @property
-    def stride(self):
+    def stride(self) -> int | None:
         """Block size (or model stride) of the segmentation that made the labels, if the metadata says."""
         return self.features.stride or _whole(self.raw.get("stride"))
 
-    def carried(self):
+    def carried(self) -> dict[str, Any]:
         """The items a step that rewrites the labels carries into its output (all but K, names and version,
         which it writes anew)."""
         return {key: value for key, value in self.raw.items() if key not in ("k", "names", "version")}

@@ -14,6 +14,8 @@ itself, so ``prepare_outputs`` removes such leftovers beside its destinations an
 once the process that made them is gone; a live run's files are never touched.
 """
 
+from __future__ import annotations
+
 import hashlib
 import os
 import re
@@ -21,12 +23,15 @@ import secrets
 import shutil
 import socket
 import tempfile
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from osgeo import gdal
 
 from .errors import InputError, OutputError
+from .progress import Progress
 
 RASTER_EXTENSIONS = ("tif", "tiff")  # GeoTIFF, the only raster format the engine writes
 PNG_EXTENSIONS = ("png",)
@@ -71,10 +76,10 @@ class Destination:
     path: str
     kind: str = "raster"
     optional: bool = False
-    layer: str = None  # a GeoPackage destination (kind "table" or "polygons"): the layer written in it
+    layer: str | None = None  # a GeoPackage destination (kind "table" or "polygons"): the layer written in it
 
 
-def style_path(raster_path):
+def style_path(raster_path: str) -> str:
     """Where QGIS looks for the style of a raster: its name with the extension .qml."""
     return os.path.splitext(raster_path)[0] + ".qml"
 
@@ -96,7 +101,7 @@ def _truncated(text, size):
     return text
 
 
-def temporary_path(path, suffix):
+def temporary_path(path: str, suffix: str) -> str:
     """A hidden name beside ``path`` for its content while it is written; it fits the file system's name length
     (a long name is shortened and keeps a hash of itself) with room for GDAL's .aux.xml beside it."""
     directory, name = os.path.split(os.path.abspath(path))
@@ -108,7 +113,7 @@ def temporary_path(path, suffix):
     return os.path.join(directory, f".{name}{tag}")
 
 
-def scratch_folder():
+def scratch_folder() -> str:
     """A new folder for this run's scratch files in the system's temporary folder, named after this process."""
     return tempfile.mkdtemp(prefix=f"segmenter-ms-{os.getpid()}-{HOST}-")
 
@@ -139,10 +144,21 @@ def _owner(name, pattern):
     return int(match.group(1))
 
 
-def sweep(directories, scratch=None):
+def sweep(directories: Iterable[str], scratch: str | None = None) -> list[str]:
     """Remove partial files (in ``directories``) and scratch folders (in ``scratch``) whose process is gone.
 
-    Returns the paths removed."""
+    Parameters
+    ----------
+    directories : iterable of str
+        Folders to clear of temporary files (``.NAME.ms-<pid>-<host>-*.partial*``) of stopped runs.
+    scratch : str, optional
+        The folder that holds scratch folders (``segmenter-ms-<pid>-<host>-*``): the system's temporary folder.
+
+    Returns
+    -------
+    list of str
+        The paths removed. A live process's files, and other hosts', are never touched.
+    """
     removed = []
     places = [(directory, _PARTIAL, False) for directory in dict.fromkeys(directories)]
     if scratch:
@@ -182,9 +198,30 @@ def _same_file(first, second):
         return False
 
 
-def check_path_length(name, path, extra=0):
+def check_path_length(name: str, path: Any, extra: int = 0) -> Any:
     """Refuse a path GDAL cannot take (its sidecar names are built in 2048-byte buffers), before any work.
-    ``extra``: bytes the longest name made from it adds (a temporary name beside a destination)."""
+
+    Parameters
+    ----------
+    name : str
+        How messages name the file (its parameter).
+    path : Any
+        The path; anything but a non-empty str (and /vsi... names) is returned unchecked.
+    extra : int
+        Bytes the longest name made from it adds (a temporary name beside a destination).
+
+    Returns
+    -------
+    Any
+        ``path``.
+
+    Raises
+    ------
+    InputError
+        An input's path (``extra`` 0) is too long.
+    OutputError
+        A destination's path is too long.
+    """
     if not isinstance(path, str) or not path or path.startswith("/vsi"):
         return path
     size = len(os.fsencode(os.path.abspath(path)))
@@ -210,7 +247,7 @@ def _quiet_gdal():
         gdal.PopErrorHandler()
 
 
-def input_files(path):
+def input_files(path: str) -> dict[str, str]:
     """{real path: what it is} of every file that belongs to the input ``path``: itself, what GDAL lists as its
     files (GetFileList: sidecars, a VRT's sources, a shapefile's parts), and the sidecars GDAL and QGIS would read
     with it, whether they exist yet or not (writing one would change how the input reads)."""
@@ -235,7 +272,7 @@ def input_files(path):
     return files
 
 
-def belongs_to(path, files):
+def belongs_to(path: str, files: Mapping[str, str]) -> str | None:
     """What ``path`` is among ``files`` (``input_files``), or None: real paths compared, case-insensitively for the
     sidecar names GDAL probes in both cases, and hard links."""
     real = os.path.realpath(path)
@@ -253,19 +290,19 @@ def belongs_to(path, files):
 # ------------------------------------------------------------------ GeoPackage layers
 
 
-def quote_identifier(name):
+def quote_identifier(name: str) -> str:
     """An SQL identifier (a layer or column name) in double quotes, embedded quotes doubled."""
     return '"' + str(name).replace('"', '""') + '"'
 
 
-def quote_literal(text):
+def quote_literal(text: str) -> str:
     return "'" + str(text).replace("'", "''") + "'"
 
 
 GPKG_RESERVED = ("layer_styles", "sqlite_", "gpkg_", "rtree_")
 
 
-def gpkg_layers(path):
+def gpkg_layers(path: str) -> dict[str, str] | None:
     """{layer name: gpkg_contents description} of the GeoPackage ``path``; None when it is not one."""
     try:
         with _quiet_gdal():
@@ -284,12 +321,12 @@ def gpkg_layers(path):
     return layers
 
 
-def gpkg_layer_name(path, layer=None):
+def gpkg_layer_name(path: str, layer: str | None = None) -> str:
     """The layer a GeoPackage destination writes: ``layer`` when given, else the file's name without extension."""
     return layer or os.path.splitext(os.path.basename(path))[0]
 
 
-def is_gpkg(destination):
+def is_gpkg(destination: Destination) -> bool:
     return destination.kind in ("table", "polygons") and os.path.splitext(destination.path)[1].lower() == ".gpkg"
 
 
@@ -358,12 +395,33 @@ def _check_destination(destination):
         ) from None
 
 
-def prepare_outputs(inputs, destinations, progress=None, other_inputs=None):
+def prepare_outputs(inputs: Mapping[str, str | None], destinations: Sequence[Destination],
+                    progress: Progress | None = None,
+                    other_inputs: Mapping[str, str | None] | None = None) -> CommitGroup:
     """Check the destinations of a run against each other and its inputs, remove what stopped runs left beside
     them, and return the ``CommitGroup`` to write them with. Call before any work.
 
-    ``inputs``: {parameter: path} of input rasters (their .qml styles are theirs, never replaced);
-    ``other_inputs``: {parameter: path} of other input files (a model)."""
+    Parameters
+    ----------
+    inputs : mapping of str to str or None
+        {parameter: path} of the input rasters (their .qml styles are theirs, never replaced); empty paths skipped.
+    destinations : sequence of Destination
+        What the run writes; an optional one without a path is left out.
+    progress : Progress, optional
+        Told of the leftovers removed, and warned of styles that are kept.
+    other_inputs : mapping of str to str or None, optional
+        {parameter: path} of other input files (a model).
+
+    Returns
+    -------
+    CommitGroup
+        The group to write the destinations in.
+
+    Raises
+    ------
+    OutputError
+        A destination is missing, unsupported, unwritable, an input (or its file) or another destination.
+    """
     styled = {name: path for name, path in inputs.items() if path}
     inputs = {**styled, **{name: path for name, path in (other_inputs or {}).items() if path}}
     for destination in destinations:
@@ -430,13 +488,13 @@ WRITE_FAILURES = ("no space left", "file too large", "disk quota", "write error"
                   "cannot write", "writing a dirty block", "write failed", "error while writing")
 
 
-def is_write_failure(message):
+def is_write_failure(message: Any) -> bool:
     """Whether a GDAL or system message says that data could not be written."""
     text = str(message).lower()
     return any(pattern in text for pattern in WRITE_FAILURES)
 
 
-def size_text(size):
+def size_text(size: float) -> str:
     if size < 1e3:
         return f"{size} bytes"
     if size < 1e6:
@@ -446,7 +504,7 @@ def size_text(size):
     return f"{size / 1e9:.1f} GB"
 
 
-def file_size_limit():
+def file_size_limit() -> int | None:
     """This process's limit on the size of a file it writes (``ulimit -f``), in bytes; None when unlimited."""
     try:
         import resource
@@ -480,9 +538,26 @@ def _size(path):
         return 0
 
 
-def write_failure(targets, message, size, compressed=False):
-    """The OutputError for files that could not be written: ``targets`` [(what, path)], ``message`` GDAL's or
-    the system's words, ``size`` roughly the bytes they need (an upper bound when ``compressed``)."""
+def write_failure(targets: Sequence[tuple[str, str]], message: Any, size: float,
+                  compressed: bool = False) -> OutputError:
+    """The OutputError for files that could not be written, with the reason and what to do.
+
+    Parameters
+    ----------
+    targets : sequence of (str, str)
+        (what, path) of the files: how messages name them, and where they go.
+    message : Any
+        GDAL's or the system's words.
+    size : float
+        Roughly the bytes they need (an upper bound when ``compressed``).
+    compressed : bool
+        Whether ``size`` is the uncompressed size of a compressed file.
+
+    Returns
+    -------
+    OutputError
+        The error to raise.
+    """
     text = str(message).lower()
     directory = os.path.dirname(os.path.abspath(targets[0][1]))
     try:
@@ -508,26 +583,30 @@ class CommitGroup:
     ``commit`` once every one is complete, all removed by ``abort`` (or on leaving a ``with`` block with an
     exception). ``AtomicRaster(..., group=group)`` writes a GeoTIFF in the group; ``write_file`` a whole file."""
 
-    def __init__(self, destinations=(), inputs=None, progress=None):
-        """``inputs``: {parameter: path} of the run's input rasters, whose styles are theirs."""
+    def __init__(self, destinations: Iterable[Destination] = (), inputs: Mapping[str, str] | None = None,
+                 progress: Progress | None = None):
+        """A group for ``destinations`` (their parameters name them in messages); ``inputs``: {parameter: path} of
+        the run's input rasters, whose styles are theirs; ``progress`` is warned of styles left alone."""
         self._names = {os.path.abspath(d.path): d.name for d in destinations}
         self._inputs = dict(inputs or {})
         self._progress = progress
         self._open = []  # written now, not staged yet: objects with .abort(), .name, .path, .size
         self._staged = []  # (temporary path, destination, stale sidecars to remove)
 
-    def name_of(self, path, default="the output"):
+    def name_of(self, path: str, default: str = "the output") -> str:
+        """The parameter of the destination ``path``, or ``default``."""
         return self._names.get(os.path.abspath(path), default)
 
-    def track(self, item):
+    def track(self, item: Any) -> None:
+        """Remove ``item`` (with .abort(), .name, .path, .size) on abort until it is staged."""
         self._open.append(item)
 
-    def stage(self, temp, path, stale=()):
+    def stage(self, temp: str, path: str, stale: Iterable[str] = ()) -> None:
         """``temp`` is complete: it replaces ``path`` (and removes ``path`` + each of ``stale``) at commit."""
         self._open = [item for item in self._open if getattr(item, "temp_path", None) != temp]
         self._staged.append((temp, path, tuple(stale)))
 
-    def temporary(self, path, suffix=None, temp=None):
+    def temporary(self, path: str, suffix: str | None = None, temp: str | None = None) -> str:
         """A temporary name beside ``path`` for a file that other code writes (OGR, SQLite), or ``temp``, a name that
         code makes from another (a CSV's .csvt): ``abort`` removes it (with GDAL's .aux.xml and SQLite's journals),
         ``stage`` then ``commit`` put it in place. ``suffix``: the temporary name's extension (default: ``path``'s)."""
@@ -535,8 +614,19 @@ class CommitGroup:
         self.track(_Temporary(self.name_of(path), path, temp))
         return temp
 
-    def write_file(self, path, data, what=None):
-        """Write ``data`` (bytes) under a temporary name beside ``path`` now; it replaces ``path`` at commit."""
+    def write_file(self, path: str, data: bytes, what: str | None = None) -> str:
+        """Write ``data`` (bytes) under a temporary name beside ``path`` now; it replaces ``path`` at commit.
+
+        Returns
+        -------
+        str
+            ``path``.
+
+        Raises
+        ------
+        OutputError
+            The data could not be written (``what``, default its parameter, names it).
+        """
         what = what or self.name_of(path)
         temp = temporary_path(path, os.path.splitext(path)[1])
         try:
@@ -552,7 +642,8 @@ class CommitGroup:
         self.stage(temp, path)
         return path
 
-    def write_sidecar(self, raster_path, path, data, is_ours, what="the QGIS style"):
+    def write_sidecar(self, raster_path: str, path: str, data: bytes, is_ours: Callable[[str], bool],
+                      what: str = "the QGIS style") -> str | None:
         """Write a sidecar file of destination ``raster_path`` unless ``path`` belongs to someone else: a file
         that ``is_ours(path)`` does not recognise (a user's own style), a folder, or an input's sidecar.
         Then nothing is written, the user is warned, and None returned; else ``path``."""
@@ -575,16 +666,24 @@ class CommitGroup:
             return None
         return self.write_file(path, data, what)
 
-    def commit(self):
+    def commit(self) -> None:
         """Put every staged file in place (renames in the destinations' folders: quick, and nothing left to
-        fail for want of space)."""
+        fail for want of space).
+
+        Raises
+        ------
+        RuntimeError
+            A file of the group is still being written (not staged).
+        OSError
+            A rename failed; ``abort`` then removes the files not yet in place.
+        """
         if self._open:
             raise RuntimeError(f"outputs still being written: {[item.path for item in self._open]}")
         while self._staged:  # on a failed rename, ``abort`` removes the files not yet in place
             put_in_place(*self._staged[0])
             self._staged.pop(0)
 
-    def abort(self):
+    def abort(self) -> None:
         """Remove every file of the run written so far; the destinations are left as they were."""
         opened, self._open = self._open, []
         staged, self._staged = self._staged, []
@@ -626,7 +725,7 @@ class _Temporary:
         _remove_partial(self.temp_path)
 
 
-def put_in_place(temp, path, stale=()):
+def put_in_place(temp: str, path: str, stale: Iterable[str] = ()) -> None:
     """Rename the complete file ``temp`` to ``path``, first removing ``path`` + each suffix of ``stale`` (sidecars
     that describe the data being replaced), and moving GDAL's .aux.xml of ``temp`` along."""
     for suffix in stale:

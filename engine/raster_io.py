@@ -1,19 +1,25 @@
 """Windowed GDAL reading and writing: input validation, band choice, validity masks, atomic outputs."""
 
+from __future__ import annotations
+
 import os
 import re
 import sys
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from osgeo import gdal
 
+from . import params
 from .colour_tables import colour_table
 from .errors import InputError, OutputError
 from .metadata import FeatureMeta
 from .outputs import (
     STALE_SIDECARS,
+    CommitGroup,
     _remove_partial,
     check_path_length,
     is_write_failure,
@@ -21,7 +27,7 @@ from .outputs import (
     temporary_path,
     write_failure,
 )
-from .region import PolygonMask, check_mask_overlaps, window_dataset
+from .region import PolygonMask, Region, check_mask_overlaps, window_dataset
 from .windows import Window
 
 gdal.UseExceptions()
@@ -49,8 +55,26 @@ def _exists(path):
     return os.path.exists(path)
 
 
-def open_raster(path, purpose="input raster"):
-    """Open a raster read-only, turning GDAL's failure into a message the user can act on."""
+def open_raster(path: str, purpose: str = "input raster") -> gdal.Dataset:
+    """Open a raster read-only, turning GDAL's failure into a message the user can act on.
+
+    Parameters
+    ----------
+    path : str
+        A file path or GDAL dataset name (/vsi..., subdatasets).
+    purpose : str
+        What the raster is to the step, as messages name it.
+
+    Returns
+    -------
+    gdal.Dataset
+        The dataset, with at least one band.
+
+    Raises
+    ------
+    InputError
+        The path is too long or does not exist, GDAL cannot open it, or it has no raster bands.
+    """
     check_path_length(f"The {purpose}", path)
     if not path or not _exists(path):
         raise InputError(f"The {purpose} '{path}' does not exist. Choose an existing raster file.")
@@ -65,7 +89,8 @@ def open_raster(path, purpose="input raster"):
     return dataset
 
 
-def damaged(path, error, xoff=0, yoff=0, width=None, height=None):
+def damaged(path: str, error: Exception | str, xoff: int = 0, yoff: int = 0, width: int | None = None,
+            height: int | None = None) -> InputError:
     """The ``InputError`` for a raster that opened but failed to read (truncated or corrupt file, lost source)."""
     where = "" if width is None else (
         f" in rows {yoff}..{yoff + height - 1}, columns {xoff}..{xoff + width - 1}")
@@ -77,11 +102,34 @@ def damaged(path, error, xoff=0, yoff=0, width=None, height=None):
     )
 
 
-def read_window(source, xoff, yoff, width, height, path=None, **options):
+def read_window(source: gdal.Dataset | gdal.Band, xoff: int, yoff: int, width: int, height: int,
+                path: str | None = None, **options: Any) -> np.ndarray:
     """``source.ReadAsArray`` (a dataset or band) with a read failure turned into ``damaged``'s InputError.
 
     Every read of an input (image, labels, features) goes through here, so a file that opens but cannot be read
-    says which file and where, whichever step reads it."""
+    says which file and where, whichever step reads it.
+
+    Parameters
+    ----------
+    source : gdal.Dataset or gdal.Band
+        What to read.
+    xoff, yoff, width, height : int
+        The window, in pixels.
+    path : str, optional
+        The file, as messages name it; default the dataset's description.
+    **options
+        Passed to ``ReadAsArray`` (``band_list``, ``buf_xsize``...).
+
+    Returns
+    -------
+    numpy.ndarray
+        The pixels: (height, width) of a band, (bands, height, width) of a dataset.
+
+    Raises
+    ------
+    InputError
+        GDAL failed to read the window (a damaged or incomplete file).
+    """
     try:
         return source.ReadAsArray(xoff, yoff, width, height, **options)
     except RuntimeError as error:
@@ -106,24 +154,24 @@ class InputRaster:
     block_width: int = 0
 
     @property
-    def geotransform(self):
+    def geotransform(self) -> tuple | None:
         return self.dataset.GetGeoTransform(can_return_null=True)
 
     @property
-    def projection(self):
+    def projection(self) -> str:
         return self.dataset.GetProjection()
 
     @property
-    def has_mask(self):
+    def has_mask(self) -> bool:
         return bool(self._mask_bands) or self.data_type in FLOAT_TYPES
 
-    def read(self, *where):
+    def read(self, *where: Window | int) -> np.ndarray:
         """Pixels of the chosen bands as (bands, height, width) of a ``Window`` (or xoff, yoff, width, height)."""
         window = _window(where)
         data = read_window(self.dataset, *window.box, self.path, band_list=self.bands)
         return data.reshape(len(self.bands), window.height, window.width)
 
-    def read_valid(self, *where, pixels=None):
+    def read_valid(self, *where: Window | int | np.ndarray, pixels: np.ndarray | None = None) -> np.ndarray | None:
         """Boolean validity of a ``Window`` (or xoff, yoff, width, height; then the window's ``pixels`` if read
         already): nodata, alpha = 0 and NaN are invalid. None when every pixel is valid."""
         if len(where) in (2, 5):
@@ -140,7 +188,7 @@ class InputRaster:
             valid = finite if valid is None else valid & finite
         return valid
 
-    def release_cache(self):
+    def release_cache(self) -> None:
         """Drop GDAL's cached blocks so memory follows the window, not the raster size."""
         self.dataset.FlushCache()
 
@@ -150,51 +198,46 @@ def _window(where):
     return Window.of(where[0] if len(where) == 1 else where)
 
 
-def is_paletted(dataset):
+def is_paletted(dataset: gdal.Dataset) -> bool:
     return dataset.RasterCount == 1 and dataset.GetRasterBand(1).GetColorInterpretation() == gdal.GCI_PaletteIndex
 
 
-def open_input(path, bands=None, grey_as_rgb=False, region=None):
+def open_input(path: str, bands: Sequence[int] | None = None, grey_as_rgb: bool = False,
+               region: Region | None = None) -> InputRaster:
     """Open the raster to segment and choose its bands.
 
     Default bands: the first three bands that are not alpha. An alpha band is a validity mask, never a colour.
     A paletted raster (rendered maps, GIF, PNG-8) is read through its colour table as red, green, blue (and the
     table's alpha as validity), unless BANDS asks for its index band.
-    ``grey_as_rgb`` (for networks that take red, green, blue): one band, given or the only colour band, is
-    used three times.
-    ``region`` (``region.Region``): only the pixels under its extent, and nodata outside its polygons.
+
+    Parameters
+    ----------
+    path : str
+        The raster to segment.
+    bands : sequence of int, optional
+        BANDS (1-based); default the first three bands that are not alpha.
+    grey_as_rgb : bool
+        For networks that take red, green, blue: one band, given or the only colour band, is used three times.
+    region : Region, optional
+        Only the pixels under its extent, and nodata outside its polygons.
+
+    Returns
+    -------
+    InputRaster
+        The opened raster, its bands, common data type and validity masks.
+
+    Raises
+    ------
+    InputError
+        The raster cannot be opened, a band is out of range, the default finds fewer than three colour bands, or
+        the region does not fit the raster.
     """
     dataset = open_raster(path)
     if not bands and is_paletted(dataset):
         dataset = gdal.Translate("", dataset, format="VRT", rgbExpand="rgba")  # colours, not palette indices
     if region is not None and region.extent is not None:
         dataset = window_dataset(dataset, region.extent, path)
-    count = dataset.RasterCount
-    alpha = [
-        index
-        for index in range(1, count + 1)
-        if dataset.GetRasterBand(index).GetColorInterpretation() == gdal.GCI_AlphaBand
-    ]
-    colour = [index for index in range(1, count + 1) if index not in alpha]
-    if bands:
-        bands = [int(band) for band in bands]
-        bad = [band for band in bands if band < 1 or band > count]
-        if bad:
-            raise InputError(
-                f"BANDS {bad} out of range: the raster has {count} band{'s' if count != 1 else ''} (1..{count})."
-            )
-    elif grey_as_rgb and len(colour) == 1:
-        bands = colour
-    else:
-        if len(colour) < 3:
-            noun = "band" if len(colour) == 1 else "bands"
-            raise InputError(
-                f"The raster has {len(colour)} colour {noun}; the default needs 3. Choose the bands to segment "
-                f"with BANDS (for example BANDS=1 for a grey-scale raster)."
-            )
-        bands = colour[:3]
-    if grey_as_rgb and len(bands) == 1:
-        bands = bands * 3
+    bands = _chosen_bands(dataset, bands, grey_as_rgb)
     first = dataset.GetRasterBand(bands[0])
     data_type = first.DataType
     if any(dataset.GetRasterBand(band).DataType != data_type for band in bands):
@@ -231,7 +274,41 @@ def open_input(path, bands=None, grey_as_rgb=False, region=None):
     )
 
 
-def robust_range(raster, low=1.0, high=99.0, max_side=1024):
+def _chosen_bands(dataset, bands, grey_as_rgb):
+    """The band numbers ``open_input`` reads: BANDS checked against the raster, or the first three colour bands
+    (the only one, three times, with ``grey_as_rgb``)."""
+    count = dataset.RasterCount
+    alpha = [
+        index
+        for index in range(1, count + 1)
+        if dataset.GetRasterBand(index).GetColorInterpretation() == gdal.GCI_AlphaBand
+    ]
+    colour = [index for index in range(1, count + 1) if index not in alpha]
+    if bands:
+        bands = [int(band) for band in bands]
+        bad = [band for band in bands if band < 1 or band > count]
+        if bad:
+            raise InputError(
+                f"{params.BANDS} {bad} out of range: the raster has {count} band{'s' if count != 1 else ''} "
+                f"(1..{count})."
+            )
+    elif grey_as_rgb and len(colour) == 1:
+        bands = colour
+    else:
+        if len(colour) < 3:
+            noun = "band" if len(colour) == 1 else "bands"
+            raise InputError(
+                f"The raster has {len(colour)} colour {noun}; the default needs 3. Choose the bands to segment "
+                f"with {params.BANDS} (for example {params.BANDS}=1 for a grey-scale raster)."
+            )
+        bands = colour[:3]
+    if grey_as_rgb and len(bands) == 1:
+        bands = bands * 3
+    return bands
+
+
+def robust_range(raster: InputRaster, low: float = 1.0, high: float = 99.0,
+                 max_side: int = 1024) -> list[tuple[float, float]]:
     """Per-band (lo, hi) percentiles of valid pixels from a decimated read; bounded memory for any size."""
     scale = min(1.0, max_side / max(raster.width, raster.height))
     buf_w, buf_h = max(1, round(raster.width * scale)), max(1, round(raster.height * scale))
@@ -254,11 +331,30 @@ def robust_range(raster, low=1.0, high=99.0, max_side=1024):
     return ranges
 
 
-def value_ranges(raster, reference=None):
+def value_ranges(raster: InputRaster, reference: dict[str, Any] | None = None) -> list[tuple[float, float]] | None:
     """The (lo, hi) per band that map a non-8-bit raster onto 0..255, or None for 8-bit input.
 
     With a ``reference`` (the metadata of an earlier label raster) its ranges are reused, so that the same
-    surface gets the same descriptor, and so the same id, in every raster segmented against it."""
+    surface gets the same descriptor, and so the same id, in every raster segmented against it.
+
+    Parameters
+    ----------
+    raster : InputRaster
+        The opened input.
+    reference : dict, optional
+        The SEGMENTER_* items of a REFERENCE label raster.
+
+    Returns
+    -------
+    list of (float, float) or None
+        One (lo, hi) per band: the reference's when it has one per band, else the 1st and 99th percentiles of
+        the valid pixels; None for Byte input.
+
+    Raises
+    ------
+    InputError
+        The raster has no valid pixels.
+    """
     if raster.data_type == gdal.GDT_Byte:
         return None
     stored = FeatureMeta.parse((reference or {}).get("features")).input_ranges
@@ -267,7 +363,7 @@ def value_ranges(raster, reference=None):
     return robust_range(raster)
 
 
-def byte_stretch(ranges):
+def byte_stretch(ranges: Sequence[tuple[float, float]]) -> Callable[[np.ndarray], np.ndarray]:
     """In-place function taking float32 pixels (bands, h, w) from ``ranges`` (per band (lo, hi)) onto 0..255,
     clipped, NaN -> 0."""
     lo = np.array([r[0] for r in ranges], np.float32)[:, None, None]
@@ -321,8 +417,41 @@ class AtomicRaster:
     parameter, by default the group's name for ``path``).
     """
 
-    def __init__(self, path, width, height, bands, data_type, geotransform=None, projection=None, options=None,
-                 palette=False, gcps_from=None, gcp_scale=1, group=None, name=None):
+    def __init__(self, path: str, width: int, height: int, bands: int, data_type: int,
+                 geotransform: Sequence[float] | None = None, projection: str | None = None,
+                 options: Sequence[str] | None = None, palette: Sequence[tuple] | bool = False,
+                 gcps_from: gdal.Dataset | None = None, gcp_scale: float = 1, group: CommitGroup | None = None,
+                 name: str | None = None):
+        """Create the temporary GeoTIFF.
+
+        Parameters
+        ----------
+        path : str
+            The destination.
+        width, height, bands : int
+            Its size and band count.
+        data_type : int
+            Its GDAL data type.
+        geotransform, projection : optional
+            Its georeferencing.
+        options : sequence of str, optional
+            GTiff creation options; default ``GTIFF_OPTIONS``.
+        palette : sequence of (r, g, b), optional
+            Colours of ids 1..K, set as band 1's colour table before any data is written.
+        gcps_from : gdal.Dataset, optional
+            A dataset georeferenced by ground control points (used when ``geotransform`` is None).
+        gcp_scale : float
+            Input pixels per cell of this raster, for those points.
+        group : CommitGroup, optional
+            The run's outputs, committed together.
+        name : str, optional
+            How messages name the output (its parameter).
+
+        Raises
+        ------
+        OutputError
+            The file cannot be created.
+        """
         self.path = path
         self.group = group
         self.name = name or (group.name_of(path) if group is not None else "the output")
@@ -354,10 +483,10 @@ class AtomicRaster:
             # (``palette``: RGB colours of ids 1..K).
             self.dataset.GetRasterBand(1).SetRasterColorTable(colour_table(palette))
 
-    def band(self, index=1):
+    def band(self, index: int = 1) -> gdal.Band:
         return self.dataset.GetRasterBand(index)
 
-    def checked(self, operation, *arguments):
+    def checked(self, operation: Callable, *arguments: Any) -> Any:
         """``operation(*arguments)`` (a GDAL call that writes to this file) with its write errors (full disk,
         file size limit) turned into an ``OutputError`` naming this file."""
         with gdal_errors() as errors:
@@ -373,10 +502,10 @@ class AtomicRaster:
         raise write_failure([(self.name, self.path)], " / ".join(dict.fromkeys(messages)), self.size,
                             compressed=True)
 
-    def write(self, array, xoff, yoff, band=1):
+    def write(self, array: np.ndarray, xoff: int, yoff: int, band: int = 1) -> None:
         self.checked(self.dataset.GetRasterBand(band).WriteArray, array, xoff, yoff)
 
-    def release_cache(self):
+    def release_cache(self) -> None:
         self.checked(self.dataset.FlushCache)
 
     def _close(self):
@@ -397,8 +526,19 @@ class AtomicRaster:
             raise write_failure([(self.name, self.path)], " / ".join(dict.fromkeys(errors)), self.size,
                                 compressed=True)
 
-    def commit(self):
-        """Close and check the file; put it in place now, or with the group's other outputs at its commit."""
+    def commit(self) -> str:
+        """Close and check the file; put it in place now, or with the group's other outputs at its commit.
+
+        Returns
+        -------
+        str
+            The destination path.
+
+        Raises
+        ------
+        OutputError
+            The last blocks could not be written or the file is empty (full disk, file size limit).
+        """
         self._close()
         if self.group is not None:
             self.group.stage(self.temp_path, self.path, STALE_SIDECARS)
@@ -416,7 +556,8 @@ class AtomicRaster:
             self.dataset = None
         return list(dict.fromkeys(errors))
 
-    def abort(self):
+    def abort(self) -> None:
+        """Give the file up: close it and remove the temporary file (the destination is untouched)."""
         if self.dataset is not None:
             self._release()  # a file being given up: its errors do not matter
         _remove_partial(self.temp_path)
@@ -430,14 +571,14 @@ class AtomicRaster:
         return False
 
 
-def scaled_gcps(gcps, factor):
+def scaled_gcps(gcps: Sequence[gdal.GCP], factor: float) -> Sequence[gdal.GCP]:
     """Ground control points for a grid whose cells are ``factor`` input pixels wide."""
     if factor == 1:
         return gcps
     return [gdal.GCP(g.GCPX, g.GCPY, g.GCPZ, g.GCPPixel / factor, g.GCPLine / factor, g.Info, g.Id) for g in gcps]
 
 
-def scaled_geotransform(geotransform, factor):
+def scaled_geotransform(geotransform: Sequence[float] | None, factor: float) -> tuple | None:
     """Geotransform of a grid whose cells are ``factor`` input pixels wide."""
     if geotransform is None:
         return None

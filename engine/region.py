@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from osgeo import gdal, ogr, osr
 
+from . import params
 from .errors import InputError
 
 gdal.UseExceptions()
@@ -38,7 +39,7 @@ def snapped_window(dataset, extent, path):
     """(xoff, yoff, width, height): the pixels of ``dataset`` whose cells intersect ``extent``, on its grid."""
     geotransform = dataset.GetGeoTransform(can_return_null=True)
     if geotransform is None or geotransform[2] or geotransform[4]:
-        raise InputError(f"EXTENT needs a north-up georeferenced raster; '{path}' has "
+        raise InputError(f"{params.EXTENT} needs a north-up georeferenced raster; '{path}' has "
                          f"{'no geotransform' if geotransform is None else 'a rotated grid'}.")
     x0, dx, _, y0, _, dy = geotransform
     xmin, ymin, xmax, ymax = extent
@@ -86,9 +87,9 @@ class PolygonMask:
         try:
             self.source = ogr.Open(path)
         except RuntimeError as error:
-            raise InputError(f"The MASK {shown} cannot be read as polygons ({error}).") from None
+            raise InputError(f"The {params.MASK} {shown} cannot be read as polygons ({error}).") from None
         if self.source is None or self.source.GetLayerCount() == 0:
-            raise InputError(f"The MASK {shown} has no layer of polygons.")
+            raise InputError(f"The {params.MASK} {shown} has no layer of polygons.")
         self.layer = self.source.GetLayer(0)
         kind = ogr.GT_Flatten(self.layer.GetGeomType())
         kinds = {kind} if kind != ogr.wkbUnknown else {
@@ -97,13 +98,13 @@ class PolygonMask:
         self.layer.ResetReading()
         wrong = sorted(geometry_type_name(item) for item in kinds if item not in POLYGON_TYPES)
         if wrong:
-            raise InputError(f"The MASK {shown} holds {' and '.join(wrong)} geometries; a mask must be polygons "
-                             f"(only pixels inside them are segmented). Choose a polygon layer.")
+            raise InputError(f"The {params.MASK} {shown} holds {' and '.join(wrong)} geometries; a mask must be "
+                             f"polygons (only pixels inside them are segmented). Choose a polygon layer.")
         if self.layer.GetFeatureCount() == 0:
-            raise InputError(f"The MASK {shown} holds no polygons: nothing would be segmented.")
+            raise InputError(f"The {params.MASK} {shown} holds no polygons: nothing would be segmented.")
         self.geotransform = dataset.GetGeoTransform(can_return_null=True)
         if self.geotransform is None:
-            raise InputError("MASK needs a georeferenced raster: the input has no geotransform.")
+            raise InputError(f"{params.MASK} needs a georeferenced raster: the input has no geotransform.")
         self.projection = dataset.GetProjection()
         self.width, self.height = dataset.RasterXSize, dataset.RasterYSize
 
@@ -131,8 +132,8 @@ def check_mask_overlaps(mask, path):
         reference = osr.SpatialReference(wkt=mask.projection) if mask.projection else None
         crs = reference.GetAuthorityCode(None) if reference is not None else None
         raise InputError(
-            f"The MASK {mask.name} ({xmin:.6g}, {ymin:.6g}, {xmax:.6g}, {ymax:.6g}) does not overlap the raster "
-            f"'{path}' ({xs[0]:.6g}, {ys[0]:.6g}, {xs[1]:.6g}, {ys[1]:.6g}{f', EPSG:{crs}' if crs else ''}). Give "
-            f"polygons over the raster, in its CRS.")
+            f"The {params.MASK} {mask.name} ({xmin:.6g}, {ymin:.6g}, {xmax:.6g}, {ymax:.6g}) does not overlap the "
+            f"raster '{path}' ({xs[0]:.6g}, {ys[0]:.6g}, {xs[1]:.6g}, {ys[1]:.6g}{f', EPSG:{crs}' if crs else ''}). "
+            f"Give polygons over the raster, in its CRS.")
     if not np.isfinite([xmin, xmax, ymin, ymax]).all():
-        raise InputError(f"The MASK {mask.name} has no valid geometry.")
+        raise InputError(f"The {params.MASK} {mask.name} has no valid geometry.")

@@ -4,13 +4,29 @@ Windows are aligned to a grid step (the block size, so no block straddles two wi
 nothing, to the input's own block height so each compressed block is decoded once.
 """
 
+from __future__ import annotations
+
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 
-def cells(size, stride):
+def cells(size: int, stride: int) -> int:
     """How many ``stride``-pixel cells cover ``size`` pixels (the last one may be partial): the one ceiling
-    division of the engine's grid arithmetic."""
+    division of the engine's grid arithmetic.
+
+    Parameters
+    ----------
+    size : int
+        A length in pixels.
+    stride : int
+        A cell's side in pixels, at least 1.
+
+    Returns
+    -------
+    int
+        ``ceil(size / stride)``.
+    """
     return -(-size // stride)
 
 
@@ -24,36 +40,36 @@ class Window:
     height: int
 
     @classmethod
-    def whole(cls, width, height):
+    def whole(cls, width: int, height: int) -> Window:
         """The window of a whole ``width`` x ``height`` raster."""
         return cls(0, 0, width, height)
 
     @classmethod
-    def of(cls, where):
+    def of(cls, where: Window | Sequence[int]) -> Window:
         """``where`` as a Window: a Window, or (xoff, yoff, width, height)."""
         return where if isinstance(where, Window) else cls(*where)
 
     @property
-    def box(self):
+    def box(self) -> tuple[int, int, int, int]:
         """(xoff, yoff, width, height), as GDAL's reads and writes take them."""
         return self.xoff, self.yoff, self.width, self.height
 
     @property
-    def slices(self):
+    def slices(self) -> tuple[slice, slice]:
         """(rows, columns) slices that cut this window out of an array whose origin is the grid's."""
         return slice(self.yoff, self.yoff + self.height), slice(self.xoff, self.xoff + self.width)
 
-    def on_grid(self, stride):
+    def on_grid(self, stride: int) -> Window:
         """This window on the grid of ``stride`` x ``stride`` pixel cells: the cells that hold its pixels (its
         offsets are multiples of ``stride``; its last row and column of cells may be partial)."""
         return Window(self.xoff // stride, self.yoff // stride, cells(self.width, stride),
                       cells(self.height, stride))
 
-    def within(self, outer):
+    def within(self, outer: Window) -> Window:
         """This window with offsets relative to ``outer`` (a window that contains it)."""
         return Window(self.xoff - outer.xoff, self.yoff - outer.yoff, self.width, self.height)
 
-    def grown(self, halo, raster_width, raster_height):
+    def grown(self, halo: int, raster_width: int, raster_height: int) -> Window:
         """This window grown by ``halo`` pixels on every side, clipped to the raster."""
         x0, y0 = max(0, self.xoff - halo), max(0, self.yoff - halo)
         x1 = min(raster_width, self.xoff + self.width + halo)
@@ -61,7 +77,8 @@ class Window:
         return Window(x0, y0, x1 - x0, y1 - y0)
 
 
-def plan_windows(width, height, max_pixels, step=1, row_step=None, col_step=None):
+def plan_windows(width: int, height: int, max_pixels: float, step: int = 1, row_step: int | None = None,
+                 col_step: int | None = None) -> list[Window]:
     """Cover a ``width`` x ``height`` raster with windows of at most about ``max_pixels`` pixels.
 
     Full-width strips when a strip of at least ``step`` rows fits (sequential reads, one window per row
@@ -73,6 +90,25 @@ def plan_windows(width, height, max_pixels, step=1, row_step=None, col_step=None
     ``row_step`` rows and a multiple of ``col_step`` columns, column by column (the blocks a window's halo
     shares with the window above were read just before, and are still in GDAL's cache). Thin strips would decode
     every compressed block row many times (once per strip) and recompute their halo for a few rows each.
+
+    Parameters
+    ----------
+    width, height : int
+        The raster's size in pixels.
+    max_pixels : float
+        The most pixels a window should hold (at least ``step`` x ``step`` are always allowed).
+    step : int
+        The grid step (block size): window offsets are multiples of it.
+    row_step : int, optional
+        The input's block height: strip heights are multiples of it (and of ``step``) when the budget allows.
+    col_step : int, optional
+        The input's block width when its blocks are tiles.
+
+    Returns
+    -------
+    list of Window
+        Windows that cover the raster exactly once, in reading order (row by row; column by column for tiles of
+        ``row_step`` rows).
     """
     step = max(1, int(step))
     row_step = step if not row_step else step * row_step // math.gcd(step, row_step)

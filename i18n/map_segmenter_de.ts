@@ -4,155 +4,150 @@
 <context>
     <name>@default</name>
     <message>
-        <location filename="../algorithms/map_input.py" line="68"/>
-        <source>Layer &apos;{}&apos; has no extent of its own to segment (a tile service covers the world): choose the area with Area to segment (EXTENT).</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../algorithms/map_input.py" line="72"/>
-        <source>Layer &apos;{}&apos; has no pixel size of its own: set Pixel size (PIXEL_SIZE) in its CRS units.</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../algorithms/map_input.py" line="80"/>
+        <location filename="../algorithms/map_input.py" line="81"/>
         <source>Drawing layer &apos;{layer}&apos; over this extent at {size:g} units per pixel makes a raster of {w} x {h} px ({gpix:.1f} GPix), more than {limit} GPix. Choose a smaller area or a pixel size of at least {suggest:.3g} (about 100 MPix).</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/map_input.py" line="101"/>
+        <location filename="../algorithms/map_input.py" line="102"/>
         <source>This would download about {} tiles from tile.openstreetmap.org, which its usage policy forbids (bulk downloading). Choose a smaller area or a coarser pixel size.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/map_input.py" line="129"/>
+        <location filename="../algorithms/map_input.py" line="130"/>
         <source>Drawing layer &apos;{}&apos; into {} x {} px ({} tiles of {} px)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/map_input.py" line="134"/>
+        <location filename="../algorithms/map_input.py" line="135"/>
         <source>Cancelled by the user; no output was written.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/map_input.py" line="161"/>
+        <location filename="../algorithms/map_input.py" line="162"/>
         <source> The renderer reported: {}.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/map_input.py" line="162"/>
+        <location filename="../algorithms/map_input.py" line="163"/>
         <source>Layer &apos;{}&apos; drew nothing over this extent: the server may be unreachable, or the layer has no data there.{}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/map_input.py" line="166"/>
+        <location filename="../algorithms/map_input.py" line="167"/>
         <source>While drawing layer &apos;{}&apos;: {}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/map_input.py" line="175"/>
-        <source>The MASK {} holds {} geometries; a mask must be polygons (only pixels inside them are segmented). Choose a polygon layer.</source>
+        <location filename="../algorithms/map_input.py" line="69"/>
+        <source>Layer &apos;{}&apos; has no extent of its own to segment (a tile service covers the world): choose the area with Area to segment ({extent}).</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/map_input.py" line="204"/>
-        <source>The MASK {} holds no polygons: nothing would be segmented.</source>
+        <location filename="../algorithms/map_input.py" line="73"/>
+        <source>Layer &apos;{}&apos; has no pixel size of its own: set Pixel size ({pixel_size}) in its CRS units.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/map_input.py" line="176"/>
+        <source>The {mask} {} holds {} geometries; a mask must be polygons (only pixels inside them are segmented). Choose a polygon layer.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/map_input.py" line="205"/>
+        <source>The {mask} {} holds no polygons: nothing would be segmented.</source>
         <translation type="unfinished"></translation>
     </message>
 </context>
 <context>
     <name>BlurAlgorithm</name>
     <message>
-        <location filename="../algorithms/blur.py" line="19"/>
+        <location filename="../algorithms/blur.py" line="17"/>
         <source>Smooth segments (blur)</source>
         <translation>Segmente glätten (Weichzeichnen)</translation>
     </message>
     <message>
-        <location filename="../algorithms/blur.py" line="22"/>
+        <location filename="../algorithms/blur.py" line="18"/>
         <source>Smooths a segmentation by a majority or Gaussian vote of each pixel&apos;s neighbourhood.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/blur.py" line="48"/>
-        <source>Segments</source>
-        <translation>Segmente</translation>
-    </message>
-    <message>
-        <location filename="../algorithms/blur.py" line="48"/>
+        <location filename="../algorithms/blur.py" line="42"/>
         <source>A label raster, e.g. the Segments of K-Means segmentation.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/blur.py" line="50"/>
+        <location filename="../algorithms/blur.py" line="45"/>
         <source>Method</source>
         <translation>Methode</translation>
     </message>
     <message>
-        <location filename="../algorithms/blur.py" line="50"/>
+        <location filename="../algorithms/blur.py" line="45"/>
         <source>Majority</source>
         <translation>Mehrheit</translation>
     </message>
     <message>
-        <location filename="../algorithms/blur.py" line="50"/>
+        <location filename="../algorithms/blur.py" line="45"/>
         <source>Gaussian-weighted majority</source>
         <translation>Gauß-gewichtete Mehrheit</translation>
     </message>
     <message>
-        <location filename="../algorithms/blur.py" line="50"/>
+        <location filename="../algorithms/blur.py" line="45"/>
         <source>Majority: every pixel of the window counts the same. Gaussian-weighted: near pixels count more (rounder boundaries).</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/blur.py" line="55"/>
+        <location filename="../algorithms/blur.py" line="50"/>
         <source>Strength</source>
         <translation>Stärke</translation>
     </message>
     <message>
-        <location filename="../algorithms/blur.py" line="55"/>
+        <location filename="../algorithms/blur.py" line="50"/>
         <source>Low</source>
         <translation>Gering</translation>
     </message>
     <message>
-        <location filename="../algorithms/blur.py" line="55"/>
+        <location filename="../algorithms/blur.py" line="50"/>
         <source>Medium</source>
         <translation>Mittel</translation>
     </message>
     <message>
-        <location filename="../algorithms/blur.py" line="55"/>
+        <location filename="../algorithms/blur.py" line="50"/>
         <source>High</source>
         <translation>Stark</translation>
     </message>
     <message>
-        <location filename="../algorithms/blur.py" line="55"/>
+        <location filename="../algorithms/blur.py" line="50"/>
         <source>Size of the voting window; High also smooths twice.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/blur.py" line="59"/>
+        <location filename="../algorithms/blur.py" line="54"/>
         <source>Radius (px; 0 = use strength)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/blur.py" line="59"/>
+        <location filename="../algorithms/blur.py" line="54"/>
         <source>Window half-width in pixels, one pass, instead of Strength.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/blur.py" line="61"/>
+        <location filename="../algorithms/blur.py" line="56"/>
         <source>Iterations</source>
         <translation>Iterationen</translation>
     </message>
     <message>
-        <location filename="../algorithms/blur.py" line="61"/>
+        <location filename="../algorithms/blur.py" line="56"/>
         <source>How many times the smoothing is repeated.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/blur.py" line="65"/>
+        <location filename="../algorithms/blur.py" line="42"/>
         <source>Smoothed segments</source>
         <translation>Geglättete Segmente</translation>
     </message>
     <message>
-        <location filename="../algorithms/blur.py" line="25"/>
+        <location filename="../algorithms/blur.py" line="19"/>
         <source>Smooths a segmentation: every pixel takes the segment that wins a vote of its neighbourhood. Removes speckle and small islands and straightens ragged boundaries, keeping segments, grid and style.
 
 Segments: a label raster (one band of segment numbers, 0 = nodata), such as the result of K-Means segmentation or CNN segmentation. Nodata pixels stay nodata and do not vote.
@@ -172,97 +167,97 @@ Smoothed segments: a label raster on the input&apos;s grid with the same segment
 <context>
     <name>CnnAlgorithm</name>
     <message>
-        <location filename="../algorithms/cnn.py" line="63"/>
+        <location filename="../algorithms/cnn.py" line="64"/>
         <source>CNN segmentation</source>
         <translation>CNN-Segmentierung</translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="66"/>
+        <location filename="../algorithms/cnn.py" line="65"/>
         <source>Unsupervised segmentation into K kinds of region from CNN embeddings (ONNX Runtime).</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="125"/>
+        <location filename="../algorithms/cnn.py" line="122"/>
         <source>Model</source>
         <translation>Modell</translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="128"/>
+        <location filename="../algorithms/cnn.py" line="125"/>
         <source>Other model file (.onnx, instead of Model)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="128"/>
+        <location filename="../algorithms/cnn.py" line="125"/>
         <source>Optional .onnx file used instead of Model (input &quot;rgb&quot;, output &quot;embeddings&quot;, metadata model_type &quot;embedding&quot;).</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="134"/>
+        <location filename="../algorithms/cnn.py" line="131"/>
         <source>Device</source>
         <translation>Gerät</translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="134"/>
+        <location filename="../algorithms/cnn.py" line="131"/>
         <source>auto: CUDA (NVIDIA GPU), else CoreML (Apple), else CPU, whichever this ONNX Runtime offers. An unavailable device falls back to the CPU with a warning.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="140"/>
+        <location filename="../algorithms/cnn.py" line="137"/>
         <source>Tile size (px, 0 = model default)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="140"/>
+        <location filename="../algorithms/cnn.py" line="137"/>
         <source>Side of the tiles given to the network, overlap included; 0 = the size the model recommends.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="143"/>
+        <location filename="../algorithms/cnn.py" line="140"/>
         <source>Batch size (tiles)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="143"/>
+        <location filename="../algorithms/cnn.py" line="140"/>
         <source>Tiles per network call; larger batches can be faster on a GPU.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="145"/>
+        <location filename="../algorithms/cnn.py" line="142"/>
         <source>CPU threads (0 = all cores)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="119"/>
+        <location filename="../algorithms/cnn.py" line="116"/>
         <source>Segments</source>
         <translation>Segmente</translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="119"/>
+        <location filename="../algorithms/cnn.py" line="116"/>
         <source>Embeddings</source>
         <translation>Einbettungen</translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="119"/>
+        <location filename="../algorithms/cnn.py" line="116"/>
         <source>Optional: the network&apos;s embeddings (Float32, one band each, one pixel per 4 x 4 cell), the Features input of Latent KNN refinement.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="150"/>
+        <location filename="../algorithms/cnn.py" line="147"/>
         <source>ONNX Runtime execution provider used</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="145"/>
+        <location filename="../algorithms/cnn.py" line="142"/>
         <source>CPU threads for the network, each running it on tiles of its own; 0 = one per core.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="125"/>
+        <location filename="../algorithms/cnn.py" line="122"/>
         <source>Embedding network shipped with the plugin (its model card lies beside it in the plugin&apos;s onnx_models folder), or yours (user) from map_segmenter/models in the QGIS profile folder.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/cnn.py" line="69"/>
+        <location filename="../algorithms/cnn.py" line="66"/>
         <source>Divides a raster into K kinds of region (segments) using a convolutional network (CNN), without training data.
 
 The network turns every 4 x 4 pixel cell into a vector describing its appearance and surroundings. K-Means finds K typical vectors on a sample spread over the whole raster, then every pixel joins the nearest one, with distances interpolated between cells so that boundaries are not blocky. The raster is processed in overlapping tiles, so there are no seams; the result does not depend on the tile size, batch size, threads or memory budget (except for networks with global attention, such as ViTs exported with training.export_backbone: their tiles are blended and the log warns that the result depends on the tile size).
@@ -300,42 +295,42 @@ Embeddings (optional): the network&apos;s vectors, one band each, one pixel per 
 <context>
     <name>KMeansAlgorithm</name>
     <message>
-        <location filename="../algorithms/kmeans.py" line="12"/>
+        <location filename="../algorithms/kmeans.py" line="13"/>
         <source>K-Means segmentation</source>
         <translation>K-Means-Segmentierung</translation>
     </message>
     <message>
-        <location filename="../algorithms/kmeans.py" line="15"/>
+        <location filename="../algorithms/kmeans.py" line="14"/>
         <source>Unsupervised segmentation into K kinds of region by colour and texture.</source>
         <translation>Unüberwachte Segmentierung in K Arten von Gebieten nach Farbe und Textur.</translation>
     </message>
     <message>
-        <location filename="../algorithms/kmeans.py" line="59"/>
+        <location filename="../algorithms/kmeans.py" line="56"/>
         <source>Block size (px)</source>
         <translation>Blockgröße (px)</translation>
     </message>
     <message>
-        <location filename="../algorithms/kmeans.py" line="59"/>
+        <location filename="../algorithms/kmeans.py" line="56"/>
         <source>Side of the square blocks that are described and labelled: 4 = fine, 8 = medium, 16 = coarse.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/kmeans.py" line="54"/>
+        <location filename="../algorithms/kmeans.py" line="51"/>
         <source>Segments</source>
         <translation>Segmente</translation>
     </message>
     <message>
-        <location filename="../algorithms/kmeans.py" line="54"/>
+        <location filename="../algorithms/kmeans.py" line="51"/>
         <source>Block descriptors</source>
         <translation>Blockdeskriptoren</translation>
     </message>
     <message>
-        <location filename="../algorithms/kmeans.py" line="54"/>
+        <location filename="../algorithms/kmeans.py" line="51"/>
         <source>Optional: the block descriptors (Float32, one band each, one pixel per block), the Features input of Latent KNN refinement.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/kmeans.py" line="18"/>
+        <location filename="../algorithms/kmeans.py" line="15"/>
         <source>Divides a raster into K kinds of region (segments) of similar colour and texture, without training data.
 
 The raster is cut into square blocks of Block size pixels. Each block is described by its mean colour and the spread of each band (texture), taken over the block and its eight neighbours. K-Means finds K typical descriptions on a sample spread over the whole raster, then every block joins the nearest one. Works on rasters of any size; the result does not depend on the memory budget.
@@ -361,132 +356,127 @@ Block descriptors (optional): the descriptors, one band each, one pixel per bloc
 <context>
     <name>KnnRefineAlgorithm</name>
     <message>
-        <location filename="../algorithms/knn_refine.py" line="15"/>
+        <location filename="../algorithms/knn_refine.py" line="16"/>
         <source>Latent KNN refinement</source>
         <translation>Latente KNN-Verfeinerung</translation>
     </message>
     <message>
-        <location filename="../algorithms/knn_refine.py" line="68"/>
-        <source>Segments</source>
-        <translation>Segmente</translation>
-    </message>
-    <message>
-        <location filename="../algorithms/knn_refine.py" line="68"/>
+        <location filename="../algorithms/knn_refine.py" line="65"/>
         <source>A label raster, e.g. the Segments of K-Means segmentation (or their smoothed version).</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/knn_refine.py" line="70"/>
+        <location filename="../algorithms/knn_refine.py" line="67"/>
         <source>Features (of the same segmentation run)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/knn_refine.py" line="70"/>
+        <location filename="../algorithms/knn_refine.py" line="67"/>
         <source>The Block descriptors or Embeddings output of the segmentation that made Segments.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/knn_refine.py" line="72"/>
+        <location filename="../algorithms/knn_refine.py" line="69"/>
         <source>Neighbours</source>
         <translation>Nachbarn</translation>
     </message>
     <message>
-        <location filename="../algorithms/knn_refine.py" line="74"/>
+        <location filename="../algorithms/knn_refine.py" line="71"/>
         <source>Temperature (relative)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/knn_refine.py" line="77"/>
+        <location filename="../algorithms/knn_refine.py" line="74"/>
         <source>Mix per iteration</source>
         <translation>Mischung je Iteration</translation>
     </message>
     <message>
-        <location filename="../algorithms/knn_refine.py" line="79"/>
+        <location filename="../algorithms/knn_refine.py" line="76"/>
         <source>Iterations</source>
         <translation>Iterationen</translation>
     </message>
     <message>
-        <location filename="../algorithms/knn_refine.py" line="81"/>
+        <location filename="../algorithms/knn_refine.py" line="78"/>
         <source>Spatial weight</source>
         <translation>Räumliches Gewicht</translation>
     </message>
     <message>
-        <location filename="../algorithms/knn_refine.py" line="84"/>
+        <location filename="../algorithms/knn_refine.py" line="81"/>
         <source>Random seed</source>
         <translation>Zufallsstartwert</translation>
     </message>
     <message>
-        <location filename="../algorithms/knn_refine.py" line="84"/>
+        <location filename="../algorithms/knn_refine.py" line="81"/>
         <source>Seed of the index sample: the same seed gives the same result.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/knn_refine.py" line="86"/>
+        <location filename="../algorithms/knn_refine.py" line="83"/>
         <source>Index size (blocks)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/knn_refine.py" line="97"/>
+        <location filename="../algorithms/knn_refine.py" line="93"/>
         <source>Refined segments</source>
         <translation>Verfeinerte Segmente</translation>
     </message>
     <message>
-        <location filename="../algorithms/knn_refine.py" line="18"/>
+        <location filename="../algorithms/knn_refine.py" line="17"/>
         <source>Cleans speckle and mislabelled blocks: segments spread between neighbouring blocks that look alike, not across image edges.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/knn_refine.py" line="72"/>
+        <location filename="../algorithms/knn_refine.py" line="69"/>
         <source>How many blocks around each block it is linked to (4, 8, 12, 20, 24...).</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/knn_refine.py" line="74"/>
+        <location filename="../algorithms/knn_refine.py" line="71"/>
         <source>Softness of the scores from the distances to the segment centres, times the fitted temperature; higher = softer.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/knn_refine.py" line="77"/>
+        <location filename="../algorithms/knn_refine.py" line="74"/>
         <source>Share of the linked blocks in each step (0 = none; towards 1 = stronger cleaning).</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/knn_refine.py" line="79"/>
+        <location filename="../algorithms/knn_refine.py" line="76"/>
         <source>Number of propagation steps; 0 keeps the segments.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/knn_refine.py" line="81"/>
+        <location filename="../algorithms/knn_refine.py" line="78"/>
         <source>Weight of the distance between linked blocks beside their likeness; 0 = likeness only.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/knn_refine.py" line="86"/>
+        <location filename="../algorithms/knn_refine.py" line="83"/>
         <source>Number of blocks sampled to calibrate the temperature and the features&apos; spread.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/knn_refine.py" line="89"/>
+        <location filename="../algorithms/knn_refine.py" line="86"/>
         <source>Formulation</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/knn_refine.py" line="89"/>
+        <location filename="../algorithms/knn_refine.py" line="86"/>
         <source>Edge-aware propagation between neighbouring blocks</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/knn_refine.py" line="89"/>
+        <location filename="../algorithms/knn_refine.py" line="86"/>
         <source>Global KNN among sampled blocks (earlier method)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/knn_refine.py" line="89"/>
+        <location filename="../algorithms/knn_refine.py" line="86"/>
         <source>Edge-aware propagation (default), or the earlier global KNN in feature space.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/knn_refine.py" line="22"/>
+        <location filename="../algorithms/knn_refine.py" line="19"/>
         <source>Cleans a segmentation: every block (a cell of the Features grid) revises its segment from the blocks around it that look like it, so speckle and blocks near a decision boundary join the region they belong to, while boundaries along image edges stay. Boundaries are then drawn at pixel resolution.
 
 Every block starts from calibrated scores for the segments: half from its distances to the segment centres (a softmax whose temperature is fitted on the index so that it predicts the segments of neighbouring blocks; uncertain near a decision boundary, sure elsewhere), half from the segments of its own pixels. Each block is linked to its nearest blocks on the map, and a link counts more the more alike the two blocks look (features and position). Iterations times, every block&apos;s scores become 1 - Mix of its starting scores plus Mix times the weighted mean of its linked blocks&apos; scores (label propagation: each step reaches one ring of blocks further and the scores converge as steps are added). Each pixel finally takes the segment with the highest score interpolated between the four blocks around it. The result does not depend on the memory budget.
@@ -521,66 +511,62 @@ Refined segments: a label raster on the input&apos;s grid with the same segments
 <context>
     <name>MergeAlgorithm</name>
     <message>
-        <location filename="../algorithms/merge.py" line="14"/>
+        <location filename="../algorithms/merge.py" line="13"/>
         <source>Merge segments (re-cut K)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/merge.py" line="17"/>
+        <location filename="../algorithms/merge.py" line="14"/>
         <source>Cuts a segmentation to fewer segments, merging the most alike first, without running it again.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/merge.py" line="21"/>
+        <location filename="../algorithms/merge.py" line="34"/>
+        <source>A label raster made by K-Means segmentation or CNN segmentation (or a step after them).</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/merge.py" line="38"/>
+        <source>Number of segments</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/merge.py" line="38"/>
+        <source>How many segments to keep: 2 to the input&apos;s K.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/merge.py" line="34"/>
+        <source>Merged segments</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/merge.py" line="16"/>
         <source>Cuts a segmentation to fewer kinds of region without segmenting again: the segments merge in the order of the merge tree the segmentation wrote (Ward&apos;s linkage on its segment centres, weighted by their sizes: the two most alike segments merge first). Fast: a lookup table applied to the raster window by window.
 
 Segments: a label raster written by K-Means segmentation or CNN segmentation (or smoothed, refined or merged after them: they keep the tree).
 Number of segments: how many segments to keep, from 2 to the input&apos;s K. Cutting a merged result again gives the same as cutting the original.
 Memory budget (advanced): working memory; the result does not depend on it.
+Dask scheduler (advanced): optional address of a Dask cluster&apos;s scheduler, e.g. tcp://10.0.0.5:8786; its workers process the windows, with the same result. Empty = this computer.
 
 Merged segments: a label raster on the input&apos;s grid, segments 1..K ordered by their darkest member, styled, with the merged centres and the rest of the tree in its metadata, so it chains into Smooth segments, Latent KNN refinement, Render segments and Segment statistics.</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../algorithms/merge.py" line="37"/>
-        <source>Segments</source>
-        <translation type="unfinished">Segmente</translation>
-    </message>
-    <message>
-        <location filename="../algorithms/merge.py" line="37"/>
-        <source>A label raster made by K-Means segmentation or CNN segmentation (or a step after them).</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../algorithms/merge.py" line="39"/>
-        <source>Number of segments</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../algorithms/merge.py" line="39"/>
-        <source>How many segments to keep: 2 to the input&apos;s K.</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../algorithms/merge.py" line="42"/>
-        <source>Merged segments</source>
         <translation type="unfinished"></translation>
     </message>
 </context>
 <context>
     <name>RenderAlgorithm</name>
     <message>
-        <location filename="../algorithms/render.py" line="28"/>
+        <location filename="../algorithms/render.py" line="40"/>
         <source>Render segments</source>
         <translation>Segmente darstellen</translation>
     </message>
     <message>
-        <location filename="../algorithms/render.py" line="31"/>
+        <location filename="../algorithms/render.py" line="41"/>
         <source>Colours, segment names and style; an RGBA composite over the imagery and a PNG quicklook.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/render.py" line="34"/>
+        <location filename="../algorithms/render.py" line="42"/>
         <source>Styles a segmentation for maps and export.
 
 Segments: a label raster (segments 1..K, 0 = nodata), e.g. the result of K-Means segmentation, Smooth segments or Latent KNN refinement.
@@ -595,97 +581,92 @@ Quicklook (optional): PNG of the segment colours, at most 1024 px on its longer 
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/render.py" line="55"/>
-        <source>Segments</source>
-        <translation>Segmente</translation>
-    </message>
-    <message>
-        <location filename="../algorithms/render.py" line="55"/>
+        <location filename="../algorithms/render.py" line="63"/>
         <source>A label raster, e.g. the result of K-Means segmentation.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/render.py" line="57"/>
+        <location filename="../algorithms/render.py" line="66"/>
         <source>Distinct colours</source>
         <translation>Unterscheidbare Farben</translation>
     </message>
     <message>
-        <location filename="../algorithms/render.py" line="57"/>
+        <location filename="../algorithms/render.py" line="66"/>
         <source>Segment mean colour (needs Image)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/render.py" line="58"/>
+        <location filename="../algorithms/render.py" line="67"/>
         <source>Colour ramp (viridis)</source>
         <translation>Farbverlauf (viridis)</translation>
     </message>
     <message>
-        <location filename="../algorithms/render.py" line="59"/>
+        <location filename="../algorithms/render.py" line="68"/>
         <source>Palette</source>
         <translation>Palette</translation>
     </message>
     <message>
-        <location filename="../algorithms/render.py" line="59"/>
+        <location filename="../algorithms/render.py" line="68"/>
         <source>How segments are coloured.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/render.py" line="61"/>
+        <location filename="../algorithms/render.py" line="70"/>
         <source>Segment names (comma-separated)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/render.py" line="61"/>
+        <location filename="../algorithms/render.py" line="70"/>
         <source>Names in segment order, e.g. water, trees, roofs. Use semicolons when a name holds a comma.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/render.py" line="64"/>
+        <location filename="../algorithms/render.py" line="74"/>
         <source>Image (for mean colour and composite)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/render.py" line="64"/>
+        <location filename="../algorithms/render.py" line="74"/>
         <source>The raster the segments were made from.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/render.py" line="67"/>
+        <location filename="../algorithms/render.py" line="77"/>
         <source>Composite opacity</source>
         <translation>Deckkraft der Überlagerung</translation>
     </message>
     <message>
-        <location filename="../algorithms/render.py" line="67"/>
+        <location filename="../algorithms/render.py" line="77"/>
         <source>Opacity of the segment colours over the image (0 = image only, 1 = colours only).</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/render.py" line="69"/>
+        <location filename="../algorithms/render.py" line="63"/>
         <source>Styled segments</source>
         <translation>Gestaltete Segmente</translation>
     </message>
     <message>
-        <location filename="../algorithms/render.py" line="70"/>
+        <location filename="../algorithms/render.py" line="81"/>
         <source>Composite (RGBA)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/render.py" line="70"/>
+        <location filename="../algorithms/render.py" line="81"/>
         <source>Segment colours blended over Image, for export and web maps.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/render.py" line="73"/>
+        <location filename="../algorithms/render.py" line="84"/>
         <source>Quicklook</source>
         <translation>Vorschaubild</translation>
     </message>
     <message>
-        <location filename="../algorithms/render.py" line="73"/>
+        <location filename="../algorithms/render.py" line="84"/>
         <source>PNG files (*.png)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/render.py" line="73"/>
+        <location filename="../algorithms/render.py" line="84"/>
         <source>A PNG picture of the segment colours, at most 1024 px on its longer side.</source>
         <translation type="unfinished"></translation>
     </message>
@@ -698,159 +679,164 @@ Quicklook (optional): PNG of the segment colours, at most 1024 px on its longer 
         <translation>Segmentierung</translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="105"/>
+        <location filename="../algorithms/base.py" line="113"/>
         <source>Post-processing</source>
         <translation>Nachbearbeitung</translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="159"/>
+        <location filename="../algorithms/base.py" line="221"/>
         <source>Bands (default: first three)</source>
         <translation>Kanäle (Standard: die ersten drei)</translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="159"/>
+        <location filename="../algorithms/base.py" line="221"/>
         <source>Bands to segment. Empty: the first three bands that are not alpha. Needed for a grey-scale raster (choose band 1).</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="178"/>
+        <location filename="../algorithms/base.py" line="240"/>
         <source>Random seed</source>
         <translation>Zufallsstartwert</translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="178"/>
+        <location filename="../algorithms/base.py" line="240"/>
         <source>Seed of the sample and of the initialisation: the same seed gives the same result.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="181"/>
+        <location filename="../algorithms/base.py" line="243"/>
         <source>Reference segmentation (reuse its centres)</source>
         <translation>Referenzsegmentierung (ihre Zentren wiederverwenden)</translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="181"/>
+        <location filename="../algorithms/base.py" line="243"/>
         <source>Optional: a segmentation made earlier by this algorithm. Its segment centres are reused instead of fitting new ones, so several rasters get the same segment for the same kind of surface.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="203"/>
+        <location filename="../algorithms/base.py" line="266"/>
         <source>Memory budget (MB)</source>
         <translation>Speicherbudget (MB)</translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="203"/>
+        <location filename="../algorithms/base.py" line="266"/>
         <source>Working memory to use. The raster is processed in windows that fit it; the result does not depend on it.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="221"/>
+        <location filename="../algorithms/base.py" line="297"/>
         <source>Label raster on the input&apos;s grid: segment 1..K, 0 = nodata, styled with one colour and name per segment.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="224"/>
+        <location filename="../algorithms/base.py" line="300"/>
         <source>Number of segments produced</source>
         <translation>Anzahl erzeugter Segmente</translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="236"/>
+        <location filename="../algorithms/base.py" line="335"/>
         <source>{label}: layer &apos;{layer}&apos; is not a file GDAL can read ({provider}). Save it as a GeoTIFF first (Raster &gt; Conversion &gt; Translate).</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="243"/>
+        <location filename="../algorithms/base.py" line="342"/>
         <source>{label}: no raster given.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="154"/>
+        <location filename="../algorithms/base.py" line="216"/>
         <source>Input layer</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="154"/>
+        <location filename="../algorithms/base.py" line="216"/>
         <source>The layer to segment: a raster GDAL reads (GeoTIFF, JPEG, VRT...; 8-bit, 16-bit or float), or any other map layer (XYZ or WMS basemap, vector layer...), which is drawn with its style over Area to segment at Pixel size first. Nodata and transparent pixels stay nodata.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="188"/>
+        <location filename="../algorithms/base.py" line="250"/>
         <source>Area to segment</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="188"/>
+        <location filename="../algorithms/base.py" line="250"/>
         <source>Optional: segment only this area. A raster file is cut on its own pixel grid, so the result lines up pixel for pixel with a run over the whole raster. Required for web layers (a tile service covers the world).</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="192"/>
+        <location filename="../algorithms/base.py" line="254"/>
         <source>Pixel size for drawn layers (0 = native)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="192"/>
+        <location filename="../algorithms/base.py" line="254"/>
         <source>For layers that are drawn first (web and vector layers): the size of a pixel in the layer&apos;s CRS units. 0 = the layer&apos;s own finest resolution (a tile service&apos;s deepest zoom); required for vector layers. Raster files keep their own pixels.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="197"/>
+        <location filename="../algorithms/base.py" line="259"/>
         <source>Mask polygons</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="197"/>
+        <location filename="../algorithms/base.py" line="259"/>
         <source>Optional: only pixels inside these polygons are segmented; the others are nodata in every output and take no part in the fit.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="280"/>
+        <location filename="../algorithms/base.py" line="379"/>
         <source>Input layer: no layer given, or it cannot be opened.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="292"/>
+        <location filename="../algorithms/base.py" line="391"/>
         <source>Bands is ignored for a drawn layer: its red, green and blue are used.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="208"/>
+        <location filename="../algorithms/base.py" line="272"/>
         <source>Dask scheduler (empty = this computer)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="210"/>
+        <location filename="../algorithms/base.py" line="274"/>
         <source>Optional: the address of a running Dask scheduler, e.g. tcp://10.0.0.5:8786, to process the windows on its workers; empty runs here, as always. The result is the same. The workers must read the input under the same path (a shared folder, or /vsis3/...) and run the same Map Segmenter version; this computer writes the output.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="165"/>
+        <location filename="../algorithms/base.py" line="227"/>
         <source>Number of segments (K; 0 = automatic)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="165"/>
+        <location filename="../algorithms/base.py" line="227"/>
         <source>How many kinds of region to find (2-254), or 0 to let the raster choose K between Smallest K and Largest K: the log shows the criterion for every K and the K chosen.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="170"/>
+        <location filename="../algorithms/base.py" line="232"/>
         <source>Smallest K (automatic)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="170"/>
+        <location filename="../algorithms/base.py" line="232"/>
         <source>With Number of segments 0: the smallest K the automatic choice considers.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="173"/>
+        <location filename="../algorithms/base.py" line="235"/>
         <source>Largest K (automatic)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/base.py" line="173"/>
+        <location filename="../algorithms/base.py" line="235"/>
         <source>With Number of segments 0: the largest K the automatic choice considers. The result can be cut to fewer segments later with Merge segments.</source>
         <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/base.py" line="195"/>
+        <source>Segments</source>
+        <translation>Segmente</translation>
     </message>
 </context>
 <context>
@@ -864,17 +850,17 @@ Quicklook (optional): PNG of the segment colours, at most 1024 px on its longer 
 <context>
     <name>StatisticsAlgorithm</name>
     <message>
-        <location filename="../algorithms/statistics.py" line="24"/>
+        <location filename="../algorithms/statistics.py" line="25"/>
         <source>Segment statistics and polygons</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/statistics.py" line="27"/>
+        <location filename="../algorithms/statistics.py" line="26"/>
         <source>How much of the area each segment covers, its mean colour, the segments as polygons and a chart.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/statistics.py" line="31"/>
+        <location filename="../algorithms/statistics.py" line="28"/>
         <source>Measures a segmentation: one table row per segment present, the segments as polygons for editing and overlays, and a report with a chart. Nodata pixels are left out everywhere.
 
 Segments: a label raster, e.g. the result of K-Means segmentation, Smooth segments or Render segments, or any one-band integer raster (a classification) with a nodata value.
@@ -888,72 +874,67 @@ Report (optional): an HTML page with a bar chart of the area of each segment in 
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/statistics.py" line="54"/>
-        <source>Segments</source>
-        <translation type="unfinished">Segmente</translation>
-    </message>
-    <message>
-        <location filename="../algorithms/statistics.py" line="54"/>
+        <location filename="../algorithms/statistics.py" line="51"/>
         <source>A label raster, e.g. the result of K-Means segmentation, or any one-band integer raster with a nodata value.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/statistics.py" line="57"/>
+        <location filename="../algorithms/statistics.py" line="53"/>
         <source>Image (for colour statistics)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/statistics.py" line="57"/>
+        <location filename="../algorithms/statistics.py" line="53"/>
         <source>Optional raster on the grid of the segments; the table gives each band&apos;s mean and standard deviation per segment.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/statistics.py" line="61"/>
+        <location filename="../algorithms/statistics.py" line="57"/>
         <source>Merge polygons smaller than (px; 0 = keep all)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/statistics.py" line="61"/>
+        <location filename="../algorithms/statistics.py" line="57"/>
         <source>Simplifies the polygons: regions smaller than this many pixels merge into their largest neighbour first, so boundaries stay shared (no gaps or overlaps). The table is not affected.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/statistics.py" line="66"/>
+        <location filename="../algorithms/statistics.py" line="62"/>
         <source>Segment statistics</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/statistics.py" line="66"/>
+        <location filename="../algorithms/statistics.py" line="62"/>
         <source>Table without geometry (.gpkg or .csv): one row per segment with pixels, areas, share and image statistics.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/statistics.py" line="70"/>
+        <location filename="../algorithms/statistics.py" line="66"/>
         <source>Segment polygons</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/statistics.py" line="70"/>
+        <location filename="../algorithms/statistics.py" line="66"/>
         <source>The segments as polygons (GeoPackage) with segment, name and area, styled with the segments&apos; colours.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/statistics.py" line="75"/>
+        <location filename="../algorithms/statistics.py" line="71"/>
         <source>Report</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/statistics.py" line="75"/>
+        <location filename="../algorithms/statistics.py" line="71"/>
         <source>HTML files (*.html)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/statistics.py" line="75"/>
+        <location filename="../algorithms/statistics.py" line="71"/>
         <source>An HTML page with a bar chart of each segment&apos;s area in its colour, and the table.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../algorithms/statistics.py" line="78"/>
+        <location filename="../algorithms/statistics.py" line="74"/>
         <source>Number of segments present</source>
         <translation type="unfinished"></translation>
     </message>

@@ -34,6 +34,7 @@ from map_segmenter.algorithms.qgis_compat import (  # noqa: E402
     ProcessingParameterFlag,
     ProcessingSourceType,
 )
+from map_segmenter.engine import params  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "processing_provider" / "models"
@@ -44,19 +45,20 @@ Source = QgsProcessingModelChildParameterSource
 BOX = QSizeF(220, 50)  # every box the same size; the grid below keeps them 40 px apart
 COLUMN = 260
 HELP = {
-    "INPUT": "The raster to segment: any raster GDAL reads (GeoTIFF, JPEG, VRT...).",
-    "BANDS": "Bands to segment; empty: the first three that are not alpha. Choose band 1 for a grey-scale raster.",
-    "SEGMENTS": ("How many kinds of region to find (2-254); 0 (the default): chosen from the raster between 2 and 12, "
-                 "the log shows the evidence, and Merge segments cuts the result to fewer segments later."),
-    "BLOCK_SIZE": "Side of the blocks K-Means describes: 4 = fine, 8 = medium, 16 = coarse.",
-    "STRENGTH": ("How much the segments are smoothed before the refinement. On labelled aerial tiles High then "
-                 "the refinement measured best; Low and Medium keep smaller details."),
-    "EXTENT": "Optional: segment only this area (required for web layers).",
-    "PIXEL_SIZE": "Pixel size web and vector layers are drawn at, in their CRS units; 0 = the layer's finest.",
-    "MASK": "Optional: only pixels inside these polygons are segmented.",
-    "SCHEDULER": ("Optional: the address of a Dask scheduler (e.g. tcp://10.0.0.5:8786) whose workers run the "
-                  "segmentation, smoothing and refinement windows, with the same result; empty = this computer. "
-                  "The workers must see the input under the same path."),
+    params.INPUT: "The raster to segment: any raster GDAL reads (GeoTIFF, JPEG, VRT...).",
+    params.BANDS: "Bands to segment; empty: the first three that are not alpha. Choose band 1 for a grey-scale raster.",
+    params.SEGMENTS: ("How many kinds of region to find (2-254); 0 (the default): chosen from the raster between 2 "
+                      "and 12, the log shows the evidence, and Merge segments cuts the result to fewer segments "
+                      "later."),
+    params.BLOCK_SIZE: "Side of the blocks K-Means describes: 4 = fine, 8 = medium, 16 = coarse.",
+    params.STRENGTH: ("How much the segments are smoothed before the refinement. On labelled aerial tiles High "
+                      "then the refinement measured best; Low and Medium keep smaller details."),
+    params.EXTENT: "Optional: segment only this area (required for web layers).",
+    params.PIXEL_SIZE: "Pixel size web and vector layers are drawn at, in their CRS units; 0 = the layer's finest.",
+    params.MASK: "Optional: only pixels inside these polygons are segmented.",
+    params.SCHEDULER: ("Optional: the address of a Dask scheduler (e.g. tcp://10.0.0.5:8786) whose workers run "
+                       "the segmentation, smoothing and refinement windows, with the same result; empty = this "
+                       "computer. The workers must see the input under the same path."),
 }
 PER_ROW = 5  # nine inputs in two rows above the steps
 
@@ -118,20 +120,20 @@ def build(target=TARGET):
     model = QgsProcessingModelAlgorithm(name, "Segmentation", "segmentation")
     model.setHelpContent({"ALG_DESC": description, "ALG_CREATOR": "Map Segmenter developers", **HELP})
     parameters = [
-        QgsProcessingParameterMapLayer("INPUT", "Input layer"),
-        QgsProcessingParameterBand("BANDS", "Bands (default: first three)", None, "INPUT", True, True),
-        QgsProcessingParameterNumber("SEGMENTS", "Number of segments (K; 0 = automatic)",
+        QgsProcessingParameterMapLayer(params.INPUT, "Input layer"),
+        QgsProcessingParameterBand(params.BANDS, "Bands (default: first three)", None, params.INPUT, True, True),
+        QgsProcessingParameterNumber(params.SEGMENTS, "Number of segments (K; 0 = automatic)",
                                      ProcessingNumberParameterType.Integer, 0, False, 0, 254),
-        QgsProcessingParameterNumber("BLOCK_SIZE", "Block size (px)", ProcessingNumberParameterType.Integer, 4,
+        QgsProcessingParameterNumber(params.BLOCK_SIZE, "Block size (px)", ProcessingNumberParameterType.Integer, 4,
                                      False, 1, 4096),
         # Medium, as segmenter:blur: a model input left out (processing.run, qgis_process) takes the child's default
-        QgsProcessingParameterEnum("STRENGTH", "Smoothing strength", ["Low", "Medium", "High"], False, 1),
-        QgsProcessingParameterExtent("EXTENT", "Area to segment", optional=True),
-        QgsProcessingParameterNumber("PIXEL_SIZE", "Pixel size for drawn layers (0 = native)",
+        QgsProcessingParameterEnum(params.STRENGTH, "Smoothing strength", ["Low", "Medium", "High"], False, 1),
+        QgsProcessingParameterExtent(params.EXTENT, "Area to segment", optional=True),
+        QgsProcessingParameterNumber(params.PIXEL_SIZE, "Pixel size for drawn layers (0 = native)",
                                      ProcessingNumberParameterType.Double, 0.0, False, 0.0),
-        QgsProcessingParameterFeatureSource("MASK", "Mask polygons", [ProcessingSourceType.VectorPolygon],
+        QgsProcessingParameterFeatureSource(params.MASK, "Mask polygons", [ProcessingSourceType.VectorPolygon],
                                             optional=True),
-        QgsProcessingParameterString("SCHEDULER", "Dask scheduler (empty = this computer)", optional=True),
+        QgsProcessingParameterString(params.SCHEDULER, "Dask scheduler (empty = this computer)", optional=True),
     ]
     parameters[-1].setFlags(parameters[-1].flags() | ProcessingParameterFlag.Advanced)
     for number, definition in enumerate(parameters):
@@ -142,38 +144,42 @@ def build(target=TARGET):
         model.addModelParameter(definition, component)
 
     kmeans = child("kmeans", "segmenter:kmeans", "Segment (K-Means)", {
-        "INPUT": Source.fromModelParameter("INPUT"), "BANDS": Source.fromModelParameter("BANDS"),
+        params.INPUT: Source.fromModelParameter(params.INPUT), params.BANDS: Source.fromModelParameter(params.BANDS),
         # SEGMENTS left out (processing.run, qgis_process) would take the child's default (8): the expression gives
         # the model's own default, 0 (automatic K), and the value given otherwise
-        "SEGMENTS": Source.fromExpression("coalesce(@SEGMENTS, 0)"),
-        "BLOCK_SIZE": Source.fromModelParameter("BLOCK_SIZE"),
-        "EXTENT": Source.fromModelParameter("EXTENT"), "PIXEL_SIZE": Source.fromModelParameter("PIXEL_SIZE"),
-        "MASK": Source.fromModelParameter("MASK"), "SCHEDULER": Source.fromModelParameter("SCHEDULER")},
+        params.SEGMENTS: Source.fromExpression(f"coalesce(@{params.SEGMENTS}, 0)"),
+        params.BLOCK_SIZE: Source.fromModelParameter(params.BLOCK_SIZE),
+        params.EXTENT: Source.fromModelParameter(params.EXTENT),
+        params.PIXEL_SIZE: Source.fromModelParameter(params.PIXEL_SIZE),
+        params.MASK: Source.fromModelParameter(params.MASK),
+        params.SCHEDULER: Source.fromModelParameter(params.SCHEDULER)},
         0, 0)
     blur = child("blur", "segmenter:blur", "Smooth segments", {
-        "INPUT": Source.fromChildOutput("kmeans", "OUTPUT"), "STRENGTH": Source.fromModelParameter("STRENGTH"),
-        "SCHEDULER": Source.fromModelParameter("SCHEDULER")},
+        params.INPUT: Source.fromChildOutput("kmeans", params.OUTPUT),
+        params.STRENGTH: Source.fromModelParameter(params.STRENGTH),
+        params.SCHEDULER: Source.fromModelParameter(params.SCHEDULER)},
         1, 1)
     refine = child("knn_refine", "segmenter:knn_refine", "Refine by nearest neighbours", {
-        "LABELS": Source.fromChildOutput("blur", "OUTPUT"),
-        "FEATURES": Source.fromChildOutput("kmeans", "FEATURES"),
-        "SCHEDULER": Source.fromModelParameter("SCHEDULER")}, 2, 2)
+        params.LABELS: Source.fromChildOutput("blur", params.OUTPUT),
+        params.FEATURES: Source.fromChildOutput("kmeans", params.FEATURES),
+        params.SCHEDULER: Source.fromModelParameter(params.SCHEDULER)}, 2, 2)
     render = child("render", "segmenter:render", "Render segments", {
-        "INPUT": Source.fromChildOutput("knn_refine", "OUTPUT")}, 3, 3)
-    kmeans.addParameterSources("FEATURES", [Source.fromStaticValue("TEMPORARY_OUTPUT")])
+        params.INPUT: Source.fromChildOutput("knn_refine", params.OUTPUT)}, 3, 3)
+    kmeans.addParameterSources(params.FEATURES, [Source.fromStaticValue("TEMPORARY_OUTPUT")])
     steps = [kmeans, blur, refine, render]
     if target == STATISTICS_TARGET:
         statistics = child("statistics", "segmenter:statistics", "Segment statistics and polygons", {
-            "INPUT": Source.fromChildOutput("render", "OUTPUT")},  # no IMAGE: a drawn or cut INPUT is not on its grid
+            # no IMAGE: a drawn or cut INPUT is not on its grid
+            params.INPUT: Source.fromChildOutput("render", params.OUTPUT)},
             4, 4)
         statistics.setModelOutputs({
-            "Statistics": model_output("Statistics", "statistics", "OUTPUT", 3, 5),
-            "Polygons": model_output("Polygons", "statistics", "POLYGONS", 4, 5),
-            "Report": model_output("Report", "statistics", "REPORT", 5, 5)})
+            "Statistics": model_output("Statistics", "statistics", params.OUTPUT, 3, 5),
+            "Polygons": model_output("Polygons", "statistics", params.POLYGONS, 4, 5),
+            "Report": model_output("Report", "statistics", params.REPORT, 5, 5)})
         steps.append(statistics)
-        render.setModelOutputs({"Segments": model_output("Segments", "render", "OUTPUT", 4, 3)})
+        render.setModelOutputs({"Segments": model_output("Segments", "render", params.OUTPUT, 4, 3)})
     else:
-        render.setModelOutputs({"Segments": model_output("Segments", "render", "OUTPUT", 4, 4)})
+        render.setModelOutputs({"Segments": model_output("Segments", "render", params.OUTPUT, 4, 4)})
     for algorithm in steps:
         model.addChildAlgorithm(algorithm)
     model.updateDestinationParameters()

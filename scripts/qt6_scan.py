@@ -46,27 +46,25 @@ RENAMED_MEMBERS = {"MidButton": "Qt.MouseButton.MiddleButton", "TextColorRole": 
                    "BackgroundColorRole": "Qt.ItemDataRole.BackgroundRole",
                    "HighQualityAntialiasing": "QPainter.RenderHint.Antialiasing"}
 
-# QGIS enums that moved into Qgis (3.30 / 3.36) and lose their old spelling in QGIS 4:
-# (class, old enum, old member names, new enum)
-MOVED_QGIS_ENUMS = [
-    ("QgsProcessing", "SourceType", r"Type[A-Z]\w*", "Qgis.ProcessingSourceType"),
-    ("QgsProcessingParameterDefinition", "Flag", r"Flag[A-Z]\w*", "Qgis.ProcessingParameterFlag"),
-    ("QgsProcessingAlgorithm", "Flag", r"Flag[A-Z]\w*", "Qgis.ProcessingAlgorithmFlag"),
-    ("QgsProcessingFeatureSource", "Flag", r"Flag[A-Z]\w*", "Qgis.ProcessingFeatureSourceFlag"),
-    ("QgsProcessingParameterNumber", "Type", r"Integer|Double", "Qgis.ProcessingNumberParameterType"),
-    ("QgsProcessingParameterFile", "Behavior", r"File|Folder", "Qgis.ProcessingFileParameterBehavior"),
-    ("QgsProcessingParameterField", "DataType", r"Any|Numeric|String|DateTime|Binary|Boolean",
-     "Qgis.ProcessingFieldParameterDataType"),
-    ("QgsProcessingParameterDateTime", "Type", r"DateTime|Date|Time", "Qgis.ProcessingDateTimeParameterDataType"),
-    ("QgsProcessingContext", "LogLevel", r"DefaultLevel|Verbose|ModelDebug", "Qgis.ProcessingLogLevel"),
-    ("QgsWkbTypes", "GeometryType", r"(Point|Line|Polygon|Unknown|Null)Geometry", "Qgis.GeometryType"),
-    ("QgsWkbTypes", "Type", r"[A-Z]\w*", "Qgis.WkbType"),
-    ("QgsMapLayer", "LayerType", r"[A-Z]\w*Layer", "Qgis.LayerType"),
-    ("QgsCoordinateReferenceSystem", "WktVariant", r"WKT\w*", "Qgis.CrsWktVariant"),
-    ("QgsUnitTypes", "DistanceUnit", r"Distance[A-Z]\w*", "Qgis.DistanceUnit"),
-    ("QgsUnitTypes", "AreaUnit", r"Area[A-Z]\w*", "Qgis.AreaUnit"),
-    ("QgsUnitTypes", "RenderUnit", r"Render[A-Z]\w*", "Qgis.RenderUnit"),
-]
+# QGIS enums that moved into Qgis (3.30 / 3.36) and lose their old spelling in QGIS 4, by class:
+# {class: [(old enum, old member names, new enum in Qgis), ...]}
+MOVED_QGIS_ENUMS = {
+    "QgsProcessing": [("SourceType", r"Type[A-Z]\w*", "ProcessingSourceType")],
+    "QgsProcessingParameterDefinition": [("Flag", r"Flag[A-Z]\w*", "ProcessingParameterFlag")],
+    "QgsProcessingAlgorithm": [("Flag", r"Flag[A-Z]\w*", "ProcessingAlgorithmFlag")],
+    "QgsProcessingFeatureSource": [("Flag", r"Flag[A-Z]\w*", "ProcessingFeatureSourceFlag")],
+    "QgsProcessingParameterNumber": [("Type", r"Integer|Double", "ProcessingNumberParameterType")],
+    "QgsProcessingParameterFile": [("Behavior", r"File|Folder", "ProcessingFileParameterBehavior")],
+    "QgsProcessingParameterField": [("DataType", r"Any|Numeric|String|DateTime|Binary|Boolean",
+                                     "ProcessingFieldParameterDataType")],
+    "QgsProcessingParameterDateTime": [("Type", r"DateTime|Date|Time", "ProcessingDateTimeParameterDataType")],
+    "QgsProcessingContext": [("LogLevel", r"DefaultLevel|Verbose|ModelDebug", "ProcessingLogLevel")],
+    "QgsWkbTypes": [("GeometryType", r"(Point|Line|Polygon|Unknown|Null)Geometry", "GeometryType"),
+                    ("Type", r"[A-Z]\w*", "WkbType")],
+    "QgsMapLayer": [("LayerType", r"[A-Z]\w*Layer", "LayerType")],
+    "QgsCoordinateReferenceSystem": [("WktVariant", r"WKT\w*", "CrsWktVariant")],
+    "QgsUnitTypes": [(f"{unit}Unit", rf"{unit}[A-Z]\w*", f"{unit}Unit") for unit in ("Distance", "Area", "Render")],
+}
 MOVED_ANYWHERE = re.compile(r"^WKT(1|2)?_[A-Z0-9_]+$")  # crs.WKT_PREFERRED_GDAL: refused on any object
 
 # where an unscoped member most likely belongs (only to make the message concrete)
@@ -269,10 +267,10 @@ class _Checker(ast.NodeVisitor):
             return self.report(node, "qvariant", "QVariant.Type does not exist in PyQt6: use QMetaType.Type "
                                f"(resolved in {COMPAT_MODULE} while QGIS 3.22 is supported)")
         if not self.compat:
-            for cls, enum, members, new in MOVED_QGIS_ENUMS:
-                if owner == cls and (member == enum or re.fullmatch(members, member)):
-                    return self.report(node, "moved-qgis-enum", f"{owner}.{member} moved to {new} in QGIS 3.30/3.36 "
-                                       f"and is gone in QGIS 4: use {COMPAT_MODULE}")
+            for enum, members, new in MOVED_QGIS_ENUMS.get(owner, ()):
+                if member == enum or re.fullmatch(members, member):
+                    return self.report(node, "moved-qgis-enum", f"{owner}.{member} moved to Qgis.{new} in QGIS "
+                                       f"3.30/3.36 and is gone in QGIS 4: use {COMPAT_MODULE}")
         if not (QT_CLASS.match(owner) or QGIS_CLASS.match(owner)) or (self.compat and QGIS_CLASS.match(owner)):
             return None
         if isinstance(parent, ast.Attribute) and parent.value is node:

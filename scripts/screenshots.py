@@ -36,19 +36,26 @@ def save(widget, name):
     print(f"screenshot {OUT / name}.png", flush=True)
 
 
-@step
-def result():
+def show_segments(parameters, name, opacity, extent):
+    """Run segmenter:kmeans with ``parameters`` into a temporary ``name``, load its Segments at ``opacity`` over
+    the layers already shown, and show ``extent`` of the map."""
     import processing
 
-    image = QgsRasterLayer(str(IMAGE), "Kampala (OpenAerialMap)")
-    QgsProject.instance().addMapLayer(image)
-    out = os.path.join(tempfile.mkdtemp(), "kampala_segments.tif")
-    processing.runAndLoadResults("segmenter:kmeans", {"INPUT": str(IMAGE), "SEGMENTS": 8, "OUTPUT": out})
+    out = os.path.join(tempfile.mkdtemp(), name)
+    processing.runAndLoadResults("segmenter:kmeans", {**parameters, "OUTPUT": out})
     segments = QgsProject.instance().mapLayersByName("Segments")[0]
-    segments.renderer().setOpacity(0.65)
-    iface.mapCanvas().setExtent(image.extent().buffered(-image.extent().width() * 0.3))
+    segments.renderer().setOpacity(opacity)
+    iface.mapCanvas().setExtent(extent)
     iface.layerTreeView().expandAll()
     iface.mapCanvas().refreshAllLayers()
+
+
+@step
+def result():
+    image = QgsRasterLayer(str(IMAGE), "Kampala (OpenAerialMap)")
+    QgsProject.instance().addMapLayer(image)
+    show_segments({"INPUT": str(IMAGE), "SEGMENTS": 8}, "kampala_segments.tif", 0.65,
+                  image.extent().buffered(-image.extent().width() * 0.3))
 
 
 @step
@@ -62,8 +69,6 @@ def basemap():
     area of the canvas: what a user does with a web basemap."""
     import subprocess
 
-    import processing
-
     QgsProject.instance().removeAllMapLayers()
     tiles = tempfile.mkdtemp()
     subprocess.run(["gdal2tiles.py", "--xyz", "-z20", "-w", "none", "-q", str(IMAGE), tiles], check=True)
@@ -72,15 +77,9 @@ def basemap():
     QgsProject.instance().addMapLayer(basemap_layer)
     image = QgsRasterLayer(str(IMAGE), "extent")
     area = image.extent().buffered(-image.extent().width() * 0.2)
-    out = os.path.join(tempfile.mkdtemp(), "basemap_segments.tif")
-    processing.runAndLoadResults("segmenter:kmeans", {
-        "INPUT": basemap_layer.id(), "SEGMENTS": 6, "OUTPUT": out,
-        "EXTENT": f"{area.xMinimum()},{area.xMaximum()},{area.yMinimum()},{area.yMaximum()} [EPSG:3857]"})
-    segments = QgsProject.instance().mapLayersByName("Segments")[0]
-    segments.renderer().setOpacity(0.7)
-    iface.mapCanvas().setExtent(image.extent())
-    iface.layerTreeView().expandAll()
-    iface.mapCanvas().refreshAllLayers()
+    extent = f"{area.xMinimum()},{area.xMaximum()},{area.yMinimum()},{area.yMaximum()} [EPSG:3857]"
+    show_segments({"INPUT": basemap_layer.id(), "SEGMENTS": 6, "EXTENT": extent}, "basemap_segments.tif", 0.7,
+                  image.extent())
 
 
 @step

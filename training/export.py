@@ -90,7 +90,9 @@ def parity(model, path, sizes=CHECK_SIZES, seed=0):
     return worst
 
 
-def build_metadata(model, name, training, tile_size=512, description=None):
+def build_metadata(model, name, training, tile_size=512, description=None, version=VERSION):
+    """The ONNX metadata of the student ``model`` (model_contract's keys plus its card's), its receptive field
+    computed from the layers and checked against the one measured by back-propagation."""
     reach, _ = receptive_reach(model)
     measured = measured_reach(model)
     if measured != reach:
@@ -105,7 +107,7 @@ def build_metadata(model, name, training, tile_size=512, description=None):
         "input_mean": INPUT_MEAN,
         "input_std": INPUT_STD,
         "tile_size": tile_size,
-        "version": VERSION,
+        "version": version,
         "training": training,
         "name": name,
         "description": description or (

@@ -30,18 +30,8 @@ from torch import nn
 from map_segmenter.engine import model_contract
 
 from . import ROOT
-from .export import contract_rows, export_onnx
-from .models import (
-    INPUT_MEAN,
-    INPUT_SCALE,
-    INPUT_STD,
-    STRIDE,
-    Student,
-    flops_per_pixel,
-    measured_reach,
-    parameter_count,
-    receptive_reach,
-)
+from .export import build_metadata, contract_rows, export_onnx
+from .models import INPUT_MEAN, INPUT_STD, Student, parameter_count, receptive_reach
 
 CALIBRATION_IMAGES = [
     ROOT / "data" / "kampala_oam" / "kampala_oam_z21_mosaic.tif",
@@ -80,34 +70,16 @@ def calibrate_batchnorm(model, patches, batch=8):
 def export(out_dir, name, stem, width, embed_dim, blocks, tile_size, seed):
     torch.manual_seed(seed)
     model = Student(stem=stem, width=width, blocks=blocks, embed_dim=embed_dim)
-    stride = STRIDE
     calibrate_batchnorm(model, calibration_patches())
-    reach, rf_width = receptive_reach(model, stride)
-    measured = measured_reach(model, stride)
-    if measured != reach:
-        raise SystemExit(f"receptive field: computed reach {reach} px but measured {measured} px")
-    flops = flops_per_pixel(model)
-    parameters = parameter_count(model)
-    date = datetime.date.today().isoformat()
-    metadata = {
-        "model_type": model_contract.MODEL_TYPE,
-        "stride": stride,
-        "embed_dim": embed_dim,
-        "receptive_field": reach,
-        "input_scale": INPUT_SCALE,
-        "input_mean": INPUT_MEAN,
-        "input_std": INPUT_STD,
-        "tile_size": tile_size,
-        "version": "0.1.0-untrained",
-        "training": {"status": "untrained", "data": "none: random weights (seed "
-                     f"{seed}); BatchNorm statistics calibrated on 96 patches of data/ imagery",
-                     "steps": 0, "date": date, "notes": "plumbing only; replace with a trained model"},
-        "name": name,
-        "description": f"UNTRAINED stride-4 student ({stem}/{width} channels, {blocks} residual blocks, "
-                       f"{embed_dim}-d embedding); random texture filters, not a segmentation model",
-        "licence": "BSD-3-Clause",
-        "flops_per_pixel": flops,
-    }
+    training = {"status": "untrained", "data": "none: random weights (seed "
+                f"{seed}); BatchNorm statistics calibrated on 96 patches of data/ imagery",
+                "steps": 0, "date": datetime.date.today().isoformat(),
+                "notes": "plumbing only; replace with a trained model"}
+    description = (f"UNTRAINED stride-4 student ({stem}/{width} channels, {blocks} residual blocks, "
+                   f"{embed_dim}-d embedding); random texture filters, not a segmentation model")
+    metadata = build_metadata(model, name, training, tile_size, description, version="0.1.0-untrained")
+    reach, rf_width = metadata["receptive_field"], receptive_reach(model)[1]
+    flops, parameters = metadata["flops_per_pixel"], parameter_count(model)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{name}.onnx"
     export_onnx(model, path, metadata, tile_size)
