@@ -51,7 +51,11 @@ class RenderAlgorithm(LabelStepAlgorithm):
             "Image: the raster the segments were made from (same grid); needed for the mean-colour palette and "
             "the composite.\n"
             "Composite opacity: opacity of the segment colours in the composite (0 = imagery only, 1 = colours "
-            "only).\n\n"
+            "only).\n"
+            "Memory budget (advanced): working memory; the result does not depend on it.\n"
+            "Dask scheduler (advanced): optional address of a Dask cluster's scheduler, e.g. tcp://10.0.0.5:8786; "
+            "its workers process the windows (reading Segments and Image themselves), with the same result. Empty = "
+            "this computer.\n\n"
             "Styled segments: the segments with the palette as colour table and the names in their metadata; "
             "they load styled in QGIS.\n"
             "Composite (optional): RGBA GeoTIFF of the segment colours blended over Image, transparent on "
@@ -76,6 +80,7 @@ class RenderAlgorithm(LabelStepAlgorithm):
                  self.tr("The raster the segments were made from."))
         self.decimal(params.OPACITY, self.tr("Composite opacity"), 0.5, 0.0, 1.0,
                      self.tr("Opacity of the segment colours over the image (0 = image only, 1 = colours only)."))
+        self.add_memory_and_scheduler()
 
     def add_method_outputs(self):
         self.add(QgsProcessingParameterRasterDestination(params.COMPOSITE, self.tr("Composite (RGBA)"),
@@ -94,6 +99,7 @@ class RenderAlgorithm(LabelStepAlgorithm):
             composite_path=self.parameterAsOutputLayer(parameters, params.COMPOSITE, context) or None,
             quicklook_path=self.parameterAsFileOutput(parameters, params.QUICKLOOK, context) or None,
             names=split_names(self.parameterAsString(parameters, params.NAMES, context)),
+            **self.memory_and_scheduler(parameters, context),
         )
 
     def method_outputs(self, result):

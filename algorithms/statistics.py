@@ -36,7 +36,10 @@ class StatisticsAlgorithm(SegmenterAlgorithm):
             "than this merge into their largest neighbour before the polygons are made (GDAL's sieve), so "
             "neighbouring polygons still share their boundaries exactly, without gaps or overlaps. 0 keeps every "
             "region; the table always counts the raster as it is.\n"
-            "Memory budget (advanced): working memory; the result does not depend on it.\n\n"
+            "Memory budget (advanced): working memory; the result does not depend on it.\n"
+            "Dask scheduler (advanced): optional address of a Dask cluster's scheduler, e.g. tcp://10.0.0.5:8786; "
+            "its workers count the windows (reading Segments and Image themselves), with the same table. Empty = "
+            "this computer.\n\n"
             "Segment statistics: a table without geometry, GeoPackage or CSV: segment number, name, colour, pixel "
             "count, area, share of the valid area in %, and the image statistics. Areas are the pixel count times "
             "the pixel's area: in m², ha and km² when the CRS is projected in metres (other units: map units² and "
@@ -58,7 +61,7 @@ class StatisticsAlgorithm(SegmenterAlgorithm):
                      help_text=self.tr("Simplifies the polygons: regions smaller than this many pixels merge into "
                                        "their largest neighbour first, so boundaries stay shared (no gaps or "
                                        "overlaps). The table is not affected."))
-        self.add_memory()
+        self.add_memory_and_scheduler()
         self.add(QgsProcessingParameterVectorDestination(params.OUTPUT, self.tr("Segment statistics"),
                                                          ProcessingSourceType.Vector),
                  self.tr("Table without geometry (.gpkg or .csv): one row per segment with pixels, areas, share "
@@ -89,7 +92,7 @@ class StatisticsAlgorithm(SegmenterAlgorithm):
             polygons_layer=polygons_layer,
             report_path=self.parameterAsFileOutput(parameters, params.REPORT, context) or None,
             sieve=self.parameterAsInt(parameters, params.SIEVE, context),
-            memory_mb=self.parameterAsInt(parameters, params.MEMORY_MB, context),
+            **self.memory_and_scheduler(parameters, context),
         )
         outputs = {params.OUTPUT: self.loaded_as(context, output, result.output, result.output_layer),
                    params.SEGMENT_COUNT: len(result.segments)}

@@ -566,6 +566,96 @@ Merged segments: a label raster on the input&apos;s grid, segments 1..K ordered 
         <translation type="unfinished"></translation>
     </message>
     <message>
+        <location filename="../algorithms/render.py" line="67"/>
+        <source>A label raster, e.g. the result of K-Means segmentation.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/render.py" line="70"/>
+        <source>Distinct colours</source>
+        <translation>Unterscheidbare Farben</translation>
+    </message>
+    <message>
+        <location filename="../algorithms/render.py" line="70"/>
+        <source>Segment mean colour (needs Image)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/render.py" line="71"/>
+        <source>Colour ramp (viridis)</source>
+        <translation>Farbverlauf (viridis)</translation>
+    </message>
+    <message>
+        <location filename="../algorithms/render.py" line="72"/>
+        <source>Palette</source>
+        <translation>Palette</translation>
+    </message>
+    <message>
+        <location filename="../algorithms/render.py" line="72"/>
+        <source>How segments are coloured.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/render.py" line="74"/>
+        <source>Segment names (comma-separated)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/render.py" line="74"/>
+        <source>Names in segment order, e.g. water, trees, roofs. Use semicolons when a name holds a comma.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/render.py" line="78"/>
+        <source>Image (for mean colour and composite)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/render.py" line="78"/>
+        <source>The raster the segments were made from.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/render.py" line="81"/>
+        <source>Composite opacity</source>
+        <translation>Deckkraft der Überlagerung</translation>
+    </message>
+    <message>
+        <location filename="../algorithms/render.py" line="81"/>
+        <source>Opacity of the segment colours over the image (0 = image only, 1 = colours only).</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/render.py" line="67"/>
+        <source>Styled segments</source>
+        <translation>Gestaltete Segmente</translation>
+    </message>
+    <message>
+        <location filename="../algorithms/render.py" line="86"/>
+        <source>Composite (RGBA)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/render.py" line="86"/>
+        <source>Segment colours blended over Image, for export and web maps.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/render.py" line="89"/>
+        <source>Quicklook</source>
+        <translation>Vorschaubild</translation>
+    </message>
+    <message>
+        <location filename="../algorithms/render.py" line="89"/>
+        <source>PNG files (*.png)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/render.py" line="89"/>
+        <source>A PNG picture of the segment colours, at most 1024 px on its longer side.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
         <location filename="../algorithms/render.py" line="42"/>
         <source>Styles a segmentation for maps and export.
 
@@ -574,100 +664,12 @@ Palette: Distinct colours (up to 24 hand-picked colours, then evenly spread hues
 Segment names: optional names in segment order, separated by commas, or by semicolons when a name holds a comma (default Segment 1 .. Segment K).
 Image: the raster the segments were made from (same grid); needed for the mean-colour palette and the composite.
 Composite opacity: opacity of the segment colours in the composite (0 = imagery only, 1 = colours only).
+Memory budget (advanced): working memory; the result does not depend on it.
+Dask scheduler (advanced): optional address of a Dask cluster&apos;s scheduler, e.g. tcp://10.0.0.5:8786; its workers process the windows (reading Segments and Image themselves), with the same result. Empty = this computer.
 
 Styled segments: the segments with the palette as colour table and the names in their metadata; they load styled in QGIS.
 Composite (optional): RGBA GeoTIFF of the segment colours blended over Image, transparent on nodata, for export and web maps.
 Quicklook (optional): PNG of the segment colours, at most 1024 px on its longer side.</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../algorithms/render.py" line="63"/>
-        <source>A label raster, e.g. the result of K-Means segmentation.</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../algorithms/render.py" line="66"/>
-        <source>Distinct colours</source>
-        <translation>Unterscheidbare Farben</translation>
-    </message>
-    <message>
-        <location filename="../algorithms/render.py" line="66"/>
-        <source>Segment mean colour (needs Image)</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../algorithms/render.py" line="67"/>
-        <source>Colour ramp (viridis)</source>
-        <translation>Farbverlauf (viridis)</translation>
-    </message>
-    <message>
-        <location filename="../algorithms/render.py" line="68"/>
-        <source>Palette</source>
-        <translation>Palette</translation>
-    </message>
-    <message>
-        <location filename="../algorithms/render.py" line="68"/>
-        <source>How segments are coloured.</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../algorithms/render.py" line="70"/>
-        <source>Segment names (comma-separated)</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../algorithms/render.py" line="70"/>
-        <source>Names in segment order, e.g. water, trees, roofs. Use semicolons when a name holds a comma.</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../algorithms/render.py" line="74"/>
-        <source>Image (for mean colour and composite)</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../algorithms/render.py" line="74"/>
-        <source>The raster the segments were made from.</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../algorithms/render.py" line="77"/>
-        <source>Composite opacity</source>
-        <translation>Deckkraft der Überlagerung</translation>
-    </message>
-    <message>
-        <location filename="../algorithms/render.py" line="77"/>
-        <source>Opacity of the segment colours over the image (0 = image only, 1 = colours only).</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../algorithms/render.py" line="63"/>
-        <source>Styled segments</source>
-        <translation>Gestaltete Segmente</translation>
-    </message>
-    <message>
-        <location filename="../algorithms/render.py" line="81"/>
-        <source>Composite (RGBA)</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../algorithms/render.py" line="81"/>
-        <source>Segment colours blended over Image, for export and web maps.</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../algorithms/render.py" line="84"/>
-        <source>Quicklook</source>
-        <translation>Vorschaubild</translation>
-    </message>
-    <message>
-        <location filename="../algorithms/render.py" line="84"/>
-        <source>PNG files (*.png)</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../algorithms/render.py" line="84"/>
-        <source>A PNG picture of the segment colours, at most 1024 px on its longer side.</source>
         <translation type="unfinished"></translation>
     </message>
 </context>
@@ -860,6 +862,71 @@ Quicklook (optional): PNG of the segment colours, at most 1024 px on its longer 
         <translation type="unfinished"></translation>
     </message>
     <message>
+        <location filename="../algorithms/statistics.py" line="54"/>
+        <source>A label raster, e.g. the result of K-Means segmentation, or any one-band integer raster with a nodata value.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/statistics.py" line="56"/>
+        <source>Image (for colour statistics)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/statistics.py" line="56"/>
+        <source>Optional raster on the grid of the segments; the table gives each band&apos;s mean and standard deviation per segment.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/statistics.py" line="60"/>
+        <source>Merge polygons smaller than (px; 0 = keep all)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/statistics.py" line="60"/>
+        <source>Simplifies the polygons: regions smaller than this many pixels merge into their largest neighbour first, so boundaries stay shared (no gaps or overlaps). The table is not affected.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/statistics.py" line="65"/>
+        <source>Segment statistics</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/statistics.py" line="65"/>
+        <source>Table without geometry (.gpkg or .csv): one row per segment with pixels, areas, share and image statistics.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/statistics.py" line="69"/>
+        <source>Segment polygons</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/statistics.py" line="69"/>
+        <source>The segments as polygons (GeoPackage) with segment, name and area, styled with the segments&apos; colours.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/statistics.py" line="74"/>
+        <source>Report</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/statistics.py" line="74"/>
+        <source>HTML files (*.html)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/statistics.py" line="74"/>
+        <source>An HTML page with a bar chart of each segment&apos;s area in its colour, and the table.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../algorithms/statistics.py" line="77"/>
+        <source>Number of segments present</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
         <location filename="../algorithms/statistics.py" line="28"/>
         <source>Measures a segmentation: one table row per segment present, the segments as polygons for editing and overlays, and a report with a chart. Nodata pixels are left out everywhere.
 
@@ -867,75 +934,11 @@ Segments: a label raster, e.g. the result of K-Means segmentation, Smooth segmen
 Image: optional raster on the same grid, e.g. the one the segments were made from; the table then gives the mean and standard deviation of each of its bands over each segment.
 Merge polygons smaller than: optional simplification of the polygons only, in pixels. Regions smaller than this merge into their largest neighbour before the polygons are made (GDAL's sieve), so neighbouring polygons still share their boundaries exactly, without gaps or overlaps. 0 keeps every region; the table always counts the raster as it is.
 Memory budget (advanced): working memory; the result does not depend on it.
+Dask scheduler (advanced): optional address of a Dask cluster's scheduler, e.g. tcp://10.0.0.5:8786; its workers count the windows (reading Segments and Image themselves), with the same table. Empty = this computer.
 
 Segment statistics: a table without geometry, GeoPackage or CSV: segment number, name, colour, pixel count, area, share of the valid area in %, and the image statistics. Areas are the pixel count times the pixel's area: in m², ha and km² when the CRS is projected in metres (other units: map units² and m²); for a geographic CRS (degrees) the area on the ellipsoid, in fields ending in _ellipsoidal.
 Segment polygons (optional): a GeoPackage of the segments as polygons in the raster's CRS, with segment, name and area; it loads coloured and named like the segments.
 Report (optional): an HTML page with a bar chart of the area of each segment in its colour, and the table.</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../algorithms/statistics.py" line="51"/>
-        <source>A label raster, e.g. the result of K-Means segmentation, or any one-band integer raster with a nodata value.</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../algorithms/statistics.py" line="53"/>
-        <source>Image (for colour statistics)</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../algorithms/statistics.py" line="53"/>
-        <source>Optional raster on the grid of the segments; the table gives each band&apos;s mean and standard deviation per segment.</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../algorithms/statistics.py" line="57"/>
-        <source>Merge polygons smaller than (px; 0 = keep all)</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../algorithms/statistics.py" line="57"/>
-        <source>Simplifies the polygons: regions smaller than this many pixels merge into their largest neighbour first, so boundaries stay shared (no gaps or overlaps). The table is not affected.</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../algorithms/statistics.py" line="62"/>
-        <source>Segment statistics</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../algorithms/statistics.py" line="62"/>
-        <source>Table without geometry (.gpkg or .csv): one row per segment with pixels, areas, share and image statistics.</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../algorithms/statistics.py" line="66"/>
-        <source>Segment polygons</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../algorithms/statistics.py" line="66"/>
-        <source>The segments as polygons (GeoPackage) with segment, name and area, styled with the segments&apos; colours.</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../algorithms/statistics.py" line="71"/>
-        <source>Report</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../algorithms/statistics.py" line="71"/>
-        <source>HTML files (*.html)</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../algorithms/statistics.py" line="71"/>
-        <source>An HTML page with a bar chart of each segment&apos;s area in its colour, and the table.</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../algorithms/statistics.py" line="74"/>
-        <source>Number of segments present</source>
         <translation type="unfinished"></translation>
     </message>
 </context>

@@ -36,7 +36,7 @@ def twice(processing_run, algorithm, parameters, folder, cluster, outputs=("OUTP
     return results
 
 
-@pytest.mark.parametrize("algorithm", ["kmeans", "cnn", "blur", "knn_refine"])
+@pytest.mark.parametrize("algorithm", ["kmeans", "cnn", "blur", "knn_refine", "merge", "render", "statistics"])
 def test_scheduler_is_an_optional_advanced_string(processing_run, algorithm):
     from map_segmenter.algorithms.qgis_compat import ProcessingParameterFlag
 
@@ -57,6 +57,20 @@ def test_the_steps_on_the_cluster_equal_local_runs(processing_run, dask_cluster,
     blur_folder.mkdir()
     twice(processing_run, "segmenter:blur", {"INPUT": labels, "STRENGTH": 2, "MEMORY_MB": 1}, blur_folder,
           dask_cluster, kinds=("blur",))
+    for algorithm, settings, outputs, kinds in (
+            ("merge", {"SEGMENTS": 3}, ("OUTPUT",), ("merge",)),
+            ("render", {"PALETTE": 1, "IMAGE": kampala_crop}, ("OUTPUT", "COMPOSITE"), ("meancolour", "composite"))):
+        folder = tmp_path / algorithm
+        folder.mkdir()
+        twice(processing_run, f"segmenter:{algorithm}", {"INPUT": labels, "MEMORY_MB": 1, **settings}, folder,
+              dask_cluster, outputs, kinds=kinds)
+    tables = {}
+    for where, scheduler in (("local", ""), ("cluster", dask_cluster.address)):
+        tables[where] = tmp_path / f"{where}_statistics.csv"
+        result = processing_run("segmenter:statistics", {"INPUT": labels, "IMAGE": kampala_crop, "MEMORY_MB": 1,
+                                                         "OUTPUT": str(tables[where]), "SCHEDULER": scheduler})
+        assert result["SEGMENT_COUNT"] == 5
+    assert tables["local"].read_bytes() == tables["cluster"].read_bytes()
     knn_folder = tmp_path / "knn"
     knn_folder.mkdir()
     twice(processing_run, "segmenter:knn_refine", {"LABELS": labels, "FEATURES": features, "MEMORY_MB": 1},
