@@ -105,20 +105,20 @@ class Kernel:
 def choose_kernel(method="majority", strength="medium", radius=0, iterations=1, stride=DEFAULT_STRIDE):
     """The kernel for the user's settings: STRENGTH scaled by stride / 4, or RADIUS (one pass per iteration)."""
     if method not in METHODS:
-        raise InputError(f"METHOD must be one of {', '.join(METHODS)}; got '{method}'.")
+        raise InputError(f"{METHOD} must be one of {', '.join(METHODS)}; got '{method}'.")
     if strength not in STRENGTHS:
-        raise InputError(f"STRENGTH must be one of {', '.join(STRENGTHS)}; got '{strength}'.")
+        raise InputError(f"{STRENGTH} must be one of {', '.join(STRENGTHS)}; got '{strength}'.")
     if radius < 0:
-        raise InputError(f"RADIUS must be 0 (use STRENGTH) or a positive number of pixels; got {radius}.")
+        raise InputError(f"{RADIUS} must be 0 (use {STRENGTH}) or a positive number of pixels; got {radius}.")
     if radius > MAX_RADIUS:
-        raise InputError(f"RADIUS must be at most {MAX_RADIUS} px; got {radius}.")
+        raise InputError(f"{RADIUS} must be at most {MAX_RADIUS} px; got {radius}.")
     if method == "gaussian" and radius > MAX_GAUSSIAN_RADIUS:
         raise InputError(
-            f"RADIUS must be at most {MAX_GAUSSIAN_RADIUS} px with METHOD gaussian; got {radius}. Use a smaller "
-            f"RADIUS with more ITERATIONS, or METHOD majority."
+            f"{RADIUS} must be at most {MAX_GAUSSIAN_RADIUS} px with {METHOD} gaussian; got {radius}. Use a smaller "
+            f"{RADIUS} with more {ITERATIONS}, or {METHOD} majority."
         )
     if iterations < 1:
-        raise InputError(f"ITERATIONS must be at least 1; got {iterations}.")
+        raise InputError(f"{ITERATIONS} must be at least 1; got {iterations}.")
     if radius:
         return Kernel(method, int(radius), 1, int(iterations))
     side, passes = STRENGTHS[strength]

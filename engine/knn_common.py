@@ -17,7 +17,20 @@ from .colour_tables import table_colours
 from .errors import InputError
 from .feature_raster import FeatureRaster, usable_features
 from .labels import MAX_ID, LabelRaster
-from .params import FEATURES, INDEX_SIZE, ITERATIONS, LABELS, MIX, NEIGHBORS, OUTPUT, SEED, SPATIAL_WEIGHT, TEMPERATURE
+from .params import (
+    FEATURES,
+    INDEX_SIZE,
+    ITERATIONS,
+    LABELS,
+    MEMORY_MB,
+    METHOD,
+    MIX,
+    NEIGHBORS,
+    OUTPUT,
+    SEED,
+    SPATIAL_WEIGHT,
+    TEMPERATURE,
+)
 from .raster_io import scaled_geotransform
 from .window_step import WindowStep
 from .windows import Window, plan_windows
@@ -71,7 +84,7 @@ class KnnSettings:
             index_size=checks.whole(INDEX_SIZE, index_size), memory_mb=checks.memory(memory_mb),
             threads=_threads(checks.whole("workers", workers, -1)), method=method, scheduler=scheduler)
         if method not in METHODS:
-            raise InputError(f"METHOD must be one of {', '.join(METHODS)}; got {method!r}.")
+            raise InputError(f"{METHOD} must be one of {', '.join(METHODS)}; got {method!r}.")
         _check_parameters(settings, table=method == "predecessor")
         return settings
 
@@ -86,27 +99,27 @@ def _check_parameters(settings, table=True):
     iterations, spatial_weight = settings.iterations, settings.spatial_weight
     index_size, memory_mb = settings.index_size, settings.memory_mb
     if not 1 <= neighbors <= 1000:
-        raise InputError(f"NEIGHBORS must be between 1 and 1000; got {neighbors}.")
+        raise InputError(f"{NEIGHBORS} must be between 1 and 1000; got {neighbors}.")
     if not temperature > 0 or not np.isfinite(temperature):
-        raise InputError(f"TEMPERATURE must be greater than 0; got {temperature}.")
+        raise InputError(f"{TEMPERATURE} must be greater than 0; got {temperature}.")
     if not 0 <= mix <= 1:
-        raise InputError(f"MIX must be between 0 and 1; got {mix}.")
+        raise InputError(f"{MIX} must be between 0 and 1; got {mix}.")
     if not 0 <= iterations <= 100:
-        raise InputError(f"ITERATIONS must be between 0 and 100; got {iterations}.")
+        raise InputError(f"{ITERATIONS} must be between 0 and 100; got {iterations}.")
     if not spatial_weight >= 0 or not np.isfinite(spatial_weight):
-        raise InputError(f"SPATIAL_WEIGHT must be 0 or more; got {spatial_weight}.")
+        raise InputError(f"{SPATIAL_WEIGHT} must be 0 or more; got {spatial_weight}.")
     if index_size < 1:
-        raise InputError(f"INDEX_SIZE must be at least 1; got {index_size}.")
+        raise InputError(f"{INDEX_SIZE} must be at least 1; got {index_size}.")
     table_mb = index_size * neighbors * NEIGHBOUR_BYTES / 2**20
     allowed = max(TABLE_MB, memory_mb / 2) if memory_mb > 0 else TABLE_MB
     if table and iterations > 1 and table_mb > allowed:
         raise InputError(
-            f"NEIGHBORS {neighbors} x INDEX_SIZE {index_size} needs a {table_mb:.0f} MB neighbour table (at most "
-            f"{allowed:.0f} MB: {TABLE_MB} MB, or half of MEMORY_MB when that is more). Lower NEIGHBORS or "
-            f"INDEX_SIZE, or raise MEMORY_MB to {2 * table_mb:.0f}."
+            f"{NEIGHBORS} {neighbors} x {INDEX_SIZE} {index_size} needs a {table_mb:.0f} MB neighbour table (at most "
+            f"{allowed:.0f} MB: {TABLE_MB} MB, or half of {MEMORY_MB} when that is more). Lower {NEIGHBORS} or "
+            f"{INDEX_SIZE}, or raise {MEMORY_MB} to {2 * table_mb:.0f}."
         )
     if not memory_mb > 0:
-        raise InputError(f"MEMORY_MB must be greater than 0; got {memory_mb}.")
+        raise InputError(f"{MEMORY_MB} must be greater than 0; got {memory_mb}.")
 
 
 def _same_crs(first, second):

@@ -36,7 +36,7 @@ from .outputs import (
     temporary_path,
 )
 from .palette import qualitative
-from .params import IMAGE, INPUT, OUTPUT, POLYGONS, REPORT, SIEVE
+from .params import IMAGE, INPUT, MEMORY_MB, OUTPUT, POLYGONS, REPORT, SIEVE
 from .progress import Progress
 from .raster_io import GTIFF_OPTIONS, is_paletted, open_input, open_raster
 from .render import _same_grid
@@ -907,10 +907,10 @@ def _check_destinations(input_path, output_path, image_path, polygons_path, repo
     _table_format(output_path)
     if polygons_path and os.path.splitext(polygons_path)[1].lower() != ".gpkg":
         raise OutputError(f"The polygons '{polygons_path}' are written as a GeoPackage: give a .gpkg file.")
-    return prepare_outputs({"INPUT": input_path, "IMAGE": image_path},
-                           [Destination("OUTPUT", output_path, "table", layer=output_layer),
-                            Destination("POLYGONS", polygons_path, "polygons", optional=True, layer=polygons_layer),
-                            Destination("REPORT", report_path, "file", optional=True)], progress)
+    return prepare_outputs({INPUT: input_path, IMAGE: image_path},
+                           [Destination(OUTPUT, output_path, "table", layer=output_layer),
+                            Destination(POLYGONS, polygons_path, "polygons", optional=True, layer=polygons_layer),
+                            Destination(REPORT, report_path, "file", optional=True)], progress)
 
 
 def _write_outputs(outputs, result, labels, model, sieve, title, progress):
@@ -1025,7 +1025,7 @@ def segment_statistics(input_path: str, output_path: str, image_path: str | None
                               polygons_layer=gpkg_layer_name(polygons_path, polygons_layer) if polygons_path else None,
                               criterion=labels.metadata.get("criterion"))
     progress.log(f"{len(segments)} segments, {int(tally.counts.sum()):,} valid pixels, counted in {len(windows)} "
-                 f"windows (MEMORY_MB {memory_mb:g}). {model.method}")
+                 f"windows ({MEMORY_MB} {memory_mb:g}). {model.method}")
     _write_outputs(outputs, result, labels, model, sieve, f"Segment statistics of {os.path.basename(input_path)}",
                    progress)
     progress.update(1.0)
