@@ -445,24 +445,17 @@ def _output_metadata(labels, kernel, stride, strength, segments):
 
 
 @dataclass(frozen=True)
-class BlurSettings:
+class BlurSettings(checks.Settings):
     """The arguments of ``blur_labels``, checked (``checked``): what the run and its step follow."""
 
-    input_path: str
-    output_path: str
-    method: str = "majority"
-    strength: str = "medium"
-    radius: int = 0
-    iterations: int = 1
-    memory_mb: float = 256
+    input_path: str = checks.rule(checks.path, INPUT)
+    output_path: str = checks.rule(checks.path, OUTPUT)
+    method: str = checks.rule(checks.choice, METHOD, "majority", options=METHODS)
+    strength: str = checks.rule(checks.choice, STRENGTH, "medium", options=tuple(STRENGTHS))
+    radius: int = checks.rule(checks.whole, RADIUS, 0)
+    iterations: int = checks.rule(checks.whole, ITERATIONS, 1)
+    memory_mb: float = checks.rule(checks.memory, default=256)
     scheduler: Any = None
-
-    @classmethod
-    def checked(cls, input_path, output_path, method, strength, radius, iterations, memory_mb, scheduler):
-        return cls(checks.path(INPUT, input_path), checks.path(OUTPUT, output_path),
-                   checks.choice(METHOD, method, METHODS), checks.choice(STRENGTH, strength, tuple(STRENGTHS)),
-                   checks.whole(RADIUS, radius), checks.whole(ITERATIONS, iterations), checks.memory(memory_mb),
-                   scheduler)
 
 
 class _BlurInputs:
@@ -607,8 +600,8 @@ def blur_labels(input_path: str, output_path: str, method: str = "majority", str
         nothing is left at ``output_path``.
     """
     progress = progress or Progress()
-    settings = BlurSettings.checked(input_path, output_path, method, strength, radius, iterations, memory_mb,
-                                    scheduler)
+    settings = BlurSettings.checked(input_path=input_path, output_path=output_path, method=method, strength=strength,
+                                    radius=radius, iterations=iterations, memory_mb=memory_mb, scheduler=scheduler)
     input_path, output_path, memory_mb = settings.input_path, settings.output_path, settings.memory_mb
     labels = _open_labels(input_path)
     try:

@@ -8,11 +8,12 @@ ValueError from deep inside, and never a silent run with a meaningless value (ME
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from . import params
@@ -243,3 +244,27 @@ def names(value: Any, name: str = params.NAMES) -> list[str] | None:
     if isinstance(value, str) or not isinstance(value, (list, tuple)) or not all(isinstance(n, str) for n in value):
         raise InputError(f"{name} must be a list of segment names such as ['water', 'trees']; got {_shown(value)}.")
     return list(value) or None
+
+
+def rule(check: Callable[..., Any], name: str | None = None, default: Any = dataclasses.MISSING,
+         **options: Any) -> Any:
+    """A field of a ``Settings`` dataclass whose value goes through ``check(name, value, **options)`` (or
+    ``check(value, **options)`` without a name) when the settings are made by ``Settings.checked``."""
+    def apply(value):
+        return check(value, **options) if name is None else check(name, value, **options)
+
+    return dataclasses.field(default=default, metadata={"check": apply})
+
+
+class Settings:
+    """The arguments of an entry point as a frozen dataclass whose fields declare their checks (``rule``):
+    ``checked(**arguments)`` makes the settings, an ``InputError`` naming the parameter when one is wrong."""
+
+    @classmethod
+    def checked(cls, **arguments: Any) -> Settings:
+        values = {}
+        for field in dataclasses.fields(cls):
+            if field.name in arguments:
+                check = field.metadata.get("check")
+                values[field.name] = check(arguments[field.name]) if check else arguments[field.name]
+        return cls(**values)

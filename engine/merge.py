@@ -67,19 +67,14 @@ def tree_of(meta, path):
 
 
 @dataclass(frozen=True)
-class MergeSettings:
+class MergeSettings(checks.Settings):
     """The arguments of ``merge_labels``, checked (``checked``)."""
 
-    input_path: str
-    output_path: str
-    segments: int
-    memory_mb: float = 256
+    input_path: str = checks.rule(checks.path, INPUT)
+    output_path: str = checks.rule(checks.path, OUTPUT)
+    segments: int = checks.rule(checks.whole, SEGMENTS)
+    memory_mb: float = checks.rule(checks.memory, default=256)
     scheduler: Any = None
-
-    @classmethod
-    def checked(cls, input_path, output_path, segments, memory_mb, scheduler):
-        return cls(checks.path(INPUT, input_path), checks.path(OUTPUT, output_path), checks.whole(SEGMENTS, segments),
-                   checks.memory(memory_mb), scheduler)
 
 
 @dataclass(frozen=True)
@@ -127,7 +122,8 @@ def merge_labels(input_path: str, output_path: str, segments: int, memory_mb: fl
         No or a damaged merge tree, ``segments`` out of range, ids above K.
     """
     progress = progress or Progress()
-    settings = MergeSettings.checked(input_path, output_path, segments, memory_mb, scheduler)
+    settings = MergeSettings.checked(input_path=input_path, output_path=output_path, segments=segments,
+                                     memory_mb=memory_mb, scheduler=scheduler)
     input_path, output_path, segments, memory_mb = (settings.input_path, settings.output_path, settings.segments,
                                                     settings.memory_mb)
     labels = open_label_raster(input_path, check=progress.check)

@@ -28,7 +28,7 @@ from .labels import (
 from .memory import within_budget
 from .outputs import Destination, prepare_outputs
 from .palette import covering, qualitative, ramp
-from .params import COMPOSITE, IMAGE, INPUT, NAMES, OPACITY, OUTPUT, PALETTE, QUICKLOOK
+from .params import COMPOSITE, IMAGE, INPUT, OPACITY, OUTPUT, PALETTE, QUICKLOOK
 from .progress import Progress
 from .raster_io import (
     AtomicRaster,
@@ -150,28 +150,19 @@ def mean_colours(executor, labels, image, windows):
 
 
 @dataclass(frozen=True)
-class RenderSettings:
+class RenderSettings(checks.Settings):
     """The arguments of ``render_labels``, checked (``checked``)."""
 
-    input_path: str
-    output_path: str
-    palette: str = "qualitative"
-    image_path: str | None = None
-    opacity: float = 0.5
-    composite_path: str | None = None
-    quicklook_path: str | None = None
-    names: list | None = None
-    memory_mb: float = 256
+    input_path: str = checks.rule(checks.path, INPUT)
+    output_path: str = checks.rule(checks.path, OUTPUT)
+    palette: str = checks.rule(checks.choice, PALETTE, "qualitative", options=PALETTES)
+    image_path: str | None = checks.rule(checks.path, IMAGE, None, optional=True)
+    opacity: float = checks.rule(checks.number, OPACITY, 0.5, low=0, high=1)
+    composite_path: str | None = checks.rule(checks.path, COMPOSITE, None, optional=True)
+    quicklook_path: str | None = checks.rule(checks.path, QUICKLOOK, None, optional=True)
+    names: list | None = checks.rule(checks.names, default=None)
+    memory_mb: float = checks.rule(checks.memory, default=256)
     scheduler: Any = None
-
-    @classmethod
-    def checked(cls, input_path, output_path, palette, image_path, opacity, composite_path, quicklook_path, names,
-                memory_mb, scheduler):
-        return cls(checks.path(INPUT, input_path), checks.path(OUTPUT, output_path),
-                   checks.choice(PALETTE, palette, PALETTES), checks.path(IMAGE, image_path, optional=True),
-                   checks.number(OPACITY, opacity, 0, 1), checks.path(COMPOSITE, composite_path, optional=True),
-                   checks.path(QUICKLOOK, quicklook_path, optional=True), checks.names(names, NAMES),
-                   checks.memory(memory_mb), scheduler)
 
 
 def _open_inputs(settings, progress):
@@ -225,8 +216,10 @@ def render_labels(input_path: str, output_path: str, palette: str = "qualitative
     RenderResult
     """
     progress = progress or Progress()
-    settings = RenderSettings.checked(input_path, output_path, palette, image_path, opacity, composite_path,
-                                      quicklook_path, names, memory_mb, scheduler)
+    settings = RenderSettings.checked(input_path=input_path, output_path=output_path, palette=palette,
+                                      image_path=image_path, opacity=opacity, composite_path=composite_path,
+                                      quicklook_path=quicklook_path, names=names, memory_mb=memory_mb,
+                                      scheduler=scheduler)
     input_path, output_path, palette, image_path = (settings.input_path, settings.output_path, settings.palette,
                                                     settings.image_path)
     composite_path, quicklook_path, memory_mb = settings.composite_path, settings.quicklook_path, settings.memory_mb

@@ -930,25 +930,25 @@ def _write_outputs(outputs, result, labels, model, sieve, title, progress):
         files.commit()
 
 
+def _windows(labels, image_bands, memory_mb):
+    """Windows on the labels' block rows that fit MEMORY_MB with ``image_bands`` bands of IMAGE."""
+    per_pixel = (BYTES_PER_PIXEL + BYTES_PER_IMAGE_BAND * image_bands) * CountStep.in_flight()
+    return plan_windows(labels.width, labels.height, int(memory_mb * 2**20) // per_pixel,
+                        row_step=labels.band.GetBlockSize()[1])
+
+
 @dataclass(frozen=True)
-class StatisticsSettings:
+class StatisticsSettings(checks.Settings):
     """The arguments of ``segment_statistics``, checked (``checked``)."""
 
-    input_path: str
-    output_path: str
-    image_path: str | None = None
-    polygons_path: str | None = None
-    report_path: str | None = None
-    sieve: int = 0
-    memory_mb: float = 256
+    input_path: str = checks.rule(checks.path, INPUT)
+    output_path: str = checks.rule(checks.path, OUTPUT)
+    image_path: str | None = checks.rule(checks.path, IMAGE, None, optional=True)
+    polygons_path: str | None = checks.rule(checks.path, POLYGONS, None, optional=True)
+    report_path: str | None = checks.rule(checks.path, REPORT, None, optional=True)
+    sieve: int = checks.rule(checks.whole, SIEVE, 0, low=0)
+    memory_mb: float = checks.rule(checks.memory, default=256)
     scheduler: object = None
-
-    @classmethod
-    def checked(cls, input_path, output_path, image_path, polygons_path, report_path, sieve, memory_mb, scheduler):
-        return cls(checks.path(INPUT, input_path), checks.path(OUTPUT, output_path),
-                   checks.path(IMAGE, image_path, optional=True), checks.path(POLYGONS, polygons_path, optional=True),
-                   checks.path(REPORT, report_path, optional=True), checks.whole(SIEVE, sieve, low=0),
-                   checks.memory(memory_mb), scheduler)
 
 
 @within_budget
@@ -989,9 +989,12 @@ def segment_statistics(input_path: str, output_path: str, image_path: str | None
         The segments (by value) with their counts, areas, shares and colours, and what was written.
     """
     progress = progress or Progress()
-    settings = StatisticsSettings.checked(input_path, output_path, image_path, polygons_path, report_path, sieve,
-                                          memory_mb, scheduler)
-    input_path, output_path, image_path, polygons_path, report_path, sieve, memory_mb, _ = vars(settings).values()
+    settings = StatisticsSettings.checked(input_path=input_path, output_path=output_path, image_path=image_path,
+                                          polygons_path=polygons_path, report_path=report_path, sieve=sieve,
+                                          memory_mb=memory_mb, scheduler=scheduler)
+    input_path, output_path, image_path, polygons_path, report_path, sieve, memory_mb = (
+        getattr(settings, name) for name in ("input_path", "output_path", "image_path", "polygons_path",
+                                             "report_path", "sieve", "memory_mb"))
     labels = LabelRaster.open(input_path)
     dataset, band = labels.dataset, labels.band
     model = area_model(dataset, input_path)
@@ -1004,10 +1007,7 @@ def segment_statistics(input_path: str, output_path: str, image_path: str | None
         progress.warn(f"The label raster '{input_path}' declares no nodata value: every pixel is counted as a "
                       f"segment, 0 included.")
 
-    per_pixel = (BYTES_PER_PIXEL + BYTES_PER_IMAGE_BAND * len(band_names)) * CountStep.in_flight()
-    _, block_height = band.GetBlockSize()
-    windows = plan_windows(dataset.RasterXSize, dataset.RasterYSize, int(memory_mb * 2**20) // per_pixel,
-                           row_step=block_height)
+    windows = _windows(labels, len(band_names), memory_mb)
     # weights: seconds on 100 MPix of K-Means labels (count 0.9, sieve 1.6, polygonize 8-10, names and areas 1.3)
     progress.plan([("Counting segment pixels", 1 + len(band_names)), ("Writing the table", 0.05),
                    ("Sieving", 2 if polygons_path and sieve else 0), ("Polygonizing", 10 if polygons_path else 0),
