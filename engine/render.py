@@ -208,12 +208,13 @@ def render_labels(input_path: str, output_path: str, palette: str = "qualitative
     progress : Progress, optional
         Progress, cancel and log.
     scheduler : str or distributed.Client, optional
-        A Dask scheduler to compute the windows on (the workers read INPUT and IMAGE themselves: shared storage);
-        None or empty: this process. The same bytes either way.
+        Where the windows are computed: a Dask scheduler (its workers read INPUT and IMAGE: shared storage), or
+        None / empty for this process; the files are byte-identical either way.
 
     Returns
     -------
     RenderResult
+        K, the colours used, the outputs written and the segments present.
     """
     progress = progress or Progress()
     settings = RenderSettings.checked(input_path=input_path, output_path=output_path, palette=palette,
