@@ -145,22 +145,26 @@ class Executor:
             return
         owned = inputs is None
         inputs = step.open() if owned else inputs
+        count = len(windows)
+
+        def read(item):
+            number, window = item
+            return number, window, *step.read(inputs, window)
+
+        def compute(number, window, *data):
+            if not step.ticks:
+                return step.compute(window, *data)
+
+            def tick(share):
+                self._update(scaled((number + share) / count), f"{step.stage} ({number + 1}/{count} windows)")
+
+            return step.compute(window, *data, tick=tick)
+
         try:
-            numbers = {id(window): number for number, window in enumerate(windows)}
-            compute = step.compute
-            if step.ticks:
-
-                def compute(window, *data):
-                    number = numbers[id(window)]
-
-                    def tick(share):
-                        self._update(scaled((number + share) / len(windows)),
-                                     f"{step.stage} ({number + 1}/{len(windows)} windows)")
-
-                    return step.compute(window, *data, tick=tick)
-
-            yield from ordered_map(lambda window: (window, *step.read(inputs, window)), compute, windows,
-                                   workers=step.workers, overlap=step.overlap)
+            for (_, window), result in ordered_map(read, compute, list(enumerate(windows)), workers=step.workers,
+                                                   overlap=step.overlap):
+                yield window, result
+                result = None  # ordered_map reads the next window when asked: this one is let go of first
         finally:
             if owned and hasattr(inputs, "close"):
                 inputs.close()
