@@ -164,13 +164,15 @@ def build(target=TARGET):
         params.FEATURES: Source.fromChildOutput("kmeans", params.FEATURES),
         params.SCHEDULER: Source.fromModelParameter(params.SCHEDULER)}, 2, 2)
     render = child("render", "segmenter:render", "Render segments", {
-        params.INPUT: Source.fromChildOutput("knn_refine", params.OUTPUT)}, 3, 3)
+        params.INPUT: Source.fromChildOutput("knn_refine", params.OUTPUT),
+        params.SCHEDULER: Source.fromModelParameter(params.SCHEDULER)}, 3, 3)
     kmeans.addParameterSources(params.FEATURES, [Source.fromStaticValue("TEMPORARY_OUTPUT")])
     steps = [kmeans, blur, refine, render]
     if target == STATISTICS_TARGET:
         statistics = child("statistics", "segmenter:statistics", "Segment statistics and polygons", {
             # no IMAGE: a drawn or cut INPUT is not on its grid
-            params.INPUT: Source.fromChildOutput("render", params.OUTPUT)},
+            params.INPUT: Source.fromChildOutput("render", params.OUTPUT),
+            params.SCHEDULER: Source.fromModelParameter(params.SCHEDULER)},
             4, 4)
         statistics.setModelOutputs({
             "Statistics": model_output("Statistics", "statistics", params.OUTPUT, 3, 5),
