@@ -19,26 +19,31 @@ import sys
 
 from common import OUT, export_engine, mosaic
 
+# step: (engine module, entry point, arguments after the input(s), as Python source)
 STEPS = {
-    "blur": "from map_segmenter.engine.blur import blur_labels as f; f(LABELS, OUT + '.tif')",
-    "blur gaussian": "from map_segmenter.engine.blur import blur_labels as f; "
-                     "f(LABELS, OUT + '.tif', method='gaussian', strength='high')",
-    "merge": "from map_segmenter.engine.merge import merge_labels as f; f(LABELS, OUT + '.tif', 3)",
-    "render": "from map_segmenter.engine.render import render_labels as f; f(LABELS, OUT + '.tif', "
-              "palette='mean_colour', image_path=IMAGE, composite_path=OUT + '_composite.tif')",
-    "statistics": "from map_segmenter.engine.statistics import segment_statistics as f; "
-                  "f(LABELS, OUT + '.csv', image_path=IMAGE)",
-    "knn_refine": "from map_segmenter.engine.knn_refine import refine_knn as f; f(LABELS, FEATURES, OUT + '.tif')",
+    "blur": ("blur", "blur_labels", "LABELS, OUT + '.tif'"),
+    "blur gaussian": ("blur", "blur_labels", "LABELS, OUT + '.tif', method='gaussian', strength='high'"),
+    "merge": ("merge", "merge_labels", "LABELS, OUT + '.tif', 3"),
+    "render": ("render", "render_labels", "LABELS, OUT + '.tif', palette='mean_colour', image_path=IMAGE, "
+               "composite_path=OUT + '_composite.tif'"),
+    "statistics": ("statistics", "segment_statistics", "LABELS, OUT + '.csv', image_path=IMAGE"),
+    "knn_refine": ("knn_refine", "refine_knn", "LABELS, FEATURES, OUT + '.tif'"),
 }
 
+# The module is looked up where the engine of either revision keeps it: engine/steps/ (sub-packages) or engine/.
 CHILD = """
-import json, os, sys, time
-LABELS, FEATURES, IMAGE, OUT = sys.argv[2:6]
+import importlib, json, os, sys, time
+module, function, arguments = sys.argv[1:4]
+LABELS, FEATURES, IMAGE, OUT = sys.argv[4:8]
 for leftover in (OUT + '.tif', OUT + '.qml', OUT + '.csv', OUT + '_composite.tif'):
     if os.path.exists(leftover):
         os.remove(leftover)
+try:
+    step = importlib.import_module('.'.join(['map_segmenter', 'engine', 'steps', module]))
+except ModuleNotFoundError:
+    step = importlib.import_module('.'.join(['map_segmenter', 'engine', module]))
 start, cpu = time.perf_counter(), time.process_time()
-exec(sys.argv[1])
+eval(f'step.{function}({arguments})')
 print(json.dumps([time.perf_counter() - start, time.process_time() - cpu]))
 """
 
@@ -56,12 +61,12 @@ def inputs(megapixels):
     return str(labels), str(features), image
 
 
-def run(code, arguments, folder, pythonpath):
+def run(step, arguments, folder, pythonpath):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [pythonpath, os.environ.get("PYTHONPATH")])))
-    completed = subprocess.run([sys.executable, "-c", CHILD, code, *arguments, str(folder)], capture_output=True,
+    completed = subprocess.run([sys.executable, "-c", CHILD, *step, *arguments, str(folder)], capture_output=True,
                                text=True, env=env)
     if completed.returncode != 0:
-        raise SystemExit(f"{code} failed:\n{completed.stderr[-3000:]}")
+        raise SystemExit(f"{step} failed:\n{completed.stderr[-3000:]}")
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
