@@ -156,6 +156,44 @@ def test_automatic_k_from_the_dialog_reports_the_chosen_k_and_its_evidence(qgis_
     QgsProject.instance().removeMapLayer(layer.id())
 
 
+def test_the_statistics_report_of_automatic_k_draws_the_criterion_chart(qgis_iface, processing_run, kampala_crop,
+                                                                         tmp_path):
+    """The HTML report of the statistics dialog, drawn by QGIS's HTML engine (QtWebKit): after the area chart, the
+    criterion chart with a bar per K in 2..12, the chosen one in its dark blue."""
+    from qgis.PyQt.QtCore import QEventLoop, QTimer, QUrl
+    from qgis.PyQt.QtGui import QColor
+    from qgis.PyQt.QtWebKitWidgets import QWebView
+
+    from map_segmenter.engine.kmeans_segmentation import segment_kmeans
+
+    labels, report = str(tmp_path / "auto.tif"), tmp_path / "report.html"
+    segment_kmeans(kampala_crop, labels, segments=0)
+    run_in_dialog("segmenter:statistics", {"INPUT": labels, "OUTPUT": str(tmp_path / "table.csv"),
+                                           "REPORT": str(report)})
+    view = QWebView()
+    view.resize(1000, 1200)
+    loaded, finished = QEventLoop(), []
+    view.loadFinished.connect(lambda ok: (finished.append(ok), loaded.quit()))
+    QTimer.singleShot(30_000, loaded.quit)
+    view.load(QUrl.fromLocalFile(str(report)))
+    loaded.exec_()
+    assert finished == [True]
+    frame = view.page().mainFrame()
+    charts = frame.findAllElements("svg")
+    assert charts.count() == 2 and charts.at(1).findAll("rect").count() == 11
+    assert charts.at(1).attribute("height") == str(11 * 28)  # a 22 px bar and a 6 px gap per K
+    assert charts.at(1).geometry().height() >= 11 * 28  # laid out at that height, not collapsed
+    assert f"K = {AUTOMATIC_K} (chosen)" in frame.toPlainText()
+    picture = view.grab().toImage()
+    chart = charts.at(1).geometry()
+    colours = {picture.pixelColor(x, y).name() for x in range(chart.left(), chart.right(), 4)
+               for y in range(chart.top(), chart.bottom(), 4)}
+    assert QColor("#2b6cb0").name() in colours and QColor("#bcd2ea").name() in colours
+    view.close()
+    for layer in layers_from(str(tmp_path / "table.csv")):
+        QgsProject.instance().removeMapLayer(layer.id())
+
+
 def test_run_and_load_results_styles_the_label_output(qgis_iface, processing_run, inputs, tmp_path):
     import processing
 
