@@ -7,7 +7,11 @@ every cut k = 2..12: cells assigned, no refinement) and adds, per image and meth
   - the share curve of RESAMPLES seeded bootstrap resamples of the trial points, each fitted from one k-means++ start
     (a split kept only if every resample keeps it; the mean curve; a split kept if any resample keeps it);
   - the agreement (adjusted Rand index) of each cut k of the fit with the same cut of each resample's tree, on the
-    trial points (stability as in Ben-Hur et al. 2002 / Lange et al. 2004).
+    trial points (stability as in Ben-Hur et al. 2002 / Lange et al. 2004);
+  - how intermixed in space the two sides of every merge are: the share of 4-neighbour cell pairs inside their union
+    that join one side to the other, over that share for the same cells placed at random (1: salt and pepper, one
+    kind; 0: apart), on the FEATURES raster's cells assigned to the fit's centres (a pass the engine's choice does
+    not make; measured to see whether space would help).
 Then prints, per rule, the gain over K = 5 per family (strict mIoU points), over all Dubai images (strict / truth
 classes only), the mean K and the worst family. The per-k scores are those of the fit's tree cut, so a rule's
 figure is exactly the "no refinement" column eval_refine.py would print for it.
@@ -25,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 from autok_candidates import CACHE, TOTALS
+from osgeo import gdal
 
 from map_segmenter.engine import hierarchy, kmeans
 
@@ -42,8 +47,8 @@ def adjusted_rand(a, b, ka, kb):
     return (together - expected) / (largest - expected) if largest > expected else 1.0
 
 
-def measure(sample):
-    """The extra evidence of one image (see the module's docstring)."""
+def measure(sample, features):
+    """The extra evidence of one image (see the module's docstring); ``features``: its FEATURES raster."""
     trial = sample[:10_000]
     centres = kmeans.fit_trial(trial, 12, 0)
     merges = hierarchy.merge_tree(centres, hierarchy.sizes_of(trial, centres))
@@ -68,7 +73,32 @@ def measure(sample):
             theirs = hierarchy.cut(tree, 12, k)[their_leaves].astype(np.int64) - 1
             stability[k].append(adjusted_rand(ours, theirs, k, k))
     return {"within": within, "spectrum": np.linalg.eigvalsh(np.cov(trial.T)).tolist(), "curves": curves,
-            "stability": stability}
+            "stability": stability, "mixing": mixing(features, centres, merges)}
+
+
+def mixing(features, centres, merges):
+    """{k: how intermixed the two sides of the merge k -> k - 1 are} (see the module's docstring)."""
+    data = gdal.Open(features).ReadAsArray().astype(np.float32)
+    flat = data.reshape(len(data), -1).T
+    valid = ~np.isnan(flat).any(axis=1)
+    grid = np.zeros(len(flat), np.int64)
+    grid[valid] = kmeans.assign(flat[valid], centres) + 1
+    grid = grid.reshape(data.shape[1:])
+    segments = len(centres)
+    pairs = np.zeros((segments + 1, segments + 1))
+    for first, second in ((grid[:, :-1], grid[:, 1:]), (grid[:-1, :], grid[1:, :])):
+        np.add.at(pairs, (first.ravel(), second.ravel()), 1)
+    pairs += pairs.T
+    counts = np.bincount(grid.ravel(), minlength=segments + 1).astype(np.float64)
+    members, result = {leaf: [leaf] for leaf in range(1, segments + 1)}, {}
+    for number, (a, b, _) in enumerate(merges):
+        one, other = members.pop(int(a)), members.pop(int(b))
+        across, inside = pairs[np.ix_(one, other)].sum(), pairs[np.ix_(one + other, one + other)].sum()
+        n_one, n_other = counts[one].sum(), counts[other].sum()
+        at_random = 2 * n_one * n_other / (n_one + n_other) ** 2
+        result[segments - number] = float(2 * across / inside / at_random) if inside and at_random else 0.0
+        members[segments + 1 + number] = one + other
+    return result
 
 
 def seed_picks(sample, seeds):
@@ -143,6 +173,15 @@ def share_and_smaller_part(threshold, part):
     return rule
 
 
+def share_and_apart(threshold, most_mixed):
+    """A split kept if its merge loses at least ``threshold`` and its sides are not intermixed in space."""
+    def rule(row, more, key):
+        share = shares(row, key)
+        return most_kept([k for k in range(2, 13) if share[k] >= threshold
+                          and more["mixing"][str(k)] < most_mixed])
+    return rule
+
+
 def stable_argmax(row, more, key):
     stability = {int(k): np.mean(v) for k, v in more["stability"].items()}
     return max(stability, key=lambda k: (stability[k], k))
@@ -169,6 +208,8 @@ RULES = {
     "relative loss >= 0.2 W(k)": relative_loss(0.2),
     "relative loss >= 0.25 W(k)": relative_loss(0.25),
     "ward share 4 % and smaller side >= 5 % of the points": share_and_smaller_part(0.04, 0.05),
+    "ward share 4 % and sides mixed < 0.3 (space)": share_and_apart(0.04, 0.3),
+    "ward share 3 % and sides mixed < 0.3 (space)": share_and_apart(0.03, 0.3),
     "stability (ARI) argmax": stable_argmax,
     "ward share 4 % and ARI >= 0.5": share_and_stable(0.04, 0.5),
     "ward share 4 % and ARI >= 0.6": share_and_stable(0.04, 0.6),
@@ -228,7 +269,7 @@ def main(argv=None):
         for key in json.loads((CACHE / "candidates.json").read_text()):
             image, method = key.split("|")
             sample = np.load(CACHE / f"{image}_{method}_sample.npz")["sample"].astype(np.float64)
-            more[key] = measure(sample)
+            more[key] = measure(sample, str(CACHE / f"{image}_{method}_features.tif"))
             if args.seeds:
                 picks[key] = seed_picks(sample, args.seeds)
             print(key, file=sys.stderr, flush=True)
