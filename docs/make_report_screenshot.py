@@ -4,10 +4,10 @@ SEGMENTS = 0 (automatic K), drawn by Qt and grabbed.
     source scripts/env.sh && xvfb-run -a -s "-screen 0 1280x1024x24" python docs/make_report_screenshot.py
 
 segmenter:kmeans (SEGMENTS = 0) and segmenter:statistics (their engine calls, as docs/make_statistics_figure.py
-makes its figure) run on a 1024 px crop of the Kampala sample. The page is shown in a QTextBrowser (Qt's rich text
-engine), its inline SVG charts drawn by QtSvg at their own size: both are in Qt 5 and Qt 6 (QtWebKit, which QGIS 3
-has, is not in Qt 6; QGIS itself opens HTML outputs in the system's browser). The view is 1000 px wide and tall
-enough for the area chart and the criterion chart ("How K was chosen").
+makes its figure) run on that figure's 1024 px crop of the Kampala sample. The page is shown in a QTextBrowser (Qt's
+rich text engine), its inline SVG charts drawn by QtSvg at their own size: both are in Qt 5 and Qt 6 (QtWebKit, which
+QGIS 3 has, is not in Qt 6; QGIS itself opens HTML outputs in the system's browser). The view is 1000 px wide and
+tall enough for the area chart and the criterion chart ("How K was chosen").
 """
 
 import re
@@ -15,7 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from osgeo import gdal
+from make_statistics_figure import crop
 from qgis.core import QgsApplication
 from qgis.PyQt.QtCore import QByteArray, QUrl
 from qgis.PyQt.QtGui import QColor, QImage, QPainter, QTextDocument
@@ -23,8 +23,6 @@ from qgis.PyQt.QtSvg import QSvgRenderer
 from qgis.PyQt.QtWidgets import QTextBrowser
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCE = ROOT / "data" / "kampala_oam" / "kampala_oam_z21_mosaic.tif"
-XOFF, YOFF, SIZE = 1024, 512, 1024
 TARGET = ROOT / "docs" / "screenshots" / "statistics_report_automatic_k.png"
 WIDTH, HEIGHT = 1000, 760
 CHART = re.compile(r"<svg\b.*?</svg>", re.S)
@@ -52,8 +50,7 @@ def main():
     from map_segmenter.engine.statistics import segment_statistics
 
     with tempfile.TemporaryDirectory() as scratch:
-        image = f"{scratch}/kampala.tif"
-        gdal.Translate(image, str(SOURCE), srcWin=[XOFF, YOFF, SIZE, SIZE])
+        image = crop(scratch)
         segments = segment_kmeans(image, f"{scratch}/segments.tif", segments=0)
         report = Path(scratch) / "report.html"
         segment_statistics(f"{scratch}/segments.tif", f"{scratch}/table.csv", image_path=image,
