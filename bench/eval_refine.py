@@ -55,7 +55,7 @@ def segmentation(method, name, image, k):
     """Cached (labels, features) paths of segmenter:kmeans or segmenter:cnn with defaults (seed 0); ``k`` 0: the
     automatic choice (SEGMENTS = 0)."""
     CACHE.mkdir(parents=True, exist_ok=True)
-    tag = method if k != 0 else f"{method}_auto"
+    tag = method if k != 0 else f"{method}_auto_{criterion_version()}"
     if k not in (0, 5) and "kampala" not in name:
         tag = f"{method}_k{k}"
     labels, features = CACHE / f"{name}_{tag}.tif", CACHE / f"{name}_{tag}_features.tif"
@@ -69,6 +69,18 @@ def segmentation(method, name, image, k):
 
             segment_cnn(str(image), str(labels), str(MODEL), segments=k, seed=0, features_path=str(features))
     return str(labels), str(features)
+
+
+def criterion_version():
+    """A digest of the code that chooses K (engine/hierarchy.py and segmentation._centres): cached automatic-K runs
+    of another version of it are not reused."""
+    import hashlib
+    import inspect
+
+    from map_segmenter.engine import hierarchy, segmentation
+
+    code = inspect.getsource(hierarchy) + inspect.getsource(segmentation._centres)
+    return hashlib.sha256(code.encode()).hexdigest()[:8]
 
 
 def blurred(labels, strength="medium"):
@@ -202,6 +214,7 @@ def report(results):
             lower = sum(r[v][0] < r[base][0] - 1e-9 for r in rows)
             cells.append(f"{100 * gain:+.2f} / {100 * frag:+.0f} % / {lower}")
         lines.append(f"| {family} | " + " | ".join(cells) + " |")
+    lines += automatic_against_fixed(variants, groups)
     seconds = sum(r[v][4] for r in results.values() for v in variants)
     lines.append(f"\nknn_refine time over all runs: {seconds:.1f} s")
     lines += ["", "Mean K per family:", "", "| family | " + " | ".join(variants) + " |",
@@ -209,6 +222,23 @@ def report(results):
     for family, rows in groups:
         lines.append(f"| {family} | " + " | ".join(f"{np.mean([r[v][5] for r in rows]):.2f}" for v in variants) + " |")
     return "\n".join(lines)
+
+
+def automatic_against_fixed(variants, groups):
+    """Issue 22's targets: per family, automatic K minus K = 5 (mIoU strict / truth classes, points), with
+    knn_refine and without, for every method run with both."""
+    pairs = [(f"{m}[5]{tail}", f"{m}[auto]{tail}") for m in dict.fromkeys(v.split("[")[0] for v in variants)
+             for tail in ("+knn", "") if f"{m}[5]{tail}" in variants and f"{m}[auto]{tail}" in variants]
+    if not pairs:
+        return []
+    lines = ["", "Automatic K minus K = 5 (mIoU strict / truth classes, points; targets with knn: strict >= +2.5, "
+             "truth >= 0 over Dubai, strict > 0 in every family):", "",
+             "| family | " + " | ".join(auto for _, auto in pairs) + " |", "|---|" + "---|" * len(pairs)]
+    for family, rows in groups:
+        cells = [" / ".join(f"{100 * np.mean([r[auto][i] - r[fixed][i] for r in rows]):+.2f}" for i in (0, 1))
+                 for fixed, auto in pairs]
+        lines.append(f"| {family} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def main(argv=None):

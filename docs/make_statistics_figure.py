@@ -28,6 +28,13 @@ XOFF, YOFF, SIZE, PIXELS = 1024, 512, 1024, 640
 TARGET = ROOT / "docs" / "statistics_polygons.png"
 
 
+def crop(folder):
+    """The figures' 1024 px crop of the Kampala sample, written to ``folder``; its path."""
+    image = f"{folder}/image.tif"
+    gdal.Translate(image, str(SOURCE), srcWin=[XOFF, YOFF, SIZE, SIZE])
+    return image
+
+
 def main():
     app = QgsApplication([], False)
     app.initQgis()
@@ -37,8 +44,7 @@ def main():
     from map_segmenter.engine.statistics import segment_statistics
 
     with tempfile.TemporaryDirectory() as scratch:
-        image = f"{scratch}/image.tif"
-        gdal.Translate(image, str(SOURCE), srcWin=[XOFF, YOFF, SIZE, SIZE])
+        image = crop(scratch)
         segment_kmeans(image, f"{scratch}/labels.tif", segments=6, block=4)
         blur_labels(f"{scratch}/labels.tif", f"{scratch}/smooth.tif", strength="medium")
         result = segment_statistics(f"{scratch}/smooth.tif", f"{scratch}/table.gpkg", image_path=image,

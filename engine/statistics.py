@@ -796,17 +796,19 @@ def criterion_chart(criterion):
         return ""
     bar_height, label_width, bar_width = 22, 220, 420
     largest = max(max(value for _, value in values), threshold) or 1.0
+    x = label_width + bar_width * threshold / largest
     rows = []
     for index, (k, value) in enumerate(values):
         y = index * (bar_height + 6)
         width = max(1.0, bar_width * value / largest)
+        # a value whose bar ends short of the threshold is written right of its dashed line, not across it
+        text_x = max(label_width + width, x) + 6
         rows.append(
             f'<text x="{label_width - 8}" y="{y + 16}" text-anchor="end">K = {k}{" (chosen)" if k == chosen else ""}'
             f'</text><rect x="{label_width}" y="{y}" width="{width:.1f}" height="{bar_height}" '
             f'fill="{"#2b6cb0" if k == chosen else "#bcd2ea"}" stroke="#333" stroke-width="0.5"/>'
-            f'<text x="{label_width + width + 6:.1f}" y="{y + 16}">{100 * value:.1f} %</text>')
+            f'<text x="{text_x:.1f}" y="{y + 16}">{100 * value:.1f} %</text>')
     height = len(values) * (bar_height + 6)
-    x = label_width + bar_width * threshold / largest
     rows.append(f'<line x1="{x:.1f}" y1="0" x2="{x:.1f}" y2="{height}" stroke="#c53030" stroke-dasharray="4 3"/>')
     return (f'<h3>How K was chosen</h3>\n<p>Share of the variance lost by merging K segments into K - 1 (Ward\'s '
             f'linkage of {values[-1][0]} centres); K is the most segments whose next merge still loses at least '

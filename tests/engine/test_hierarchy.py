@@ -234,3 +234,14 @@ def test_the_statistics_report_plots_the_criterion_when_present(patches, eight, 
     assert page.count("K = ") == 11 + 1  # a bar per K in 2..12, and the sentence naming the K chosen
     segment_statistics(eight, str(tmp_path / "k8.csv"), report_path=str(tmp_path / "k8.html"))
     assert "How K was chosen" not in (tmp_path / "k8.html").read_text()
+
+
+def test_the_criterion_chart_writes_short_bars_values_right_of_the_threshold_line():
+    from map_segmenter.engine.statistics import criterion_chart
+
+    chart = criterion_chart({"k": 3, "threshold": 0.04, "values": [[2, 0.5], [3, 0.1], [4, 0.01]]})
+    # bars scale to the largest share (0.5 -> 420 px from x = 220); the 4 % line sits at 220 + 33.6
+    assert '<line x1="253.6" y1="0" x2="253.6"' in chart
+    assert '<text x="646.0" y="16">50.0 %</text>' in chart  # past its bar's end
+    assert '<text x="310.0" y="44">10.0 %</text>' in chart
+    assert '<text x="259.6" y="72">1.0 %</text>' in chart  # its bar ends at 228.4: moved past the line

@@ -2,6 +2,7 @@
 into the project, the shipped model in the Graphical Modeler, the Processing Toolbox and the plugin's metadata."""
 
 import configparser
+import json
 import os
 import re
 import time
@@ -19,6 +20,7 @@ from map_segmenter.engine.labels import read_metadata
 from helpers import ROOT
 
 K = 5
+AUTOMATIC_K = 5  # the K SEGMENTS = 0 chooses on the Kampala crop
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +43,9 @@ def wait_for(condition, timeout=120):
     return condition()
 
 
-def run_in_dialog(algorithm_id, parameters, timeout=120):
-    """Fill the algorithm's own dialog and press Run, as a user does; returns the results when it finishes."""
+def run_in_dialog(algorithm_id, parameters, timeout=120, log=None):
+    """Fill the algorithm's own dialog and press Run, as a user does; returns the results when it finishes (and
+    saves the dialog's log, as its Save Log button does, to ``log`` when given)."""
     from processing.gui.AlgorithmDialog import AlgorithmDialog
 
     dialog = AlgorithmDialog(QgsApplication.processingRegistry().createAlgorithmById(algorithm_id))
@@ -52,6 +55,8 @@ def run_in_dialog(algorithm_id, parameters, timeout=120):
     dialog.runAlgorithm()
     wait_for(lambda: finished, timeout)
     assert finished and finished[0][0], f"{algorithm_id} did not finish in the dialog"
+    if log:
+        dialog.saveLogToFile(str(log))
     dialog.close()
     return finished[0][1]
 
@@ -129,6 +134,67 @@ def test_a_batch_run_loads_every_result_styled(qgis_iface, processing_run, input
         assert_styled_as_labels(layer)
         QgsProject.instance().removeMapLayer(layer.id())
     dialog.close()
+
+
+def test_automatic_k_from_the_dialog_reports_the_chosen_k_and_its_evidence(qgis_iface, processing_run, kampala_crop,
+                                                                          tmp_path):
+    """SEGMENTS = 0 in the K-Means dialog: SEGMENT_COUNT is the K chosen, the log shows the criterion per K, and the
+    loaded layer is styled with that many classes, as the engine run of the same raster gives."""
+    from map_segmenter.engine import hierarchy
+    from map_segmenter.engine.kmeans_segmentation import segment_kmeans
+
+    out, log = str(tmp_path / "auto.tif"), tmp_path / "log.txt"
+    results = run_in_dialog("segmenter:kmeans", {"INPUT": kampala_crop, "SEGMENTS": 0, "OUTPUT": out}, log=log)
+    criterion = read_metadata(gdal.Open(out))["criterion"]
+    engine = segment_kmeans(kampala_crop, str(tmp_path / "engine.tif"), segments=0)
+    assert results["SEGMENT_COUNT"] == criterion["k"] == AUTOMATIC_K
+    assert criterion == json.loads(json.dumps(engine.criterion))
+    assert [k for k, _ in criterion["values"]] == list(range(2, 13))
+    assert hierarchy.evidence_text(criterion) in log.read_text()
+    layer = loaded_layer(out)
+    assert_styled_as_labels(layer, [f"Segment {index}" for index in range(1, AUTOMATIC_K + 1)])
+    QgsProject.instance().removeMapLayer(layer.id())
+
+
+def test_the_statistics_report_of_automatic_k_draws_the_criterion_chart(qgis_iface, processing_run, kampala_crop,
+                                                                         tmp_path):
+    """The statistics dialog's HTML report of an automatic-K raster: its second chart, the criterion, drawn by QtSvg
+    (Qt 5 and 6) at its own size: a 22 px bar and a 6 px gap per K in 2..12, the chosen K's bar (the 4th, K = 5)
+    alone in dark blue, the others light, the threshold dashed red."""
+    import re
+
+    from qgis.PyQt.QtCore import QByteArray
+    from qgis.PyQt.QtGui import QColor, QImage, QPainter
+    from qgis.PyQt.QtSvg import QSvgRenderer
+
+    from map_segmenter.engine.kmeans_segmentation import segment_kmeans
+
+    labels, report = str(tmp_path / "auto.tif"), tmp_path / "report.html"
+    segment_kmeans(kampala_crop, labels, segments=0)
+    run_in_dialog("segmenter:statistics", {"INPUT": labels, "OUTPUT": str(tmp_path / "table.csv"),
+                                           "REPORT": str(report)})
+    page = report.read_text()
+    charts = re.findall(r"<svg\b.*?</svg>", page, re.S)
+    assert len(charts) == 2 and f"K = {AUTOMATIC_K}." in page
+    renderer = QSvgRenderer(QByteArray(charts[1].encode()))
+    assert renderer.isValid() and (renderer.defaultSize().width(), renderer.defaultSize().height()) == (840, 11 * 28)
+    picture = QImage(renderer.defaultSize(), QImage.Format.Format_ARGB32)
+    picture.fill(QColor("white"))
+    painter = QPainter(picture)
+    renderer.render(painter)
+    painter.end()
+    rows = {}
+    for y in range(picture.height()):
+        for x in range(picture.width()):
+            rows.setdefault(picture.pixelColor(x, y).name(), set()).add(y)
+    chosen = (AUTOMATIC_K - 2) * 28
+    # inside its outline (half a pixel of stroke blended into the first and last row) a bar fills 20 rows
+    assert sorted(rows["#2b6cb0"]) == list(range(chosen + 1, chosen + 21))
+    assert len(rows["#bcd2ea"]) == 10 * 20
+    dashed = [name for name in rows if QColor(name).red() - max(QColor(name).green(), QColor(name).blue()) > 60]
+    assert dashed and all(len(rows[name]) < 11 * 28 for name in dashed)  # the threshold, drawn with gaps
+    for layer in layers_from(str(tmp_path / "table.csv")):
+        QgsProject.instance().removeMapLayer(layer.id())
 
 
 def test_run_and_load_results_styles_the_label_output(qgis_iface, processing_run, inputs, tmp_path):
