@@ -56,7 +56,7 @@ NETWORK_TILE = 1024
 # On the CPU a piece of work handed to a worker is at least this many pixels of tiles (BATCH_SIZE at most): 1 MPix
 # balances 2 cores to within a tile at the end and keeps the per-piece overhead small.
 CPU_PIECE_PIXELS = 1 << 20
-# Embeddings no FEATURES file asks for stay in a numpy array when they take at most this share of MEMORY_MB (25 MPix
+# Embeddings no FEATURES file asks for stay in a MEM dataset when they take at most this share of MEMORY_MB (25 MPix
 # at stride 4, 6 bands: 37.5 MB): the label pass reads them back without writing and reading a scratch file.
 MEMORY_SHARE = 0.25
 

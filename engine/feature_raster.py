@@ -1,7 +1,7 @@
 """The feature-raster contract: C Float32 bands on a grid of ``stride`` x ``stride`` pixel cells, NaN where a
 cell has no valid pixel, described by SEGMENTER_* metadata (``FeatureMeta``).
 
-A segmentation writes one (a FEATURES output, a raw scratch file, or a numpy array when it fits the budget) and
+A segmentation writes one (a FEATURES output, a raw scratch file, or a MEM dataset when it fits the budget) and
 reads it back for the label pass; knn_refine reads the FEATURES of an earlier run; a REFERENCE label raster carries
 the ``FeatureMeta`` of the run that made it, which a new run must match.
 """
@@ -38,36 +38,27 @@ class _OpenedDataset:
         self.dataset = None
 
 
-class _MemoryFeatures:
-    """Features that fit the run's memory share: a numpy array (band, row, column), written by slice assignment
-    (from the network's output as it is, without the copies a GDAL MEM dataset's WriteRaster made) and read back
-    through the calls the label pass makes on a GDAL dataset, as read-only views. Every cell is written before it
-    is read."""
+class _MemoryDataset:
+    """The embeddings in a GDAL MEM dataset, with the ``AtomicRaster`` calls a run makes on its features."""
 
     def __init__(self, width, height, bands):
-        self.RasterXSize, self.RasterYSize = width, height
-        self.values = np.empty((bands, height, width), np.float32)
+        self.dataset = gdal.GetDriverByName("MEM").Create("", width, height, bands, gdal.GDT_Float32)
+        self.group = None
 
-    @property
-    def dataset(self):
-        return self
+    def band(self, index=1):
+        return self.dataset.GetRasterBand(index)
 
-    def write(self, cells, values):
-        self.values[:, cells.yoff : cells.yoff + cells.height, cells.xoff : cells.xoff + cells.width] = values
-
-    def ReadAsArray(self, xoff, yoff, width, height, buf_type=None):  # noqa: N802 (GDAL's name, for the label pass)
-        view = self.values[:, yoff : yoff + height, xoff : xoff + width]
-        view.flags.writeable = False
-        return view
-
-    def FlushCache(self):  # noqa: N802 (GDAL's name)
-        pass
+    def checked(self, operation, *arguments):
+        return operation(*arguments)
 
     def release_cache(self):
         pass
 
+    def commit(self):
+        raise AssertionError("a feature raster in memory is never committed")
+
     def abort(self):
-        self.values = None
+        self.dataset = None
 
 
 class _ScratchFile:
@@ -140,7 +131,7 @@ class FeatureRaster:
     ``Window`` on its cell grid.
 
     ``create`` makes it where the run wants it: the FEATURES destination (committed with the run's outputs), a
-    raw scratch file in ``scratch`` (removed), or, with ``in_memory``, a numpy array; the label pass reads it back
+    raw scratch file in ``scratch`` (removed), or, with ``in_memory``, a MEM dataset; the label pass reads it back
     through ``dataset``."""
 
     def __init__(self, target, grid, channels, path=None):
@@ -174,8 +165,8 @@ class FeatureRaster:
     def create(cls, raster, stride, channels, options, path=None, group=None, scratch=None, in_memory=False):
         grid = Window.whole(raster.width, raster.height).on_grid(stride)
         if in_memory:
-            return cls(_MemoryFeatures(grid.width, grid.height, channels), grid, channels)
-        if path is None:
+            target = _MemoryDataset(grid.width, grid.height, channels)
+        elif path is None:
             return cls(_ScratchFile(os.path.join(scratch, "features.f32"), grid.width, grid.height, channels), grid,
                        channels)
         else:
@@ -194,7 +185,7 @@ class FeatureRaster:
 
     def write(self, cells, values):
         """``values`` (C, rows, cols) float32 at the cells of ``cells`` (a Window on the cell grid)."""
-        if isinstance(self.target, (_ScratchFile, _MemoryFeatures)):
+        if isinstance(self.target, _ScratchFile):
             self.target.write(cells, values)
             return
         bands, rows, cols = values.shape
@@ -221,7 +212,7 @@ class FeatureRaster:
 
     def tag(self, meta):
         """Band names, NaN nodata and SEGMENTER_* metadata (``meta``: a ``FeatureMeta``)."""
-        if isinstance(self.target, (_ScratchFile, _MemoryFeatures)):
+        if isinstance(self.target, _ScratchFile):
             return  # read by this run only
         for index, name in enumerate(meta.names, start=1):
             self.target.band(index).SetDescription(name)
@@ -240,6 +231,6 @@ class FeatureRaster:
         return self
 
     def __exit__(self, kind, value, traceback):
-        if kind is not None or isinstance(self.target, _MemoryFeatures):
+        if kind is not None or isinstance(self.target, _MemoryDataset):
             self.target.abort()
         return False

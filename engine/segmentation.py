@@ -119,13 +119,13 @@ class Cells:
 def embedding_cells(window, core, valid, brightness, grid_width, sample=None):
     """The ``Cells`` of a network's ``core`` (C, rows, cols) over ``window``: cells whose pixels are ``valid`` but
     whose embedding is not finite (NaN, infinity: the network's doing) are left out as nodata and counted in
-    ``masked``; sample rows [embedding..., brightness]. ``values`` may be a view of ``core``.
+    ``masked``; sample rows [embedding..., brightness].
 
     ``sample`` (the run's ``BlockSample``, read from this thread): the cells' keys are hashed here and only the
     cells it may still take get sample rows (``sampling.candidates``); else every valid cell does."""
     channels, rows, cols = core.shape
     if valid.all() and np.isfinite(core).all():  # every cell (most tiles): no masking
-        values, masked = core, 0
+        values, masked = np.ascontiguousarray(core, np.float32), 0
         linear = ((np.arange(rows, dtype=np.int64)[:, None] + window.yoff) * grid_width
                   + (np.arange(cols, dtype=np.int64) + window.xoff)).ravel()
         positions = None

@@ -187,22 +187,6 @@ def test_scratch_features_are_a_file_read_back_exactly_and_given_up_without_fill
     assert os.path.dirname(removed) == str(scratch) and size < 1_000_000  # the 40 rows written (820 kB)
 
 
-def test_features_in_memory_read_back_as_written_in_read_only_views(tmp_path):
-    """Features that fit the run's memory share are a numpy array: written from views (a network's cores), read
-    back by the label pass as views it cannot write into."""
-    raster = open_input(write_raster(tmp_path / "image.tif", np.zeros((3, 64, 80), np.uint8)))
-    features = FeatureRaster.create(raster, 4, 3, STRIP_OPTIONS, in_memory=True)
-    values = np.random.default_rng(1).normal(size=(3, 30, 40)).astype(np.float32)
-    features.write(Window(0, 0, 20, 16), values[:, 5:21, 2:22])  # a view, as a tile's core is
-    assert np.array_equal(features.read(Window(0, 0, 20, 16)), values[:, 5:21, 2:22])
-    view = features.dataset.ReadAsArray(3, 2, 5, 4)
-    assert np.array_equal(view, values[:, 7:11, 5:10])
-    with pytest.raises(ValueError, match="read-only"):
-        view[0, 0, 0] = 1
-    features.finish(keep=False)
-    assert features.target.values is None
-
-
 def test_colour_tables_are_written_and_read_in_one_place(tmp_path):
     path = write_raster(tmp_path / "ids.tif", np.ones((2, 2), np.uint8))
     dataset = gdal.Open(path, gdal.GA_Update)
