@@ -423,9 +423,15 @@ class CnnEmbeddings(FeatureExtractor):
             return blended_tiles.describe_blended(self.model, self.reader, self.layout, chunks, self.grid,
                                                   self.check, self.workers)
         if self.cluster is None:
-            return super().describe(chunks)
+            return self._described_here(chunks)
         return self.cluster.ordered_map(embed_task, chunks, self.source, self.shipped, self.reader.ranges,
                                         self.layout, self.grid)
+
+    def _described_here(self, chunks):
+        """``describe`` in this process; the reused network input arrays are let go of at its end (kept through
+        the label pass, they made it fault in 13,000 more pages of 25 MPix: 22,000 instead of 9,000)."""
+        yield from super().describe(chunks)
+        self.buffers = None
 
     def read(self, chunk):
         tiles = [self.reader.read(x, y) for x, y in chunk]
