@@ -14,13 +14,10 @@ machine whose cores the network fills (bench_cnn_vs_kmeans.py prints that ceilin
 """
 
 import argparse
-import json
 import os
 import statistics
-import subprocess
-import sys
 
-from bench_cnn_vs_kmeans import MODEL, export
+from bench_cnn_vs_kmeans import MODEL, engines, python_child
 
 from common import mosaic
 
@@ -75,16 +72,7 @@ print(json.dumps(dict(wall=wall1 - wall0, cpu=cpu1 - cpu0, faults=faults1 - faul
 
 
 def run(source, output, pythonpath=None):
-    env = dict(os.environ)
-    if pythonpath:
-        env["PYTHONPATH"] = str(pythonpath) + os.pathsep + env.get("PYTHONPATH", "")
-    completed = subprocess.run([sys.executable, "-c", CHILD, str(source), str(output), str(MODEL)],
-                               capture_output=True, text=True, env=env)
-    if completed.returncode != 0:
-        raise SystemExit(f"the profiled run failed:\n{completed.stderr[-3000:]}")
-    for leftover in (output, output.with_suffix(".qml")):
-        leftover.unlink(missing_ok=True)
-    return json.loads(completed.stdout.strip().splitlines()[-1])
+    return python_child(CHILD, [source, output, MODEL], pythonpath, "the profiled run failed", output)
 
 
 def main():
@@ -94,9 +82,7 @@ def main():
     parser.add_argument("--before", help="git revision whose engine runs in the same rounds (e.g. main)")
     args = parser.parse_args()
     source = mosaic(args.mpix)
-    versions = {"this checkout": None}
-    if args.before:
-        versions = {args.before: export(args.before), **versions}
+    versions = engines(args.before)
     results = {version: [] for version in versions}
     loads = [os.getloadavg()[0]]
     for _ in range(args.repeats):
