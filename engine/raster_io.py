@@ -178,8 +178,9 @@ def open_input(path, bands=None, grey_as_rgb=False, region=None, direct=False):
     used three times.
     ``region`` (``region.Region``): only the pixels under its extent, and nodata outside its polygons.
     ``direct``: an uncompressed GeoTIFF is read straight from the file into each read's array (GTIFF_DIRECT_IO),
-    not through GDAL's block cache (for readers that read each pixel about once: the CNN's tiles, 25 MPix read in
-    0.035 instead of 0.06 CPU s, and no cache filled); other formats as always.
+    not through GDAL's block cache (for readers that read each pixel about once: the CNN's tiles of 25 MPix in
+    0.041-0.044 instead of 0.059-0.064 CPU s, bench/profile_cnn_embeddings.py, and no cache filled); other formats
+    as always.
     """
     with thread_config("GTIFF_DIRECT_IO", "YES" if direct else None):  # the GeoTIFF driver reads it at opening
         dataset = open_raster(path)
