@@ -24,7 +24,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from common import OUT, ROOT, mosaic
+from common import OUT, ROOT, export_engine, mosaic
 
 MODEL = ROOT / "onnx_models" / "student_s4_v1.onnx"
 
@@ -85,43 +85,38 @@ print(json.dumps(results))
 GEOMETRIES = [(1, 512), (4, 512), (1, 768), (1, 1024), (1, 2048)]
 
 
+def python_child(code, arguments, pythonpath=None, failure="the run failed", output=None):
+    """What ``python -c code arguments`` printed last, parsed as JSON; ``pythonpath`` (another version's engine)
+    comes first on its PYTHONPATH; the raster ``output`` it wrote (and its .qml) is removed."""
+    env = dict(os.environ)
+    if pythonpath:
+        env["PYTHONPATH"] = str(pythonpath) + os.pathsep + env.get("PYTHONPATH", "")
+    completed = subprocess.run([sys.executable, "-c", code, *map(str, arguments)], capture_output=True, text=True,
+                               env=env)
+    if completed.returncode != 0:
+        raise SystemExit(f"{failure}:\n{completed.stderr[-3000:]}")
+    for leftover in (output, output.with_suffix(".qml")) if output else ():
+        leftover.unlink(missing_ok=True)
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def engines(before):
+    """{version: folder to put on PYTHONPATH (None: this checkout)}, ``before``'s engine first when given."""
+    versions = {"this checkout": None}
+    if before:
+        versions = {before: export_engine(before), **versions}
+    return versions
+
+
 def ceiling(model, pythonpath=None):
     """ONNX Runtime alone with ``model``: MPix/s of network input (halo included) per batch x tile geometry and
     thread arrangement, random input, the same session options as segment_cnn."""
-    env = dict(os.environ)
-    if pythonpath:
-        env["PYTHONPATH"] = str(pythonpath) + os.pathsep + env.get("PYTHONPATH", "")
-    completed = subprocess.run([sys.executable, "-c", CEILING, str(model), json.dumps(GEOMETRIES)],
-                               capture_output=True, text=True, env=env)
-    if completed.returncode != 0:
-        raise SystemExit(f"ONNX Runtime alone failed:\n{completed.stderr[-3000:]}")
-    return json.loads(completed.stdout.strip().splitlines()[-1])
-
-
-def export(revision):
-    """The engine of git ``revision`` as an importable map_segmenter folder; returns the folder to put on
-    PYTHONPATH."""
-    folder = OUT / f"before-{revision.replace('/', '_')}"
-    target = folder / "map_segmenter"
-    if not target.exists():
-        target.mkdir(parents=True)
-        archive = subprocess.run(["git", "-C", str(ROOT), "archive", revision], capture_output=True, check=True)
-        subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
-    return folder
+    return python_child(CEILING, [model, json.dumps(GEOMETRIES)], pythonpath, "ONNX Runtime alone failed")
 
 
 def run(method, source, model, pythonpath=None):
-    env = dict(os.environ)
-    if pythonpath:
-        env["PYTHONPATH"] = str(pythonpath) + os.pathsep + env.get("PYTHONPATH", "")
     output = OUT / f"versus_{method}.tif"
-    completed = subprocess.run([sys.executable, "-c", CHILD, method, str(source), str(output), str(model)],
-                               capture_output=True, text=True, env=env)
-    if completed.returncode != 0:
-        raise SystemExit(f"{method} failed:\n{completed.stderr[-3000:]}")
-    for leftover in (output, output.with_suffix(".qml")):
-        leftover.unlink(missing_ok=True)
-    return json.loads(completed.stdout.strip().splitlines()[-1])
+    return python_child(CHILD, [method, source, output, model], pythonpath, f"{method} failed", output)
 
 
 def main():
@@ -132,9 +127,7 @@ def main():
     parser.add_argument("--before", help="git revision whose engine runs in the same rounds (e.g. main)")
     args = parser.parse_args()
     source = mosaic(args.mpix)
-    versions = {"this checkout": None}
-    if args.before:
-        versions = {args.before: export(args.before), **versions}
+    versions = engines(args.before)
     commands = [(version, method) for version in versions for method in ("kmeans", "cnn")]
     runs = {command: [] for command in commands}
     loads = [os.getloadavg()[0]]

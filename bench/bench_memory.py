@@ -1,7 +1,8 @@
-"""segmenter:kmeans memory and time on VRT mosaics of 25 MPix and 1 GPix, beside gdal_translate of the same VRT.
+"""segmenter:kmeans (or segmenter:cnn) memory and time on VRT mosaics of 25 MPix and 1 GPix, beside gdal_translate
+of the same VRT.
 
     python bench/bench_memory.py [--sizes 25 1000] [--budgets 256 32] [--repeats 3] [--skip-translate]
-                                 [--engine FOLDER] [--translate-config KEY=VALUE ...]
+                                 [--engine FOLDER] [--translate-config KEY=VALUE ...] [--method kmeans|cnn]
 
 The mosaics are VRTs repeating the bundled Kampala orthophoto (3072 x 2048 px, 256 x 256 px JPEG tiles): no large
 file is written, and every repetition is read through its own file name (a hard link in bench/out/tiles), as
@@ -13,6 +14,9 @@ defaults (GDAL_CACHEMAX = 5 % of RAM), then the copy is deleted. ``--engine FOLD
 in FOLDER instead of this checkout's (e.g. ``git archive`` of an older commit extracted into FOLDER/map_segmenter),
 to compare versions in the same conditions. ``--translate-config GDAL_CACHEMAX=64`` (repeatable) runs gdal_translate
 with that GDAL setting, e.g. the engine's block cache cap, to see what grows with the VRT in GDAL itself.
+
+``--method cnn`` runs ``segment_cnn`` with the shipped model (onnx_models/student_s4_v1.onnx, K = 8, defaults)
+instead of ``segment_kmeans`` (K = 8, block 4).
 
 Last, for each budget: how much larger the peak RSS is at the largest size than at the smallest, against the
 target (at most 10 %), and the same for gdal_translate.
@@ -27,7 +31,7 @@ import time
 
 from osgeo import gdal
 
-from common import KAMPALA, OUT, engine_command, output_options, write_mosaic_vrt
+from common import KAMPALA, OUT, ROOT, engine_command, output_options, write_mosaic_vrt
 
 gdal.UseExceptions()
 
@@ -70,12 +74,21 @@ def measured(command, repeats):
     return statistics.median(walls), max(peaks), statistics.median(cpus), note
 
 
-def kmeans_command(source, output, memory_mb, engine=None):
+MODEL = ROOT / "onnx_models" / "student_s4_v1.onnx"
+CALLS = {
+    "kmeans": ("from map_segmenter.engine.kmeans_segmentation import segment_kmeans as run", "segments=8, block=4"),
+    "cnn": ("from map_segmenter.engine.cnn_segmentation import segment_cnn as run", f"{str(MODEL)!r}, segments=8"),
+}
+
+
+def engine_run_command(method, source, output, memory_mb, engine=None):
+    """The command of one run of ``method`` (kmeans or cnn) on ``source``; it prints the run's first log line."""
+    imported, arguments = CALLS[method]
     command = engine_command(
-        "from map_segmenter.engine.kmeans_segmentation import segment_kmeans; "
+        f"{imported}; "
         "from map_segmenter.engine.progress import Progress; "
         "notes = []; "
-        f"segment_kmeans({str(source)!r}, {str(output)!r}, segments=8, block=4, memory_mb={memory_mb}, "
+        f"run({str(source)!r}, {str(output)!r}, {arguments}, memory_mb={memory_mb}, "
         "progress=Progress(log=notes.append)); print(notes[0])"
     )
     if engine:  # the package in that folder instead of this checkout's (PYTHONPATH comes before the installed one)
@@ -92,11 +105,12 @@ def main():
     parser.add_argument("--engine", help="folder holding the map_segmenter package to run (default: this checkout)")
     parser.add_argument("--translate-config", action="append", default=[], metavar="KEY=VALUE",
                         help="a GDAL configuration option for gdal_translate (repeatable)")
+    parser.add_argument("--method", choices=sorted(CALLS), default="kmeans")
     args = parser.parse_args()
     config = [argument for option in args.translate_config for argument in ("--config", *option.split("=", 1))]
     peaks = {}  # (size, budget or "translate") -> peak RSS MB
     labels, copy = OUT / "memory_labels.tif", OUT / "memory_translate.tif"
-    print(f"{'MPix':>6} {'MEMORY_MB':>9} {'kmeans s':>9} {'CPU s':>6} {'RSS MB':>7} {'translate s':>11} "
+    print(f"{'MPix':>6} {'MEMORY_MB':>9} {args.method + ' s':>9} {'CPU s':>6} {'RSS MB':>7} {'translate s':>11} "
           f"{'CPU s':>6} {'RSS MB':>7} {'ratio':>6}  windows", flush=True)
     for size in args.sizes:
         source = mosaic_vrt(size)
@@ -107,7 +121,8 @@ def main():
             peaks[size, "translate"] = translate[1]
             copy.unlink(missing_ok=True)
         for budget in args.budgets:
-            wall, peak, cpu, note = measured(kmeans_command(source, labels, budget, args.engine), args.repeats)
+            wall, peak, cpu, note = measured(engine_run_command(args.method, source, labels, budget, args.engine),
+                                             args.repeats)
             peaks[size, budget] = peak
             ratio = f"{wall / translate[0]:6.2f}" if translate[0] else "     -"
             shown = (f"{translate[0]:11.2f} {translate[2]:6.1f} {translate[1]:7.0f}" if translate[0]

@@ -173,22 +173,36 @@ class TileReader:
         numpy only, so any thread can run it."""
         layout, stride, raster = self.layout, self.stride, self.raster
         halo = layout.halo
-        if mirror is not None:  # rows, then columns, as runs of slices (np.take: 2.7x slower, 2-D fancy index 8x)
-            rows, cols = mirror
+        if mirror is not None and (valid is not None or self._stretch is not None):  # mirrored copies first
+            rows, cols = mirror  # rows, then columns, as runs of slices (np.take: 2.7x slower, 2-D fancy index 8x)
             pixels = _take_runs(_take_runs(pixels, rows, 1), cols, 2)
             valid = None if valid is None else _take_runs(_take_runs(valid, rows, 0), cols, 1)
-        network = np.empty(pixels.shape, np.float32) if out is None else out
+            mirror = None
+        network = np.empty((len(pixels), layout.height, layout.width), np.float32) if out is None else out
         core = (slice(halo, halo + layout.core_height), slice(halo, halo + layout.core_width))
-        if self._stretch is None:  # 8-bit: the values as float32 are exact, scaled straight from the bytes
-            grey = np.add(pixels[0][core], pixels[1][core], dtype=np.uint16)  # exact: at most 765
-            grey += pixels[2][core]
-            np.multiply(pixels, self.scale, out=network)
-        else:
+        if self._stretch is not None:
             np.copyto(network, pixels, casting="unsafe")
             self._stretch(network)
             grey = network[0][core] + network[1][core]
             grey += network[2][core]
             network *= self.scale
+        elif mirror is None:  # 8-bit: the values as float32 are exact, scaled straight from the bytes
+            grey = np.add(pixels[0][core], pixels[1][core], dtype=np.uint16)  # exact: at most 765
+            grey += pixels[2][core]
+            np.multiply(pixels, self.scale, out=network)
+        else:  # 8-bit at the raster's edge: scaled from the bytes read straight into their mirrored places
+            rows, cols = mirror
+            for target_rows, source_rows in _run_slices(rows):
+                for target_cols, source_cols in _run_slices(cols):
+                    np.multiply(pixels[:, source_rows, source_cols], self.scale,
+                                out=network[:, target_rows, target_cols])
+            # the core's pixels inside the raster (the rest is not counted below) as read: no mirror there
+            top, left = int(rows[halo]), int(cols[halo])
+            height, width = min(layout.core_height, raster.height - y), min(layout.core_width, raster.width - x)
+            grey = np.zeros((layout.core_height, layout.core_width), np.uint16)
+            inside = (slice(top, top + height), slice(left, left + width))
+            np.add(pixels[0][inside], pixels[1][inside], out=grey[:height, :width], dtype=np.uint16)
+            grey[:height, :width] += pixels[2][inside]
         network += self.offset
         if valid is not None:
             network[:, ~valid] = 0.0  # the model's mean colour
@@ -210,18 +224,35 @@ class TileReader:
 
 def _runs(index):
     """(start, stop, first, step) of the runs of ``index`` that step by +1 or -1: ``index[start:stop]`` equals
-    ``first + step * arange(stop - start)``."""
+    ``first + step * arange(stop - start)``. Each run is taken as long as it goes from where the last one stopped
+    (an element where the direction turns ends the run before it); other steps make runs of one."""
+    index = np.asarray(index)
+    steps = np.diff(index)
+    # ends[i]: where the stretch of equal steps that steps[i] belongs to ends (exclusive)
+    changes = np.flatnonzero(steps[1:] != steps[:-1]) + 1
+    ends = np.repeat(np.append(changes, len(steps)), np.diff(np.concatenate([[0], changes, [len(steps)]])))
     runs, start = [], 0
     while start < len(index):
-        step = int(index[start + 1] - index[start]) if start + 1 < len(index) else 1
-        if step not in (1, -1):
-            step = 1
-        stop = start + 1
-        while stop < len(index) and index[stop] - index[stop - 1] == step:
-            stop += 1
+        step = int(steps[start]) if start < len(steps) else 0
+        if step not in (1, -1):  # the last element, or a step of another size
+            runs.append((start, start + 1, int(index[start]), 1))
+            start += 1
+            continue
+        stop = int(ends[start]) + 1
         runs.append((start, stop, int(index[start]), step))
         start = stop
     return runs
+
+
+def _run_slices(index):
+    """(target, source) slice pairs: ``array[source]`` is ``np.take(array, index)[target]`` for each run of
+    ``index`` (``_runs``)."""
+    pairs = []
+    for start, stop, first, step in _runs(np.asarray(index)):
+        last = first + step * (stop - start - 1)
+        source = slice(first, last + 1) if step == 1 else slice(first, last - 1 if last > 0 else None, -1)
+        pairs.append((slice(start, stop), source))
+    return pairs
 
 
 def _take_runs(array, index, axis):
@@ -231,10 +262,8 @@ def _take_runs(array, index, axis):
     shape[axis] = len(index)
     out = np.empty(shape, array.dtype)
     before = (slice(None),) * axis
-    for start, stop, first, step in _runs(np.asarray(index)):
-        last = first + step * (stop - start - 1)
-        source = slice(first, last + 1) if step == 1 else slice(first, last - 1 if last > 0 else None, -1)
-        out[before + (slice(start, stop),)] = array[before + (source,)]
+    for target, source in _run_slices(index):
+        out[before + (target,)] = array[before + (source,)]
     return out
 
 
@@ -282,6 +311,7 @@ class CnnEmbeddings(FeatureExtractor):
     feature_options = TILE_OPTIONS
     memory_share = MEMORY_SHARE
     grey_as_rgb = True
+    direct_reads = True  # each pixel is read once but for the halos
 
     def __init__(self, model_path, device="auto", tile_size=0, batch_size=4, threads=0, upsample="bilinear"):
         self.model_path = checks.path("MODEL", model_path, optional=True)  # load_model says when there is none
@@ -366,6 +396,7 @@ class CnnEmbeddings(FeatureExtractor):
         progress.update(1.0)
         self.reader = TileReader(raster, info, layout, reference)
         self.networks = threading.BoundedSemaphore(self.model.runs)
+        self.buffers = InputBuffers(self.workers)  # as many batches are prepared or run at a time
         self.check = progress.check
         return [origins[start : start + batch_size] for start in range(0, len(origins), batch_size)]
 
@@ -392,9 +423,15 @@ class CnnEmbeddings(FeatureExtractor):
             return blended_tiles.describe_blended(self.model, self.reader, self.layout, chunks, self.grid,
                                                   self.check, self.workers)
         if self.cluster is None:
-            return super().describe(chunks)
+            return self._described_here(chunks)
         return self.cluster.ordered_map(embed_task, chunks, self.source, self.shipped, self.reader.ranges,
                                         self.layout, self.grid)
+
+    def _described_here(self, chunks):
+        """``describe`` in this process; the reused network input arrays are let go of at its end (kept through
+        the label pass, they made it fault in 13,000 more pages of 25 MPix: 22,000 instead of 9,000)."""
+        yield from super().describe(chunks)
+        self.buffers = None
 
     def read(self, chunk):
         tiles = [self.reader.read(x, y) for x, y in chunk]
@@ -403,7 +440,8 @@ class CnnEmbeddings(FeatureExtractor):
         return chunk, tiles
 
     def compute(self, chunk, tiles):
-        return embed_tiles(self.model, self.reader, self.layout, chunk, tiles, self.grid, self.check, self.networks)
+        return embed_tiles(self.model, self.reader, self.layout, chunk, tiles, self.grid, self.check, self.networks,
+                           self.sample, self.buffers)
 
     def fit(self, sample, segments, seed, check, start=None):
         return fit_centres(sample, segments, seed, check, start)
@@ -428,17 +466,22 @@ class CnnEmbeddings(FeatureExtractor):
         return windows
 
 
-def embed_tiles(model, reader, layout, chunk, tiles, grid, cancel_check=None, networks=None):
+def embed_tiles(model, reader, layout, chunk, tiles, grid, cancel_check=None, networks=None, sample=None,
+                buffers=None):
     """Scale a chunk's tiles (read by ``reader.read``), run the network and cut out the cores: the ``Cells`` of
     every tile's core (embeddings with NaN on invalid cells; sample rows [embedding..., brightness]). ``grid``: the
-    whole raster's cell grid; ``networks``: a semaphore bounding the networks run at once."""
+    whole raster's cell grid; ``networks``: a semaphore bounding the networks run at once; ``sample``: the run's
+    ``BlockSample``, whose bound leaves out cells it will not take (``segmentation.embedding_cells``);
+    ``buffers``: an ``InputBuffers`` to take the network's input array from."""
     stride = reader.stride
     cells_h, cells_w, first = layout.core_height // stride, layout.core_width // stride, layout.halo // stride
-    batch = np.empty((len(chunk), 3, layout.height, layout.width), np.float32)
+    buffers = buffers or InputBuffers(0)
+    batch = buffers.take((len(chunk), 3, layout.height, layout.width))
     prepared = [reader.prepare(x, y, *tile, out=batch[i]) for i, ((x, y), tile) in enumerate(zip(chunk, tiles))]
     del tiles
     with networks or nullcontext():
         output = model.run(batch, cancel_check=cancel_check)
+    buffers.give(batch)
     del batch
     cores = []
     for (x, y), (_, cell_valid, brightness), embedding in zip(chunk, prepared, output):
@@ -447,8 +490,31 @@ def embed_tiles(model, reader, layout, chunk, tiles, grid, cancel_check=None, ne
         rows, cols = core_cells.height, core_cells.width
         core = embedding[:, first : first + rows, first : first + cols]
         cores.append(embedding_cells(core_cells, core, cell_valid[:rows, :cols], brightness[:rows, :cols],
-                                     grid.width))
+                                     grid.width, sample))
     return cores
+
+
+class InputBuffers:
+    """Network input arrays handed from batch to batch, at most ``kept`` of them kept between batches: a fresh 9 MB
+    array for every tile faulted its pages in again (with the edge tiles scaled in place, preparing 25 MPix
+    faults 3,900 pages instead of 9,900: bench/profile_cnn_embeddings.py)."""
+
+    def __init__(self, kept):
+        self.kept = kept
+        self._free = []
+        self._lock = threading.Lock()
+
+    def take(self, shape):
+        with self._lock:
+            for position, array in enumerate(self._free):
+                if array.shape == shape:
+                    return self._free.pop(position)
+        return np.empty(shape, np.float32)
+
+    def give(self, array):
+        with self._lock:
+            if len(self._free) < self.kept:
+                self._free.append(array)
 
 
 def embed_task(chunk, source, shipped, ranges, layout, grid):

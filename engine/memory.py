@@ -38,6 +38,20 @@ _cache_before = []  # GDAL's own setting before the first of them
 
 
 @contextmanager
+def thread_config(name, value):
+    """GDAL configuration option ``name`` set to ``value`` in this thread for the duration (None: no change)."""
+    if value is None:
+        yield
+        return
+    before = gdal.GetThreadLocalConfigOption(name)
+    gdal.SetThreadLocalConfigOption(name, str(value))
+    try:
+        yield
+    finally:
+        gdal.SetThreadLocalConfigOption(name, before)
+
+
+@contextmanager
 def block_cache(memory_mb):
     """GDAL's block cache capped at ``memory_mb / CACHE_SHARE`` MB (at least MIN_CACHE_MB) during a run.
 
@@ -92,15 +106,8 @@ def dataset_pool(memory_mb):
         size = pool_size(memory_mb)
     except (TypeError, ValueError, OverflowError):
         size = None
-    if size is None:
+    with thread_config(POOL_VARIABLE, size):
         yield
-        return
-    before = gdal.GetThreadLocalConfigOption(POOL_VARIABLE)
-    gdal.SetThreadLocalConfigOption(POOL_VARIABLE, str(size))
-    try:
-        yield
-    finally:
-        gdal.SetThreadLocalConfigOption(POOL_VARIABLE, before)
 
 
 def within_budget(function):

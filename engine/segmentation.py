@@ -33,7 +33,7 @@ from .metadata import LabelMeta
 from .outputs import Destination, prepare_outputs, scratch_folder
 from .pipeline import WORKERS, ordered_map
 from .raster_io import open_input
-from .sampling import BlockSample
+from .sampling import BlockSample, candidates
 from .windows import Window
 
 
@@ -101,7 +101,7 @@ class Cells:
     of the cells of ``window`` (on the cell grid), and the valid cells' ``linear`` indices (row * grid width +
     col) and sample ``vectors`` (n, channels of the sample). ``values`` None: nothing to write (a cluster that
     recomputes the features for the labels); ``valid``: how many valid cells when ``linear`` holds only the sample
-    candidates (None: all of them)."""
+    candidates (None: all of them); ``keys``: the ``linear`` indices' sampling keys, when computed already."""
 
     window: object
     values: np.ndarray
@@ -109,33 +109,49 @@ class Cells:
     vectors: np.ndarray
     valid: int = None
     masked: int = 0  # cells with valid pixels left out because the method gave non-finite values for them
+    keys: np.ndarray = None
 
     @property
     def count(self):
         return len(self.linear) if self.valid is None else self.valid
 
 
-def embedding_cells(window, core, valid, brightness, grid_width):
+def embedding_cells(window, core, valid, brightness, grid_width, sample=None):
     """The ``Cells`` of a network's ``core`` (C, rows, cols) over ``window``: cells whose pixels are ``valid`` but
     whose embedding is not finite (NaN, infinity: the network's doing) are left out as nodata and counted in
-    ``masked``; sample rows [embedding..., brightness]."""
+    ``masked``; sample rows [embedding..., brightness].
+
+    ``sample`` (the run's ``BlockSample``, read from this thread): the cells' keys are hashed here and only the
+    cells it may still take get sample rows (``sampling.candidates``); else every valid cell does."""
     channels, rows, cols = core.shape
-    if valid.all() and np.isfinite(core).all():  # every cell (most tiles): no masking, no gathering
+    if valid.all() and np.isfinite(core).all():  # every cell (most tiles): no masking
+        values, masked = np.ascontiguousarray(core, np.float32), 0
+        linear = ((np.arange(rows, dtype=np.int64)[:, None] + window.yoff) * grid_width
+                  + (np.arange(cols, dtype=np.int64) + window.xoff)).ravel()
+        positions = None
+    else:
+        finite = np.isfinite(core).all(axis=0)
+        masked = int(np.count_nonzero(valid & ~finite))
+        valid = valid & finite
+        values = np.where(valid, core, np.float32(np.nan)).astype(np.float32)
+        positions = np.flatnonzero(valid)
+        linear = linear_indices(*np.divmod(positions, cols), window, grid_width)
+    count, keys = len(linear), None
+    if sample is not None:
+        chosen, keys = candidates(linear, sample.seed, sample.bound)
+        linear = linear[chosen]
+        positions = chosen if positions is None else positions[chosen]
+    if positions is None:  # every cell, in order
         vectors = np.empty((rows, cols, channels + 1), np.float32)
         vectors[:, :, :channels] = core.transpose(1, 2, 0)
         vectors[:, :, channels] = brightness
-        linear = (np.arange(rows, dtype=np.int64)[:, None] + window.yoff) * grid_width \
-            + (np.arange(cols, dtype=np.int64) + window.xoff)
-        return Cells(window, np.ascontiguousarray(core, np.float32), linear.ravel(),
-                     vectors.reshape(rows * cols, channels + 1))
-    finite = np.isfinite(core).all(axis=0)
-    masked = int(np.count_nonzero(valid & ~finite))
-    valid = valid & finite
-    core = np.where(valid, core, np.float32(np.nan)).astype(np.float32)
-    r, c = np.nonzero(valid)
-    return Cells(window, core, linear_indices(r, c, window, grid_width),
-                 np.concatenate([core[:, r, c].T, brightness[r, c, None].astype(np.float32)], axis=1),
-                 masked=masked)
+        vectors = vectors.reshape(rows * cols, channels + 1)
+    else:
+        r, c = np.divmod(positions, cols)
+        vectors = np.empty((len(positions), channels + 1), np.float32)
+        vectors[:, :channels] = core[:, r, c].T
+        vectors[:, channels] = brightness[r, c]
+    return Cells(window, values, linear, vectors, count, masked, keys)
 
 
 class FeatureExtractor:
@@ -156,9 +172,11 @@ class FeatureExtractor:
     feature_options = None  # GeoTIFF creation options of the feature raster
     memory_share = 0.0  # features no FEATURES file asks for stay in memory when they take at most this of MEMORY_MB
     grey_as_rgb = False  # a single band is used three times (networks take red, green, blue)
+    direct_reads = False  # an uncompressed GeoTIFF input read without GDAL's block cache (raster_io.open_input)
     assign = staticmethod(write_labels)  # how cells become pixel labels (label_pass.write_labels or alike)
     workers = WORKERS  # threads of the describing pass
     cluster = None  # a distributed.Cluster when the run was given a scheduler
+    sample = None  # the run's BlockSample while the raster is described (``compute`` may read its bound)
 
     stride = 1  # pixels per cell side
     channels = 0  # feature bands
@@ -275,7 +293,7 @@ def segment(extractor, settings, progress):
     """Run the pipeline for ``extractor`` (a ``FeatureExtractor``) with ``settings`` (``Settings``)."""
     extractor.check_arguments()
     raster = open_input(settings.input_path, settings.bands, grey_as_rgb=extractor.grey_as_rgb,
-                        region=settings.region)
+                        region=settings.region, direct=extractor.direct_reads)
     extractor.check_raster(raster)
     outputs = prepare_outputs(
         {"INPUT": settings.input_path, "REFERENCE": settings.reference_path,
@@ -333,14 +351,16 @@ def segment(extractor, settings, progress):
 
 def _describe(extractor, items, features, settings, progress):
     """The one pass over the raster: every piece's cells written to ``features`` and offered to the sample."""
-    sample = BlockSample(settings.sample_size, settings.seed)
+    sample = extractor.sample = BlockSample(settings.sample_size, settings.seed)
     valid, masked, done, total = 0, 0, 0, sum(extractor.weight(item) for item in items)
     for item, pieces in extractor.describe(items):
         for cells in pieces:
             if cells.values is not None:
                 features.write(cells.window, cells.values)
         if pieces:  # one offer per piece of work (the same sample either way)
-            sample.offer(_joined([cells.linear for cells in pieces]), _joined([cells.vectors for cells in pieces]))
+            keys = [cells.keys for cells in pieces]
+            sample.offer(_joined([cells.linear for cells in pieces]), _joined([cells.vectors for cells in pieces]),
+                         None if any(part is None for part in keys) else _joined(keys))
             valid += sum(cells.count for cells in pieces)
             masked += sum(cells.masked for cells in pieces)
         if extractor.releases_cache(item):

@@ -364,3 +364,24 @@ def test_mirrored_edges_by_runs_of_slices_equal_np_take():
             assert np.array_equal(_take_runs(array, rows, 1), np.take(array, rows, axis=1))
             cols = reflect_index(np.arange(low, high), size + 1)
             assert np.array_equal(_take_runs(array[0] > 100, cols, 1), np.take(array[0] > 100, cols, axis=1))
+    row = np.arange(60)[None, :]
+    for _ in range(300):  # any index: runs of +1 and -1 steps, repeats and jumps (runs of one)
+        index = np.clip(rng.choice([-1, 1, 1, 0, 3], rng.integers(1, 15)).cumsum() + 20, 0, 59)
+        assert np.array_equal(_take_runs(row, index, 1), np.take(row, index, axis=1))
+
+
+def test_direct_reads_give_the_same_pixels_without_filling_the_block_cache(tmp_path):
+    """The CNN opens an uncompressed GeoTIFF with GTIFF_DIRECT_IO (raster_io.open_input(direct=True)): the same
+    pixels, read straight from the file; the option is set for the opening only."""
+    from map_segmenter.engine.raster_io import open_input
+
+    pixels = np.random.default_rng(4).integers(0, 256, (3, 300, 400)).astype(np.uint8)
+    path = write_raster(tmp_path / "plain.tif", pixels, options=("TILED=YES", "BLOCKXSIZE=64", "BLOCKYSIZE=64"))
+    cached, direct = open_input(path), open_input(path, direct=True)
+    assert gdal.GetThreadLocalConfigOption("GTIFF_DIRECT_IO") is None
+    before = gdal.GetCacheUsed()
+    assert np.array_equal(direct.read(13, 7, 333, 250), pixels[:, 7:257, 13:346])
+    assert gdal.GetCacheUsed() == before
+    assert np.array_equal(cached.read(13, 7, 333, 250), pixels[:, 7:257, 13:346])
+    assert gdal.GetCacheUsed() > before
+    cached.release_cache()

@@ -3,7 +3,7 @@ windows (the predecessor stopped sampling early, so the bottom of large rasters 
 
 import numpy as np
 
-from map_segmenter.engine.sampling import BlockSample, hash_keys
+from map_segmenter.engine.sampling import BlockSample, _smallest, candidates, hash_keys
 
 
 def offered(chunks, size=500, seed=3, total=100_000):
@@ -53,3 +53,30 @@ def test_offers_give_what_one_stable_sort_of_everything_gives():
     order = np.argsort(keys, kind="stable")[:300]
     assert np.array_equal(sample.keys, keys[order])
     assert np.array_equal(sample.vectors, vectors[order])
+
+
+def test_offering_only_the_candidates_of_any_earlier_bound_gives_the_same_sample():
+    """Workers hash their cells and leave out those at or above the bound they last saw (it only decreases, so a
+    stale one keeps more): the sample is the same as when every cell is offered."""
+    rng = np.random.default_rng(2)
+    parts = np.array_split(np.arange(60_000), 40)
+    everything, filtered = BlockSample(2000, 7), BlockSample(2000, 7)
+    bounds = [None]
+    for part in parts:
+        vectors = np.stack([part, -part], axis=1).astype(np.float32)
+        everything.offer(part, vectors)
+        seen = bounds[rng.integers(max(0, len(bounds) - 3), len(bounds))]  # one of the last few bounds
+        chosen, keys = candidates(part, 7, seen)
+        filtered.offer(part[chosen], vectors[chosen], keys)
+        bounds.append(filtered.bound)
+    assert bounds[-1] is not None and len(set(bounds)) > 4  # the bound changed at merges
+    assert np.array_equal(filtered.keys, everything.keys)
+    assert np.array_equal(filtered.vectors, everything.vectors)
+
+
+def test_smallest_keys_are_those_of_a_stable_sort_ties_included():
+    rng = np.random.default_rng(3)
+    for size in (1, 5, 100, 999):
+        keys = rng.integers(0, 50, 1000).astype(np.uint64)  # many equal keys
+        assert np.array_equal(_smallest(keys, size), np.argsort(keys, kind="stable")[:size])
+    assert np.array_equal(_smallest(keys[:3], 10), np.argsort(keys[:3], kind="stable"))
