@@ -30,11 +30,11 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QCoreApplication, QThread
 from qgis.PyQt.QtGui import QIcon
 
-from ..engine import checks, params
-from ..engine.errors import SegmenterError
-from ..engine.hierarchy import K_MAX, K_MIN
-from ..engine.progress import Progress
-from ..engine.region import Region
+from ..engine.rasters.region import Region
+from ..engine.runtime import checks, params
+from ..engine.runtime.errors import SegmenterError
+from ..engine.runtime.progress import Progress
+from ..engine.segmentation.hierarchy import K_MAX, K_MIN
 from .map_input import is_gdal_file, native_pixel_size, polygons_file, render_layer
 from .paths import layer_path
 from .qgis_compat import ProcessingNumberParameterType, ProcessingParameterFlag, ProcessingSourceType
@@ -158,7 +158,7 @@ class SegmenterAlgorithm(QgsProcessingAlgorithm):
         Parameters
         ----------
         parameter : QgsProcessingParameterDefinition
-            The parameter, named by a constant of ``engine/params.py``.
+            The parameter, named by a constant of ``engine/runtime/params.py``.
         help_text : str, optional
             Its tooltip, translated.
         advanced : bool

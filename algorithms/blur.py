@@ -2,8 +2,8 @@
 
 from qgis.core import QgsProcessingParameterEnum
 
-from ..engine import params
-from ..engine.blur import METHODS, STRENGTHS, blur_labels
+from ..engine.runtime import params
+from ..engine.steps.blur import METHODS, STRENGTHS, blur_labels
 from .base import LabelStepAlgorithm
 
 STRENGTH_VALUES = list(STRENGTHS)  # option i of STRENGTH is STRENGTHS' key i; indices are what scripts pass

@@ -8,9 +8,9 @@ from qgis.core import (
     QgsProcessingParameterFile,
 )
 
-from ..engine import params
-from ..engine.cnn_segmentation import segment_cnn
-from ..engine.onnx_runtime import DEVICES
+from ..engine.backends.onnx_runtime import DEVICES
+from ..engine.runtime import params
+from ..engine.segmentation.cnn_segmentation import segment_cnn
 from .base import SegmentationAlgorithm
 from .qgis_compat import ProcessingFileParameterBehavior
 

@@ -1,7 +1,7 @@
 """``segmenter:kmeans``: K-Means on colour and texture block descriptors."""
 
-from ..engine import params
-from ..engine.kmeans_segmentation import segment_kmeans
+from ..engine.runtime import params
+from ..engine.segmentation.kmeans_segmentation import segment_kmeans
 from .base import SegmentationAlgorithm
 
 

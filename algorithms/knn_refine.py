@@ -2,9 +2,9 @@
 
 from qgis.core import QgsProcessingParameterEnum, QgsProcessingParameterRasterLayer
 
-from ..engine import knn_refine as engine
-from ..engine import params
-from ..engine.knn_refine import refine_knn
+from ..engine.runtime import params
+from ..engine.steps import knn_refine as engine
+from ..engine.steps.knn_refine import refine_knn
 from .base import POSTPROCESSING, SegmenterAlgorithm
 
 

@@ -29,8 +29,8 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QCoreApplication, QSize
 from qgis.PyQt.QtGui import QColor, QImage, QPainter
 
-from ..engine import params
-from ..engine.raster_io import GTIFF_OPTIONS
+from ..engine.rasters.raster_io import GTIFF_OPTIONS
+from ..engine.runtime import params
 from .qgis_compat import CrsWktVariant, GeometryType, ProcessingFeatureSourceFlag, WkbType
 
 TILE = 1024  # px rendered at a time: one RGBA image of 4 MB

@@ -1,7 +1,7 @@
 """``segmenter:merge``: re-cuts a segmentation to fewer segments along the merge tree it carries."""
 
-from ..engine import params
-from ..engine.merge import merge_labels
+from ..engine.runtime import params
+from ..engine.steps.merge import merge_labels
 from .base import LabelStepAlgorithm
 
 

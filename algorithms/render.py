@@ -8,8 +8,8 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
-from ..engine import params
-from ..engine.render import PALETTES, render_labels
+from ..engine.runtime import params
+from ..engine.steps.render import PALETTES, render_labels
 from .base import LabelStepAlgorithm
 
 

@@ -8,9 +8,9 @@ from qgis.core import (
     QgsProcessingParameterVectorDestination,
 )
 
-from ..engine import params
-from ..engine.outputs import gpkg_layers
-from ..engine.statistics import segment_statistics
+from ..engine.runtime import params
+from ..engine.runtime.outputs import gpkg_layers
+from ..engine.steps.statistics import segment_statistics
 from .base import POSTPROCESSING, SegmenterAlgorithm
 from .paths import vector_destination
 from .qgis_compat import ProcessingSourceType

@@ -1,6 +1,6 @@
 """Label rasters load styled in QGIS: a paletted renderer with exactly K named classes, nodata transparent.
 
-Processing loads outputs without their ``.qml`` (and a style sidecar may be absent, see ``engine.labels``), so
+Processing loads outputs without their ``.qml`` (and a style sidecar may be absent, see ``engine.rasters.labels``), so
 the renderer is built from what the raster itself carries: K and the names in its metadata, the colours in its
 colour table. The same renderer serves the algorithm dialog, the batch dialog, Modeler runs and
 ``processing.runAndLoadResults`` (through a layer post-processor) and layers added any other way (the plugin's
@@ -10,7 +10,7 @@ colour table. The same renderer serves the algorithm dialog, the batch dialog, M
 from qgis.core import QgsPalettedRasterRenderer, QgsProcessingLayerPostProcessorInterface, QgsRasterLayer
 from qgis.PyQt.QtGui import QColor
 
-from ..engine.labels import read_legend
+from ..engine.rasters.labels import read_legend
 from .paths import layer_path
 
 
@@ -69,10 +69,10 @@ def style_when_loaded(context, path):
 def polygon_renderer(legend, field="segment"):
     """A categorised renderer of segment polygons: one category per (value, RGB colour, name) of ``legend``,
     filled with the segment's colour (as the label raster draws it) and outlined a little darker: the style the
-    engine also stores in the GeoPackage (engine.statistics.polygon_style_qml)."""
+    engine also stores in the GeoPackage (engine.steps.statistics.polygon_style_qml)."""
     from qgis.core import QgsCategorizedSymbolRenderer, QgsFillSymbol, QgsRendererCategory
 
-    from ..engine.statistics import outline_colour
+    from ..engine.steps.statistics import outline_colour
 
     categories = []
     for value, colour, name in legend:

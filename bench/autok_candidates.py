@@ -15,9 +15,9 @@ import numpy as np
 from eval_refine import scores
 from osgeo import gdal
 
-from map_segmenter.engine import hierarchy, kmeans
-from map_segmenter.engine.cnn_segmentation import CnnEmbeddings
-from map_segmenter.engine.kmeans_segmentation import BlockDescriptors
+from map_segmenter.engine.segmentation import hierarchy, kmeans
+from map_segmenter.engine.segmentation.cnn_segmentation import CnnEmbeddings
+from map_segmenter.engine.segmentation.kmeans_segmentation import BlockDescriptors
 from map_segmenter.evaluation.dubai import CLASS_COLOURS, load_classes, pairs
 
 HERE = Path(__file__).resolve().parent
@@ -119,10 +119,10 @@ def captured(method, image, name):
     try:
         out = str(CACHE / "scratch.tif")
         if method == "kmeans":
-            from map_segmenter.engine.kmeans_segmentation import segment_kmeans
+            from map_segmenter.engine.segmentation.kmeans_segmentation import segment_kmeans
             segment_kmeans(str(image), out, segments=12, features_path=str(features))
         else:
-            from map_segmenter.engine.cnn_segmentation import segment_cnn
+            from map_segmenter.engine.segmentation.cnn_segmentation import segment_cnn
             segment_cnn(str(image), out, str(MODEL), segments=12, features_path=str(features))
     finally:
         cls.fit = original

@@ -31,7 +31,7 @@ import numpy as np
 from autok_candidates import CACHE, TOTALS
 from osgeo import gdal
 
-from map_segmenter.engine import hierarchy, kmeans
+from map_segmenter.engine.segmentation import hierarchy, kmeans
 
 RESAMPLES = 4
 FAMILIES = ("tile1", "tile2", "tile4", "tile5", "tile6", "tile8")

@@ -17,12 +17,12 @@ from common import OUT, engine_command, interleaved, mosaic
 
 
 def kmeans_command(source, output, segments):
-    return engine_command("from map_segmenter.engine.kmeans_segmentation import segment_kmeans; "
+    return engine_command("from map_segmenter.engine.segmentation.kmeans_segmentation import segment_kmeans; "
                           f"segment_kmeans({str(source)!r}, {str(output)!r}, segments={segments})")
 
 
 def merge_command(source, output, segments):
-    return engine_command("from map_segmenter.engine.merge import merge_labels; "
+    return engine_command("from map_segmenter.engine.steps.merge import merge_labels; "
                           f"merge_labels({str(source)!r}, {str(output)!r}, {segments})")
 
 

@@ -33,7 +33,7 @@ STUDENT = ROOT / "onnx_models" / "student_s4_v1.onnx"
 
 RUN = """
 import json, time
-from map_segmenter.engine.cnn_segmentation import segment_cnn
+from map_segmenter.engine.segmentation.cnn_segmentation import segment_cnn
 start, cpu = time.perf_counter(), time.process_time()
 result = segment_cnn({source!r}, {output!r}, {model!r}, segments=8, threads={threads})
 print(json.dumps(dict(wall=time.perf_counter() - start, cpu=time.process_time() - cpu, tiles=result.tiles)))

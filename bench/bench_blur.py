@@ -21,7 +21,7 @@ def labels_raster(mpix):
     if not path.exists():
         source = mosaic(mpix)
         print(f"making {path.name}: segment_kmeans of {source.name} ...", flush=True)
-        code = ("from map_segmenter.engine.kmeans_segmentation import segment_kmeans; "
+        code = ("from map_segmenter.engine.segmentation.kmeans_segmentation import segment_kmeans; "
                 f"segment_kmeans({str(source)!r}, {str(path)!r}, segments=8, block=4)")
         measure(engine_command(code))
     return path
@@ -29,7 +29,7 @@ def labels_raster(mpix):
 
 def blur_command(source, output, strength):
     return engine_command(
-        "from map_segmenter.engine.blur import blur_labels; "
+        "from map_segmenter.engine.steps.blur import blur_labels; "
         f"blur_labels({str(source)!r}, {str(output)!r}, method='majority', strength={strength!r})"
     )
 

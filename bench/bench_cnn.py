@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from osgeo import gdal
 
-from map_segmenter.engine import model_contract, onnx_runtime
+from map_segmenter.engine.backends import model_contract, onnx_runtime
 
 from common import OUT, ROOT, mosaic
 
@@ -35,8 +35,8 @@ MODEL = ROOT / "tests" / "models" / "student_s4_untrained.onnx"
 
 END_TO_END = """
 import json, time
-from map_segmenter.engine.cnn_segmentation import segment_cnn
-from map_segmenter.engine.progress import Progress
+from map_segmenter.engine.segmentation.cnn_segmentation import segment_cnn
+from map_segmenter.engine.runtime.progress import Progress
 marks = []
 last = [None]
 def report(fraction, message):

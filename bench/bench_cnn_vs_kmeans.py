@@ -30,7 +30,7 @@ MODEL = ROOT / "onnx_models" / "student_s4_v1.onnx"
 
 CHILD = """
 import json, sys, time
-from map_segmenter.engine.progress import Progress
+from map_segmenter.engine.runtime.progress import Progress
 marks, last = [], [None]
 def report(fraction, message):
     stage = message.split(" (")[0]
@@ -39,10 +39,10 @@ def report(fraction, message):
         last[0] = stage
 method, source, output, model = sys.argv[1:5]
 if method == "cnn":
-    from map_segmenter.engine.cnn_segmentation import segment_cnn as run
+    from map_segmenter.engine.segmentation.cnn_segmentation import segment_cnn as run
     arguments = (source, output, model)
 else:
-    from map_segmenter.engine.kmeans_segmentation import segment_kmeans as run
+    from map_segmenter.engine.segmentation.kmeans_segmentation import segment_kmeans as run
     arguments = (source, output)
 import map_segmenter
 start, cpu = time.perf_counter(), time.process_time()
@@ -59,7 +59,7 @@ CEILING = """
 import json, os, sys, time
 from concurrent.futures import ThreadPoolExecutor
 import numpy as np
-from map_segmenter.engine import onnx_runtime
+from map_segmenter.engine.backends import onnx_runtime
 model_path, geometries = sys.argv[1], json.loads(sys.argv[2])
 runs = onnx_runtime.cpu_cores()
 arrangements = {f"{runs} runs x 1 thread (as segment_cnn)": onnx_runtime.load_model(model_path, "cpu", 0),

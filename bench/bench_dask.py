@@ -30,8 +30,8 @@ from common import OUT, engine_command
 
 DRIVER = """
 import json, sys, time
-from map_segmenter.engine.kmeans_segmentation import segment_kmeans
-from map_segmenter.engine.progress import Progress
+from map_segmenter.engine.segmentation.kmeans_segmentation import segment_kmeans
+from map_segmenter.engine.runtime.progress import Progress
 stages, notes, last = {{}}, [], [None, time.perf_counter()]
 def report(fraction, message):
     stage = message.split(' (', 1)[0]

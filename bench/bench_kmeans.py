@@ -20,7 +20,7 @@ from common import OUT, PLUGINS, ROOT, engine_command, median_of, mosaic
 
 def kmeans_command(source, output):
     return engine_command(
-        "from map_segmenter.engine.kmeans_segmentation import segment_kmeans; "
+        "from map_segmenter.engine.segmentation.kmeans_segmentation import segment_kmeans; "
         f"segment_kmeans({str(source)!r}, {str(output)!r}, segments=8, block=4)"
     )
 

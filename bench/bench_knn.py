@@ -64,7 +64,7 @@ def tiled_vrt(path, side):
 
 def prepare(mpix):
     """Cached inputs: (image, labels, features) paths for a square raster of about ``mpix`` MPix."""
-    from map_segmenter.engine.kmeans_segmentation import segment_kmeans
+    from map_segmenter.engine.segmentation.kmeans_segmentation import segment_kmeans
 
     side = int(round(math.sqrt(mpix * 1e6)))
     OUT.mkdir(parents=True, exist_ok=True)
@@ -130,13 +130,13 @@ def query_stage(labels, features, tree_points, brute_points):
     """Time the query stage (k nearest index points of every block) with cKDTree and by brute force."""
     import numpy as np
 
-    from map_segmenter.engine import knn_common, knn_global
-    from map_segmenter.engine.feature_raster import FeatureRaster
-    from map_segmenter.engine.labels import LabelRaster
-    from map_segmenter.engine.neighbours import NeighbourIndex, brute_force
-    from map_segmenter.engine.progress import Progress
-    from map_segmenter.engine.window_step import Executor
-    from map_segmenter.engine.windows import Window
+    from map_segmenter.engine.rasters.feature_raster import FeatureRaster
+    from map_segmenter.engine.rasters.labels import LabelRaster
+    from map_segmenter.engine.rasters.windows import Window
+    from map_segmenter.engine.runtime.progress import Progress
+    from map_segmenter.engine.steps import knn_common, knn_global
+    from map_segmenter.engine.steps.neighbours import NeighbourIndex, brute_force
+    from map_segmenter.engine.steps.window_step import Executor
 
     # the engine's own index, built the way refine_knn's earlier formulation builds it (its defaults)
     label_raster, feature_raster = LabelRaster.open(labels), FeatureRaster.open(features)
@@ -199,20 +199,20 @@ def main():
                                                                           "copy")}
     commands = {
         "kmeans (+ FEATURES)": child(
-            "from map_segmenter.engine.kmeans_segmentation import segment_kmeans; "
+            "from map_segmenter.engine.segmentation.kmeans_segmentation import segment_kmeans; "
             f"segment_kmeans({image!r}, {scratch['kmeans']!r}, segments=8, block=4, seed=0, "
             f"features_path={scratch['features']!r})"),
         "blur (majority, medium)": child(
-            f"from map_segmenter.engine.blur import blur_labels; blur_labels({labels!r}, {scratch['blur']!r})"),
+            f"from map_segmenter.engine.steps.blur import blur_labels; blur_labels({labels!r}, {scratch['blur']!r})"),
         "knn_refine (defaults)": child(
-            "from map_segmenter.engine.knn_refine import refine_knn; "
+            "from map_segmenter.engine.steps.knn_refine import refine_knn; "
             f"refine_knn({labels!r}, {features!r}, {scratch['knn']!r})"),
         "gdal_translate of the labels": ["gdal_translate", "-q", "-co", "TILED=YES", "-co", "COMPRESS=DEFLATE",
                                          "-co", "ZLEVEL=1", labels, scratch["copy"]],
     }
     if args.predecessor:
         commands["knn_refine (predecessor)"] = child(
-            "from map_segmenter.engine.knn_refine import PREDECESSOR_DEFAULTS, refine_knn; "
+            "from map_segmenter.engine.steps.knn_refine import PREDECESSOR_DEFAULTS, refine_knn; "
             f"refine_knn({labels!r}, {features!r}, {scratch['old']!r}, method='predecessor', "
             "**PREDECESSOR_DEFAULTS)")
     runs = {name: [] for name in commands}

@@ -76,8 +76,10 @@ def measured(command, repeats):
 
 MODEL = ROOT / "onnx_models" / "student_s4_v1.onnx"
 CALLS = {
-    "kmeans": ("from map_segmenter.engine.kmeans_segmentation import segment_kmeans as run", "segments=8, block=4"),
-    "cnn": ("from map_segmenter.engine.cnn_segmentation import segment_cnn as run", f"{str(MODEL)!r}, segments=8"),
+    "kmeans": ("from map_segmenter.engine.segmentation.kmeans_segmentation import segment_kmeans as run",
+               "segments=8, block=4"),
+    "cnn": ("from map_segmenter.engine.segmentation.cnn_segmentation import segment_cnn as run",
+            f"{str(MODEL)!r}, segments=8"),
 }
 
 
@@ -86,7 +88,7 @@ def engine_run_command(method, source, output, memory_mb, engine=None):
     imported, arguments = CALLS[method]
     command = engine_command(
         f"{imported}; "
-        "from map_segmenter.engine.progress import Progress; "
+        "from map_segmenter.engine.runtime.progress import Progress; "
         "notes = []; "
         f"run({str(source)!r}, {str(output)!r}, {arguments}, memory_mb={memory_mb}, "
         "progress=Progress(log=notes.append)); print(notes[0])"

@@ -25,7 +25,7 @@ from common import OUT, engine_command, interleaved
 
 def statistics_command(source, table, polygons=None, report=None):
     extra = f", polygons_path={str(polygons)!r}, report_path={str(report)!r}" if polygons else ""
-    return engine_command("from map_segmenter.engine.statistics import segment_statistics; "
+    return engine_command("from map_segmenter.engine.steps.statistics import segment_statistics; "
                           f"segment_statistics({str(source)!r}, {str(table)!r}{extra})")
 
 

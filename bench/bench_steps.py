@@ -50,7 +50,7 @@ print(json.dumps([time.perf_counter() - start, time.process_time() - cpu]))
 
 def inputs(megapixels):
     """(labels, features, image): K-Means labels and features of the mosaic, made once by this checkout."""
-    from map_segmenter.engine.kmeans_segmentation import segment_kmeans
+    from map_segmenter.engine.segmentation.kmeans_segmentation import segment_kmeans
 
     image = str(mosaic(megapixels))
     folder = OUT / f"steps-{megapixels:g}mp"

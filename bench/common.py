@@ -111,7 +111,7 @@ def median_of(command, repeats, env=None):
 
 def output_options():
     """The GeoTIFF creation options the engine writes with, as gdal_translate -co arguments."""
-    from map_segmenter.engine.raster_io import GTIFF_OPTIONS
+    from map_segmenter.engine.rasters.raster_io import GTIFF_OPTIONS
 
     return [argument for option in GTIFF_OPTIONS for argument in ("-co", option)]
 

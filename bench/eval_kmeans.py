@@ -11,8 +11,8 @@ import tempfile
 import numpy as np
 from osgeo import gdal
 
-from map_segmenter.engine import descriptors
-from map_segmenter.engine.kmeans_segmentation import segment_kmeans
+from map_segmenter.engine.segmentation import descriptors
+from map_segmenter.engine.segmentation.kmeans_segmentation import segment_kmeans
 from map_segmenter.evaluation.dubai import pairs
 from map_segmenter.evaluation.scoring import score_labels
 

@@ -61,23 +61,24 @@ def segmentation(method, name, image, k):
     labels, features = CACHE / f"{name}_{tag}.tif", CACHE / f"{name}_{tag}_features.tif"
     if not (labels.exists() and features.exists()):
         if method == "kmeans":
-            from map_segmenter.engine.kmeans_segmentation import segment_kmeans
+            from map_segmenter.engine.segmentation.kmeans_segmentation import segment_kmeans
 
             segment_kmeans(str(image), str(labels), segments=k, seed=0, features_path=str(features))
         else:
-            from map_segmenter.engine.cnn_segmentation import segment_cnn
+            from map_segmenter.engine.segmentation.cnn_segmentation import segment_cnn
 
             segment_cnn(str(image), str(labels), str(MODEL), segments=k, seed=0, features_path=str(features))
     return str(labels), str(features)
 
 
 def criterion_version():
-    """A digest of the code that chooses K (engine/hierarchy.py and segmentation._centres): cached automatic-K runs
-    of another version of it are not reused."""
+    """A digest of the code that chooses K (engine/segmentation/hierarchy.py and segmentation._centres): cached
+    automatic-K runs of another version of it are not reused."""
     import hashlib
     import inspect
 
-    from map_segmenter.engine import hierarchy, segmentation
+    from map_segmenter.engine.segmentation import hierarchy
+    from map_segmenter.engine.segmentation import pipeline as segmentation
 
     code = inspect.getsource(hierarchy) + inspect.getsource(segmentation._centres)
     return hashlib.sha256(code.encode()).hexdigest()[:8]
@@ -85,7 +86,7 @@ def criterion_version():
 
 def blurred(labels, strength="medium"):
     """Cached segmenter:blur (majority, ``strength``) of ``labels``."""
-    from map_segmenter.engine.blur import blur_labels
+    from map_segmenter.engine.steps.blur import blur_labels
 
     out = labels.replace(".tif", "_blur.tif" if strength == "medium" else f"_blur_{strength}.tif")
     if not Path(out).exists():
@@ -144,7 +145,7 @@ def parse_options(text):
 
 
 def label_count(path):
-    from map_segmenter.engine.metadata import LabelMeta
+    from map_segmenter.engine.rasters.metadata import LabelMeta
 
     return LabelMeta.read(gdal.Open(str(path))).k
 
@@ -153,7 +154,7 @@ def evaluate(chosen, methods, knn_options, with_blur=True, log=print, strength="
     """{(name, family): {variant: (strict, truth, accuracy, fragments/MPix, seconds)}}; ``ks``: the K of each
     run, "5" (the classes of the protocol; 2 on Kampala), "auto" (SEGMENTS = 0) or "oracle" (the number of
     classes the image's truth holds)."""
-    from map_segmenter.engine.knn_refine import refine_knn
+    from map_segmenter.engine.steps.knn_refine import refine_knn
 
     results = {}
     scratch = CACHE / "scratch"

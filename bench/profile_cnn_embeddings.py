@@ -23,7 +23,10 @@ from common import mosaic
 
 CHILD = """
 import collections, json, resource, sys, threading, time
-from map_segmenter.engine import cnn_segmentation, feature_raster, onnx_runtime, progress, sampling, segmentation
+from map_segmenter.engine.segmentation import cnn_segmentation, sampling, pipeline as segmentation
+from map_segmenter.engine.rasters import feature_raster
+from map_segmenter.engine.backends import onnx_runtime
+from map_segmenter.engine.runtime import progress
 seconds, faults, calls = collections.Counter(), collections.Counter(), collections.Counter()
 lock = threading.Lock()
 WRAPPED = [(cnn_segmentation.CnnEmbeddings, "read", "read tiles (GDAL)"),

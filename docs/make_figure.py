@@ -7,7 +7,7 @@ import numpy as np
 from osgeo import gdal
 from PIL import Image
 
-from map_segmenter.engine.kmeans_segmentation import segment_kmeans
+from map_segmenter.engine.segmentation.kmeans_segmentation import segment_kmeans
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -46,8 +46,8 @@ def show_report(view, html):
 def main():
     app = QgsApplication([], True)
     app.initQgis()
-    from map_segmenter.engine.kmeans_segmentation import segment_kmeans
-    from map_segmenter.engine.statistics import segment_statistics
+    from map_segmenter.engine.segmentation.kmeans_segmentation import segment_kmeans
+    from map_segmenter.engine.steps.statistics import segment_statistics
 
     with tempfile.TemporaryDirectory() as scratch:
         image = crop(scratch)

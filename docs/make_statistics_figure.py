@@ -39,9 +39,9 @@ def main():
     app = QgsApplication([], False)
     app.initQgis()
     from map_segmenter.algorithms.styling import polygon_renderer
-    from map_segmenter.engine.blur import blur_labels
-    from map_segmenter.engine.kmeans_segmentation import segment_kmeans
-    from map_segmenter.engine.statistics import segment_statistics
+    from map_segmenter.engine.segmentation.kmeans_segmentation import segment_kmeans
+    from map_segmenter.engine.steps.blur import blur_labels
+    from map_segmenter.engine.steps.statistics import segment_statistics
 
     with tempfile.TemporaryDirectory() as scratch:
         image = crop(scratch)

@@ -6,7 +6,7 @@ from qgis.core import QgsApplication, QgsProcessingProvider
 from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
 
-from ..engine.outputs import RASTER_EXTENSIONS
+from ..engine.runtime.outputs import RASTER_EXTENSIONS
 from .shipped_models import shipped_models
 
 ICON = os.path.join(os.path.dirname(os.path.dirname(__file__)), "icon.svg")

@@ -34,7 +34,7 @@ from map_segmenter.algorithms.qgis_compat import (  # noqa: E402
     ProcessingParameterFlag,
     ProcessingSourceType,
 )
-from map_segmenter.engine import params  # noqa: E402
+from map_segmenter.engine.runtime import params  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "processing_provider" / "models"

@@ -1,9 +1,9 @@
 """The bilinear label pass as first written (one window after the other, plain numpy): the oracle
-engine/upsampling.write_labels_bilinear must equal bit for bit (tests/engine/test_upsampling.py)."""
+engine/segmentation/upsampling.write_labels_bilinear must equal bit for bit (tests/engine/test_upsampling.py)."""
 
 import numpy as np
 
-from map_segmenter.engine.labels import NODATA
+from map_segmenter.engine.rasters.labels import NODATA
 
 
 def squared_distances(features, centres):

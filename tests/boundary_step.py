@@ -5,8 +5,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from map_segmenter.engine.labels import LabelRaster
-from map_segmenter.engine.window_step import WindowStep
+from map_segmenter.engine.rasters.labels import LabelRaster
+from map_segmenter.engine.steps.window_step import WindowStep
 
 
 @dataclass(frozen=True)

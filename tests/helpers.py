@@ -52,8 +52,8 @@ def write_pair(tmp_path, seeds, features, stride=2, size=None, centres=None, nam
     """A LABELS + FEATURES pair for segmenter:knn_refine. LABELS: ``seeds`` (gh, gw) repeated over stride x stride
     blocks, cropped to ``size`` (h, w); FEATURES: (C, gh, gw) on the matching grid. ``centres`` (K, C) go to the
     label metadata."""
-    from map_segmenter.engine.labels import write_metadata
-    from map_segmenter.engine.raster_io import scaled_geotransform
+    from map_segmenter.engine.rasters.labels import write_metadata
+    from map_segmenter.engine.rasters.raster_io import scaled_geotransform
 
     height, width = size or (seeds.shape[0] * stride, seeds.shape[1] * stride)
     pixels = np.repeat(np.repeat(seeds, stride, axis=0), stride, axis=1)[:height, :width].astype(np.uint8)

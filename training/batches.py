@@ -107,7 +107,7 @@ def make_batch(source, rng, size, batch_size, config, codebook=None):
 def fit_codebook(source, k, rng, config, windows=48, size=128, per_window=400):
     """Global K-Means codebook (k, 6) of the first context's descriptors (as the targets are scaled) of
     ``windows`` random patches: the pseudo-label classes. Uses the engine's seeded K-Means."""
-    from map_segmenter.engine import kmeans
+    from map_segmenter.engine.segmentation import kmeans
 
     rows = []
     for _ in range(windows):

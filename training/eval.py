@@ -5,10 +5,10 @@ segments to classes, mIoU (over the classes present) and pixel accuracy, then th
     python -m training.eval --methods kmeans --dataset kampala
     python -m training.eval --methods cnn --model M.onnx --image scene.tif --labels classes.tif [--ignore 255]
 
-Methods run the plugin's own engine code: ``cnn`` is segmenter:cnn (engine.cnn_segmentation.segment_cnn,
-default parameters, ONNX Runtime), ``kmeans`` is segmenter:kmeans (engine.kmeans_segmentation.segment_kmeans,
-defaults). Scoring is the evaluation package's (map_segmenter.evaluation: metrics, the Dubai protocol, scoring),
-the same code bench/eval_kmeans.py scores with.
+Methods run the plugin's own engine code: ``cnn`` is segmenter:cnn (engine.segmentation.cnn_segmentation.segment_cnn,
+default parameters, ONNX Runtime), ``kmeans`` is segmenter:kmeans
+(engine.segmentation.kmeans_segmentation.segment_kmeans, defaults). Scoring is the evaluation package's
+(map_segmenter.evaluation: metrics, the Dubai protocol, scoring), the same code bench/eval_kmeans.py scores with.
 Datasets: ``dubai`` (data/dubai_hitl, 5 classes; --tiles picks tiles, e.g. the held-out tile6,tile8),
 ``kampala`` (data/kampala_oam building mask, 2 classes), or any --image/--labels pair (class ids in a raster).
 """
@@ -37,13 +37,13 @@ def run_method(method, image, k, scratch, model=None, seed=0):
     """Label array (ids 1..K, 0 = nodata) from the plugin's engine function for ``method``."""
     out = str(Path(scratch) / f"{method}_labels.tif")
     if method == "cnn":
-        from map_segmenter.engine.cnn_segmentation import segment_cnn
+        from map_segmenter.engine.segmentation.cnn_segmentation import segment_cnn
 
         if not model:
             raise SystemExit("--methods cnn needs --model FILE.onnx")
         segment_cnn(str(image), out, str(model), segments=k, seed=seed)
     elif method == "kmeans":
-        from map_segmenter.engine.kmeans_segmentation import segment_kmeans
+        from map_segmenter.engine.segmentation.kmeans_segmentation import segment_kmeans
 
         segment_kmeans(str(image), out, segments=k, seed=seed)
     else:

@@ -1,4 +1,4 @@
-"""Export a trained student to ONNX (the contract of engine/model_contract.py) with its model card.
+"""Export a trained student to ONNX (the contract of engine/backends/model_contract.py) with its model card.
 
     python -m training.export --checkpoint training/runs/RUN/best.pt [--name student_s4_v1]
         [--out onnx_models] [--scores heldout.json all.json ...]
@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from map_segmenter.engine import model_contract  # noqa: I001
+from map_segmenter.engine.backends import model_contract  # noqa: I001
 
 from . import ROOT
 from .models import (
@@ -224,7 +224,7 @@ clusters its embeddings with K-Means, as `segmenter:kmeans` clusters its block d
 {table}
 
 Verified at export: ONNX Runtime output equals the torch output within 1e-4 (random inputs of two sizes), and
-the runtime's contract check (engine/onnx_runtime.py) accepts the file.
+the runtime's contract check (engine/backends/onnx_runtime.py) accepts the file.
 
 ## How it was trained
 
@@ -253,7 +253,7 @@ def export(checkpoint, name, out, scores=None, tile_size=None, notes=None, log=p
     error = parity(model, path)
     if error > 1e-4:
         raise SystemExit(f"export check failed: ONNX Runtime differs from torch by {error:.2e} (> 1e-4)")
-    from map_segmenter.engine.onnx_runtime import clear_cache, load_model
+    from map_segmenter.engine.backends.onnx_runtime import clear_cache, load_model
 
     clear_cache()
     load_model(str(path), "cpu")  # the plugin's own contract check

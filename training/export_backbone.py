@@ -13,8 +13,8 @@ stops the export with the key names; keys only the unused head needs are reporte
 untrained network instead (tests, benchmarks: the cost does not depend on the values); the card, the name and the
 metadata then say so.
 
-Writes MODEL.onnx (engine/model_contract.py: input 'rgb', output 'embeddings', dynamic H and W) and MODEL.md, the
-model card: source, weights file and sha256, layer, stride, receptive field, normalisation, keys report.
+Writes MODEL.onnx (engine/backends/model_contract.py: input 'rgb', output 'embeddings', dynamic H and W) and MODEL.md,
+the model card: source, weights file and sha256, layer, stride, receptive field, normalisation, keys report.
 Checked at export: ONNX Runtime equals torch within 1e-4 (relative to the output's scale) on two input sizes,
 and the plugin's contract check accepts the file.
 
@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from map_segmenter.engine import model_contract
+from map_segmenter.engine.backends import model_contract
 
 from . import backbones
 from .export import OPSET, export_onnx, parity
@@ -238,7 +238,7 @@ def export(spec, out, weights=None, random_weights=False, layer=None, stride=Non
     if worst > 1e-4 * max(1.0, scale):
         raise ExportError(f"export check failed: ONNX Runtime differs from torch by {worst:.2e} (output scale "
                           f"{scale:.3g}; tolerance 1e-4 x max(1, scale))")
-    from map_segmenter.engine.onnx_runtime import clear_cache, load_model
+    from map_segmenter.engine.backends.onnx_runtime import clear_cache, load_model
 
     clear_cache()
     info = load_model(str(path), "cpu").info  # the plugin's own contract check

@@ -2,7 +2,7 @@
 
     python -m training.export_untrained [--out tests/models] [--width 64] [--embed-dim 32] [--blocks 3]
 
-Writes ``tests/models/<name>.onnx`` (a test model, not offered in MODEL) conforming to engine/model_contract.py
+Writes ``tests/models/<name>.onnx`` (a test model, not offered in MODEL) conforming to engine/backends/model_contract.py
 and its model card ``<name>.md``.
 The convolution weights are random (seeded); only the BatchNorm running statistics are calibrated, without
 gradients, on patches of the bundled sample imagery so that activations are well scaled. The result lets the
@@ -27,7 +27,7 @@ import torch
 from osgeo import gdal
 from torch import nn
 
-from map_segmenter.engine import model_contract
+from map_segmenter.engine.backends import model_contract
 
 from . import ROOT
 from .export import build_metadata, contract_rows, export_onnx

@@ -79,7 +79,7 @@ def texture_variants(pixels, base):
 
 class Prototypes:
     def __init__(self, counts=(5, 8, 12, 16, 24), per_image=4000):
-        from map_segmenter.engine import kmeans
+        from map_segmenter.engine.segmentation import kmeans
 
         rng = np.random.default_rng(0)
         rows = []

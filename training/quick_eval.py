@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from map_segmenter.engine import kmeans
+from map_segmenter.engine.segmentation import kmeans
 from map_segmenter.evaluation.scoring import score_grid
 
 from .models import normalise

@@ -6,12 +6,12 @@ import numpy as np
 from osgeo import gdal
 from qgis.core import QgsApplication
 
-from map_segmenter.engine import hierarchy
-from map_segmenter.engine.blur import blur_labels
-from map_segmenter.engine.kmeans_segmentation import segment_kmeans
-from map_segmenter.engine.knn_refine import refine_knn
-from map_segmenter.engine.merge import merge_labels
-from map_segmenter.engine.metadata import read_metadata
+from map_segmenter.engine.rasters.metadata import read_metadata
+from map_segmenter.engine.segmentation import hierarchy
+from map_segmenter.engine.segmentation.kmeans_segmentation import segment_kmeans
+from map_segmenter.engine.steps.blur import blur_labels
+from map_segmenter.engine.steps.knn_refine import refine_knn
+from map_segmenter.engine.steps.merge import merge_labels
 
 from helpers import qgis_process, read_array
 

@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from map_segmenter.engine.kmeans_segmentation import segment_kmeans
-from map_segmenter.engine.render import render_labels
+from map_segmenter.engine.segmentation.kmeans_segmentation import segment_kmeans
+from map_segmenter.engine.steps.render import render_labels
 
 from helpers import KAMPALA, crop_real, read_array
 

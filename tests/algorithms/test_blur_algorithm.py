@@ -9,9 +9,9 @@ from osgeo import gdal
 from qgis.core import QgsApplication, QgsProcessingException, QgsRasterLayer
 
 from map_segmenter.algorithms.qgis_compat import ProcessingParameterFlag
-from map_segmenter.engine.blur import blur_labels
-from map_segmenter.engine.kmeans_segmentation import segment_kmeans
-from map_segmenter.engine.labels import read_metadata
+from map_segmenter.engine.rasters.labels import read_metadata
+from map_segmenter.engine.segmentation.kmeans_segmentation import segment_kmeans
+from map_segmenter.engine.steps.blur import blur_labels
 
 from helpers import read_array, write_raster
 

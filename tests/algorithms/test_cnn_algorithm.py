@@ -14,7 +14,7 @@ from qgis.core import (
 )
 
 from map_segmenter.algorithms.qgis_compat import ProcessingParameterFlag
-from map_segmenter.engine.cnn_segmentation import segment_cnn
+from map_segmenter.engine.segmentation.cnn_segmentation import segment_cnn
 
 from helpers import KAMPALA, crop_real, read_array, write_raster
 

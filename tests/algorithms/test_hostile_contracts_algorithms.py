@@ -10,9 +10,9 @@ from hostile import BEHAVIOURS, HostileServer, Untouched, connect_message, no_tr
 from osgeo import gdal
 from qgis.core import QgsProcessingException, QgsProcessingFeedback
 
-from map_segmenter.engine import distributed
-from map_segmenter.engine.kmeans_segmentation import segment_kmeans
-from map_segmenter.engine.labels import REFERENCE_ADVICE
+from map_segmenter.engine.backends import distributed
+from map_segmenter.engine.rasters.labels import REFERENCE_ADVICE
+from map_segmenter.engine.segmentation.kmeans_segmentation import segment_kmeans
 
 from helpers import KAMPALA, ROOT, crop_real
 

@@ -19,8 +19,8 @@ import pytest
 from osgeo import gdal, ogr, osr
 from qgis.core import QgsDataSourceUri, QgsProcessingException, QgsProcessingFeedback
 
-from map_segmenter.engine.kmeans_segmentation import segment_kmeans
-from map_segmenter.engine.labels import read_legend, write_metadata
+from map_segmenter.engine.rasters.labels import read_legend, write_metadata
+from map_segmenter.engine.segmentation.kmeans_segmentation import segment_kmeans
 
 from helpers import ROOT, read_array, write_raster
 

@@ -7,7 +7,7 @@ import pytest
 from osgeo import gdal
 from qgis.core import QgsProcessingException, QgsRasterLayer
 
-from map_segmenter.engine.kmeans_segmentation import segment_kmeans
+from map_segmenter.engine.segmentation.kmeans_segmentation import segment_kmeans
 
 from helpers import DUBAI_IMAGES, SWISS, read_array, write_raster
 

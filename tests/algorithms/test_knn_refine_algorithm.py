@@ -8,8 +8,8 @@ from osgeo import gdal
 from qgis.core import QgsApplication, QgsProcessingException, QgsRasterLayer
 
 from map_segmenter.algorithms.qgis_compat import ProcessingParameterFlag
-from map_segmenter.engine.kmeans_segmentation import segment_kmeans
-from map_segmenter.engine.knn_refine import refine_knn
+from map_segmenter.engine.segmentation.kmeans_segmentation import segment_kmeans
+from map_segmenter.engine.steps.knn_refine import refine_knn
 
 from helpers import KAMPALA, crop_real, read_array, write_raster
 

@@ -21,7 +21,7 @@ from qgis.core import (
 )
 
 from map_segmenter.algorithms.map_input import render_layer
-from map_segmenter.engine.kmeans_segmentation import segment_kmeans
+from map_segmenter.engine.segmentation.kmeans_segmentation import segment_kmeans
 
 from helpers import DATA, KAMPALA, qgis_process, read_array, write_raster
 

@@ -11,12 +11,12 @@ import pytest
 from onnx_builders import SHIPPED
 from qgis.core import QgsProcessingFeedback
 
-from map_segmenter.engine.blur import blur_labels
-from map_segmenter.engine.cnn_segmentation import segment_cnn
-from map_segmenter.engine.kmeans_segmentation import segment_kmeans
-from map_segmenter.engine.knn_refine import refine_knn
-from map_segmenter.engine.onnx_runtime import cpu_cores
-from map_segmenter.engine.statistics import segment_statistics
+from map_segmenter.engine.backends.onnx_runtime import cpu_cores
+from map_segmenter.engine.segmentation.cnn_segmentation import segment_cnn
+from map_segmenter.engine.segmentation.kmeans_segmentation import segment_kmeans
+from map_segmenter.engine.steps.blur import blur_labels
+from map_segmenter.engine.steps.knn_refine import refine_knn
+from map_segmenter.engine.steps.statistics import segment_statistics
 
 from helpers import KAMPALA, crop_real
 

@@ -12,8 +12,8 @@ from qgis.core import (
     QgsRasterLayer,
 )
 
-from map_segmenter.engine.kmeans_segmentation import segment_kmeans
-from map_segmenter.engine.labels import read_metadata
+from map_segmenter.engine.rasters.labels import read_metadata
+from map_segmenter.engine.segmentation.kmeans_segmentation import segment_kmeans
 
 from helpers import read_array
 

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 from qgis.core import QgsApplication
 
-from map_segmenter.engine.blur import blur_labels
-from map_segmenter.engine.kmeans_segmentation import segment_kmeans
-from map_segmenter.engine.knn_refine import refine_knn
-from map_segmenter.engine.render import render_labels
+from map_segmenter.engine.segmentation.kmeans_segmentation import segment_kmeans
+from map_segmenter.engine.steps.blur import blur_labels
+from map_segmenter.engine.steps.knn_refine import refine_knn
+from map_segmenter.engine.steps.render import render_labels
 
 from helpers import qgis_process, read_array, write_raster
 

@@ -17,8 +17,8 @@ from qgis.core import (
 )
 
 from map_segmenter.algorithms.qgis_compat import GeometryType, WkbType
-from map_segmenter.engine.kmeans_segmentation import segment_kmeans
-from map_segmenter.engine.labels import read_legend
+from map_segmenter.engine.rasters.labels import read_legend
+from map_segmenter.engine.segmentation.kmeans_segmentation import segment_kmeans
 
 from helpers import SWISS, crop_real, read_array
 

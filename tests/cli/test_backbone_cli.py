@@ -15,7 +15,7 @@ try:
 except backbones.BackboneError as error:
     pytest.skip(str(error), allow_module_level=True)
 
-from map_segmenter.engine.cnn_segmentation import segment_cnn  # noqa: E402
+from map_segmenter.engine.segmentation.cnn_segmentation import segment_cnn  # noqa: E402
 from map_segmenter.training.export_backbone import export  # noqa: E402
 
 from helpers import KAMPALA, crop_real, qgis_process, read_array  # noqa: E402

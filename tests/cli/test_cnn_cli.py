@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from map_segmenter.engine.cnn_segmentation import segment_cnn
+from map_segmenter.engine.segmentation.cnn_segmentation import segment_cnn
 
 from helpers import KAMPALA, ROOT, crop_real, qgis_process, read_array
 

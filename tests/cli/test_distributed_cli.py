@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from map_segmenter.engine.kmeans_segmentation import segment_kmeans
+from map_segmenter.engine.segmentation.kmeans_segmentation import segment_kmeans
 
 from helpers import qgis_process, read_array
 

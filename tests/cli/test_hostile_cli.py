@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from osgeo import ogr, osr
 
-from map_segmenter.engine.kmeans_segmentation import segment_kmeans
+from map_segmenter.engine.segmentation.kmeans_segmentation import segment_kmeans
 
 from helpers import qgis_process, read_array, write_raster
 

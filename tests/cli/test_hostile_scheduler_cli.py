@@ -22,7 +22,7 @@ def env():
 
 @pytest.mark.parametrize("algorithm", ["kmeans", "blur"])
 def test_a_silent_scheduler_fails_after_the_timeout_with_the_message(tmp_path, kampala_crop, algorithm):
-    from map_segmenter.engine.kmeans_segmentation import segment_kmeans
+    from map_segmenter.engine.segmentation.kmeans_segmentation import segment_kmeans
 
     (tmp_path / "in").mkdir()
     labels = tmp_path / "in" / "labels.tif"

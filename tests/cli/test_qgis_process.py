@@ -6,7 +6,7 @@ import subprocess
 
 import numpy as np
 
-from map_segmenter.engine.kmeans_segmentation import segment_kmeans
+from map_segmenter.engine.segmentation.kmeans_segmentation import segment_kmeans
 
 from helpers import QGIS_PROCESS, ROOT, qgis_process, read_array
 

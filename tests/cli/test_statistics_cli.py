@@ -5,8 +5,8 @@ import json
 
 from osgeo import ogr
 
-from map_segmenter.engine.kmeans_segmentation import segment_kmeans
-from map_segmenter.engine.statistics import segment_statistics
+from map_segmenter.engine.segmentation.kmeans_segmentation import segment_kmeans
+from map_segmenter.engine.steps.statistics import segment_statistics
 
 from helpers import qgis_process
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from map_segmenter.engine.kmeans_segmentation import segment_kmeans
+from map_segmenter.engine.segmentation.kmeans_segmentation import segment_kmeans
 
 
 @pytest.fixture(scope="module")

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
-from map_segmenter.engine.blur import Kernel, blur_labels, choose_kernel, make_voter, smooth
-from map_segmenter.engine.errors import Cancelled, InputError, OutputError
-from map_segmenter.engine.kmeans_segmentation import segment_kmeans
-from map_segmenter.engine.labels import read_metadata, read_reference
-from map_segmenter.engine.progress import Progress
+from map_segmenter.engine.rasters.labels import read_metadata, read_reference
+from map_segmenter.engine.runtime.errors import Cancelled, InputError, OutputError
+from map_segmenter.engine.runtime.progress import Progress
+from map_segmenter.engine.segmentation.kmeans_segmentation import segment_kmeans
+from map_segmenter.engine.steps.blur import Kernel, blur_labels, choose_kernel, make_voter, smooth
 
 from helpers import read_array, write_raster
 

@@ -9,12 +9,12 @@ import pytest
 from onnx_builders import SHIPPED, shipped_copy, tiny_model
 from osgeo import gdal
 
-from map_segmenter.engine import onnx_runtime
-from map_segmenter.engine.cnn_segmentation import plan_tiles, reflect_index, segment_cnn
-from map_segmenter.engine.errors import Cancelled, InputError
-from map_segmenter.engine.kmeans_segmentation import segment_kmeans
-from map_segmenter.engine.labels import read_metadata
-from map_segmenter.engine.progress import Progress
+from map_segmenter.engine.backends import onnx_runtime
+from map_segmenter.engine.rasters.labels import read_metadata
+from map_segmenter.engine.runtime.errors import Cancelled, InputError
+from map_segmenter.engine.runtime.progress import Progress
+from map_segmenter.engine.segmentation.cnn_segmentation import plan_tiles, reflect_index, segment_cnn
+from map_segmenter.engine.segmentation.kmeans_segmentation import segment_kmeans
 
 from helpers import KAMPALA, NAIP, crop_real, read_array, two_surfaces, write_raster
 
@@ -68,7 +68,7 @@ def test_default_tiles_on_a_larger_raster(tmp_path, kampala_crop):
 
 
 def test_network_tile_is_bounded_by_memory_and_the_model():
-    from map_segmenter.engine.cnn_segmentation import NETWORK_TILE, TILE_BYTES_PER_PIXEL, network_tile
+    from map_segmenter.engine.segmentation.cnn_segmentation import NETWORK_TILE, TILE_BYTES_PER_PIXEL, network_tile
 
     class Info:
         stride, tile_size, global_context = 4, 512, False
@@ -354,7 +354,7 @@ def test_reference_reuses_the_value_ranges_of_sixteen_bit_input(tmp_path):
 
 
 def test_mirrored_edges_by_runs_of_slices_equal_np_take():
-    from map_segmenter.engine.cnn_segmentation import _take_runs, reflect_index
+    from map_segmenter.engine.segmentation.cnn_segmentation import _take_runs, reflect_index
 
     rng = np.random.default_rng(0)
     for size in (1, 2, 3, 7, 50):
@@ -373,7 +373,7 @@ def test_mirrored_edges_by_runs_of_slices_equal_np_take():
 def test_direct_reads_give_the_same_pixels_without_filling_the_block_cache(tmp_path):
     """The CNN opens an uncompressed GeoTIFF with GTIFF_DIRECT_IO (raster_io.open_input(direct=True)): the same
     pixels, read straight from the file; the option is set for the opening only."""
-    from map_segmenter.engine.raster_io import open_input
+    from map_segmenter.engine.rasters.raster_io import open_input
 
     pixels = np.random.default_rng(4).integers(0, 256, (3, 300, 400)).astype(np.uint8)
     path = write_raster(tmp_path / "plain.tif", pixels, options=("TILED=YES", "BLOCKXSIZE=64", "BLOCKYSIZE=64"))

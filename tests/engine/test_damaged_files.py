@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
-from map_segmenter.engine.blur import blur_labels
-from map_segmenter.engine.errors import InputError
-from map_segmenter.engine.kmeans_segmentation import segment_kmeans
-from map_segmenter.engine.knn_refine import refine_knn
-from map_segmenter.engine.render import render_labels
+from map_segmenter.engine.runtime.errors import InputError
+from map_segmenter.engine.segmentation.kmeans_segmentation import segment_kmeans
+from map_segmenter.engine.steps.blur import blur_labels
+from map_segmenter.engine.steps.knn_refine import refine_knn
+from map_segmenter.engine.steps.render import render_labels
 
 OPTIONS = ["TILED=YES", "BLOCKXSIZE=64", "BLOCKYSIZE=64", "COMPRESS=DEFLATE"]
 

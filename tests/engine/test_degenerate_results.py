@@ -4,11 +4,11 @@ image given where labels belong; the number of segments reported is the number t
 import numpy as np
 from osgeo import gdal
 
-from map_segmenter.engine.blur import blur_labels
-from map_segmenter.engine.kmeans_segmentation import segment_kmeans
-from map_segmenter.engine.labels import PresentIds
-from map_segmenter.engine.progress import Progress
-from map_segmenter.engine.render import render_labels
+from map_segmenter.engine.rasters.labels import PresentIds
+from map_segmenter.engine.runtime.progress import Progress
+from map_segmenter.engine.segmentation.kmeans_segmentation import segment_kmeans
+from map_segmenter.engine.steps.blur import blur_labels
+from map_segmenter.engine.steps.render import render_labels
 
 from helpers import KAMPALA, read_array, write_raster
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from map_segmenter.engine.descriptors import block_descriptors, ring_sum, srgb_to_lab
+from map_segmenter.engine.segmentation.descriptors import block_descriptors, ring_sum, srgb_to_lab
 
 
 def test_grey_is_neutral_lab_with_no_texture():

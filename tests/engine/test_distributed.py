@@ -9,10 +9,10 @@ import time
 import numpy as np
 import pytest
 
-from map_segmenter.engine import distributed
-from map_segmenter.engine.errors import Cancelled, ClusterError, InputError
-from map_segmenter.engine.kmeans_segmentation import segment_kmeans
-from map_segmenter.engine.progress import Progress
+from map_segmenter.engine.backends import distributed
+from map_segmenter.engine.runtime.errors import Cancelled, ClusterError, InputError
+from map_segmenter.engine.runtime.progress import Progress
+from map_segmenter.engine.segmentation.kmeans_segmentation import segment_kmeans
 
 from helpers import KAMPALA, ROOT, DaskProcesses, crop_real, read_array
 
@@ -56,7 +56,7 @@ def test_kmeans_on_the_cluster_equals_a_local_run(dask_cluster, crop, tmp_path, 
 
 @pytest.mark.parametrize("upsample", ["bilinear", "nearest"])
 def test_cnn_on_the_cluster_equals_a_local_run(dask_cluster, crop, tmp_path, upsample):
-    from map_segmenter.engine.cnn_segmentation import segment_cnn
+    from map_segmenter.engine.segmentation.cnn_segmentation import segment_cnn
 
     model = str(ROOT / "onnx_models" / "student_s4_v1.onnx")
     local, remote = tmp_path / "local.tif", tmp_path / "remote.tif"
@@ -76,7 +76,7 @@ def test_cnn_on_the_cluster_equals_a_local_run(dask_cluster, crop, tmp_path, ups
 @pytest.mark.parametrize("method", ["kmeans", "cnn"])
 def test_automatic_k_on_the_cluster_equals_a_local_run(dask_cluster, crop, tmp_path, method):
     """SEGMENTS = 0: the choice is made on the same seeded sample, so the cluster writes the same bytes."""
-    from map_segmenter.engine.cnn_segmentation import segment_cnn
+    from map_segmenter.engine.segmentation.cnn_segmentation import segment_cnn
 
     def run(path, **cluster):
         if method == "kmeans":
@@ -100,7 +100,7 @@ def segmented(crop, tmp_path_factory):
 
 @pytest.mark.parametrize("method", ["majority", "gaussian"])
 def test_blur_on_the_cluster_equals_a_local_run(dask_cluster, segmented, tmp_path, method):
-    from map_segmenter.engine.blur import blur_labels
+    from map_segmenter.engine.steps.blur import blur_labels
 
     local, remote = tmp_path / "local.tif", tmp_path / "remote.tif"
     # MEMORY_MB 1: strips of a few rows, each grown by the kernel's reach
@@ -113,7 +113,7 @@ def test_blur_on_the_cluster_equals_a_local_run(dask_cluster, segmented, tmp_pat
 
 
 def test_render_on_the_cluster_equals_a_local_run(dask_cluster, segmented, crop, tmp_path):
-    from map_segmenter.engine.render import render_labels
+    from map_segmenter.engine.steps.render import render_labels
 
     runs = {}
     for name, scheduler in (("local", None), ("remote", dask_cluster.address)):
@@ -127,7 +127,7 @@ def test_render_on_the_cluster_equals_a_local_run(dask_cluster, segmented, crop,
 
 
 def test_statistics_on_the_cluster_equal_a_local_run(dask_cluster, segmented, crop, tmp_path):
-    from map_segmenter.engine.statistics import segment_statistics
+    from map_segmenter.engine.steps.statistics import segment_statistics
 
     before = sum(dask_cluster.tasks_run("count").values())
     local = segment_statistics(segmented[0], str(tmp_path / "local.csv"), image_path=crop, memory_mb=1)
@@ -139,7 +139,7 @@ def test_statistics_on_the_cluster_equal_a_local_run(dask_cluster, segmented, cr
 
 
 def test_merge_on_the_cluster_equals_a_local_run(dask_cluster, segmented, tmp_path):
-    from map_segmenter.engine.merge import merge_labels
+    from map_segmenter.engine.steps.merge import merge_labels
 
     local, remote = tmp_path / "local.tif", tmp_path / "remote.tif"
     before = sum(dask_cluster.tasks_run("merge").values())
@@ -156,7 +156,7 @@ def test_merge_on_the_cluster_equals_a_local_run(dask_cluster, segmented, tmp_pa
 def test_knn_refine_on_the_cluster_equals_a_local_run(dask_cluster, segmented, tmp_path, centres):
     from osgeo import gdal
 
-    from map_segmenter.engine.knn_refine import refine_knn
+    from map_segmenter.engine.steps.knn_refine import refine_knn
 
     if centres == "recomputed":  # labels without metadata: the centres come from exact sums merged over windows
         labels = str(tmp_path / "bare_labels.tif")
@@ -282,7 +282,7 @@ def test_workers_with_another_engine_are_named(tmp_path, crop):
     shutil.copytree(ROOT / "engine", other / "engine", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "__init__.py", other / "__init__.py")
     shutil.copy(ROOT / "metadata.txt", other / "metadata.txt")
-    with open(other / "engine" / "errors.py", "a") as handle:
+    with open(other / "engine" / "runtime" / "errors.py", "a") as handle:
         handle.write("# a changed line\n")
     cluster = DaskProcesses(tmp_path, workers=1)
     try:

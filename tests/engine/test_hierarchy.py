@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
-from map_segmenter.engine import hierarchy, kmeans
-from map_segmenter.engine.errors import InputError
-from map_segmenter.engine.kmeans_segmentation import segment_kmeans
-from map_segmenter.engine.merge import merge_labels
-from map_segmenter.engine.metadata import read_metadata
-from map_segmenter.engine.progress import Progress
+from map_segmenter.engine.rasters.metadata import read_metadata
+from map_segmenter.engine.runtime.errors import InputError
+from map_segmenter.engine.runtime.progress import Progress
+from map_segmenter.engine.segmentation import hierarchy, kmeans
+from map_segmenter.engine.segmentation.kmeans_segmentation import segment_kmeans
+from map_segmenter.engine.steps.merge import merge_labels
 
 from helpers import ROOT, read_array, write_raster
 
@@ -135,7 +135,7 @@ def test_a_fixed_k_run_writes_its_tree_and_no_criterion(patches, tmp_path):
 
 def test_cnn_segments_0_chooses_k_on_the_embeddings(patches, tmp_path):
     pytest.importorskip("onnxruntime")
-    from map_segmenter.engine.cnn_segmentation import segment_cnn
+    from map_segmenter.engine.segmentation.cnn_segmentation import segment_cnn
 
     first = segment_cnn(patches, str(tmp_path / "a.tif"), MODEL, segments=0)
     second = segment_cnn(patches, str(tmp_path / "b.tif"), MODEL, segments=0, memory_mb=1, tile_size=96)
@@ -225,7 +225,7 @@ def test_sizes_are_the_label_passs_assignment_of_the_sample():
 
 
 def test_the_statistics_report_plots_the_criterion_when_present(patches, eight, tmp_path):
-    from map_segmenter.engine.statistics import segment_statistics
+    from map_segmenter.engine.steps.statistics import segment_statistics
 
     segment_kmeans(patches, str(tmp_path / "auto.tif"), segments=0)
     segment_statistics(str(tmp_path / "auto.tif"), str(tmp_path / "auto.csv"), report_path=str(tmp_path / "a.html"))
@@ -237,7 +237,7 @@ def test_the_statistics_report_plots_the_criterion_when_present(patches, eight, 
 
 
 def test_the_criterion_chart_writes_short_bars_values_right_of_the_threshold_line():
-    from map_segmenter.engine.statistics import criterion_chart
+    from map_segmenter.engine.steps.statistics import criterion_chart
 
     chart = criterion_chart({"k": 3, "threshold": 0.04, "values": [[2, 0.5], [3, 0.1], [4, 0.01]]})
     # bars scale to the largest share (0.5 -> 420 px from x = 220); the 4 % line sits at 220 + 33.6

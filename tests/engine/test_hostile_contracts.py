@@ -15,10 +15,10 @@ from onnx import TensorProto, helper
 from onnx_builders import VALID_METADATA, tiny_model
 from osgeo import gdal
 
-from map_segmenter.engine.errors import InputError
-from map_segmenter.engine.kmeans_segmentation import segment_kmeans
-from map_segmenter.engine.labels import REFERENCE_ADVICE
-from map_segmenter.engine.progress import Progress
+from map_segmenter.engine.rasters.labels import REFERENCE_ADVICE
+from map_segmenter.engine.runtime.errors import InputError
+from map_segmenter.engine.runtime.progress import Progress
+from map_segmenter.engine.segmentation.kmeans_segmentation import segment_kmeans
 
 from helpers import KAMPALA, crop_real
 
@@ -178,7 +178,7 @@ MODELS = {
 @pytest.mark.parametrize("case", sorted(MODELS))
 def test_a_model_whose_network_disagrees_with_its_metadata_is_refused_before_any_work(made, tmp_path, case):
     pytest.importorskip("onnxruntime")
-    from map_segmenter.engine.cnn_segmentation import segment_cnn
+    from map_segmenter.engine.segmentation.cnn_segmentation import segment_cnn
 
     arguments, problem = MODELS[case]
     (tmp_path / "models").mkdir()
@@ -194,7 +194,7 @@ def test_a_model_whose_network_disagrees_with_its_metadata_is_refused_before_any
 
 def test_a_model_with_other_channels_than_embed_dim_is_refused(made, tmp_path):
     pytest.importorskip("onnxruntime")
-    from map_segmenter.engine.cnn_segmentation import segment_cnn
+    from map_segmenter.engine.segmentation.cnn_segmentation import segment_cnn
 
     (tmp_path / "models").mkdir()
     model = pooled_model(tmp_path / "models" / "odd.onnx", channels=5)
@@ -203,13 +203,13 @@ def test_a_model_with_other_channels_than_embed_dim_is_refused(made, tmp_path):
         segment_cnn(str(made / "crop.tif"), str(tmp_path / "out.tif"), model, segments=3)
     assert str(error.value) == ("The model 'odd.onnx' does not follow the Map Segmenter model contract: output "
                                 "'embeddings' has 5 channels but embed_dim is 3. Export it with "
-                                "training/export_untrained.py or see engine/model_contract.py.")
+                                "training/export_untrained.py or see engine/backends/model_contract.py.")
     untouched.check()
 
 
 def test_the_tiny_contract_model_passes_the_probe(tmp_path):
     pytest.importorskip("onnxruntime")
-    from map_segmenter.engine.onnx_runtime import load_model
+    from map_segmenter.engine.backends.onnx_runtime import load_model
 
     assert load_model(tiny_model(tmp_path / "tiny.onnx")).info.stride == 4
 
@@ -218,7 +218,7 @@ def test_non_finite_embeddings_are_masked_and_counted(made, tmp_path):
     """sqrt of the normalised input: NaN on every cell darker than the model's mean grey. Those cells are left out
     as nodata with a warning naming their count; before, they went into the sample and the fit."""
     pytest.importorskip("onnxruntime")
-    from map_segmenter.engine.cnn_segmentation import segment_cnn
+    from map_segmenter.engine.segmentation.cnn_segmentation import segment_cnn
 
     (tmp_path / "models").mkdir()
     model = pooled_model(tmp_path / "models" / "sqrt.onnx", tail="sqrt")
@@ -240,7 +240,7 @@ def test_a_model_that_is_non_finite_everywhere_on_the_raster_is_refused(made, tm
     """sqrt of an input darker than the mean everywhere (input_mean 2.0): not one finite embedding (the probe's
     mid-grey tile, zeros after normalisation, gives zeros)."""
     pytest.importorskip("onnxruntime")
-    from map_segmenter.engine.cnn_segmentation import segment_cnn
+    from map_segmenter.engine.segmentation.cnn_segmentation import segment_cnn
 
     (tmp_path / "models").mkdir()
     model = pooled_model(tmp_path / "models" / "dark.onnx", tail="sqrt",

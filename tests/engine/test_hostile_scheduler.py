@@ -9,10 +9,10 @@ import time
 import pytest
 from hostile import BEHAVIOURS, HostileServer, Untouched, connect_message
 
-from map_segmenter.engine import distributed
-from map_segmenter.engine.errors import Cancelled, ClusterError
-from map_segmenter.engine.kmeans_segmentation import segment_kmeans
-from map_segmenter.engine.progress import Progress
+from map_segmenter.engine.backends import distributed
+from map_segmenter.engine.runtime.errors import Cancelled, ClusterError
+from map_segmenter.engine.runtime.progress import Progress
+from map_segmenter.engine.segmentation.kmeans_segmentation import segment_kmeans
 
 from helpers import KAMPALA, DaskProcesses, crop_real
 
@@ -33,15 +33,15 @@ def run_entry(entry, folder, out, scheduler, progress=None):
     if entry == "kmeans":
         return segment_kmeans(str(folder / "crop.tif"), str(out), segments=4, scheduler=scheduler, progress=progress)
     if entry == "cnn":
-        from map_segmenter.engine.cnn_segmentation import segment_cnn
+        from map_segmenter.engine.segmentation.cnn_segmentation import segment_cnn
 
         from helpers import ROOT
         return segment_cnn(str(folder / "crop.tif"), str(out), str(ROOT / "onnx_models" / "student_s4_v1.onnx"),
                            segments=4, scheduler=scheduler, progress=progress)
     if entry == "blur":
-        from map_segmenter.engine.blur import blur_labels
+        from map_segmenter.engine.steps.blur import blur_labels
         return blur_labels(str(folder / "labels.tif"), str(out), scheduler=scheduler, progress=progress)
-    from map_segmenter.engine.knn_refine import refine_knn
+    from map_segmenter.engine.steps.knn_refine import refine_knn
     return refine_knn(str(folder / "labels.tif"), str(folder / "features.tif"), str(out), scheduler=scheduler,
                       progress=progress)
 

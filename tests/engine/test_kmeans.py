@@ -1,11 +1,11 @@
-"""engine/kmeans.py on its own: k-means++ seeding, Lloyd iterations, the fit, the ordering and the assignment,
-on small cases whose answer is known."""
+"""engine/segmentation/kmeans.py on its own: k-means++ seeding, Lloyd iterations, the fit, the ordering and the
+assignment, on small cases whose answer is known."""
 
 import numpy as np
 import pytest
 
-from map_segmenter.engine import kmeans
-from map_segmenter.engine.errors import Cancelled, InputError
+from map_segmenter.engine.runtime.errors import Cancelled, InputError
+from map_segmenter.engine.segmentation import kmeans
 
 
 def test_kmeans_plus_plus_with_k_equal_to_the_distinct_points_takes_every_point_once():

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
-from map_segmenter.engine.errors import Cancelled, InputError
-from map_segmenter.engine.kmeans_segmentation import segment_kmeans
-from map_segmenter.engine.labels import read_metadata
-from map_segmenter.engine.progress import Progress
+from map_segmenter.engine.rasters.labels import read_metadata
+from map_segmenter.engine.runtime.errors import Cancelled, InputError
+from map_segmenter.engine.runtime.progress import Progress
+from map_segmenter.engine.segmentation.kmeans_segmentation import segment_kmeans
 
 from helpers import DUBAI_IMAGES, KAMPALA, NAIP, SWISS, crop_real, read_array, two_surfaces, write_raster
 
@@ -76,7 +76,7 @@ def test_tiled_equals_untiled_on_real_imagery_and_reruns_are_byte_identical(tmp_
 def test_descriptors_in_column_chunks_equal_one_piece(tmp_path, kampala_crop, monkeypatch, chunk_pixels):
     """A window's descriptors are computed in column chunks (with the ring's columns on each side) to keep a
     window's working memory small: any chunk width gives the same features and labels as the whole window."""
-    from map_segmenter.engine import kmeans_segmentation
+    from map_segmenter.engine.segmentation import kmeans_segmentation
 
     monkeypatch.setattr(kmeans_segmentation, "CHUNK_PIXELS", 2**40)
     whole, whole_features = run(tmp_path, kampala_crop, "whole", segments=6, block=4, memory_mb=256)
@@ -318,8 +318,8 @@ def test_paletted_rasters_are_segmented_by_colour_not_by_index(tmp_path):
 
 
 def test_ground_control_points_carry_over_to_every_output(tmp_path, kampala_crop):
-    from map_segmenter.engine.blur import blur_labels
-    from map_segmenter.engine.render import render_labels
+    from map_segmenter.engine.steps.blur import blur_labels
+    from map_segmenter.engine.steps.render import render_labels
 
     source = gdal.Open(kampala_crop)
     width, height = source.RasterXSize, source.RasterYSize

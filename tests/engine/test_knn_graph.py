@@ -1,12 +1,12 @@
-"""The graph formulation of refine_knn (engine/latent_graph.py): speckle removal with boundaries kept, every
+"""The graph formulation of refine_knn (engine/steps/latent_graph.py): speckle removal with boundaries kept, every
 parameter visible in the result, convergence, calibration, the pixels' interpolation, window independence."""
 
 import numpy as np
 import pytest
 
-from map_segmenter.engine import knn_refine
-from map_segmenter.engine.knn_refine import block_seeds, refine_knn
-from map_segmenter.engine.latent_graph import (
+from map_segmenter.engine.steps import knn_refine
+from map_segmenter.engine.steps.knn_refine import block_seeds, refine_knn
+from map_segmenter.engine.steps.latent_graph import (
     GraphModel,
     fit_temperature,
     graph_offsets,

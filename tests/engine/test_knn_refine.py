@@ -10,13 +10,19 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
-from map_segmenter.engine import knn_global, latent_graph
-from map_segmenter.engine.errors import Cancelled, InputError, OutputError
-from map_segmenter.engine.kmeans_segmentation import segment_kmeans
-from map_segmenter.engine.knn_refine import PREDECESSOR_DEFAULTS, block_seeds, initial_posteriors, refine_knn, smooth
-from map_segmenter.engine.labels import read_metadata, write_metadata
-from map_segmenter.engine.neighbours import NeighbourIndex, brute_force
-from map_segmenter.engine.progress import Progress
+from map_segmenter.engine.rasters.labels import read_metadata, write_metadata
+from map_segmenter.engine.runtime.errors import Cancelled, InputError, OutputError
+from map_segmenter.engine.runtime.progress import Progress
+from map_segmenter.engine.segmentation.kmeans_segmentation import segment_kmeans
+from map_segmenter.engine.steps import knn_global, latent_graph
+from map_segmenter.engine.steps.knn_refine import (
+    PREDECESSOR_DEFAULTS,
+    block_seeds,
+    initial_posteriors,
+    refine_knn,
+    smooth,
+)
+from map_segmenter.engine.steps.neighbours import NeighbourIndex, brute_force
 
 from helpers import GT, read_array, write_pair, write_raster
 
@@ -404,7 +410,7 @@ def test_pixel_level_boundaries_survive_the_predecessors_refinement(tmp_path, ka
     """Blurred labels are not block-constant: with ITERATIONS=0 the output is LABELS itself (both formulations),
     and with the predecessor's iterations only the pixels that carried a changed block's old label change (to
     that block's new label)."""
-    from map_segmenter.engine.blur import blur_labels
+    from map_segmenter.engine.steps.blur import blur_labels
 
     labels, features = kampala_pair
     blurred = str(tmp_path / "blurred.tif")

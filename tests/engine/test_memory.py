@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
-from map_segmenter.engine import memory
-from map_segmenter.engine.blur import blur_labels
-from map_segmenter.engine.descriptors import _whole_block_sums, block_sums
-from map_segmenter.engine.kmeans_segmentation import segment_kmeans
-from map_segmenter.engine.progress import Progress
-from map_segmenter.engine.windows import plan_windows
+from map_segmenter.engine.rasters.windows import plan_windows
+from map_segmenter.engine.runtime import memory
+from map_segmenter.engine.runtime.progress import Progress
+from map_segmenter.engine.segmentation.descriptors import _whole_block_sums, block_sums
+from map_segmenter.engine.segmentation.kmeans_segmentation import segment_kmeans
+from map_segmenter.engine.steps.blur import blur_labels
 
 from helpers import read_array
 
@@ -136,8 +136,8 @@ def test_pool_of_open_vrt_sources_follows_memory_mb(monkeypatch):
 
 OPEN_SOURCES = """
 import os, sys
-from map_segmenter.engine.kmeans_segmentation import segment_kmeans
-from map_segmenter.engine.progress import Progress
+from map_segmenter.engine.segmentation.kmeans_segmentation import segment_kmeans
+from map_segmenter.engine.runtime.progress import Progress
 vrt, out, tiles = sys.argv[1:4]
 def link(fd):
     try:

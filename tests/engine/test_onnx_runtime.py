@@ -11,8 +11,8 @@ import onnxruntime
 import pytest
 from onnx_builders import SHIPPED, tiny_model
 
-from map_segmenter.engine import model_contract, onnx_runtime
-from map_segmenter.engine.errors import InputError
+from map_segmenter.engine.backends import model_contract, onnx_runtime
+from map_segmenter.engine.runtime.errors import InputError
 
 from helpers import write_raster
 
@@ -171,9 +171,10 @@ def test_bad_device_and_threads(tmp_path):
 HIDDEN = """
 import sys
 sys.modules["onnxruntime"] = None  # as if it were not installed
-from map_segmenter.engine.errors import InputError
-from map_segmenter.engine import onnx_runtime, cnn_segmentation
-from map_segmenter.engine.kmeans_segmentation import segment_kmeans
+from map_segmenter.engine.runtime.errors import InputError
+from map_segmenter.engine.backends import onnx_runtime
+from map_segmenter.engine.segmentation import cnn_segmentation
+from map_segmenter.engine.segmentation.kmeans_segmentation import segment_kmeans
 segment_kmeans({raster!r}, {out!r}, segments=2)
 for device in ("auto", "cuda"):
     try:

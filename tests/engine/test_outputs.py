@@ -18,13 +18,13 @@ import pytest
 from onnx_builders import SHIPPED
 from osgeo import gdal
 
-from map_segmenter.engine.blur import blur_labels
-from map_segmenter.engine.cnn_segmentation import segment_cnn
-from map_segmenter.engine.errors import Cancelled, OutputError
-from map_segmenter.engine.kmeans_segmentation import segment_kmeans
-from map_segmenter.engine.knn_refine import refine_knn
-from map_segmenter.engine.progress import Progress
-from map_segmenter.engine.render import render_labels
+from map_segmenter.engine.runtime.errors import Cancelled, OutputError
+from map_segmenter.engine.runtime.progress import Progress
+from map_segmenter.engine.segmentation.cnn_segmentation import segment_cnn
+from map_segmenter.engine.segmentation.kmeans_segmentation import segment_kmeans
+from map_segmenter.engine.steps.blur import blur_labels
+from map_segmenter.engine.steps.knn_refine import refine_knn
+from map_segmenter.engine.steps.render import render_labels
 
 from helpers import read_array, write_raster
 
@@ -211,7 +211,7 @@ def limited(code, limit, tmp_path):
         "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
         f"resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))\n"
         f"sys.path[:0] = [{TESTS!r}]\n"
-        "from map_segmenter.engine.errors import OutputError\n"
+        "from map_segmenter.engine.runtime.errors import OutputError\n"
         "try:\n"
     )
     body = "".join(f"    {line}\n" for line in code.strip().splitlines())
@@ -238,7 +238,7 @@ def test_a_style_that_cannot_be_written_leaves_the_earlier_output_untouched(tmp_
     (tmp_path / "styled.qml").write_text("<qgis><!-- map_segmenter: earlier style --></qgis>\n")
     before = snapshot(out, tmp_path / "styled.qml", labels)
     done = limited(f"""
-from map_segmenter.engine.render import render_labels
+from map_segmenter.engine.steps.render import render_labels
 render_labels({labels!r}, {str(out)!r})
 """, 12_000, tmp_path)
     assert done.returncode == 3, done.stdout + done.stderr
@@ -317,7 +317,7 @@ def test_scratch_features_on_a_full_disk_name_the_scratch_and_leave_nothing(tmp_
 def test_a_file_size_limit_is_reported_for_the_output_it_stops(tmp_path, made):
     image, _, _ = made
     done = limited(f"""
-from map_segmenter.engine.kmeans_segmentation import segment_kmeans
+from map_segmenter.engine.segmentation.kmeans_segmentation import segment_kmeans
 segment_kmeans({image!r}, {str(tmp_path / 'labels.tif')!r}, segments=4, block=1,
                features_path={str(tmp_path / 'features.tif')!r})
 """, 20_000, tmp_path)
@@ -333,7 +333,7 @@ def test_a_quicklook_cut_short_is_an_error_not_an_empty_png(tmp_path):
     rng = np.random.default_rng(1)
     noisy = write_raster(tmp_path / "noisy.tif", rng.integers(1, 200, (300, 300)).astype(np.uint8), nodata=0)
     done = limited(f"""
-from map_segmenter.engine.render import render_labels
+from map_segmenter.engine.steps.render import render_labels
 render_labels({noisy!r}, {str(tmp_path / 'styled.tif')!r}, quicklook_path={str(tmp_path / 'look.png')!r})
 """, 150_000, tmp_path)
     assert done.returncode == 3, done.stdout + done.stderr
@@ -423,8 +423,8 @@ def test_a_name_longer_than_the_file_system_allows_is_refused_as_such(tmp_path, 
 
 KILLED_RUN = """
 import time
-from map_segmenter.engine.kmeans_segmentation import segment_kmeans
-from map_segmenter.engine.progress import Progress
+from map_segmenter.engine.segmentation.kmeans_segmentation import segment_kmeans
+from map_segmenter.engine.runtime.progress import Progress
 
 def report(fraction, message):
     if message.startswith("Assigning segments"):
@@ -497,7 +497,7 @@ FULL, LIMITED, ROOMY = "full", "limited", "roomy"
     ("Permission denied", FULL, "the data could not be written (Permission denied)"),
 ])
 def test_write_failures_are_told_apart_in_the_words_of_every_gdal(tmp_path, monkeypatch, message, state, reason):
-    from map_segmenter.engine import outputs
+    from map_segmenter.engine.runtime import outputs
 
     assert outputs.is_write_failure(message) or "denied" in message or "quota" in message
     free = {FULL: 0, LIMITED: 10**12, ROOMY: 10**12}[state]
@@ -509,6 +509,7 @@ def test_write_failures_are_told_apart_in_the_words_of_every_gdal(tmp_path, monk
 
 
 def test_a_file_size_limit_is_read_from_the_process(tmp_path):
-    done = limited("from map_segmenter.engine.outputs import file_size_limit\nprint('limit', file_size_limit())",
+    done = limited("from map_segmenter.engine.runtime.outputs import file_size_limit\n"
+                   "print('limit', file_size_limit())",
                    12_345, tmp_path)
     assert "limit 12345" in done.stdout, done.stdout + done.stderr

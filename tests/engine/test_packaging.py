@@ -24,7 +24,8 @@ def _python_files():
 
 
 def test_a_fresh_process_anywhere_imports_the_package_from_this_checkout(tmp_path):
-    code = ("import sys, map_segmenter, map_segmenter.engine.cnn_segmentation, map_segmenter.evaluation.scoring; "
+    code = ("import sys, map_segmenter, map_segmenter.engine.segmentation.cnn_segmentation, "
+            "map_segmenter.evaluation.scoring; "
             "print(map_segmenter.__file__); print('qgis' in sys.modules, 'torch' in sys.modules)")
     completed = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
                                timeout=120, check=True)
@@ -86,28 +87,60 @@ def test_markers_follow_the_folders():
 
 
 def test_engine_modules_import_one_way():
-    """No import circle among the engine's modules, and no relative import hidden inside a function to break one
-    (raster_io and labels once imported each other that way)."""
+    """The engine's sub-packages are layers, bottom first (``layers``): a module imports from its own sub-package and
+    from those below it, never from one above; the engine imports none of the plugin's other packages; engine/ holds
+    no module besides its __init__.py (a new module goes into the sub-package of its concern); no import circle
+    among the modules; and no engine import hidden inside a function to break one (raster_io and labels once
+    imported each other that way)."""
     import ast
     import importlib.util
 
+    layers = ["runtime", "rasters", "backends", "segmentation", "steps"]  # bottom first
     spec = importlib.util.spec_from_file_location("qt6_scan", ROOT / "scripts" / "qt6_scan.py")
     qt6_scan = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(qt6_scan)  # its parse() copes with CPython 3.11.2's spurious SystemError
 
-    modules = {path.stem: path for path in (ROOT / "engine").glob("*.py")}
-    graph, hidden = {}, []
+    engine = ROOT / "engine"
+    assert sorted(path.name for path in engine.glob("*.py")) == ["__init__.py"], "engine/*.py: into a sub-package"
+    found = sorted(path.parent.name for path in engine.glob("*/__init__.py"))
+    assert found == sorted(layers), f"engine sub-packages {found}: each has its place in layers, bottom first"
+    rank = {name: index for index, name in enumerate(layers)}
+    modules = {f"{path.parent.name}.{path.stem}": path
+               for name in layers for path in (engine / name).glob("*.py")}
+    graph, hidden, upward, outside = {}, [], [], []
     for name, path in modules.items():
+        package = name.split(".")[0]
         tree = qt6_scan.parse(path.read_text(encoding="utf-8"))
         top_level = {id(node) for node in tree.body}
         graph[name] = set()
         for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and node.level == 1:
-                found = {node.module.split(".")[0]} if node.module else {alias.name for alias in node.names}
-                graph[name] |= found & set(modules)
-                if id(node) not in top_level:
-                    hidden.append(f"{name}: from .{node.module or ''} import ...")
-    assert not hidden
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = ["engine", package][:3 - node.level] if node.level <= 2 else None
+                module = node.module
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "map_segmenter":
+                parts = node.module.split(".")
+                base = ["engine"] if parts[1:2] == ["engine"] else None
+                module = ".".join(parts[2:])
+            else:
+                continue
+            if base is None:
+                outside.append(f"{name}: line {node.lineno} imports from outside the engine")
+                continue
+            targets = [[*base, *module.split(".")]] if module else [[*base, alias.name] for alias in node.names]
+            if id(node) not in top_level:
+                hidden.append(f"{name}: line {node.lineno} imports from the engine inside a function")
+            for target in targets:
+                if len(target) < 2 or target[1] not in rank:
+                    continue  # the engine's own __init__ (VERSION)
+                if rank[target[1]] > rank[package]:
+                    upward.append(f"{name} imports {'.'.join(target[1:])}: {target[1]} is above {package}")
+                dependency = ".".join(target[1:3])
+                dependency = dependency if dependency in modules else f"{target[1]}.__init__"
+                if dependency in modules and dependency != name:
+                    graph[name].add(dependency)
+    assert not outside, outside
+    assert not upward, upward
+    assert not hidden, hidden
     state = {}
 
     def visit(name, path):

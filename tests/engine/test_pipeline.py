@@ -1,4 +1,4 @@
-"""engine/pipeline.ordered_map on its own: results in input order whatever the compute times, reads in the
+"""engine/runtime/pipeline.ordered_map on its own: results in input order whatever the compute times, reads in the
 calling thread with a bounded number in flight, errors raised where they happen, and a consumer that stops
 (cancel) stopping the reads."""
 
@@ -8,9 +8,9 @@ import weakref
 
 import pytest
 
-from map_segmenter.engine.errors import Cancelled
-from map_segmenter.engine.pipeline import ordered_map
-from map_segmenter.engine.progress import Progress
+from map_segmenter.engine.runtime.errors import Cancelled
+from map_segmenter.engine.runtime.pipeline import ordered_map
+from map_segmenter.engine.runtime.progress import Progress
 
 
 class Recorder:

@@ -88,12 +88,12 @@ def table_hash(path):
 def compute(folder):
     """Run every algorithm's engine call on the bundled rasters (as the algorithms call them) into ``folder``;
     returns {case: hash}."""
-    from map_segmenter.engine.blur import blur_labels
-    from map_segmenter.engine.cnn_segmentation import segment_cnn
-    from map_segmenter.engine.kmeans_segmentation import segment_kmeans
-    from map_segmenter.engine.knn_refine import refine_knn
-    from map_segmenter.engine.render import render_labels
-    from map_segmenter.engine.statistics import segment_statistics
+    from map_segmenter.engine.segmentation.cnn_segmentation import segment_cnn
+    from map_segmenter.engine.segmentation.kmeans_segmentation import segment_kmeans
+    from map_segmenter.engine.steps.blur import blur_labels
+    from map_segmenter.engine.steps.knn_refine import refine_knn
+    from map_segmenter.engine.steps.render import render_labels
+    from map_segmenter.engine.steps.statistics import segment_statistics
 
     folder = Path(folder)
     hashes = {}

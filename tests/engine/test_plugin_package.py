@@ -11,7 +11,7 @@ from xml.sax.saxutils import quoteattr
 import pytest
 import tomllib
 
-from map_segmenter.engine.labels import xml_attribute
+from map_segmenter.engine.rasters.labels import xml_attribute
 
 from helpers import ROOT
 
@@ -111,13 +111,13 @@ def test_the_builder_leaves_out_caches_and_hidden_files(tmp_path):
     (root / "engine" / ".DS_Store").write_bytes(b"\x00")
     (root / "engine" / ".kmeans.py.swp").write_bytes(b"\x00")
     (root / "engine" / "kmeans.py~").write_text("backup")
-    (root / "engine" / "kmeans.py").chmod(0o755)
+    (root / "engine" / "segmentation" / "kmeans.py").chmod(0o755)
     package = build_zip.build(dist=tmp_path / "dist", root=root)
     findings = check_package.check_package(package, only={"structure"})
     assert errors(findings) == []
     with zipfile.ZipFile(package) as archive:
-        assert f"{PACKAGE}/engine/kmeans.py" in archive.namelist()
-        assert archive.getinfo(f"{PACKAGE}/engine/kmeans.py").external_attr >> 16 == 0o100644
+        assert f"{PACKAGE}/engine/segmentation/kmeans.py" in archive.namelist()
+        assert archive.getinfo(f"{PACKAGE}/engine/segmentation/kmeans.py").external_attr >> 16 == 0o100644
 
 
 def test_metadata_is_complete_and_versions_agree(package):
@@ -137,7 +137,8 @@ def test_metadata_is_complete_and_versions_agree(package):
 
 
 @pytest.mark.parametrize(("edit", "message"), [
-    (plant("engine/kmeans.cpython-311.pyc", b"\x00"), "engine/kmeans.cpython-311.pyc: the repository refuses any "
+    (plant("engine/segmentation/kmeans.cpython-311.pyc", b"\x00"),
+     "engine/segmentation/kmeans.cpython-311.pyc: the repository refuses any "
                                                       "name containing .pyc"),
     (plant("engine/__pycache__/kmeans.py", "x = 1\n"), "engine/__pycache__/kmeans.py: a __pycache__ folder"),
     (plant("engine/.DS_Store", b"\x00"), "engine/.DS_Store: a hidden file or folder (.DS_Store)"),
@@ -156,11 +157,12 @@ def test_structure_violations_are_reported(unpacked, tmp_path, edit, message):
 
 
 def test_a_second_top_folder_an_executable_file_and_the_size_limit_are_reported(unpacked, tmp_path, monkeypatch):
-    package = repack(unpacked, tmp_path, modes={f"{PACKAGE}/engine/kmeans.py": 0o755}, extra_tops=["extra/a.txt"])
+    package = repack(unpacked, tmp_path, modes={f"{PACKAGE}/engine/segmentation/kmeans.py": 0o755},
+                     extra_tops=["extra/a.txt"])
     monkeypatch.setattr(check_package, "MAX_BYTES", 1000)
     found = "\n".join(errors(check_package.check_package(package, only={"structure"})))
     assert f"the zip must hold one top folder {PACKAGE}/ and nothing beside it; it holds extra, {PACKAGE}" in found
-    assert f"{PACKAGE}/engine/kmeans.py: stored executable (mode 755)" in found
+    assert f"{PACKAGE}/engine/segmentation/kmeans.py: stored executable (mode 755)" in found
     assert f"bytes: the plugin repository refuses more than {1000:,}" in found
 
 

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from osgeo import gdal, ogr, osr
 
-from map_segmenter.engine.errors import InputError
-from map_segmenter.engine.kmeans_segmentation import segment_kmeans
-from map_segmenter.engine.region import Region, snapped_window
+from map_segmenter.engine.rasters.region import Region, snapped_window
+from map_segmenter.engine.runtime.errors import InputError
+from map_segmenter.engine.segmentation.kmeans_segmentation import segment_kmeans
 
 from helpers import read_array
 

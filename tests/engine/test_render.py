@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
-from map_segmenter.engine.errors import InputError
-from map_segmenter.engine.kmeans_segmentation import segment_kmeans
-from map_segmenter.engine.labels import read_metadata
-from map_segmenter.engine.palette import qualitative, ramp
-from map_segmenter.engine.render import render_labels
+from map_segmenter.engine.rasters.labels import read_metadata
+from map_segmenter.engine.rasters.palette import qualitative, ramp
+from map_segmenter.engine.runtime.errors import InputError
+from map_segmenter.engine.segmentation.kmeans_segmentation import segment_kmeans
+from map_segmenter.engine.steps.render import render_labels
 
 from helpers import read_array, write_raster
 
@@ -96,7 +96,7 @@ def test_errors(tmp_path, labels, kampala_crop):
 
 
 def test_sixteen_bit_imagery_is_stretched_in_the_composite(tmp_path):
-    from map_segmenter.engine.raster_io import open_input, robust_range
+    from map_segmenter.engine.rasters.raster_io import open_input, robust_range
 
     rng = np.random.default_rng(3)
     image = write_raster(tmp_path / "u16.tif", rng.integers(500, 10_000, (3, 40, 50)).astype(np.uint16))

@@ -3,7 +3,7 @@ windows (the predecessor stopped sampling early, so the bottom of large rasters 
 
 import numpy as np
 
-from map_segmenter.engine.sampling import BlockSample, _smallest, candidates, hash_keys
+from map_segmenter.engine.segmentation.sampling import BlockSample, _smallest, candidates, hash_keys
 
 
 def offered(chunks, size=500, seed=3, total=100_000):

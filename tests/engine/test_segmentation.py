@@ -1,5 +1,6 @@
-"""The one segmentation pipeline (engine/segmentation.py) with a third method written in this file alone, and the
-typed raster contracts it builds on: Settings, FeatureMeta / LabelMeta, LabelRaster, FeatureRaster, colour tables."""
+"""The one segmentation pipeline (engine/segmentation/pipeline.py) with a third method written in this file alone, and
+the typed raster contracts it builds on: Settings, FeatureMeta / LabelMeta, LabelRaster, FeatureRaster, colour
+tables."""
 
 import os
 
@@ -7,16 +8,16 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
-from map_segmenter.engine.colour_tables import colour_table, table_colours
-from map_segmenter.engine.errors import InputError
-from map_segmenter.engine.feature_raster import STRIP_OPTIONS, FeatureRaster
-from map_segmenter.engine.kmeans_segmentation import segment_kmeans
-from map_segmenter.engine.labels import LabelRaster, read_metadata, write_metadata
-from map_segmenter.engine.metadata import FeatureMeta, LabelMeta
-from map_segmenter.engine.progress import Progress
-from map_segmenter.engine.raster_io import open_input
-from map_segmenter.engine.segmentation import Cells, FeatureExtractor, Settings, linear_indices, segment
-from map_segmenter.engine.windows import Window, plan_windows
+from map_segmenter.engine.rasters.colour_tables import colour_table, table_colours
+from map_segmenter.engine.rasters.feature_raster import STRIP_OPTIONS, FeatureRaster
+from map_segmenter.engine.rasters.labels import LabelRaster, read_metadata, write_metadata
+from map_segmenter.engine.rasters.metadata import FeatureMeta, LabelMeta
+from map_segmenter.engine.rasters.raster_io import open_input
+from map_segmenter.engine.rasters.windows import Window, plan_windows
+from map_segmenter.engine.runtime.errors import InputError
+from map_segmenter.engine.runtime.progress import Progress
+from map_segmenter.engine.segmentation.kmeans_segmentation import segment_kmeans
+from map_segmenter.engine.segmentation.pipeline import Cells, FeatureExtractor, Settings, linear_indices, segment
 
 from helpers import read_array, write_raster
 

@@ -14,14 +14,14 @@ import numpy as np
 import pytest
 from osgeo import gdal, ogr
 
-from map_segmenter.engine.blur import blur_labels
-from map_segmenter.engine.errors import Cancelled, InputError, OutputError
-from map_segmenter.engine.kmeans_segmentation import segment_kmeans
-from map_segmenter.engine.labels import read_legend
-from map_segmenter.engine.memory import CACHE_SHARE, MIN_CACHE_MB
-from map_segmenter.engine.outputs import gpkg_layers
-from map_segmenter.engine.progress import Progress
-from map_segmenter.engine.statistics import area_model, authalic_q, segment_statistics
+from map_segmenter.engine.rasters.labels import read_legend
+from map_segmenter.engine.runtime.errors import Cancelled, InputError, OutputError
+from map_segmenter.engine.runtime.memory import CACHE_SHARE, MIN_CACHE_MB
+from map_segmenter.engine.runtime.outputs import gpkg_layers
+from map_segmenter.engine.runtime.progress import Progress
+from map_segmenter.engine.segmentation.kmeans_segmentation import segment_kmeans
+from map_segmenter.engine.steps.blur import blur_labels
+from map_segmenter.engine.steps.statistics import area_model, authalic_q, segment_statistics
 
 from helpers import KAMPALA, SWISS, crop_real, read_array, write_raster
 
@@ -345,8 +345,8 @@ def test_progress_moves_to_one_and_cancel_leaves_nothing(tmp_path, labels, kampa
 
 KILLED_RUN = """
 import time
-from map_segmenter.engine.progress import Progress
-from map_segmenter.engine.statistics import segment_statistics
+from map_segmenter.engine.runtime.progress import Progress
+from map_segmenter.engine.steps.statistics import segment_statistics
 
 def report(fraction, message):
     if message.startswith("Measuring polygons"):

@@ -1,16 +1,16 @@
-"""engine/upsampling.write_labels_bilinear gives the first bilinear label pass's labels (tests/bilinear_reference.py)
-bit for bit: on random, quantised (many exact ties), duplicated-centre, NaN, invalid, huge and K > 255 cases, strides
-1, 3, 4 and 8, any windows and thread count."""
+"""engine/segmentation/upsampling.write_labels_bilinear gives the first bilinear label pass's labels
+(tests/bilinear_reference.py) bit for bit: on random, quantised (many exact ties), duplicated-centre, NaN, invalid, huge
+and K > 255 cases, strides 1, 3, 4 and 8, any windows and thread count."""
 
 import numpy as np
 import pytest
 from bilinear_reference import write_labels_bilinear as reference
 from osgeo import gdal
 
-from map_segmenter.engine import upsampling
-from map_segmenter.engine.progress import Progress
-from map_segmenter.engine.raster_io import open_input
-from map_segmenter.engine.windows import plan_windows
+from map_segmenter.engine.rasters.raster_io import open_input
+from map_segmenter.engine.rasters.windows import plan_windows
+from map_segmenter.engine.runtime.progress import Progress
+from map_segmenter.engine.segmentation import upsampling
 
 from helpers import write_raster
 

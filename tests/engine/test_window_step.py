@@ -10,11 +10,11 @@ import pytest
 from boundary_step import BoundaryStep, boundaries
 from osgeo import gdal
 
-from map_segmenter.engine.errors import Cancelled
-from map_segmenter.engine.labels import LabelRaster
-from map_segmenter.engine.progress import Progress
-from map_segmenter.engine.window_step import Executor
-from map_segmenter.engine.windows import plan_windows
+from map_segmenter.engine.rasters.labels import LabelRaster
+from map_segmenter.engine.rasters.windows import plan_windows
+from map_segmenter.engine.runtime.errors import Cancelled
+from map_segmenter.engine.runtime.progress import Progress
+from map_segmenter.engine.steps.window_step import Executor
 
 from helpers import write_raster
 

@@ -1,4 +1,4 @@
-from map_segmenter.engine.windows import Window, plan_windows
+from map_segmenter.engine.rasters.windows import Window, plan_windows
 
 
 def covers_exactly(windows, width, height):
@@ -29,7 +29,7 @@ def test_grown_window_is_clipped_to_raster():
 
 
 def test_window_grid_arithmetic():
-    from map_segmenter.engine.windows import cells
+    from map_segmenter.engine.rasters.windows import cells
 
     assert [cells(size, 4) for size in (1, 4, 5, 8, 9)] == [1, 1, 2, 2, 3]
     window = Window(8, 4, 9, 5)

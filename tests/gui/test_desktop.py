@@ -15,7 +15,7 @@ from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
 
 from map_segmenter.algorithms.paths import layer_path
-from map_segmenter.engine.labels import read_metadata
+from map_segmenter.engine.rasters.labels import read_metadata
 
 from helpers import ROOT
 
@@ -140,8 +140,8 @@ def test_automatic_k_from_the_dialog_reports_the_chosen_k_and_its_evidence(qgis_
                                                                           tmp_path):
     """SEGMENTS = 0 in the K-Means dialog: SEGMENT_COUNT is the K chosen, the log shows the criterion per K, and the
     loaded layer is styled with that many classes, as the engine run of the same raster gives."""
-    from map_segmenter.engine import hierarchy
-    from map_segmenter.engine.kmeans_segmentation import segment_kmeans
+    from map_segmenter.engine.segmentation import hierarchy
+    from map_segmenter.engine.segmentation.kmeans_segmentation import segment_kmeans
 
     out, log = str(tmp_path / "auto.tif"), tmp_path / "log.txt"
     results = run_in_dialog("segmenter:kmeans", {"INPUT": kampala_crop, "SEGMENTS": 0, "OUTPUT": out}, log=log)
@@ -167,7 +167,7 @@ def test_the_statistics_report_of_automatic_k_draws_the_criterion_chart(qgis_ifa
     from qgis.PyQt.QtGui import QColor, QImage, QPainter
     from qgis.PyQt.QtSvg import QSvgRenderer
 
-    from map_segmenter.engine.kmeans_segmentation import segment_kmeans
+    from map_segmenter.engine.segmentation.kmeans_segmentation import segment_kmeans
 
     labels, report = str(tmp_path / "auto.tif"), tmp_path / "report.html"
     segment_kmeans(kampala_crop, labels, segments=0)
@@ -223,7 +223,7 @@ def test_statistics_from_the_dialog_loads_the_table_and_the_polygons_styled(qgis
     from qgis.core import QgsCategorizedSymbolRenderer
 
     from map_segmenter.algorithms.qgis_compat import WkbType
-    from map_segmenter.engine.labels import read_legend
+    from map_segmenter.engine.rasters.labels import read_legend
 
     parameters = {"INPUT": inputs["labels"], "IMAGE": inputs["image"], "OUTPUT": str(tmp_path / "table.gpkg"),
                   "POLYGONS": str(tmp_path / "polygons.gpkg"), "REPORT": str(tmp_path / "report.html")}

@@ -13,11 +13,11 @@ try:
 except backbones.BackboneError as error:
     pytest.skip(str(error), allow_module_level=True)
 
-from map_segmenter.engine import model_contract, onnx_runtime  # noqa: E402
-from map_segmenter.engine.blended_tiles import tile_weights  # noqa: E402
-from map_segmenter.engine.cnn_segmentation import TileReader, plan_tiles, segment_cnn  # noqa: E402
-from map_segmenter.engine.progress import Progress  # noqa: E402
-from map_segmenter.engine.raster_io import open_input  # noqa: E402
+from map_segmenter.engine.backends import model_contract, onnx_runtime  # noqa: E402
+from map_segmenter.engine.rasters.raster_io import open_input  # noqa: E402
+from map_segmenter.engine.runtime.progress import Progress  # noqa: E402
+from map_segmenter.engine.segmentation.blended_tiles import tile_weights  # noqa: E402
+from map_segmenter.engine.segmentation.cnn_segmentation import TileReader, plan_tiles, segment_cnn  # noqa: E402
 from map_segmenter.training.export import parity  # noqa: E402
 from map_segmenter.training.export_backbone import ExportError, export, main  # noqa: E402
 
@@ -252,7 +252,7 @@ def test_a_checkpoint_in_the_original_dinov2_layout_goes_through_timms_conversio
 
 
 def test_blended_runs_reuse_a_reference_and_cancel_cleanly(tmp_path, crop, exported):
-    from map_segmenter.engine.errors import Cancelled
+    from map_segmenter.engine.runtime.errors import Cancelled
 
     path = str(exported["vit_tiny"])
     first = tmp_path / "first.tif"

@@ -11,8 +11,8 @@ import pytest
 torch = pytest.importorskip("torch", reason="torch is not installed: pip install torch==2.13.0 (training only)")
 pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
 
-from map_segmenter.engine import model_contract  # noqa: E402
-from map_segmenter.engine.onnx_runtime import check_contract  # noqa: E402
+from map_segmenter.engine.backends import model_contract  # noqa: E402
+from map_segmenter.engine.backends.onnx_runtime import check_contract  # noqa: E402
 from map_segmenter.training import ROOT  # noqa: E402
 from map_segmenter.training.config import build_config  # noqa: E402
 from map_segmenter.training.eval import evaluate, items, table  # noqa: E402
@@ -178,7 +178,7 @@ def test_eval_cnn_runs_the_engine_path(run, tiny_labelled, tmp_path):
     result = evaluate(["cnn"], tiny_items(image, labels), model=model, log=lambda *a, **k: None)
     name, k, miou, accuracy, _ = result["cnn"][0]
     # the scores are those of segmenter:cnn's engine function on the same raster, not of a re-implementation
-    from map_segmenter.engine.cnn_segmentation import segment_cnn
+    from map_segmenter.engine.segmentation.cnn_segmentation import segment_cnn
     from map_segmenter.training import eval as evaluation
 
     segment_cnn(image, str(tmp_path / "direct.tif"), str(model), segments=4, seed=0)

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from map_segmenter.engine.descriptors import block_descriptors
+from map_segmenter.engine.segmentation.descriptors import block_descriptors
 
 STRIDE = 4
 CONTEXTS = (1,)  # rings of neighbouring 4 px blocks: 0, 1, 3 = 4, 12, 28 px windows; 1 = segmenter:kmeans

@@ -10,7 +10,7 @@ SciPy is an optional dependency of the plugin: it is imported only when an index
 
 import numpy as np
 
-from .errors import InputError
+from ..runtime.errors import InputError
 
 INSTALL_SCIPY = (
     "This algorithm needs SciPy (scipy.spatial.cKDTree), which the Python running QGIS does not have. Install it, "

@@ -15,11 +15,11 @@ once the next row of tiles is done, so memory holds two rows of tiles' embedding
 
 import numpy as np
 
-from . import params
-from .errors import InputError
-from .pipeline import ordered_map
-from .segmentation import embedding_cells
-from .windows import Window, cells
+from ..rasters.windows import Window, cells
+from ..runtime import params
+from ..runtime.errors import InputError
+from ..runtime.pipeline import ordered_map
+from .pipeline import embedding_cells
 
 
 def ramp(cells, halo_cells):

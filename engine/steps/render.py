@@ -13,9 +13,7 @@ from typing import Any, ClassVar
 import numpy as np
 from osgeo import gdal
 
-from . import checks
-from .errors import InputError, OutputError
-from .labels import (
+from ..rasters.labels import (
     NODATA,
     PresentIds,
     fewer_segments,
@@ -25,12 +23,8 @@ from .labels import (
     open_label_raster,
     segment_names,
 )
-from .memory import within_budget
-from .outputs import Destination, prepare_outputs
-from .palette import covering, qualitative, ramp
-from .params import COMPOSITE, IMAGE, INPUT, OPACITY, OUTPUT, PALETTE, QUICKLOOK
-from .progress import Progress
-from .raster_io import (
+from ..rasters.palette import covering, qualitative, ramp
+from ..rasters.raster_io import (
     AtomicRaster,
     byte_stretch,
     is_paletted,
@@ -39,8 +33,14 @@ from .raster_io import (
     read_window,
     value_ranges,
 )
+from ..rasters.windows import plan_windows
+from ..runtime import checks
+from ..runtime.errors import InputError, OutputError
+from ..runtime.memory import within_budget
+from ..runtime.outputs import Destination, prepare_outputs
+from ..runtime.params import COMPOSITE, IMAGE, INPUT, OPACITY, OUTPUT, PALETTE, QUICKLOOK
+from ..runtime.progress import Progress
 from .window_step import Executor, LabelStep, WindowStep
-from .windows import plan_windows
 
 PALETTES = ("qualitative", "mean_colour", "ramp")
 BYTES_PER_PIXEL = 24  # of a window of the composite, the largest pass: ids, pixels as float32, overlay, blend

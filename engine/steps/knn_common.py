@@ -12,12 +12,14 @@ from typing import ClassVar
 import numpy as np
 from osgeo import gdal, osr
 
-from . import checks
-from .colour_tables import table_colours
-from .errors import InputError
-from .feature_raster import FeatureRaster, usable_features
-from .labels import MAX_ID, LabelRaster
-from .params import (
+from ..rasters.colour_tables import table_colours
+from ..rasters.feature_raster import FeatureRaster, usable_features
+from ..rasters.labels import MAX_ID, LabelRaster
+from ..rasters.raster_io import scaled_geotransform
+from ..rasters.windows import Window, plan_windows
+from ..runtime import checks
+from ..runtime.errors import InputError
+from ..runtime.params import (
     FEATURES,
     INDEX_SIZE,
     ITERATIONS,
@@ -31,9 +33,7 @@ from .params import (
     SPATIAL_WEIGHT,
     TEMPERATURE,
 )
-from .raster_io import scaled_geotransform
 from .window_step import WindowStep
-from .windows import Window, plan_windows
 
 METHODS = ("graph", "predecessor")
 NEIGHBOUR_BYTES = 4  # int32 index of a neighbour in the table of the index points' neighbours

@@ -7,11 +7,11 @@ its nearest centre and write the labels on the input's pixel grid, window by win
 
 import numpy as np
 
+from ..rasters.labels import NODATA, PresentIds, fewer_segments, finish_label_raster, label_type
+from ..rasters.palette import qualitative
+from ..rasters.raster_io import AtomicRaster
+from ..runtime.pipeline import ordered_map
 from . import kmeans
-from .labels import NODATA, PresentIds, fewer_segments, finish_label_raster, label_type
-from .palette import qualitative
-from .pipeline import ordered_map
-from .raster_io import AtomicRaster
 
 
 def assign_cells(window, descriptors, pixel_valid, stride, centres):

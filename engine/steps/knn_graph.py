@@ -16,7 +16,9 @@ from typing import ClassVar
 
 import numpy as np
 
-from .feature_raster import usable_features
+from ..rasters.feature_raster import usable_features
+from ..rasters.windows import Window, cells
+from ..segmentation.sampling import BlockSample, hash_keys
 from .knn_common import (
     Inputs,
     ScanStep,
@@ -39,9 +41,7 @@ from .latent_graph import (
     scale2_of,
     squared_distances,
 )
-from .sampling import BlockSample, hash_keys
 from .window_step import Executor, WindowStep
-from .windows import Window, cells
 
 STAGES = [("Sampling the index", 8), ("Refining blocks", 92)]
 

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..rasters.windows import cells
+from ..runtime.errors import Cancelled, InputError
 from . import model_contract
-from .errors import Cancelled, InputError
-from .windows import cells
 
 DEVICES = ("auto", "cuda", "coreml", "cpu")
 PROVIDERS = {"cuda": "CUDAExecutionProvider", "coreml": "CoreMLExecutionProvider", "cpu": "CPUExecutionProvider"}
@@ -366,7 +366,7 @@ def check_contract(session, path):
     if problems:
         raise InputError(
             f"The model '{name}' does not follow the Map Segmenter model contract: {'; '.join(problems)}. "
-            f"Export it with training/export_untrained.py or see engine/model_contract.py."
+            f"Export it with training/export_untrained.py or see engine/backends/model_contract.py."
         )
     with open(path, "rb") as handle:
         digest = hashlib.sha256(handle.read()).hexdigest()

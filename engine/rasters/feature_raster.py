@@ -12,10 +12,10 @@ import os
 import numpy as np
 from osgeo import gdal
 
-from . import params
-from .errors import InputError
+from ..runtime import params
+from ..runtime.errors import InputError
+from ..runtime.outputs import write_failure
 from .metadata import FeatureMeta, write_metadata
-from .outputs import write_failure
 from .raster_io import AtomicRaster, open_raster, read_window, scaled_geotransform
 from .windows import Window
 

@@ -1,8 +1,8 @@
 """Re-cut a label raster to fewer segments along the merge tree its metadata carries (``segmenter:merge``).
 
-A segmentation writes the merge tree of its centres (engine/hierarchy.py: Ward's linkage on the centres weighted by
-their sampled sizes) as SEGMENTER_MERGES, with SEGMENTER_SIZES and SEGMENTER_CENTRES. Cutting it at k is a lookup
-table from ids 1..K to ids 1..k (groups ordered by their darkest member), applied window by window: no features,
+A segmentation writes the merge tree of its centres (engine/segmentation/hierarchy.py: Ward's linkage on the centres
+weighted by their sampled sizes) as SEGMENTER_MERGES, with SEGMENTER_SIZES and SEGMENTER_CENTRES. Cutting it at k is a
+lookup table from ids 1..K to ids 1..k (groups ordered by their darkest member), applied window by window: no features,
 no refit, about the time of a copy. The output is a label raster like every other (colour table, ``.qml``,
 SEGMENTER_* items: the groups' size-weighted centres, their sizes, the rest of the tree), so it can be cut again or
 refined; cutting a raster at k equals cutting its source at k.
@@ -13,17 +13,18 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from . import checks, hierarchy
-from .errors import InputError
-from .labels import PresentIds, fewer_segments, finish_label_raster, ids_text, label_type, open_label_raster
-from .memory import within_budget
-from .outputs import Destination, prepare_outputs
-from .palette import qualitative
-from .params import INPUT, OUTPUT, SEGMENTS
-from .progress import Progress
-from .raster_io import AtomicRaster
+from ..rasters.labels import PresentIds, fewer_segments, finish_label_raster, ids_text, label_type, open_label_raster
+from ..rasters.palette import qualitative
+from ..rasters.raster_io import AtomicRaster
+from ..rasters.windows import plan_windows
+from ..runtime import checks
+from ..runtime.errors import InputError
+from ..runtime.memory import within_budget
+from ..runtime.outputs import Destination, prepare_outputs
+from ..runtime.params import INPUT, OUTPUT, SEGMENTS
+from ..runtime.progress import Progress
+from ..segmentation import hierarchy
 from .window_step import Executor, LabelStep
-from .windows import plan_windows
 
 BYTES_PER_PIXEL = 8  # ids read, looked up, in flight (WORKERS + 1 windows) and written
 

@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from . import blas, params
-from .errors import InputError
+from ..runtime import blas, params
+from ..runtime.errors import InputError
 
 
 def _squared_distances(points, centres, point_norms=None):
@@ -63,7 +63,7 @@ def fit(points, k, seed=0, restarts=4, iterations=100, trial_size=10_000, check=
     taking one colour's blocks and their mixed neighbours). The starts compete on the first
     ``trial_size`` points (a random subset when the points come in random order, as samples do); the
     winner is then refined on all points. ``start`` (k, C): centres to refine instead of the k-means++ starts
-    (the automatic choice of K, engine/hierarchy.py).
+    (the automatic choice of K, engine/segmentation/hierarchy.py).
     """
     points = np.asarray(points, np.float64)
     if points.shape[0] < k:
@@ -72,7 +72,7 @@ def fit(points, k, seed=0, restarts=4, iterations=100, trial_size=10_000, check=
             f"{params.BLOCK_SIZE}."
         )
     trial = points[:trial_size]
-    with blas.single_thread():  # products too small for two threads (engine/blas.py); the numbers do not change
+    with blas.single_thread():  # products too small for two threads (engine/runtime/blas.py); the numbers do not change
         if start is None:
             best = fit_trial(trial, k, seed, restarts, iterations, check)
         else:

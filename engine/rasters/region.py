@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 from osgeo import gdal, ogr, osr
 
-from . import params
-from .errors import InputError
+from ..runtime import params
+from ..runtime.errors import InputError
 
 gdal.UseExceptions()
 ogr.UseExceptions()

@@ -24,8 +24,15 @@ from dataclasses import dataclass
 import numpy as np
 from osgeo import gdal
 
-from .errors import InputError
-from .feature_raster import FeatureRaster
+from ..rasters.feature_raster import FeatureRaster
+from ..rasters.labels import LabelRaster, finish_label_raster, label_type
+from ..rasters.palette import qualitative
+from ..rasters.raster_io import AtomicRaster
+from ..runtime.errors import InputError
+from ..runtime.memory import within_budget
+from ..runtime.outputs import Destination, prepare_outputs
+from ..runtime.params import FEATURES, LABELS, OUTPUT
+from ..runtime.progress import Progress
 from .knn_common import (
     METHODS,
     Inputs,
@@ -39,13 +46,6 @@ from .knn_common import (
 )
 from .knn_global import PREDECESSOR_DEFAULTS, GlobalFormulation, initial_posteriors, smooth
 from .knn_graph import GraphFormulation
-from .labels import LabelRaster, finish_label_raster, label_type
-from .memory import within_budget
-from .outputs import Destination, prepare_outputs
-from .palette import qualitative
-from .params import FEATURES, LABELS, OUTPUT
-from .progress import Progress
-from .raster_io import AtomicRaster
 
 __all__ = ["METHODS", "PREDECESSOR_DEFAULTS", "KnnResult", "block_seeds", "initial_posteriors", "refine_knn",
            "smooth"]

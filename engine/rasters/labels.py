@@ -10,11 +10,12 @@ from typing import Any
 import numpy as np
 from osgeo import gdal
 
-from . import VERSION, params
+from .. import VERSION
+from ..runtime import params
+from ..runtime.errors import InputError
+from ..runtime.outputs import CommitGroup, style_path
 from .colour_tables import colour_table, table_colours, table_entries
-from .errors import InputError
 from .metadata import MAX_ID, LabelMeta, read_metadata, write_metadata
-from .outputs import CommitGroup, style_path
 from .palette import qualitative
 from .raster_io import AtomicRaster, open_raster, read_window
 from .windows import Window

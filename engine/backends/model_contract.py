@@ -11,7 +11,7 @@ normalises its output inside the graph. An embedding may depend only on the pixe
 
 A network whose embeddings depend on the whole input (global attention: ViTs) says so with ``global_context``
 true. It has no finite receptive field: ``receptive_field`` is then the overlap, in px on each side, over which
-neighbouring tiles' embeddings are blended (engine/blended_tiles.py), and results depend on the tile size.
+neighbouring tiles' embeddings are blended (engine/segmentation/blended_tiles.py), and results depend on the tile size.
 """
 
 import json

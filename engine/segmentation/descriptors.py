@@ -8,7 +8,7 @@ deviation of each band as texture (measured on the Dubai tiles: see bench/README
 
 import numpy as np
 
-from .windows import cells
+from ..rasters.windows import cells
 
 TEXTURE_WEIGHT = 1.0
 # Inputs are integers in units of 1/QUANT of the 0..255 range (8-bit data are used as they are).

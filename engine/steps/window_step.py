@@ -27,11 +27,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from . import distributed
-from .labels import open_label_raster
-from .pipeline import WORKERS, ordered_map
-from .progress import Progress
-from .windows import Window
+from ..backends import distributed
+from ..rasters.labels import open_label_raster
+from ..rasters.windows import Window
+from ..runtime.pipeline import WORKERS, ordered_map
+from ..runtime.progress import Progress
 
 
 class WindowStep:

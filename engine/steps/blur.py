@@ -20,10 +20,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from . import checks, distributed
-from .colour_tables import table_colours
-from .errors import InputError
-from .labels import (
+from ..backends import distributed
+from ..rasters.colour_tables import table_colours
+from ..rasters.labels import (
     MAX_ID,
     NODATA,
     LabelRaster,
@@ -35,14 +34,16 @@ from .labels import (
     label_type,
     scan_ids,
 )
-from .memory import within_budget
-from .outputs import Destination, prepare_outputs
-from .palette import covering, qualitative
-from .params import INPUT, ITERATIONS, METHOD, OUTPUT, RADIUS, STRENGTH
-from .progress import Progress
-from .raster_io import AtomicRaster, damaged
+from ..rasters.palette import covering, qualitative
+from ..rasters.raster_io import AtomicRaster, damaged
+from ..rasters.windows import Window, cells, plan_windows
+from ..runtime import checks
+from ..runtime.errors import InputError
+from ..runtime.memory import within_budget
+from ..runtime.outputs import Destination, prepare_outputs
+from ..runtime.params import INPUT, ITERATIONS, METHOD, OUTPUT, RADIUS, STRENGTH
+from ..runtime.progress import Progress
 from .window_step import Executor, WindowStep
-from .windows import Window, cells, plan_windows
 
 METHODS = ("majority", "gaussian")
 # Box side (px) at block size 4 and passes per iteration: the predecessor's low / medium / high.

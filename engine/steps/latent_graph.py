@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .upsampling import phases as cell_phases
+from ..segmentation.upsampling import phases as cell_phases
 
 FEATURE_BANDWIDTH = 2.0  # h, in units of s (bench/eval_refine.py: 1.0 -0.2 mIoU, 4.0 within 0.05 of 2.0)
 LABEL_SHARE = 0.5  # weight of the LABELS' own ids in the prior (the predecessor's 0.5 x onehot(seed))

@@ -8,14 +8,15 @@ once (``pipeline.ordered_map``: GDAL reads in this thread, numpy on workers, res
 keeping a seeded sample spread over the whole raster, fits the centres on that sample (or takes the reference's),
 writes the labels on the input's grid and commits every output together.
 
-Given a Dask ``scheduler`` (``Settings.scheduler``, engine/distributed.py), the extractor decides which of its
+Given a Dask ``scheduler`` (``Settings.scheduler``, engine/backends/distributed.py), the extractor decides which of its
 pieces run on the cluster: its ``describe`` and ``assign`` then submit module-level, picklable task functions that
 open the input themselves (``RasterSource``), and this process stays the single writer of every output, in
 order, so the bytes are those of a local run.
 
-A method is one ``FeatureExtractor`` (engine/kmeans_segmentation.py: block descriptors; engine/cnn_segmentation.py:
-CNN embeddings): its grid (stride, channels, halo), how it describes a piece of the raster, what a REFERENCE must
-match, how centres are fitted and how cells become pixel labels. A third method is one new file.
+A method is one ``FeatureExtractor`` (engine/segmentation/kmeans_segmentation.py: block descriptors;
+engine/segmentation/cnn_segmentation.py: CNN embeddings): its grid (stride, channels, halo), how it describes a piece of
+the raster, what a REFERENCE must match, how centres are fitted and how cells become pixel labels. A third method is one
+new file.
 """
 
 import os
@@ -24,17 +25,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import checks, distributed, hierarchy
-from .errors import InputError
-from .feature_raster import FeatureRaster
+from ..backends import distributed
+from ..rasters.feature_raster import FeatureRaster
+from ..rasters.labels import MAX_SEGMENTS, read_reference
+from ..rasters.metadata import LabelMeta
+from ..rasters.raster_io import open_input
+from ..rasters.windows import Window
+from ..runtime import checks
+from ..runtime.errors import InputError
+from ..runtime.outputs import Destination, prepare_outputs, scratch_folder
+from ..runtime.pipeline import WORKERS, ordered_map
+from . import hierarchy
 from .label_pass import write_label_raster, write_labels
-from .labels import MAX_SEGMENTS, read_reference
-from .metadata import LabelMeta
-from .outputs import Destination, prepare_outputs, scratch_folder
-from .pipeline import WORKERS, ordered_map
-from .raster_io import open_input
 from .sampling import BlockSample, candidates
-from .windows import Window
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,7 @@ class Settings:
 
     input_path: str
     output_path: str
-    segments: int = 8  # 0: automatic, chosen in k_min..k_max (engine/hierarchy.py)
+    segments: int = 8  # 0: automatic, chosen in k_min..k_max (engine/segmentation/hierarchy.py)
     seed: int = 0
     bands: list = None
     features_path: str = None

@@ -21,12 +21,16 @@ from typing import ClassVar
 import numpy as np
 from osgeo import gdal, ogr
 
-from . import VERSION, checks
-from .colour_tables import table_colours
-from .errors import Cancelled, InputError, OutputError
-from .labels import LabelRaster, read_legend, xml_attribute
-from .memory import within_budget
-from .outputs import (
+from .. import VERSION
+from ..rasters.colour_tables import table_colours
+from ..rasters.labels import LabelRaster, read_legend, xml_attribute
+from ..rasters.palette import qualitative
+from ..rasters.raster_io import GTIFF_OPTIONS, is_paletted, open_input, open_raster
+from ..rasters.windows import plan_windows
+from ..runtime import checks
+from ..runtime.errors import Cancelled, InputError, OutputError
+from ..runtime.memory import within_budget
+from ..runtime.outputs import (
     GPKG_MARK,
     Destination,
     gpkg_layer_name,
@@ -35,13 +39,10 @@ from .outputs import (
     quote_literal,
     temporary_path,
 )
-from .palette import qualitative
-from .params import IMAGE, INPUT, MEMORY_MB, OUTPUT, POLYGONS, REPORT, SIEVE
-from .progress import Progress
-from .raster_io import GTIFF_OPTIONS, is_paletted, open_input, open_raster
+from ..runtime.params import IMAGE, INPUT, MEMORY_MB, OUTPUT, POLYGONS, REPORT, SIEVE
+from ..runtime.progress import Progress
 from .render import _same_grid
 from .window_step import Executor, WindowStep
-from .windows import plan_windows
 
 TABLE_FORMATS = {".gpkg": "GPKG", ".csv": "CSV"}
 BYTES_PER_PIXEL = 32  # labels as read, their int64 row index, the validity mask, a compressed copy, row weights
@@ -419,7 +420,7 @@ class StatisticsResult:
     windows: int = 0  # windows the labels were counted in (MEMORY_MB)
     output_layer: str | None = None  # the layers written in a GeoPackage
     polygons_layer: str | None = None
-    criterion: dict | None = None  # SEGMENTER_CRITERION of a run with SEGMENTS = 0 (engine/hierarchy.py)
+    criterion: dict | None = None  # SEGMENTER_CRITERION of a run with SEGMENTS = 0 (engine/segmentation/hierarchy.py)
 
 
 def _legend(dataset, band, path, values):

@@ -13,8 +13,8 @@ sizes do not change the result beyond float rounding); invalid pixels (nodata, a
 network as the model's mean colour and stay nodata in every output.
 
 Models without a finite receptive field (``global_context``: ViTs, squeeze-and-excitation CNNs) have their
-overlapping tiles blended instead (engine/blended_tiles.py). On a Dask cluster (SCHEDULER) the batches run as
-``embed_task`` on the workers (the model's bytes sent once) and the label windows through ``Cluster.mapper``; a
+overlapping tiles blended instead (engine/segmentation/blended_tiles.py). On a Dask cluster (SCHEDULER) the batches run
+as ``embed_task`` on the workers (the model's bytes sent once) and the label windows through ``Cluster.mapper``; a
 blended model embeds in this process and the cluster assigns the segments.
 """
 
@@ -28,20 +28,22 @@ from functools import partial
 
 import numpy as np
 
-from . import blended_tiles, checks, distributed, kmeans, model_contract
-from .errors import InputError
-from .feature_raster import TILE_OPTIONS
+from ..backends import distributed, model_contract
+from ..backends.onnx_runtime import DEVICES, PROVIDERS, import_onnxruntime, load_model, normaliser
+from ..rasters.feature_raster import TILE_OPTIONS
+from ..rasters.metadata import FeatureMeta
+from ..rasters.raster_io import byte_stretch, value_ranges
+from ..rasters.windows import Window, cells, plan_windows
+from ..runtime import checks
+from ..runtime.errors import InputError
+from ..runtime.memory import within_budget
+from ..runtime.pipeline import WORKERS
+from ..runtime.progress import Progress
+from . import blended_tiles, kmeans
 from .hierarchy import K_MAX, K_MIN
 from .label_pass import write_labels
-from .memory import within_budget
-from .metadata import FeatureMeta
-from .onnx_runtime import DEVICES, PROVIDERS, import_onnxruntime, load_model, normaliser
-from .pipeline import WORKERS
-from .progress import Progress
-from .raster_io import byte_stretch, value_ranges
-from .segmentation import FeatureExtractor, Settings, embedding_cells, segment
+from .pipeline import FeatureExtractor, Settings, embedding_cells, segment
 from .upsampling import write_labels_bilinear
-from .windows import Window, cells, plan_windows
 
 KIND = "cnn"
 FEATURE_OPTIONS = TILE_OPTIONS
@@ -75,7 +77,7 @@ class CnnResult:
     present: int = 0  # segments that occur in the output (the SEGMENTS output)
     threads: int = 0  # the session's intra-op threads (0 = ONNX Runtime's default)
     windows: int = 0  # windows of the label pass (MEMORY_MB)
-    criterion: dict = None  # SEGMENTS = 0: the automatic choice of K (engine/hierarchy.py)
+    criterion: dict = None  # SEGMENTS = 0: the automatic choice of K (engine/segmentation/hierarchy.py)
 
 
 @dataclass(frozen=True)
@@ -292,8 +294,8 @@ def _cell_sums(plane, stride):
 
 
 class CnnEmbeddings(FeatureExtractor):
-    """The embeddings of an ONNX model (engine/onnx_runtime.py), tile by tile with a halo of at least its receptive
-    field: one cell per ``stride`` x ``stride`` px, ``embed_dim`` channels.
+    """The embeddings of an ONNX model (engine/backends/onnx_runtime.py), tile by tile with a halo of at least its
+    receptive field: one cell per ``stride`` x ``stride`` px, ``embed_dim`` channels.
 
     The pipeline's thread reads the tiles (GDAL; a dataset is not thread-safe) and writes the embeddings; worker
     threads scale the pixels, run the network and cut out the cores, ``model.runs`` networks at a time, each on one
@@ -371,7 +373,8 @@ class CnnEmbeddings(FeatureExtractor):
         info, stride, halo, batch_size = self.info, self.stride, self.halo, self.batch_size
         tile_size = self.tile_size or network_tile(info, settings.memory_bytes, self.model.runs)
         self.layout = layout = plan_tiles(raster.width, raster.height, stride, halo, tile_size)
-        if info.global_context:  # no finite receptive field: overlapping tiles, blended (engine/blended_tiles.py)
+        # no finite receptive field: overlapping tiles, blended (engine/segmentation/blended_tiles.py)
+        if info.global_context:
             blended_tiles.check_layout(layout, tile_size)
             progress.warn(blended_tiles.notes(info, layout))
         if model_contract.has_random_weights(info.metadata):
@@ -553,7 +556,7 @@ def segment_cnn(
     """Segment ``input_path`` into ``segments`` kinds of region with the embeddings of an ONNX model.
 
     ``scheduler``: a Dask scheduler's address or a ``distributed.Client`` to run the tiles and the label windows on
-    (``engine/distributed.py``); None or empty: this process. The model is sent to the workers once.
+    (``engine/backends/distributed.py``); None or empty: this process. The model is sent to the workers once.
 
     ``upsample``: how cell labels become pixel labels: "bilinear" (distances to the centres interpolated
     between cell centres; measured better on the Dubai tiles) or "nearest" (each cell's id on its pixels).

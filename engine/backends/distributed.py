@@ -43,19 +43,19 @@ from dataclasses import dataclass
 import numpy as np
 from osgeo import gdal
 
-from . import params
-from .errors import Cancelled, ClusterError, InputError, SegmenterError
-from .memory import block_cache, release_freed
+from ..rasters.raster_io import open_input
+from ..runtime import params
+from ..runtime.errors import Cancelled, ClusterError, InputError, SegmenterError
+from ..runtime.memory import block_cache, release_freed
+from ..runtime.pipeline import WORKERS
 from .onnx_runtime import python_executable
-from .pipeline import WORKERS
-from .raster_io import open_input
 
 TIMEOUT = 10.0  # s: connecting, waiting for workers, and a scheduler or cluster that stops answering
 IN_FLIGHT_PER_THREAD = 2  # tasks submitted ahead per worker thread: workers never wait, memory stays bounded
 POLL = 0.1  # s between checks of cancel and of the cluster's health while a result is awaited
 PACKAGES = "dask[distributed]"
 OPEN_CACHE = 4  # rasters kept open per worker thread
-ENGINE = os.path.dirname(os.path.abspath(__file__))
+ENGINE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # engine/, above this sub-package
 
 
 # ------------------------------------------------------------------ the optional dependency
@@ -93,11 +93,12 @@ def engine_fingerprint():
     """What must be equal on the workers and here for byte-identical results: the plugin's version, a hash of the
     engine's source files, numpy's and GDAL's versions."""
     digest = hashlib.sha256()
-    for name in sorted(os.listdir(ENGINE)):
-        if name.endswith(".py"):
-            digest.update(name.encode())
-            with open(os.path.join(ENGINE, name), "rb") as handle:
-                digest.update(handle.read())
+    sources = sorted(os.path.relpath(os.path.join(folder, name), ENGINE).replace(os.sep, "/")
+                     for folder, _, files in os.walk(ENGINE) for name in files if name.endswith(".py"))
+    for name in sources:  # every sub-package's modules
+        digest.update(name.encode())
+        with open(os.path.join(ENGINE, name), "rb") as handle:
+            digest.update(handle.read())
     version = "unknown"
     metadata = os.path.join(os.path.dirname(ENGINE), "metadata.txt")
     if os.path.isfile(metadata):
@@ -121,7 +122,7 @@ class RasterSource:
 
     path: str
     bands: tuple = None
-    region: object = None  # engine.region.Region
+    region: object = None  # engine.rasters.region.Region
     grey_as_rgb: bool = False
 
     def open(self):

@@ -13,12 +13,10 @@ from typing import Any
 import numpy as np
 from osgeo import gdal
 
-from . import params
-from .colour_tables import colour_table
-from .errors import InputError, OutputError
-from .memory import thread_config
-from .metadata import FeatureMeta
-from .outputs import (
+from ..runtime import params
+from ..runtime.errors import InputError, OutputError
+from ..runtime.memory import thread_config
+from ..runtime.outputs import (
     STALE_SIDECARS,
     CommitGroup,
     _remove_partial,
@@ -28,6 +26,8 @@ from .outputs import (
     temporary_path,
     write_failure,
 )
+from .colour_tables import colour_table
+from .metadata import FeatureMeta
 from .region import PolygonMask, Region, check_mask_overlaps, window_dataset
 from .windows import Window
 

@@ -19,8 +19,8 @@ Windows whose cell distances hold NaN (a broken model) take ``numpy.argmin`` its
 
 import numpy as np
 
-from .labels import NODATA
-from .pipeline import WORKERS, ordered_map
+from ..rasters.labels import NODATA
+from ..runtime.pipeline import WORKERS, ordered_map
 
 
 def phases(stride):

@@ -1,5 +1,5 @@
 """Streaming K-Means segmentation of a raster of any size with bounded memory and exact results: the block
-descriptors' ``FeatureExtractor`` in the pipeline of engine/segmentation.py.
+descriptors' ``FeatureExtractor`` in the pipeline of engine/segmentation/pipeline.py.
 
 Pass 1 reads the input once, window by window, and writes the block descriptors (a Float32 raster on the
 block grid) while keeping a seeded sample spread over the whole raster. The centres are fitted on that
@@ -18,20 +18,21 @@ from functools import partial
 
 import numpy as np
 
-from . import checks, kmeans, params
+from ..rasters.feature_raster import STRIP_OPTIONS
+from ..rasters.metadata import FeatureMeta
+from ..rasters.raster_io import value_ranges
+from ..rasters.windows import Window, cells, plan_windows
+from ..runtime import checks, params
+from ..runtime.errors import InputError
+from ..runtime.memory import CACHE_SHARE, block_alignment, within_budget
+from ..runtime.pipeline import WORKERS
+from ..runtime.progress import Progress
+from . import kmeans
 from .descriptors import QUANT, TEXTURE_WEIGHT, block_descriptors, feature_names
-from .errors import InputError
-from .feature_raster import STRIP_OPTIONS
 from .hierarchy import K_MAX, K_MIN
 from .label_pass import assign_cells, write_windows
-from .memory import CACHE_SHARE, block_alignment, within_budget
-from .metadata import FeatureMeta
-from .pipeline import WORKERS
-from .progress import Progress
-from .raster_io import value_ranges
+from .pipeline import Cells, FeatureExtractor, Settings, linear_indices, segment
 from .sampling import hash_keys
-from .segmentation import Cells, FeatureExtractor, Settings, linear_indices, segment
-from .windows import Window, cells, plan_windows
 
 BYTES_PER_PIXEL = 24  # working memory per window pixel in pass 1 (input, int32 copies, padding, masks)
 DESCRIPTOR = "lab_mean_std"
@@ -48,7 +49,7 @@ class KMeansResult:
     valid_blocks: int
     windows: int
     present: int = 0  # segments that occur in the output (the SEGMENTS output; fewer than K on uniform rasters)
-    criterion: dict = None  # SEGMENTS = 0: the automatic choice of K (engine/hierarchy.py)
+    criterion: dict = None  # SEGMENTS = 0: the automatic choice of K (engine/segmentation/hierarchy.py)
 
 
 def quantiser(ranges):
@@ -112,8 +113,9 @@ class Describer:
 
 
 class BlockDescriptors(FeatureExtractor):
-    """Colour and texture of every ``block`` x ``block`` px block and its ``context`` ring (engine/descriptors.py),
-    window by window: GDAL reads in the pipeline's thread, the descriptors on ``ordered_map``'s workers."""
+    """Colour and texture of every ``block`` x ``block`` px block and its ``context`` ring
+    (engine/segmentation/descriptors.py), window by window: GDAL reads in the pipeline's thread, the descriptors on
+    ``ordered_map``'s workers."""
 
     method = "kmeans"
     stage = "Describing blocks"
@@ -256,10 +258,11 @@ def segment_kmeans(
     k_max=K_MAX,
 ):
     """Segment ``input_path`` into ``segments`` kinds of region; write labels (and optionally features).
-    ``segments`` 0: K is chosen in ``k_min``..``k_max`` (engine/hierarchy.py; the evidence is ``criterion``).
+    ``segments`` 0: K is chosen in ``k_min``..``k_max`` (engine/segmentation/hierarchy.py; the evidence is
+    ``criterion``).
 
     ``scheduler``: a Dask scheduler's address or a ``distributed.Client`` to run the windows on (see
-    ``engine/distributed.py``); None or empty: this process. The result is the same bytes either way."""
+    ``engine/backends/distributed.py``); None or empty: this process. The result is the same bytes either way."""
     settings = Settings.checked(input_path, output_path, segments, seed, bands, features_path, memory_mb,
                                 reference_path, sample_size, region, scheduler, k_min, k_max)
     run = segment(BlockDescriptors(block, context, texture_weight), settings, progress or Progress())

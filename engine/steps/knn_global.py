@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..segmentation.sampling import BlockSample
 from .knn_common import Inputs, ScanStep, _Grid, label_dtype, scan, write_windows
 from .neighbours import NeighbourIndex, require_ckdtree
-from .sampling import BlockSample
 from .window_step import Executor
 
 PREDECESSOR_DEFAULTS = dict(neighbors=12, temperature=2.0, mix=0.65, iterations=2, spatial_weight=0.08,

@@ -19,7 +19,8 @@ elbow and other shares on the labelled tiles: bench/autok_candidates.py, bench/R
 
 import numpy as np
 
-from . import blas, kmeans
+from ..runtime import blas
+from . import kmeans
 
 K_MIN, K_MAX = 2, 12
 CRITERION = "ward_share"

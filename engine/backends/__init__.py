@@ -1,0 +1,1 @@
+"""Where work runs beyond this process's threads: ONNX Runtime (the model contract), a Dask cluster."""

@@ -1,0 +1,1 @@
+"""What every run needs: typed errors, progress and cancel, memory budget, threads, checks, outputs."""

@@ -1,0 +1,1 @@
+"""Post-processing steps on the window-step skeleton: blur, merge, KNN refinement, render, statistics."""
