@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 import numpy as np
 
@@ -33,6 +35,7 @@ from ..backends.onnx_runtime import DEVICES, PROVIDERS, import_onnxruntime, load
 from ..rasters.feature_raster import TILE_OPTIONS
 from ..rasters.metadata import FeatureMeta
 from ..rasters.raster_io import byte_stretch, value_ranges
+from ..rasters.region import Region
 from ..rasters.windows import Window, cells, plan_windows
 from ..runtime import checks
 from ..runtime.errors import InputError
@@ -532,34 +535,68 @@ def embed_task(chunk, source, shipped, ranges, layout, grid):
 
 @within_budget
 def segment_cnn(
-    input_path,
-    output_path,
-    model_path,
-    segments=8,
-    device="auto",
-    tile_size=0,
-    batch_size=4,
-    threads=0,
-    seed=0,
-    bands=None,
-    features_path=None,
-    memory_mb=256,
-    reference_path=None,
-    sample_size=50_000,
-    upsample="bilinear",
-    region=None,
-    progress=None,
-    scheduler=None,
-    k_min=K_MIN,
-    k_max=K_MAX,
-):
-    """Segment ``input_path`` into ``segments`` kinds of region with the embeddings of an ONNX model.
+    input_path: str,
+    output_path: str,
+    model_path: str,
+    segments: int = 8,
+    device: str = "auto",
+    tile_size: int = 0,
+    batch_size: int = 4,
+    threads: int = 0,
+    seed: int = 0,
+    bands: Sequence[int] | None = None,
+    features_path: str | None = None,
+    memory_mb: float = 256,
+    reference_path: str | None = None,
+    sample_size: int = 50_000,
+    upsample: str = "bilinear",
+    region: Region | None = None,
+    progress: Progress | None = None,
+    scheduler: Any = None,
+    k_min: int = K_MIN,
+    k_max: int = K_MAX,
+) -> CnnResult:
+    """Segment ``input_path`` into ``segments`` kinds of region with the embeddings of an ONNX model
+    (``segmenter:cnn``).
 
-    ``scheduler``: a Dask scheduler's address or a ``distributed.Client`` to run the tiles and the label windows on
-    (``engine/backends/distributed.py``); None or empty: this process. The model is sent to the workers once.
+    Parameters
+    ----------
+    input_path, output_path : str
+        INPUT and OUTPUT (the label raster, ids 1..K, 0 = nodata).
+    model_path : str
+        MODEL / MODEL_PATH: an ONNX model that follows engine/backends/model_contract.py.
+    segments : int
+        SEGMENTS: K; 0 chooses K in ``k_min``..``k_max``.
+    device : {"auto", "cpu", "cuda", "coreml"}
+        DEVICE: ONNX Runtime's execution provider (the CPU when the asked one is missing, said in the log).
+    tile_size, batch_size, threads : int
+        TILE_SIZE (0: about 1024 px within MEMORY_MB), BATCH_SIZE, THREADS (0: one network per core).
+    seed, sample_size : int
+        SEED of the sample and of k-means++; how many cells the centres are fitted on.
+    bands : sequence of int, optional
+        BANDS (1-based; one band is used as grey for the three colours).
+    features_path, reference_path : str, optional
+        FEATURES (the embeddings, for knn_refine) and REFERENCE (a label raster whose centres are reused).
+    memory_mb : float
+        MEMORY_MB: tiles, batches and features in memory fit in it; the result does not depend on it.
+    upsample : {"bilinear", "nearest"}
+        How cell labels become pixel labels: distances to the centres interpolated between cell centres
+        (measured better on the Dubai tiles), or each cell's id on its pixels.
+    region : Region, optional
+        EXTENT / PIXEL_SIZE / MASK: only these pixels.
+    progress : Progress, optional
+        Progress, cancel and log.
+    scheduler : str or distributed.Client, optional
+        A Dask scheduler to run the tiles and the label windows on (the model is sent to the workers once); None
+        or empty: this process. The same bytes either way.
+    k_min, k_max : int
+        K_MIN, K_MAX: the range automatic K is chosen in.
 
-    ``upsample``: how cell labels become pixel labels: "bilinear" (distances to the centres interpolated
-    between cell centres; measured better on the Dubai tiles) or "nearest" (each cell's id on its pixels).
+    Returns
+    -------
+    CnnResult
+        The outputs, centres, tiles and batches, the provider used, the model's summary, the segments present and
+        the criterion (automatic K).
     """
     settings = Settings.checked(input_path, output_path, segments, seed, bands, features_path, memory_mb,
                                 reference_path, sample_size, region, scheduler, k_min, k_max)

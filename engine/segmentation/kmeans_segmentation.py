@@ -13,14 +13,17 @@ descriptors again (exact integer sums: the same values) so no feature raster is 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 import numpy as np
 
 from ..rasters.feature_raster import STRIP_OPTIONS
 from ..rasters.metadata import FeatureMeta
 from ..rasters.raster_io import value_ranges
+from ..rasters.region import Region
 from ..rasters.windows import Window, cells, plan_windows
 from ..runtime import checks, params
 from ..runtime.errors import InputError
@@ -239,30 +242,58 @@ def _assign_on_cluster(raster, windows, stride, features, centres, labels, progr
 
 @within_budget
 def segment_kmeans(
-    input_path,
-    output_path,
-    segments=8,
-    block=4,
-    seed=0,
-    bands=None,
-    features_path=None,
-    memory_mb=256,
-    reference_path=None,
-    context=1,
-    texture_weight=TEXTURE_WEIGHT,
-    sample_size=50_000,
-    region=None,
-    progress=None,
-    scheduler=None,
-    k_min=K_MIN,
-    k_max=K_MAX,
-):
-    """Segment ``input_path`` into ``segments`` kinds of region; write labels (and optionally features).
-    ``segments`` 0: K is chosen in ``k_min``..``k_max`` (engine/segmentation/hierarchy.py; the evidence is
-    ``criterion``).
+    input_path: str,
+    output_path: str,
+    segments: int = 8,
+    block: int = 4,
+    seed: int = 0,
+    bands: Sequence[int] | None = None,
+    features_path: str | None = None,
+    memory_mb: float = 256,
+    reference_path: str | None = None,
+    context: int = 1,
+    texture_weight: float = TEXTURE_WEIGHT,
+    sample_size: int = 50_000,
+    region: Region | None = None,
+    progress: Progress | None = None,
+    scheduler: Any = None,
+    k_min: int = K_MIN,
+    k_max: int = K_MAX,
+) -> KMeansResult:
+    """Segment ``input_path`` into ``segments`` kinds of region by K-Means on block descriptors
+    (``segmenter:kmeans``).
 
-    ``scheduler``: a Dask scheduler's address or a ``distributed.Client`` to run the windows on (see
-    ``engine/backends/distributed.py``); None or empty: this process. The result is the same bytes either way."""
+    Parameters
+    ----------
+    input_path, output_path : str
+        INPUT (a raster; BANDS chooses three colour bands) and OUTPUT (the label raster, ids 1..K, 0 = nodata).
+    segments : int
+        SEGMENTS: K; 0 chooses K in ``k_min``..``k_max`` (segmentation/hierarchy.py; the evidence is ``criterion``).
+    block, context, texture_weight : number
+        BLOCK_SIZE (px per label cell), the blocks of context around each, the weight of texture beside colour.
+    seed, sample_size : int
+        SEED of the sample and of k-means++; how many blocks the centres are fitted on.
+    bands : sequence of int, optional
+        BANDS (1-based).
+    features_path, reference_path : str, optional
+        FEATURES (the descriptors, for knn_refine) and REFERENCE (a label raster whose centres are reused).
+    memory_mb : float
+        MEMORY_MB: windows, sample and GDAL's cache fit in it; the result does not depend on it.
+    region : Region, optional
+        EXTENT / PIXEL_SIZE / MASK: only these pixels.
+    progress : Progress, optional
+        Progress, cancel and log.
+    scheduler : str or distributed.Client, optional
+        A Dask scheduler to run the windows on (engine/backends/distributed.py); None or empty: this process. The
+        same bytes either way.
+    k_min, k_max : int
+        K_MIN, K_MAX: the range automatic K is chosen in.
+
+    Returns
+    -------
+    KMeansResult
+        The outputs, the centres, the valid cells, the windows, the segments present and the criterion (automatic K).
+    """
     settings = Settings.checked(input_path, output_path, segments, seed, bands, features_path, memory_mb,
                                 reference_path, sample_size, region, scheduler, k_min, k_max)
     run = segment(BlockDescriptors(block, context, texture_weight), settings, progress or Progress())
