@@ -549,7 +549,7 @@ def _smooth(executor, step, windows, labels, output, input_ids, output_ids):
     return changed
 
 
-def _report(progress, settings, changed, width, height, input_ids, output_ids, segments):
+def _report(progress, changed, width, height, input_ids, output_ids, segments):
     """Log the share of pixels changed; warn when the output holds fewer ids than K, and why."""
     share = 100 * changed / (width * height)
     progress.log(f"Smoothing changed {changed} of {width * height} pixels ({share:.1f} %).")
@@ -640,5 +640,5 @@ def blur_labels(input_path: str, output_path: str, method: str = "majority", str
             outputs.commit()
     finally:
         labels.close()
-    _report(progress, settings, changed, width, height, input_ids, output_ids, segments)
+    _report(progress, changed, width, height, input_ids, output_ids, segments)
     return BlurResult(output_path, segments, kernel, len(windows), changed, output_ids.count)

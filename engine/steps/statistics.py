@@ -253,7 +253,7 @@ class _Tally:
             self.areas += full(window.areas)
         if window.colour_counts is None:
             return
-        counts, seen = full(window.colour_counts, np.int64), None
+        counts = full(window.colour_counts, np.int64)
         seen = counts > 0
         total = self.colour_counts + counts
         for band, (sums, window_m2) in enumerate(zip(full(window.sums), full(window.m2))):

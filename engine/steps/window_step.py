@@ -122,24 +122,23 @@ class Executor:
     def on_cluster(self) -> bool:
         return self.cluster is not None
 
-    def map(self, step: WindowStep, windows: Sequence[Window], inputs: Any = None,
-            fraction: tuple[float, float] = (0.0, 1.0)) -> Iterator[tuple[Window, Any]]:
+    def map(self, step: WindowStep, windows: Sequence[Window], inputs: Any = None) -> Iterator[tuple[Window, Any]]:
         """Yield ``(window, step's result)`` for ``windows``, in their order, reporting progress after each one has
         been handed over (and dealt with by the caller).
 
         ``inputs``: the step's inputs opened by the caller (this process); by default ``step.open()``, closed at the
-        end. ``fraction``: the part (start, end) of the current progress stage these windows make."""
-        count, (start, end) = len(windows), fraction
+        end. The windows make the whole of the current progress stage."""
+        count = len(windows)
         if not count:
             return
-        self._reached = start
-        results = self._results(step, windows, inputs, lambda share: start + (end - start) * share)
+        self._reached = 0.0
+        results = self._results(step, windows, inputs)
         for number, (window, result) in enumerate(results):
             yield window, result
             result = None  # let go of this window before the next one is read
-            self._update(start + (end - start) * (number + 1) / count, f"{step.stage} ({number + 1}/{count} windows)")
+            self._update((number + 1) / count, f"{step.stage} ({number + 1}/{count} windows)")
 
-    def _results(self, step, windows, inputs, scaled):
+    def _results(self, step, windows, inputs):
         if self.cluster is not None:
             yield from self.cluster.ordered_map(step_task, windows, step, name=step.task_name)
             return
@@ -156,7 +155,7 @@ class Executor:
                 return step.compute(window, *data)
 
             def tick(share):
-                self._update(scaled((number + share) / count), f"{step.stage} ({number + 1}/{count} windows)")
+                self._update((number + share) / count, f"{step.stage} ({number + 1}/{count} windows)")
 
             return step.compute(window, *data, tick=tick)
 
