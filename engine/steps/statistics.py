@@ -660,7 +660,11 @@ def write_polygons(dataset, band, path, result, model, sieve, progress, files, l
         layer.CreateField(ogr.FieldDefn("segment", ogr.OFTInteger64 if wide else ogr.OFTInteger))
         layer.CreateField(ogr.FieldDefn("name", ogr.OFTString))
         layer.CreateField(ogr.FieldDefn(area_field, ogr.OFTReal))
+        # one transaction: outside one, SQLite commits (and syncs) every polygon on its own, which made polygonizing
+        # into an existing GeoPackage (a rerun to the same POLYGONS) 12x slower than into a new one
+        output.StartTransaction()
         _run_gdal(gdal.Polygonize, progress, "Polygonizing", source, mask, layer, 0, [])
+        output.CommitTransaction()
         progress.start("Measuring polygons")
         _fill_polygon_attributes(output, layer, name, result, model, area_field, progress)
         count = layer.GetFeatureCount()

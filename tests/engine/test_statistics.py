@@ -145,6 +145,50 @@ def test_polygons_have_the_raster_areas_and_match_gdal_polygonize(tmp_path, labe
     assert gdal.Open(labels).GetSpatialRef().IsSame(ogr.osr.SpatialReference(wkt=wkt))
 
 
+def test_polygons_are_committed_at_once_into_a_new_and_into_an_existing_geopackage(tmp_path, labels, monkeypatch):
+    """Polygonize writes inside one transaction: another connection sees none of the polygons until it ends.
+    Outside one, SQLite commits every polygon by itself, and a rerun into the existing GeoPackage (the layer
+    replaced in a copy of it) took 12x as long as a first run (bench/bench_statistics.py)."""
+    polygons = tmp_path / "polygons.gpkg"
+    polygonize, seen = gdal.Polygonize, []
+
+    def visible_rows():
+        """(temporary GeoPackages found, polygons another connection sees in them)."""
+        files, counts = 0, []
+        # the run's temporary GeoPackages (hidden names beside the destinations), not the destinations themselves
+        for name in os.listdir(tmp_path):
+            path = tmp_path / name
+            if not name.startswith(".") or name.endswith(("-wal", "-shm", "-journal")):
+                continue
+            files += 1
+            connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=0)
+            try:
+                tables = [row[0] for row in connection.execute(
+                    "SELECT table_name FROM gpkg_contents WHERE data_type = 'features'")]
+                counts += [connection.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0] for table in tables]
+            except sqlite3.OperationalError as error:  # the writer holds its lock: nothing committed either
+                assert "locked" in str(error)
+                counts.append(0)
+            finally:
+                connection.close()
+        return files, sum(counts)
+
+    def watched(*arguments, **keywords):
+        result = polygonize(*arguments, **keywords)
+        seen.append((arguments[2].GetFeatureCount(), visible_rows()))
+        return result
+
+    monkeypatch.setattr(gdal, "Polygonize", watched)
+    for _ in range(2):  # a new GeoPackage, then the same destination again
+        result = segment_statistics(labels, str(tmp_path / "t.gpkg"), polygons_path=str(polygons))
+    assert len(seen) == 2
+    for written, visible in seen:
+        assert written == result.polygon_count > 100
+        files, rows = visible  # the table's and the polygons' GeoPackages
+        assert files == 2 and rows == 0  # the first run's layer is gone from the copy, and ours is not committed yet
+    assert polygon_totals(polygons)[2] == result.polygon_count
+
+
 def test_sieving_merges_small_regions_and_keeps_the_coverage(tmp_path, kampala_crop):
     labels = str(tmp_path / "labels.tif")
     segment_kmeans(kampala_crop, labels, segments=K, block=2)
