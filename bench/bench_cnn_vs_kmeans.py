@@ -24,13 +24,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from common import OUT, ROOT, export_engine, mosaic
+from common import ENGINE_MODULE, OUT, ROOT, export_engine, mosaic
 
 MODEL = ROOT / "onnx_models" / "student_s4_v1.onnx"
 
-CHILD = """
+CHILD = ENGINE_MODULE + """
 import json, sys, time
-from map_segmenter.engine.runtime.progress import Progress
+Progress = engine('runtime.progress').Progress
 marks, last = [], [None]
 def report(fraction, message):
     stage = message.split(" (")[0]
@@ -39,10 +39,10 @@ def report(fraction, message):
         last[0] = stage
 method, source, output, model = sys.argv[1:5]
 if method == "cnn":
-    from map_segmenter.engine.segmentation.cnn_segmentation import segment_cnn as run
+    run = engine('segmentation.cnn_segmentation').segment_cnn
     arguments = (source, output, model)
 else:
-    from map_segmenter.engine.segmentation.kmeans_segmentation import segment_kmeans as run
+    run = engine('segmentation.kmeans_segmentation').segment_kmeans
     arguments = (source, output)
 import map_segmenter
 start, cpu = time.perf_counter(), time.process_time()
@@ -55,11 +55,11 @@ print(json.dumps(dict(seconds=end - start, cpu=cpu, stages=stages, engine=map_se
 """
 
 
-CEILING = """
+CEILING = ENGINE_MODULE + """
 import json, os, sys, time
 from concurrent.futures import ThreadPoolExecutor
 import numpy as np
-from map_segmenter.engine.backends import onnx_runtime
+onnx_runtime = engine('backends.onnx_runtime')
 model_path, geometries = sys.argv[1], json.loads(sys.argv[2])
 runs = onnx_runtime.cpu_cores()
 arrangements = {f"{runs} runs x 1 thread (as segment_cnn)": onnx_runtime.load_model(model_path, "cpu", 0),

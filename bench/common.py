@@ -17,6 +17,21 @@ PLUGINS = ROOT / ".build" / "plugins"  # where QGIS and qgis_process find the pl
 KAMPALA = ROOT / "data" / "kampala_oam" / "kampala_oam_z21_mosaic.tif"
 
 
+# Prepended to the code of a child process that runs another revision's engine (``--before``): ``engine(path)``
+# imports ``map_segmenter.engine.<path>``, or the module where revisions before the engine's sub-packages
+# (bfc9b22) kept it, engine/<last part>.py (segmentation.pipeline was engine/segmentation.py).
+ENGINE_MODULE = """
+import importlib
+def engine(path):
+    try:
+        return importlib.import_module('map_segmenter.engine.' + path)
+    except ModuleNotFoundError:
+        parts = path.split('.')
+        return importlib.import_module('map_segmenter.engine.' + (parts[0] if path == 'segmentation.pipeline'
+                                                                   else parts[-1]))
+"""
+
+
 def write_mosaic_vrt(path, dataset, side, tile, described=False):
     """Write at ``path`` a VRT of ``side`` x ``side`` px on ``dataset``'s CRS and geotransform whose three Byte bands
     tile copies of ``dataset``'s pixels: the copy in row ``row``, column ``col`` is read from the file

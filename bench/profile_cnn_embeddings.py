@@ -19,14 +19,13 @@ import statistics
 
 from bench_cnn_vs_kmeans import MODEL, engines, python_child
 
-from common import mosaic
+from common import ENGINE_MODULE, mosaic
 
-CHILD = """
+CHILD = ENGINE_MODULE + """
 import collections, json, resource, sys, threading, time
-from map_segmenter.engine.segmentation import cnn_segmentation, sampling, pipeline as segmentation
-from map_segmenter.engine.rasters import feature_raster
-from map_segmenter.engine.backends import onnx_runtime
-from map_segmenter.engine.runtime import progress
+cnn_segmentation, sampling = engine('segmentation.cnn_segmentation'), engine('segmentation.sampling')
+feature_raster, onnx_runtime = engine('rasters.feature_raster'), engine('backends.onnx_runtime')
+progress = engine('runtime.progress')
 seconds, faults, calls = collections.Counter(), collections.Counter(), collections.Counter()
 lock = threading.Lock()
 WRAPPED = [(cnn_segmentation.CnnEmbeddings, "read", "read tiles (GDAL)"),
