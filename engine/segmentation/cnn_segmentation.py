@@ -214,8 +214,11 @@ class TileReader:
         # Core cells: valid when at least one of their own pixels inside the raster is valid.
         rows, cols = layout.core_height // stride, layout.core_width // stride
         inside_h, inside_w = raster.height - y, raster.width - x
-        if valid is None and inside_h >= layout.core_height and inside_w >= layout.core_width:
-            counts = np.full((rows, cols), stride * stride, np.float32)
+        if valid is None:  # the pixels of a cell inside the raster, from the raster's edge alone
+            grey[max(inside_h, 0) :] = 0
+            grey[:, max(inside_w, 0) :] = 0
+            counts = np.outer(np.clip(inside_h - stride * np.arange(rows), 0, stride),
+                              np.clip(inside_w - stride * np.arange(cols), 0, stride)).astype(np.float32)
         else:
             inside = np.zeros((layout.core_height, layout.core_width), bool)
             inside[:inside_h, :inside_w] = True
