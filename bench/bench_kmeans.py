@@ -43,11 +43,7 @@ def import_time():
 
 def figures(size, repeats):
     """{name: value} of one size: median seconds and peak RSS MB of gdal_translate and of kmeans."""
-    # made by a child process: a child's peak RSS starts at its parent's RSS when forked (Linux keeps the high-water
-    # mark across fork and exec), so this process must stay small for the figures below to be the commands' own
-    subprocess.run([sys.executable, "-c", f"from common import mosaic; mosaic({size!r})"], check=True,
-                   cwd=os.path.dirname(os.path.abspath(__file__)))
-    source = mosaic(size)
+    source = mosaic(size)  # made by a child process (common.in_child): the peaks below are the commands' own
     copy, labels = OUT / "translate_copy.tif", OUT / "kmeans_labels.tif"
     translate = median_of(["gdal_translate", "-q", str(source), str(copy)], repeats)
     kmeans = median_of(kmeans_command(source, labels), repeats)

@@ -31,6 +31,8 @@ MOSAIC = ROOT / "data" / "kampala_oam" / "kampala_oam_z21_mosaic.tif"
 
 from osgeo import gdal  # noqa: E402
 
+from common import in_child  # noqa: E402
+
 gdal.UseExceptions()
 
 
@@ -62,15 +64,28 @@ def tiled_vrt(path, side):
     return str(path)
 
 
+def inputs(mpix):
+    """(image, labels, features) paths for a square raster of about ``mpix`` MPix."""
+    side = int(round(math.sqrt(mpix * 1e6)))
+    return tuple(OUT / f"kampala_{side}{suffix}.tif" for suffix in ("", "_labels", "_features"))
+
+
 def prepare(mpix):
-    """Cached inputs: (image, labels, features) paths for a square raster of about ``mpix`` MPix."""
+    """Cached inputs (``inputs``), made by a child process (common.in_child: the peaks measured here stay the
+    commands' own)."""
+    paths = inputs(mpix)
+    if not all(path.exists() for path in paths):
+        in_child("bench_knn:make_inputs", mpix)
+    return tuple(str(path) for path in paths)
+
+
+def make_inputs(mpix):
+    """``prepare``'s files, made in this process."""
     from map_segmenter.engine.segmentation.kmeans_segmentation import segment_kmeans
 
     side = int(round(math.sqrt(mpix * 1e6)))
     OUT.mkdir(parents=True, exist_ok=True)
-    image = OUT / f"kampala_{side}.tif"
-    labels = OUT / f"kampala_{side}_labels.tif"
-    features = OUT / f"kampala_{side}_features.tif"
+    image, labels, features = inputs(mpix)
     if not image.exists():
         vrt = tiled_vrt(OUT / f"kampala_{side}.vrt", side)
         start = time.perf_counter()
@@ -80,7 +95,6 @@ def prepare(mpix):
         start = time.perf_counter()
         segment_kmeans(str(image), str(labels), segments=8, block=4, seed=0, features_path=str(features))
         print(f"segment_kmeans (K 8, block 4) in {time.perf_counter() - start:.1f} s", flush=True)
-    return str(image), str(labels), str(features)
 
 
 
