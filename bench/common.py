@@ -75,9 +75,8 @@ def in_child(function, *arguments):
     made so: a child's peak RSS starts at its parent's RSS when forked (Linux keeps the high-water mark across fork
     and exec), so a benchmark's own process must stay small for the peaks it reports to be its commands' own."""
     module, name = function.split(":")
-    code = f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); from {module} import {name}; " \
-           f"{name}(*{arguments!r})"
-    subprocess.run([sys.executable, "-c", code], check=True)
+    subprocess.run([sys.executable, "-c", f"from {module} import {name}; {name}(*{arguments!r})"], check=True,
+                   cwd=Path(__file__).parent)  # python -c imports from its working folder
 
 
 def mosaic(megapixels, source=KAMPALA, name="kampala"):
