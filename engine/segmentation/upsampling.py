@@ -261,11 +261,10 @@ def _dual_grid(distances, pad, invalid, index, clear, rows, cols, stride, dtype)
         lower_row = np.clip(ii + 1 - pad[0], 0, height - 1) * width
         left, right = np.clip(jj - pad[2], 0, width - 1), np.clip(jj + 1 - pad[2], 0, width - 1)
         corner_cells = [upper_row + left, upper_row + right, lower_row + left, lower_row + right]
-        write = BlockWriter(pixels, stride)
         for start in range(0, blocks, BLOCK_CHUNK):  # pieces whose arrays stay in the cache
             piece = slice(start, start + BLOCK_CHUNK)
-            _interpolated(write, flat, [cell[piece] for cell in corner_cells], ii[piece],
-                          jj[piece], first_w, second_w, stride, dtype)
+            _interpolated(by_block, flat, [cell[piece] for cell in corner_cells], ii[piece], jj[piece], first_w,
+                          second_w, stride, dtype)
         if invalid.any():
             _own_cells(by_block, invalid, index, ii, jj, stride, before, dtype)
     offset = stride - before
@@ -292,26 +291,9 @@ def _own_cells(by_block, invalid, index, ii, jj, stride, before, dtype):
 BLOCK_CHUNK = 16384  # dual blocks interpolated at a time
 
 
-class BlockWriter:
-    """Writes labels into dual blocks of the pixels (dual rows * stride, dual cols * stride): one flat scatter per
-    pixel offset in a block, each over every block (a 4-D fancy index over a strided view of the blocks, with the
-    labels transposed to it, took 4x as long)."""
-
-    def __init__(self, pixels, stride):
-        self.flat, self.stride, self.row = pixels.reshape(-1), stride, pixels.shape[1]
-
-    def __call__(self, ii, jj, labels):
-        """``labels`` (stride, stride, n) or (n,) (one label for the whole block) into the blocks (``ii``, ``jj``)."""
-        corner = ii * (self.stride * self.row) + jj * self.stride
-        for p in range(self.stride):
-            for q in range(self.stride):
-                self.flat[corner + (p * self.row + q)] = labels if labels.ndim == 1 else labels[p, q]
-
-
-def _interpolated(write, flat, corner_cells, ii, jj, first_w, second_w, stride, dtype):
-    """Labels of the dual blocks (``ii``, ``jj``) whose cells disagree, written by ``write`` (a ``BlockWriter``):
-    the centres that can win there (see ``_dual_grid``), interpolated across then down as the reference, the first
-    minimum."""
+def _interpolated(by_block, flat, corner_cells, ii, jj, first_w, second_w, stride, dtype):
+    """Labels of the dual blocks (``ii``, ``jj``) whose cells disagree, written into ``by_block``: the centres
+    that can win there (see ``_dual_grid``), interpolated across then down as the reference, the first minimum."""
     blocks = len(ii)
     corners = [np.take(flat, cell, axis=1) for cell in corner_cells]  # (K, M): UL, UR, LL, LR
     low = np.minimum(np.minimum(corners[0], corners[1]), np.minimum(corners[2], corners[3]))
@@ -341,7 +323,8 @@ def _interpolated(write, flat, corner_cells, ii, jj, first_w, second_w, stride, 
             chosen = np.nonzero(group.T)[1].reshape(len(members), count).T
         ids = (chosen + 1).astype(dtype)
         if count == 1:  # the one centre that can win
-            write(ii[members], jj[members], ids[0])
+            by_block[ii[members], jj[members]] = np.broadcast_to(ids[0], (stride, stride, len(members))).transpose(
+                2, 0, 1)
             continue
         where = chosen * blocks
         where += members
@@ -380,4 +363,4 @@ def _interpolated(write, flat, corner_cells, ii, jj, first_w, second_w, stride, 
         else:
             labels = np.take_along_axis(ids, position.reshape(stride * stride, -1).astype(np.intp), axis=0).reshape(
                 stride, stride, -1)
-        write(ii[members], jj[members], labels)
+        by_block[ii[members], jj[members]] = labels.transpose(2, 0, 1)
