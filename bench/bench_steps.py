@@ -17,7 +17,7 @@ import statistics
 import subprocess
 import sys
 
-from common import OUT, export_engine, mosaic
+from common import ENGINE_MODULE, OUT, export_engine, mosaic
 
 # step: (engine module, entry point, arguments after the input(s), as Python source)
 STEPS = {
@@ -30,18 +30,15 @@ STEPS = {
     "knn_refine": ("knn_refine", "refine_knn", "LABELS, FEATURES, OUT + '.tif'"),
 }
 
-# The module is looked up where the engine of either revision keeps it: engine/steps/ (sub-packages) or engine/.
-CHILD = """
-import importlib, json, os, sys, time
+# The module is looked up where the engine of either revision keeps it (common.ENGINE_MODULE).
+CHILD = ENGINE_MODULE + """
+import json, os, sys, time
 module, function, arguments = sys.argv[1:4]
 LABELS, FEATURES, IMAGE, OUT = sys.argv[4:8]
 for leftover in (OUT + '.tif', OUT + '.qml', OUT + '.csv', OUT + '_composite.tif'):
     if os.path.exists(leftover):
         os.remove(leftover)
-try:
-    step = importlib.import_module('.'.join(['map_segmenter', 'engine', 'steps', module]))
-except ModuleNotFoundError:
-    step = importlib.import_module('.'.join(['map_segmenter', 'engine', module]))
+step = engine('steps.' + module)
 start, cpu = time.perf_counter(), time.process_time()
 eval(f'step.{function}({arguments})')
 print(json.dumps([time.perf_counter() - start, time.process_time() - cpu]))
