@@ -215,8 +215,8 @@ class TileReader:
         rows, cols = layout.core_height // stride, layout.core_width // stride
         inside_h, inside_w = raster.height - y, raster.width - x
         if valid is None:  # the pixels of a cell inside the raster, from the raster's edge alone
-            grey[max(inside_h, 0) :] = 0
-            grey[:, max(inside_w, 0) :] = 0
+            grey[inside_h:] = 0  # a core starts inside the raster: both are positive
+            grey[:, inside_w:] = 0
             counts = np.outer(np.clip(inside_h - stride * np.arange(rows), 0, stride),
                               np.clip(inside_w - stride * np.arange(cols), 0, stride)).astype(np.float32)
         else:
